@@ -1,0 +1,366 @@
+package clickhouse
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/google/uuid"
+)
+
+// ErrNotFound is returned when a row does not exist (in this workspace).
+var ErrNotFound = errors.New("not found")
+
+// Store reads and writes Herald's entities. It is safe for concurrent use.
+type Store struct {
+	conn driver.Conn
+}
+
+// NewStore returns a Store over an open connection.
+func NewStore(conn driver.Conn) *Store { return &Store{conn: conn} }
+
+// Conn returns the underlying connection (for tests and the event writer).
+func (s *Store) Conn() driver.Conn { return s.conn }
+
+func micros(t time.Time) uint64 { return uint64(t.UnixMicro()) }
+
+// nowMicros is a version number that increases even when two writes fall in
+// the same microsecond on one process.
+func nowMicros() uint64 { return uint64(time.Now().UnixMicro()) }
+
+// Workspace is a tenant; KeyHash is the SHA-256 hex of its API key.
+type Workspace struct {
+	ID        string
+	Name      string
+	KeyHash   string
+	SiteID    string
+	CreatedAt time.Time
+}
+
+// insertWorkspace: params id, name, key_hash, site_id, created_at, version.
+const insertWorkspace = `INSERT INTO workspaces (id, name, key_hash, site_id, created_at, version)`
+
+// CreateWorkspace records a workspace.
+func (s *Store) CreateWorkspace(ctx context.Context, w Workspace) error {
+	return s.insertOne(ctx, "workspace", insertWorkspace, w.ID, w.Name, w.KeyHash, w.SiteID, w.CreatedAt, nowMicros())
+}
+
+// selectWorkspaceByKey: param key_hash; columns id, name, key_hash, site_id, created_at.
+const selectWorkspaceByKey = `SELECT id, name, key_hash, site_id, created_at FROM workspaces FINAL WHERE key_hash = ? LIMIT 1`
+
+// WorkspaceByKeyHash finds the workspace of an API key hash.
+func (s *Store) WorkspaceByKeyHash(ctx context.Context, hash string) (Workspace, error) {
+	var w Workspace
+	err := s.conn.QueryRow(ctx, selectWorkspaceByKey, hash).Scan(&w.ID, &w.Name, &w.KeyHash, &w.SiteID, &w.CreatedAt)
+	return w, rowErr("workspace", err)
+}
+
+// Person is a customer profile; Attributes is a JSON object.
+type Person struct {
+	WorkspaceID  string
+	ID           string
+	Attributes   string
+	Unsubscribed bool
+	CreatedAt    time.Time
+}
+
+// insertPerson: params workspace_id, id, attributes, unsubscribed, created_at, updated_us.
+const insertPerson = `INSERT INTO persons (workspace_id, id, attributes, unsubscribed, created_at, updated_us)`
+
+// PutPerson writes a new version of a person.
+func (s *Store) PutPerson(ctx context.Context, p Person) error {
+	return s.insertOne(ctx, "person", insertPerson, p.WorkspaceID, p.ID, p.Attributes, b2u(p.Unsubscribed), p.CreatedAt, nowMicros())
+}
+
+// selectPerson: params workspace_id, id; columns attributes, unsubscribed, created_at.
+const selectPerson = `SELECT attributes, unsubscribed, created_at FROM persons FINAL WHERE workspace_id = ? AND id = ?`
+
+// Person reads a person; ErrNotFound if absent.
+func (s *Store) Person(ctx context.Context, workspaceID, id string) (Person, error) {
+	p := Person{WorkspaceID: workspaceID, ID: id}
+	var unsub uint8
+	err := s.conn.QueryRow(ctx, selectPerson, workspaceID, id).Scan(&p.Attributes, &unsub, &p.CreatedAt)
+	p.Unsubscribed = unsub == 1
+	return p, rowErr("person", err)
+}
+
+// Device is a person's push token with its send state ("ok", "bounced", "suppressed").
+type Device struct {
+	WorkspaceID string
+	PersonID    string
+	Token       string
+	Platform    string // IOS or ANDROID
+	LastUsed    time.Time
+	Attributes  string
+	State       string
+	Removed     bool
+}
+
+// insertDevice: params workspace_id, person_id, token, platform, last_used,
+// attributes, state, removed, updated_us.
+const insertDevice = `INSERT INTO devices (workspace_id, person_id, token, platform, last_used, attributes, state, removed, updated_us)`
+
+// PutDevice writes a new version of a device.
+func (s *Store) PutDevice(ctx context.Context, d Device) error {
+	return s.insertOne(ctx, "device", insertDevice, d.WorkspaceID, d.PersonID, d.Token, d.Platform, d.LastUsed, d.Attributes, d.State, b2u(d.Removed), nowMicros())
+}
+
+// selectDevices: params workspace_id, person_id; columns token, platform,
+// last_used, attributes, state of the person's devices that are not removed,
+// newest last_used first.
+const selectDevices = `SELECT token, toString(platform), last_used, attributes, toString(state)
+FROM devices FINAL
+WHERE workspace_id = ? AND person_id = ? AND removed = 0
+ORDER BY last_used DESC, token`
+
+// Devices lists a person's current devices.
+func (s *Store) Devices(ctx context.Context, workspaceID, personID string) ([]Device, error) {
+	rows, err := s.conn.Query(ctx, selectDevices, workspaceID, personID)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: select devices: %w", err)
+	}
+	defer rows.Close()
+	var out []Device
+	for rows.Next() {
+		d := Device{WorkspaceID: workspaceID, PersonID: personID}
+		if err := rows.Scan(&d.Token, &d.Platform, &d.LastUsed, &d.Attributes, &d.State); err != nil {
+			return nil, fmt.Errorf("clickhouse: scan device: %w", err)
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// selectDevice: params workspace_id, person_id, token; columns platform,
+// last_used, attributes, state, removed.
+const selectDevice = `SELECT toString(platform), last_used, attributes, toString(state), removed
+FROM devices FINAL WHERE workspace_id = ? AND person_id = ? AND token = ?`
+
+// Device reads one device, removed or not; ErrNotFound if it never existed.
+func (s *Store) Device(ctx context.Context, workspaceID, personID, token string) (Device, error) {
+	d := Device{WorkspaceID: workspaceID, PersonID: personID, Token: token}
+	var removed uint8
+	err := s.conn.QueryRow(ctx, selectDevice, workspaceID, personID, token).Scan(&d.Platform, &d.LastUsed, &d.Attributes, &d.State, &removed)
+	d.Removed = removed == 1
+	return d, rowErr("device", err)
+}
+
+// insertCredentials: params workspace_id, platform, data, updated_us.
+const insertCredentials = `INSERT INTO push_credentials (workspace_id, platform, data, updated_us)`
+
+// PutCredentials stores a platform's credentials JSON for a workspace.
+func (s *Store) PutCredentials(ctx context.Context, workspaceID, platform, data string) error {
+	return s.insertOne(ctx, "credentials", insertCredentials, workspaceID, platform, data, nowMicros())
+}
+
+// Credentials is one platform's stored credentials; Version changes on every update.
+type Credentials struct {
+	Platform string
+	Data     string
+	Version  uint64
+}
+
+// selectCredentials: param workspace_id; columns platform, data, updated_us.
+const selectCredentials = `SELECT toString(platform), data, updated_us FROM push_credentials FINAL WHERE workspace_id = ?`
+
+// Credentials returns the workspace's credentials by platform.
+func (s *Store) Credentials(ctx context.Context, workspaceID string) (map[string]Credentials, error) {
+	rows, err := s.conn.Query(ctx, selectCredentials, workspaceID)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: select credentials: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]Credentials{}
+	for rows.Next() {
+		var c Credentials
+		if err := rows.Scan(&c.Platform, &c.Data, &c.Version); err != nil {
+			return nil, fmt.Errorf("clickhouse: scan credentials: %w", err)
+		}
+		out[c.Platform] = c
+	}
+	return out, rows.Err()
+}
+
+// Campaign is a named group of messages with an optional conversion goal.
+type Campaign struct {
+	WorkspaceID     string
+	ID              uuid.UUID
+	Name            string
+	GoalEvent       string
+	GoalWindowHours uint32
+	CreatedAt       time.Time
+}
+
+// insertCampaign: params workspace_id, id, name, goal_event, goal_window_hours, created_at, created_us.
+const insertCampaign = `INSERT INTO campaigns (workspace_id, id, name, goal_event, goal_window_hours, created_at, created_us)`
+
+// CreateCampaign records a campaign.
+func (s *Store) CreateCampaign(ctx context.Context, c Campaign) error {
+	return s.insertOne(ctx, "campaign", insertCampaign, c.WorkspaceID, c.ID, c.Name, c.GoalEvent, c.GoalWindowHours, c.CreatedAt, micros(c.CreatedAt))
+}
+
+// selectCampaign: params workspace_id, id; columns name, goal_event, goal_window_hours, created_at.
+const selectCampaign = `SELECT name, goal_event, goal_window_hours, created_at FROM campaigns FINAL WHERE workspace_id = ? AND id = ?`
+
+// Campaign reads a campaign; ErrNotFound if absent.
+func (s *Store) Campaign(ctx context.Context, workspaceID string, id uuid.UUID) (Campaign, error) {
+	c := Campaign{WorkspaceID: workspaceID, ID: id}
+	err := s.conn.QueryRow(ctx, selectCampaign, workspaceID, id).Scan(&c.Name, &c.GoalEvent, &c.GoalWindowHours, &c.CreatedAt)
+	return c, rowErr("campaign", err)
+}
+
+// Message is a push template; CampaignID is uuid.Nil outside a campaign and
+// Badge is -1 when unset. Data is a JSON object.
+type Message struct {
+	WorkspaceID string
+	ID          uuid.UUID
+	CampaignID  uuid.UUID
+	Name        string
+	Title       string
+	Body        string
+	Link        string
+	Image       string
+	Sound       string
+	Badge       int32
+	Data        string
+	CreatedAt   time.Time
+}
+
+// insertMessage: params workspace_id, id, campaign_id, name, title, body,
+// link, image, sound, badge, data, created_at, created_us.
+const insertMessage = `INSERT INTO push_messages (workspace_id, id, campaign_id, name, title, body, link, image, sound, badge, data, created_at, created_us)`
+
+// CreateMessage records a push template.
+func (s *Store) CreateMessage(ctx context.Context, m Message) error {
+	return s.insertOne(ctx, "message", insertMessage, m.WorkspaceID, m.ID, m.CampaignID, m.Name, m.Title, m.Body, m.Link, m.Image, m.Sound, m.Badge, m.Data, m.CreatedAt, micros(m.CreatedAt))
+}
+
+// selectMessage: params workspace_id, id; columns campaign_id, name, title,
+// body, link, image, sound, badge, data, created_at.
+const selectMessage = `SELECT campaign_id, name, title, body, link, image, sound, badge, data, created_at
+FROM push_messages FINAL WHERE workspace_id = ? AND id = ?`
+
+// Message reads a push template; ErrNotFound if absent.
+func (s *Store) Message(ctx context.Context, workspaceID string, id uuid.UUID) (Message, error) {
+	m := Message{WorkspaceID: workspaceID, ID: id}
+	err := s.conn.QueryRow(ctx, selectMessage, workspaceID, id).Scan(&m.CampaignID, &m.Name, &m.Title, &m.Body, &m.Link, &m.Image, &m.Sound, &m.Badge, &m.Data, &m.CreatedAt)
+	return m, rowErr("message", err)
+}
+
+// Delivery is one message to one person. Its ID is a UUIDv7, so CreatedAt
+// can be recovered from the id alone (see DeliveryTime).
+type Delivery struct {
+	WorkspaceID string
+	ID          uuid.UUID
+	CampaignID  uuid.UUID
+	MessageID   uuid.UUID
+	PersonID    string
+	Audience    string // ALL_DEVICES, LAST_USED, CUSTOM_TOKEN
+	Token       string // the CUSTOM_TOKEN target
+	Data        string // JSON object bound as event.* / trigger.*
+	CreatedAt   time.Time
+}
+
+// DeliveryTime is the creation time encoded in a UUIDv7 delivery id.
+func DeliveryTime(id uuid.UUID) time.Time {
+	sec, nsec := id.Time().UnixTime()
+	return time.Unix(sec, nsec)
+}
+
+// insertDelivery: params workspace_id, id, campaign_id, message_id,
+// person_id, audience, token, data, created_at, created_us.
+const insertDelivery = `INSERT INTO deliveries (workspace_id, id, campaign_id, message_id, person_id, audience, token, data, created_at, created_us)`
+
+// CreateDelivery records a delivery.
+func (s *Store) CreateDelivery(ctx context.Context, d Delivery) error {
+	return s.insertOne(ctx, "delivery", insertDelivery, d.WorkspaceID, d.ID, d.CampaignID, d.MessageID, d.PersonID, d.Audience, d.Token, d.Data, d.CreatedAt, micros(d.CreatedAt))
+}
+
+// selectDelivery: params workspace_id, created_at lower and upper bound (the
+// time in the UUIDv7 id, ±2 s, so the primary key prunes), id; columns
+// campaign_id, message_id, person_id, audience, token, data, created_at, created_us.
+const selectDelivery = `SELECT campaign_id, message_id, person_id, toString(audience), token, data, created_at, created_us
+FROM deliveries FINAL
+WHERE workspace_id = ? AND created_at >= ? AND created_at <= ? AND id = ?`
+
+// Delivery reads a delivery; ErrNotFound if absent.
+func (s *Store) Delivery(ctx context.Context, workspaceID string, id uuid.UUID) (Delivery, error) {
+	d := Delivery{WorkspaceID: workspaceID, ID: id}
+	t := DeliveryTime(id)
+	var us uint64
+	err := s.conn.QueryRow(ctx, selectDelivery, workspaceID, t.Add(-2*time.Second), t.Add(2*time.Second), id).
+		Scan(&d.CampaignID, &d.MessageID, &d.PersonID, &d.Audience, &d.Token, &d.Data, &d.CreatedAt, &us)
+	if err == nil {
+		d.CreatedAt = time.UnixMicro(int64(us))
+	}
+	return d, rowErr("delivery", err)
+}
+
+// DeliveryDevice is one device targeted by a delivery round.
+type DeliveryDevice struct {
+	Index    uint8
+	Token    string
+	Platform string
+}
+
+// insertDeliveryDevices: params workspace_id, delivery_id, round,
+// device_index, token, platform, delivery_created, created_us.
+const insertDeliveryDevices = `INSERT INTO delivery_devices (workspace_id, delivery_id, round, device_index, token, platform, delivery_created, created_us)`
+
+// PutDeliveryDevices records the devices a delivery round targets. Writing
+// the same round twice is harmless: the rows share their sorting key.
+func (s *Store) PutDeliveryDevices(ctx context.Context, d Delivery, round uint16, devices []DeliveryDevice) error {
+	if len(devices) == 0 {
+		return nil
+	}
+	batch, err := s.conn.PrepareBatch(ctx, insertDeliveryDevices)
+	if err != nil {
+		return fmt.Errorf("clickhouse: prepare delivery devices: %w", err)
+	}
+	defer batch.Close()
+	now := nowMicros()
+	for _, dd := range devices {
+		if err := batch.Append(d.WorkspaceID, d.ID, round, dd.Index, dd.Token, dd.Platform, d.CreatedAt, now); err != nil {
+			return fmt.Errorf("clickhouse: append delivery device: %w", err)
+		}
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("clickhouse: insert delivery devices: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) insertOne(ctx context.Context, what, stmt string, args ...any) error {
+	batch, err := s.conn.PrepareBatch(ctx, stmt)
+	if err != nil {
+		return fmt.Errorf("clickhouse: prepare %s: %w", what, err)
+	}
+	defer batch.Close()
+	if err := batch.Append(args...); err != nil {
+		return fmt.Errorf("clickhouse: append %s: %w", what, err)
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("clickhouse: insert %s: %w", what, err)
+	}
+	return nil
+}
+
+func rowErr(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%s: %w", what, ErrNotFound)
+	}
+	return fmt.Errorf("clickhouse: select %s: %w", what, err)
+}
+
+func b2u(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,261 @@
+// Command herald is Herald's one binary:
+//
+//	herald serve              the GraphQL/REST API
+//	herald worker             the Asynq worker that sends pushes
+//	herald migrate            apply ClickHouse migrations
+//	herald dev                API + worker + APNS/FCM simulators + demo data
+//	herald workspace create NAME   create a workspace and print its API key
+//
+// Configuration comes from HERALD_* environment variables, overridden by
+// flags; `herald <command> -h` lists them.
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/heraldpush/herald/clickhouse"
+	"github.com/heraldpush/herald/internal/app"
+	"github.com/heraldpush/herald/server"
+)
+
+func main() {
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if err := run(os.Args[1:], logger); err != nil {
+		fmt.Fprintln(os.Stderr, "herald:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: herald <command> [flags]
+
+commands:
+  serve                   run the API (GraphQL at /graphql)
+  worker                  run the send worker
+  migrate                 apply ClickHouse migrations
+  dev                     API + worker + simulators + demo data, for trying Herald
+  workspace create NAME   create a workspace; prints its API key and site id`
+
+func run(args []string, logger *slog.Logger) error {
+	if len(args) == 0 {
+		return errors.New(usage)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		cfg, _, err := parseConfig("serve", rest)
+		if err != nil {
+			return err
+		}
+		return serve(ctx, cfg, logger, false)
+	case "worker":
+		cfg, _, err := parseConfig("worker", rest)
+		if err != nil {
+			return err
+		}
+		return worker(ctx, cfg, logger)
+	case "migrate":
+		cfg, _, err := parseConfig("migrate", rest)
+		if err != nil {
+			return err
+		}
+		a, err := app.Open(ctx, cfg, logger)
+		if err != nil {
+			return err
+		}
+		a.Close()
+		fmt.Println("migrations applied to", cfg.ClickHouseAddr, "database", cfg.ClickHouseDatabase)
+		return nil
+	case "dev":
+		cfg, fs, err := parseConfig("dev", rest)
+		if err != nil {
+			return err
+		}
+		return dev(ctx, cfg, fs, logger)
+	case "workspace":
+		if len(rest) < 2 || rest[0] != "create" {
+			return errors.New("usage: herald workspace create NAME")
+		}
+		cfg, _, err := parseConfig("workspace create", rest[2:])
+		if err != nil {
+			return err
+		}
+		a, err := app.Open(ctx, cfg, logger)
+		if err != nil {
+			return err
+		}
+		defer a.Close()
+		ws, key, err := createWorkspace(ctx, a.Store, rest[1])
+		if err != nil {
+			return err
+		}
+		fmt.Printf("workspace: %s (%s)\nsite id:   %s\napi key:   %s\n", ws.Name, ws.ID, ws.SiteID, key)
+		fmt.Println("the key is shown once; Herald stores only its hash")
+		return nil
+	case "-h", "--help", "help":
+		fmt.Println(usage)
+		return nil
+	}
+	return fmt.Errorf("unknown command %q\n%s", cmd, usage)
+}
+
+// devFlags are the extra settings of `herald dev`.
+type devFlags struct {
+	apnsSimAddr, fcmSimAddr, stateDir string
+	demo                              bool
+}
+
+// parseConfig reads HERALD_* variables, then flags.
+func parseConfig(name string, args []string) (app.Config, *devFlags, error) {
+	var c app.Config
+	fs := flag.NewFlagSet("herald "+name, flag.ContinueOnError)
+	str := func(p *string, flagName, env, def, help string) {
+		fs.StringVar(p, flagName, envOr(env, def), help+" ($"+env+")")
+	}
+	dur := func(p *time.Duration, flagName, env string, def time.Duration, help string) {
+		d := def
+		if v := os.Getenv(env); v != "" {
+			if x, err := time.ParseDuration(v); err == nil {
+				d = x
+			}
+		}
+		fs.DurationVar(p, flagName, d, help+" ($"+env+")")
+	}
+	num := func(p *int, flagName, env string, def int, help string) {
+		n := def
+		if v := os.Getenv(env); v != "" {
+			if x, err := strconv.Atoi(v); err == nil {
+				n = x
+			}
+		}
+		fs.IntVar(p, flagName, n, help+" ($"+env+")")
+	}
+	str(&c.Addr, "addr", "HERALD_ADDR", "127.0.0.1:8080", "HTTP listen address")
+	str(&c.ClickHouseAddr, "clickhouse", "HERALD_CLICKHOUSE_ADDR", "127.0.0.1:9000", "ClickHouse native address")
+	str(&c.ClickHouseDatabase, "database", "HERALD_CLICKHOUSE_DATABASE", "herald", "ClickHouse database")
+	str(&c.RedisAddr, "redis", "HERALD_REDIS_ADDR", "127.0.0.1:6379", "Redis address")
+	num(&c.RedisDB, "redis-db", "HERALD_REDIS_DB", 0, "Redis database number")
+	num(&c.Concurrency, "concurrency", "HERALD_CONCURRENCY", 50, "tasks a worker runs at once")
+	num(&c.MaxRetry, "max-retry", "HERALD_MAX_RETRY", 10, "retries of a device send on transient errors")
+	dur(&c.RetryBase, "retry-base", "HERALD_RETRY_BASE", time.Second, "first retry delay (doubles each retry)")
+	dur(&c.RetryMax, "retry-max", "HERALD_RETRY_MAX", 10*time.Minute, "longest retry delay")
+	dur(&c.PollInterval, "poll-interval", "HERALD_POLL_INTERVAL", time.Second, "how often due retries are queued")
+	dur(&c.SendTimeout, "send-timeout", "HERALD_SEND_TIMEOUT", 10*time.Second, "timeout of one provider request")
+	str(&c.APNSHost, "apns-host", "HERALD_APNS_HOST", "", "APNS endpoint (default Apple's production host)")
+	var caFile string
+	str(&caFile, "apns-ca-file", "HERALD_APNS_CA_FILE", "", "PEM file of extra roots trusted for APNS (a simulator's CA)")
+	str(&c.FCMEndpoint, "fcm-endpoint", "HERALD_FCM_ENDPOINT", "", "FCM API base URL (default Google's)")
+	d := &devFlags{}
+	if name == "dev" {
+		str(&d.apnsSimAddr, "apns-sim", "HERALD_APNS_SIM_ADDR", "127.0.0.1:2197", "APNS simulator listen address")
+		str(&d.fcmSimAddr, "fcm-sim", "HERALD_FCM_SIM_ADDR", "127.0.0.1:8097", "FCM simulator listen address")
+		str(&d.stateDir, "state-dir", "HERALD_STATE_DIR", ".herald", "folder for dev.env")
+		fs.BoolVar(&d.demo, "demo", true, "create the demo campaign, people and sends")
+		c.Dev = true
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, nil, err
+	}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return c, nil, fmt.Errorf("config: apns ca file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return c, nil, fmt.Errorf("config: %s holds no PEM certificate", caFile)
+		}
+		c.APNSRootCAs = pool
+	}
+	return c, d, c.Validate()
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func serve(ctx context.Context, cfg app.Config, logger *slog.Logger, withWorker bool) error {
+	a, err := app.Open(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	return serveApp(ctx, a, withWorker, nil)
+}
+
+// serveApp runs the HTTP API (and the worker) until ctx ends. ready, when
+// set, runs once the listener is open.
+func serveApp(ctx context.Context, a *app.App, withWorker bool, ready func(url string)) error {
+	if withWorker {
+		w, err := a.StartWorker()
+		if err != nil {
+			return err
+		}
+		defer w.Shutdown()
+	}
+	ln, err := net.Listen("tcp", a.Cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (is another herald running? stop it or pass --addr)", a.Cfg.Addr, err)
+	}
+	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	url := "http://" + ln.Addr().String()
+	a.Logger.Info("herald API listening", "url", url)
+	if ready != nil {
+		ready(url)
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return err
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+func worker(ctx context.Context, cfg app.Config, logger *slog.Logger) error {
+	a, err := app.Open(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	w, err := a.StartWorker()
+	if err != nil {
+		return err
+	}
+	logger.Info("herald worker running", "concurrency", cfg.Concurrency)
+	<-ctx.Done()
+	w.Shutdown()
+	return nil
+}
+
+// createWorkspace stores a new workspace and returns its one-time API key.
+func createWorkspace(ctx context.Context, store *clickhouse.Store, name string) (clickhouse.Workspace, string, error) {
+	if name == "" {
+		return clickhouse.Workspace{}, "", errors.New("workspace name is empty")
+	}
+	key, hash := server.NewAPIKey()
+	ws := clickhouse.Workspace{ID: "ws_" + server.NewSiteID(), Name: name, KeyHash: hash, SiteID: server.NewSiteID(), CreatedAt: time.Now().UTC()}
+	if err := store.CreateWorkspace(ctx, ws); err != nil {
+		return ws, "", err
+	}
+	return ws, key, nil
+}

@@ -1,0 +1,147 @@
+package domain
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// AfterBounce returns a device's state after a send to it bounced (the
+// provider rejected the token): the first bounce makes an ok device bounced,
+// a second bounce in a row makes it suppressed, and suppressed stays
+// suppressed. Registering the same token again clears the state (back to
+// DeviceOK); that is the registration's job, not a send outcome.
+func AfterBounce(current DeviceState) DeviceState {
+	switch current {
+	case DeviceBounced, DeviceSuppressed:
+		return DeviceSuppressed
+	default:
+		return DeviceBounced
+	}
+}
+
+// AfterSent returns a device's state after the provider accepted a send to it:
+// DeviceOK, since a successful send breaks a "bounce in a row". (Suppressed
+// devices are not sent to, so in practice only ok and bounced devices get
+// here; registering the token again is what clears a suppressed device.)
+func AfterSent(current DeviceState) DeviceState {
+	return DeviceOK
+}
+
+// ParsePlatform parses a platform name: the GraphQL enum values IOS and
+// ANDROID in any case, which includes "ios" and "android" as Customer.io's
+// SDKs send them.
+func ParsePlatform(s string) (Platform, error) {
+	switch strings.ToUpper(strings.TrimSpace(s)) {
+	case "IOS":
+		return PlatformIOS, nil
+	case "ANDROID":
+		return PlatformAndroid, nil
+	}
+	return "", fmt.Errorf("unknown platform %q: want IOS or ANDROID", s)
+}
+
+// Token length bounds. An APNS device token is 32 bytes today (64 hex
+// digits), and Apple says its length may grow
+// (https://developer.apple.com/documentation/usernotifications/registering-your-app-with-apns);
+// FCM registration tokens are about 160 characters and Google gives no fixed
+// length, so the bounds are generous.
+const (
+	MinAPNSTokenLen = 64
+	MaxAPNSTokenLen = 200
+	MinFCMTokenLen  = 32
+	MaxFCMTokenLen  = 4096
+)
+
+// ValidateToken checks the form of a push token for a platform: for IOS
+// (APNS), an even number of hexadecimal digits, MinAPNSTokenLen to
+// MaxAPNSTokenLen long; for ANDROID (FCM), MinFCMTokenLen to MaxFCMTokenLen
+// characters of A-Z, a-z, 0-9 and "_:.-". It cannot tell whether the provider
+// knows the token: that shows as a bounce.
+func ValidateToken(p Platform, token string) error {
+	if token == "" {
+		return errors.New("token is empty")
+	}
+	switch p {
+	case PlatformIOS:
+		if i := strings.IndexFunc(token, func(r rune) bool { return !isHex(r) }); i >= 0 {
+			return fmt.Errorf("token must be hexadecimal: invalid character %q at offset %d", token[i:i+1], i)
+		}
+		if len(token) < MinAPNSTokenLen || len(token) > MaxAPNSTokenLen {
+			return fmt.Errorf("token must be %d to %d hexadecimal digits, got %d", MinAPNSTokenLen, MaxAPNSTokenLen, len(token))
+		}
+		if len(token)%2 != 0 {
+			return fmt.Errorf("token must have an even number of hexadecimal digits, got %d", len(token))
+		}
+	case PlatformAndroid:
+		if i := strings.IndexFunc(token, func(r rune) bool { return !isFCMTokenChar(r) }); i >= 0 {
+			return fmt.Errorf("token must contain only letters, digits and _:.- : invalid character %q at offset %d", string([]rune(token[i:])[0]), i)
+		}
+		if len(token) < MinFCMTokenLen || len(token) > MaxFCMTokenLen {
+			return fmt.Errorf("token must be %d to %d characters, got %d", MinFCMTokenLen, MaxFCMTokenLen, len(token))
+		}
+	default:
+		return fmt.Errorf("unknown platform %q: want IOS or ANDROID", p)
+	}
+	return nil
+}
+
+func isHex(r rune) bool {
+	return '0' <= r && r <= '9' || 'a' <= r && r <= 'f' || 'A' <= r && r <= 'F'
+}
+
+func isFCMTokenChar(r rune) bool {
+	return '0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' ||
+		r == '_' || r == ':' || r == '.' || r == '-'
+}
+
+// Device is what PickDevices needs to know about one of a person's devices.
+type Device struct {
+	Token    string
+	Platform Platform
+	LastUsed time.Time
+	State    DeviceState
+}
+
+// PickDevices returns the devices that a delivery with audience a targets
+// among a person's devices:
+//
+//   - ALL_DEVICES: every device, newest LastUsed first, then by token;
+//   - LAST_USED: the device with the newest LastUsed (on a tie, the smallest token);
+//   - CUSTOM_TOKEN: the device whose token is token, if the person has it.
+//
+// It returns nil when nothing matches (the pre-send failure ReasonNoDevices)
+// or a is unknown. Suppressed devices are returned too: they are targeted,
+// and their device sends are SUPPRESSED without a try. The input is not
+// modified.
+func PickDevices(a Audience, devices []Device, token string) []Device {
+	if len(devices) == 0 {
+		return nil
+	}
+	switch a {
+	case AudienceAllDevices:
+		out := slices.Clone(devices)
+		slices.SortStableFunc(out, compareByLastUsed)
+		return out
+	case AudienceLastUsed:
+		return []Device{slices.MinFunc(devices, compareByLastUsed)}
+	case AudienceCustomToken:
+		for _, d := range devices {
+			if d.Token == token {
+				return []Device{d}
+			}
+		}
+	}
+	return nil
+}
+
+// compareByLastUsed orders devices newest LastUsed first, then by token.
+func compareByLastUsed(x, y Device) int {
+	if c := y.LastUsed.Compare(x.LastUsed); c != 0 {
+		return c
+	}
+	return cmp.Compare(x.Token, y.Token)
+}

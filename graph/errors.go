@@ -1,0 +1,115 @@
+package graph
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/heraldpush/herald/clickhouse"
+)
+
+// Error codes carried in extensions.code.
+const (
+	CodeBadUserInput    = "BAD_USER_INPUT"
+	CodeUnauthenticated = "UNAUTHENTICATED"
+	CodeNotFound        = "NOT_FOUND"
+	CodeForbidden       = "FORBIDDEN"
+	CodeInternal        = "INTERNAL"
+)
+
+// ErrUnauthenticated is returned when a request carries no valid API key.
+var ErrUnauthenticated = errors.New("missing or invalid API key: send Authorization: Bearer <workspace API key>")
+
+// InputError is bad input; Field is the argument path, e.g. "input.token".
+type InputError struct {
+	Field   string
+	Message string
+}
+
+func (e *InputError) Error() string { return e.Field + ": " + e.Message }
+
+func badInput(field, format string, args ...any) error {
+	return &InputError{Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// NotFoundError is a missing object (or one of another workspace).
+type NotFoundError struct{ What, ID string }
+
+func (e *NotFoundError) Error() string { return fmt.Sprintf("%s %q not found", e.What, e.ID) }
+
+func notFound(what, id string) error { return &NotFoundError{What: what, ID: id} }
+
+// ErrorPresenter maps errors to extensions.code once, at the edge, and hides
+// internal details: an unexpected error is logged and shown as INTERNAL.
+func ErrorPresenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
+	return func(ctx context.Context, err error) *gqlerror.Error {
+		gerr := graphql.DefaultErrorPresenter(ctx, err)
+		var in *InputError
+		var nf *NotFoundError
+		switch {
+		case errors.As(err, &in):
+			gerr.Message = in.Error()
+			setCode(gerr, CodeBadUserInput)
+			gerr.Extensions["field"] = in.Field
+		case errors.As(err, &nf):
+			gerr.Message = nf.Error()
+			setCode(gerr, CodeNotFound)
+		case errors.Is(err, clickhouse.ErrNotFound):
+			gerr.Message = "not found"
+			setCode(gerr, CodeNotFound)
+		case errors.Is(err, ErrUnauthenticated):
+			gerr.Message = ErrUnauthenticated.Error()
+			setCode(gerr, CodeUnauthenticated)
+		default:
+			var ge *gqlerror.Error
+			if errors.As(err, &ge) && ge.Extensions != nil && ge.Extensions["code"] != nil {
+				// gqlgen's own parse/validation errors: bad input from the client.
+				if c, _ := ge.Extensions["code"].(string); c == "GRAPHQL_VALIDATION_FAILED" || c == "GRAPHQL_PARSE_FAILED" {
+					setCode(gerr, CodeBadUserInput)
+				}
+				return gerr
+			}
+			if errors.As(err, &ge) && ge.Rule != "" {
+				setCode(gerr, CodeBadUserInput)
+				return gerr
+			}
+			if isInputCoercion(err) {
+				setCode(gerr, CodeBadUserInput)
+				return gerr
+			}
+			logger.ErrorContext(ctx, "graphql: internal error", "path", gerr.Path.String(), "err", err)
+			gerr.Message = "internal error"
+			setCode(gerr, CodeInternal)
+		}
+		return gerr
+	}
+}
+
+// isInputCoercion reports errors gqlgen raises while decoding arguments
+// (an unknown enum value in variables, a wrong scalar type).
+func isInputCoercion(err error) bool {
+	var ge *gqlerror.Error
+	if !errors.As(err, &ge) {
+		return false
+	}
+	return ge.Path != nil && len(ge.Path) > 0 && ge.Extensions == nil && ge.Err == nil
+}
+
+func setCode(e *gqlerror.Error, code string) {
+	if e.Extensions == nil {
+		e.Extensions = map[string]any{}
+	}
+	e.Extensions["code"] = code
+}
+
+// Recover turns a panic in a resolver into INTERNAL.
+func Recover(logger *slog.Logger) graphql.RecoverFunc {
+	return func(ctx context.Context, p any) error {
+		logger.ErrorContext(ctx, "graphql: panic", "panic", p)
+		return errors.New("internal error")
+	}
+}

@@ -1,0 +1,116 @@
+package graph
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/heraldpush/herald/clickhouse"
+	"github.com/heraldpush/herald/graph/model"
+	"github.com/heraldpush/herald/jobs"
+	"github.com/heraldpush/herald/providers"
+	"github.com/heraldpush/herald/render"
+)
+
+// sampleToken stands in for a device token when estimating a payload's size:
+// the longest APNS token Herald accepts is 200 hex characters.
+var sampleToken = strings.Repeat("0", 200)
+
+// newMessage validates a push message: its campaign exists, every Liquid
+// field parses, and the payload (templates unrendered) fits in 4 KB on both
+// platforms.
+func (r *Resolver) newMessage(ctx context.Context, ws string, in model.CreatePushMessageInput) (clickhouse.Message, error) {
+	id, _ := uuid.NewV7()
+	m := clickhouse.Message{WorkspaceID: ws, ID: id, Name: in.Name, Title: in.Title, Body: in.Body,
+		Link: strOr(in.Link), Image: strOr(in.Image), Sound: strOr(in.Sound), Badge: -1, CreatedAt: time.Now().UTC()}
+	if in.Name == "" {
+		return m, badInput("input.name", "name is empty")
+	}
+	if in.Title == "" && in.Body == "" {
+		return m, badInput("input.body", "a push needs a title or a body")
+	}
+	if in.Badge != nil {
+		if *in.Badge < 0 {
+			return m, badInput("input.badge", "badge must be 0 or more")
+		}
+		m.Badge = int32(*in.Badge)
+	}
+	if in.CampaignID != nil && *in.CampaignID != "" {
+		cid, err := parseID("input.campaignId", *in.CampaignID)
+		if err != nil {
+			return m, err
+		}
+		if _, err := r.Store.Campaign(ctx, ws, cid); errors.Is(err, clickhouse.ErrNotFound) {
+			return m, badInput("input.campaignId", "no campaign with id %s", *in.CampaignID)
+		} else if err != nil {
+			return m, err
+		}
+		m.CampaignID = cid
+	}
+	data, err := encodeJSON("input.data", in.Data)
+	if err != nil {
+		return m, err
+	}
+	m.Data = data
+	fields, custom, err := jobs.MessageFields(m)
+	if err != nil {
+		return m, badInput("input.data", "%v", err)
+	}
+	if err := r.Render.Check(fields); err != nil {
+		var fe *render.FieldError
+		if errors.As(err, &fe) {
+			return m, badInput("input."+fe.Field, "%v", fe.Err)
+		}
+		return m, badInput("input", "%v", err)
+	}
+	p := providers.Push{DeliveryID: id.String(), Token: sampleToken, Title: m.Title, Body: m.Body,
+		Link: m.Link, Image: m.Image, Sound: m.Sound, Data: map[string]string{}}
+	for k, v := range custom {
+		p.Data[k] = v
+	}
+	for k, v := range fields {
+		if name, ok := strings.CutPrefix(k, "data."); ok {
+			p.Data[name] = v
+		}
+	}
+	if m.Badge >= 0 {
+		b := int(m.Badge)
+		p.Badge = &b
+	}
+	for _, pl := range []providers.Platform{providers.IOS, providers.Android} {
+		n, err := providers.PayloadSize(pl, p)
+		if err != nil {
+			return m, badInput("input", "%v", err)
+		}
+		if n > providers.MaxPayloadBytes {
+			return m, badInput("input", "the %s payload would be %d bytes, over the %d-byte limit", pl, n, providers.MaxPayloadBytes)
+		}
+	}
+	return m, nil
+}
+
+// campaignByID loads a campaign of the caller's workspace; nil when id is empty or unknown.
+func (r *Resolver) campaignByID(ctx context.Context, id string) (*model.Campaign, error) {
+	ws, err := workspace(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if id == "" {
+		return nil, nil
+	}
+	u, err := uuid.Parse(id)
+	if err != nil {
+		return nil, nil
+	}
+	c, err := r.Store.Campaign(ctx, ws, u)
+	if errors.Is(err, clickhouse.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return campaignModel(c), nil
+}

@@ -1,0 +1,37 @@
+// Package graph holds Herald's GraphQL resolvers. Resolvers are thin: they
+// validate input, call the store or the queue, and map the result; domain
+// errors become extensions.code in one error presenter (errors.go).
+package graph
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/heraldpush/herald/clickhouse"
+	"github.com/heraldpush/herald/jobs"
+	"github.com/heraldpush/herald/render"
+)
+
+// Resolver is the root resolver; it holds the services every resolver uses.
+type Resolver struct {
+	Store  *clickhouse.Store
+	Queue  *jobs.Queue
+	Render *render.Engine
+	Logger *slog.Logger
+}
+
+type workspaceKey struct{}
+
+// WithWorkspace returns a context carrying the authenticated workspace id.
+func WithWorkspace(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, workspaceKey{}, id)
+}
+
+// workspace returns the authenticated workspace, or UNAUTHENTICATED.
+func workspace(ctx context.Context) (string, error) {
+	id, _ := ctx.Value(workspaceKey{}).(string)
+	if id == "" {
+		return "", ErrUnauthenticated
+	}
+	return id, nil
+}

@@ -1,0 +1,202 @@
+// Package app wires Herald's parts together from one Config: the ClickHouse
+// and Redis connections, the store and event writer, the GraphQL server and
+// the Asynq worker. cmd/herald and the end-to-end tests both build on it.
+package app
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/heraldpush/herald/clickhouse"
+	"github.com/heraldpush/herald/graph"
+	"github.com/heraldpush/herald/jobs"
+	"github.com/heraldpush/herald/render"
+	"github.com/heraldpush/herald/server"
+)
+
+// Config is Herald's configuration. cmd/herald fills it from HERALD_*
+// variables and flags; the defaults are in the field comments.
+type Config struct {
+	// Addr is the HTTP listen address. Default 127.0.0.1:8080.
+	Addr string
+	// ClickHouseAddr is the native-protocol address. Default 127.0.0.1:9000.
+	ClickHouseAddr string
+	// ClickHouseDatabase is created if missing. Default herald.
+	ClickHouseDatabase string
+	// RedisAddr holds the queues. Default 127.0.0.1:6379.
+	RedisAddr string
+	// RedisDB is the Redis database number. Default 0.
+	RedisDB int
+	// Concurrency is the number of tasks a worker runs at once. Default 50.
+	Concurrency int
+	// MaxRetry is the number of retries of a device send after its first
+	// attempt on transient errors. Default 10.
+	MaxRetry int
+	// RetryBase and RetryMax bound the exponential backoff. Defaults 1s and 10m.
+	RetryBase, RetryMax time.Duration
+	// PollInterval is how often the worker moves due retries to the queue. Default 1s.
+	PollInterval time.Duration
+	// SendTimeout bounds one provider request. Default 10s.
+	SendTimeout time.Duration
+	// APNSHost and FCMEndpoint override the providers' endpoints (the
+	// simulators in dev and tests); APNSRootCAs trusts the APNS simulator.
+	APNSHost    string
+	APNSRootCAs *x509.CertPool
+	FCMEndpoint string
+	// Dev turns on GraphiQL and introspection.
+	Dev bool
+}
+
+func (c *Config) setDefaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&c.Addr, "127.0.0.1:8080")
+	def(&c.ClickHouseAddr, "127.0.0.1:9000")
+	def(&c.ClickHouseDatabase, "herald")
+	def(&c.RedisAddr, "127.0.0.1:6379")
+	if c.Concurrency <= 0 {
+		c.Concurrency = 50
+	}
+	if c.MaxRetry <= 0 {
+		c.MaxRetry = 10
+	}
+	if c.RetryBase <= 0 {
+		c.RetryBase = time.Second
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = 10 * time.Minute
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = time.Second
+	}
+	if c.SendTimeout <= 0 {
+		c.SendTimeout = 10 * time.Second
+	}
+}
+
+// Validate checks the configuration once, after defaults.
+func (c *Config) Validate() error {
+	c.setDefaults()
+	if c.RetryMax < c.RetryBase {
+		return fmt.Errorf("config: retry max %s is below retry base %s", c.RetryMax, c.RetryBase)
+	}
+	if c.RedisDB < 0 || c.RedisDB > 15 {
+		return fmt.Errorf("config: redis db %d is not in 0..15", c.RedisDB)
+	}
+	return nil
+}
+
+// App holds Herald's open connections and services.
+type App struct {
+	Cfg    Config
+	CH     driver.Conn
+	Redis  *redis.Client
+	Store  *clickhouse.Store
+	Events *clickhouse.Writer
+	Asynq  *asynq.Client
+	Logger *slog.Logger
+}
+
+// Open connects to ClickHouse and Redis and applies the migrations.
+func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*App, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: cfg.RedisAddr, DB: cfg.RedisDB})
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("redis at %s does not answer (%v): start it with `bash scripts/services.sh`", cfg.RedisAddr, err)
+	}
+	ch, err := clickhouse.Open(ctx, clickhouse.Options{Addr: cfg.ClickHouseAddr, Database: cfg.ClickHouseDatabase})
+	if err != nil {
+		rdb.Close()
+		return nil, err
+	}
+	if err := clickhouse.Migrate(ctx, ch, clickhouse.NewRedisLocker(rdb), logger.With("component", "migrate")); err != nil {
+		ch.Close()
+		rdb.Close()
+		return nil, err
+	}
+	a := &App{
+		Cfg: cfg, CH: ch, Redis: rdb, Store: clickhouse.NewStore(ch),
+		Events: clickhouse.NewWriter(ch, clickhouse.WriterOptions{}, logger.With("component", "events")),
+		Asynq:  asynq.NewClientFromRedisClient(rdb),
+		Logger: logger,
+	}
+	return a, nil
+}
+
+// Close flushes the event writer and closes the connections.
+func (a *App) Close() {
+	a.Events.Close()
+	a.CH.Close()
+	a.Redis.Close()
+}
+
+// Handler is the HTTP API.
+func (a *App) Handler() http.Handler {
+	return server.New(server.Options{
+		Resolver: &graph.Resolver{Store: a.Store, Queue: jobs.NewQueue(a.Asynq), Render: render.New(), Logger: a.Logger.With("component", "graph")},
+		Store:    a.Store,
+		Logger:   a.Logger.With("component", "server"),
+		Dev:      a.Cfg.Dev,
+		Health:   a.Health,
+	})
+}
+
+// Health pings ClickHouse and Redis.
+func (a *App) Health(ctx context.Context) error {
+	if err := a.CH.Ping(ctx); err != nil {
+		return fmt.Errorf("clickhouse: %w", err)
+	}
+	if err := a.Redis.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	return nil
+}
+
+// StartWorker starts an Asynq server running Herald's tasks; stop it with Shutdown.
+func (a *App) StartWorker() (*asynq.Server, error) {
+	w := jobs.NewWorker(a.Store, a.Events, a.Redis, a.Asynq, jobs.Config{
+		MaxRetry: a.Cfg.MaxRetry, APNSHost: a.Cfg.APNSHost, APNSRootCAs: a.Cfg.APNSRootCAs,
+		FCMEndpoint: a.Cfg.FCMEndpoint, SendTimeout: a.Cfg.SendTimeout,
+	}, a.Logger.With("component", "worker"))
+	srv := asynq.NewServerFromRedisClient(a.Redis, asynq.Config{
+		Concurrency:              a.Cfg.Concurrency,
+		Queues:                   map[string]int{jobs.QueueDeliver: 3, jobs.QueueSend: 6, "default": 1},
+		RetryDelayFunc:           jobs.RetryDelay(a.Cfg.RetryBase, a.Cfg.RetryMax),
+		DelayedTaskCheckInterval: a.Cfg.PollInterval,
+		Logger:                   asynqLogger{a.Logger.With("component", "asynq")},
+		LogLevel:                 asynq.WarnLevel,
+		IsFailure: func(err error) bool {
+			return err != nil && !errors.Is(err, context.Canceled)
+		},
+	})
+	mux := asynq.NewServeMux()
+	w.Register(mux)
+	if err := srv.Start(mux); err != nil {
+		return nil, fmt.Errorf("worker: start: %w", err)
+	}
+	return srv, nil
+}
+
+// asynqLogger adapts slog to asynq's logger.
+type asynqLogger struct{ l *slog.Logger }
+
+func (l asynqLogger) Debug(args ...any) { l.l.Debug(fmt.Sprint(args...)) }
+func (l asynqLogger) Info(args ...any)  { l.l.Info(fmt.Sprint(args...)) }
+func (l asynqLogger) Warn(args ...any)  { l.l.Warn(fmt.Sprint(args...)) }
+func (l asynqLogger) Error(args ...any) { l.l.Error(fmt.Sprint(args...)) }
+func (l asynqLogger) Fatal(args ...any) { l.l.Error(fmt.Sprint(args...)) }

@@ -1,0 +1,119 @@
+// Package jobs holds Herald's Asynq task types and their handlers: a deliver
+// task checks a delivery and fans it out into one send task per device; a
+// send task makes one attempt at one device and records what happened.
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/heraldpush/herald/providers"
+)
+
+// Task types.
+const (
+	// TypeDeliver checks a delivery round and enqueues its device sends.
+	TypeDeliver = "push:deliver"
+	// TypeSend makes one attempt to push one device of a delivery round.
+	TypeSend = "push:send"
+)
+
+// Queue names.
+const (
+	QueueDeliver = "deliver"
+	QueueSend    = "send"
+)
+
+// retention keeps finished tasks' ids so that a duplicate enqueue of the same
+// task id is refused with asynq.ErrTaskIDConflict instead of running again.
+const retention = 24 * time.Hour
+
+// DeliverPayload names a delivery round.
+type DeliverPayload struct {
+	WorkspaceID string `json:"workspace_id"`
+	DeliveryID  string `json:"delivery_id"`
+	Round       uint16 `json:"round"`
+}
+
+// NewDeliverTask builds the deliver task of a delivery round. Its task id is
+// derived from the round, so enqueuing it twice runs it once.
+func NewDeliverTask(p DeliverPayload) (*asynq.Task, error) {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: marshal deliver payload: %w", err)
+	}
+	return asynq.NewTask(TypeDeliver, b,
+		asynq.TaskID(fmt.Sprintf("deliver:%s:%d", p.DeliveryID, p.Round)),
+		asynq.Queue(QueueDeliver), asynq.MaxRetry(25), asynq.Retention(retention)), nil
+}
+
+// SendPayload is one device of a delivery round with the rendered push.
+type SendPayload struct {
+	WorkspaceID     string         `json:"workspace_id"`
+	CampaignID      string         `json:"campaign_id"`
+	DeliveryID      string         `json:"delivery_id"`
+	DeliveryCreated time.Time      `json:"delivery_created"`
+	Round           uint16         `json:"round"`
+	DeviceIndex     uint8          `json:"device_index"`
+	PersonID        string         `json:"person_id"`
+	Platform        string         `json:"platform"`
+	CredVersion     uint64         `json:"cred_version"`
+	Push            providers.Push `json:"push"`
+}
+
+// NewSendTask builds a device's send task; maxRetry is the number of
+// retries after the first attempt (DESIGN.md: ten).
+func NewSendTask(p SendPayload, maxRetry int) (*asynq.Task, error) {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: marshal send payload: %w", err)
+	}
+	return asynq.NewTask(TypeSend, b,
+		asynq.TaskID(fmt.Sprintf("send:%s:%d:%d", p.DeliveryID, p.Round, p.DeviceIndex)),
+		asynq.Queue(QueueSend), asynq.MaxRetry(maxRetry), asynq.Retention(retention)), nil
+}
+
+// Queue enqueues tasks for the API.
+type Queue struct {
+	client *asynq.Client
+}
+
+// NewQueue wraps an asynq client.
+func NewQueue(c *asynq.Client) *Queue { return &Queue{client: c} }
+
+// Deliver enqueues a delivery round; enqueuing the same round twice is not an error.
+func (q *Queue) Deliver(ctx context.Context, p DeliverPayload) error {
+	t, err := NewDeliverTask(p)
+	if err != nil {
+		return err
+	}
+	return enqueue(ctx, q.client, t)
+}
+
+func enqueue(ctx context.Context, c *asynq.Client, t *asynq.Task) error {
+	_, err := c.EnqueueContext(ctx, t)
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("jobs: enqueue %s: %w", t.Type(), err)
+	}
+	return nil
+}
+
+// RetryDelay is the backoff between attempts: base·2^n, capped at max, with
+// up to 20% jitter.
+func RetryDelay(base, max time.Duration) asynq.RetryDelayFunc {
+	return func(n int, _ error, _ *asynq.Task) time.Duration {
+		d := base
+		for i := 0; i < n && d < max; i++ {
+			d *= 2
+		}
+		if d > max {
+			d = max
+		}
+		return d + time.Duration(float64(d)*0.2*jitter())
+	}
+}

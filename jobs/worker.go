@@ -1,0 +1,456 @@
+package jobs
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/heraldpush/herald/clickhouse"
+	"github.com/heraldpush/herald/domain"
+	"github.com/heraldpush/herald/providers"
+	"github.com/heraldpush/herald/render"
+)
+
+func jitter() float64 { return rand.Float64() }
+
+// Config configures the worker.
+type Config struct {
+	// MaxRetry is the number of retries after a device's first attempt. Default 10.
+	MaxRetry int
+	// APNSHost overrides Apple's endpoint (the simulator in dev and tests).
+	APNSHost string
+	// APNSRootCAs trusts the APNS simulator's certificate; nil = system roots.
+	APNSRootCAs *x509.CertPool
+	// FCMEndpoint overrides Google's FCM endpoint (the simulator in dev and tests).
+	FCMEndpoint string
+	// SendTimeout bounds one provider request. Default 10s.
+	SendTimeout time.Duration
+	// PlanTTL is how long a round's device plan and outcomes stay in Redis
+	// to make re-run tasks idempotent. Default 7 days.
+	PlanTTL time.Duration
+}
+
+// EventWriter stores events, returning once they are durable.
+type EventWriter interface {
+	Write(ctx context.Context, events ...clickhouse.Event) error
+}
+
+// Worker handles Herald's tasks.
+type Worker struct {
+	store   *clickhouse.Store
+	events  EventWriter
+	rdb     redis.UniversalClient
+	client  *asynq.Client
+	render  *render.Engine
+	senders *senderCache
+	cfg     Config
+	logger  *slog.Logger
+}
+
+// NewWorker builds a worker; client enqueues the send tasks.
+func NewWorker(store *clickhouse.Store, events EventWriter, rdb redis.UniversalClient, client *asynq.Client, cfg Config, logger *slog.Logger) *Worker {
+	if cfg.MaxRetry <= 0 {
+		cfg.MaxRetry = 10
+	}
+	if cfg.SendTimeout <= 0 {
+		cfg.SendTimeout = 10 * time.Second
+	}
+	if cfg.PlanTTL <= 0 {
+		cfg.PlanTTL = 7 * 24 * time.Hour
+	}
+	return &Worker{
+		store: store, events: events, rdb: rdb, client: client, render: render.New(),
+		senders: newSenderCache(store, cfg), cfg: cfg, logger: logger,
+	}
+}
+
+// Register adds the handlers to mux.
+func (w *Worker) Register(mux *asynq.ServeMux) {
+	mux.HandleFunc(TypeDeliver, w.HandleDeliver)
+	mux.HandleFunc(TypeSend, w.HandleSend)
+}
+
+// plan is what a deliver task decided for a round. It is stored in Redis
+// under planKey before anything is recorded, so a task that runs twice
+// carries out the same plan and sends no device twice.
+type plan struct {
+	PresendReason string       `json:"presend_reason,omitempty"`
+	Devices       []planDevice `json:"devices,omitempty"`
+	Push          providers.Push
+	CredVersions  map[string]uint64 `json:"cred_versions,omitempty"`
+}
+
+type planDevice struct {
+	Index      uint8  `json:"index"`
+	Token      string `json:"token"`
+	Platform   string `json:"platform"`
+	Suppressed bool   `json:"suppressed,omitempty"`
+}
+
+// planKey: a round's plan (JSON), set once with SET NX.
+func planKey(deliveryID string, round uint16) string {
+	return fmt.Sprintf("herald:plan:%s:%d", deliveryID, round)
+}
+
+// finalKey: set once a device's final outcome is recorded; a send task that
+// finds it does nothing.
+func finalKey(deliveryID string, round uint16, idx uint8) string {
+	return fmt.Sprintf("herald:final:%s:%d:%d", deliveryID, round, idx)
+}
+
+// HandleDeliver runs the pre-send checks of DESIGN.md in order, records the
+// targeted and suppressed devices, and enqueues one send task per device.
+func (w *Worker) HandleDeliver(ctx context.Context, t *asynq.Task) error {
+	var p DeliverPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil {
+		return fmt.Errorf("jobs: deliver payload: %v: %w", err, asynq.SkipRetry)
+	}
+	id, err := uuid.Parse(p.DeliveryID)
+	if err != nil {
+		return fmt.Errorf("jobs: deliver payload id: %v: %w", err, asynq.SkipRetry)
+	}
+	d, err := w.store.Delivery(ctx, p.WorkspaceID, id)
+	if errors.Is(err, clickhouse.ErrNotFound) {
+		return fmt.Errorf("jobs: delivery %s: %w", p.DeliveryID, asynq.SkipRetry)
+	}
+	if err != nil {
+		return err
+	}
+	pl, err := w.loadOrMakePlan(ctx, d, p.Round)
+	if err != nil {
+		return err
+	}
+	return w.carryOut(ctx, d, p.Round, pl)
+}
+
+func (w *Worker) loadOrMakePlan(ctx context.Context, d clickhouse.Delivery, round uint16) (plan, error) {
+	key := planKey(d.ID.String(), round)
+	var pl plan
+	b, err := w.rdb.Get(ctx, key).Bytes()
+	if err == nil {
+		return pl, json.Unmarshal(b, &pl)
+	}
+	if !errors.Is(err, redis.Nil) {
+		return pl, fmt.Errorf("jobs: read plan: %w", err)
+	}
+	pl, err = w.makePlan(ctx, d)
+	if err != nil {
+		return pl, err
+	}
+	b, err = json.Marshal(pl)
+	if err != nil {
+		return pl, fmt.Errorf("jobs: marshal plan: %w", err)
+	}
+	ok, err := w.rdb.SetNX(ctx, key, b, w.cfg.PlanTTL).Result()
+	if err != nil {
+		return pl, fmt.Errorf("jobs: store plan: %w", err)
+	}
+	if !ok { // another run of this task stored its plan first: follow it
+		b, err := w.rdb.Get(ctx, key).Bytes()
+		if err != nil {
+			return pl, fmt.Errorf("jobs: read plan: %w", err)
+		}
+		pl = plan{}
+		return pl, json.Unmarshal(b, &pl)
+	}
+	return pl, nil
+}
+
+// makePlan runs the pre-send checks in DESIGN.md's order.
+func (w *Worker) makePlan(ctx context.Context, d clickhouse.Delivery) (plan, error) {
+	fail := func(reason string) (plan, error) { return plan{PresendReason: reason}, nil }
+
+	person, err := w.store.Person(ctx, d.WorkspaceID, d.PersonID)
+	if errors.Is(err, clickhouse.ErrNotFound) {
+		return fail(domain.ReasonCustomerNotFound)
+	}
+	if err != nil {
+		return plan{}, err
+	}
+	if person.Unsubscribed {
+		return fail(domain.ReasonCustomerUnsubscribed)
+	}
+	msg, err := w.store.Message(ctx, d.WorkspaceID, d.MessageID)
+	if err != nil {
+		return plan{}, fmt.Errorf("jobs: message of delivery %s: %w", d.ID, err)
+	}
+	push, err := w.renderPush(d, person, msg)
+	var missing *render.MissingVariableError
+	if errors.As(err, &missing) {
+		return fail(missing.Error())
+	}
+	if err != nil {
+		return plan{}, fmt.Errorf("jobs: render: %v: %w", err, asynq.SkipRetry)
+	}
+
+	stored, err := w.store.Devices(ctx, d.WorkspaceID, d.PersonID)
+	if err != nil {
+		return plan{}, err
+	}
+	all := make([]domain.Device, len(stored))
+	for i, s := range stored {
+		all[i] = domain.Device{Token: s.Token, Platform: domain.Platform(s.Platform), LastUsed: s.LastUsed, State: domain.DeviceState(s.State)}
+	}
+	picked := domain.PickDevices(domain.Audience(d.Audience), all, d.Token)
+	if len(picked) == 0 {
+		return fail(domain.ReasonNoDevices)
+	}
+	if len(picked) > clickhouse.DeliveryLevel {
+		picked = picked[:clickhouse.DeliveryLevel]
+	}
+
+	creds, err := w.store.Credentials(ctx, d.WorkspaceID)
+	if err != nil {
+		return plan{}, err
+	}
+	pl := plan{Push: push, CredVersions: map[string]uint64{}}
+	for i, dev := range picked {
+		pd := planDevice{Index: uint8(i), Token: dev.Token, Platform: string(dev.Platform), Suppressed: dev.State == domain.DeviceSuppressed}
+		if !pd.Suppressed {
+			c, ok := creds[pd.Platform]
+			if !ok {
+				return fail(domain.ReasonCredentialsNotFound)
+			}
+			pl.CredVersions[pd.Platform] = c.Version
+		}
+		pl.Devices = append(pl.Devices, pd)
+	}
+	return pl, nil
+}
+
+// renderPush renders the message's Liquid fields for the person.
+func (w *Worker) renderPush(d clickhouse.Delivery, person clickhouse.Person, m clickhouse.Message) (providers.Push, error) {
+	customer := map[string]any{}
+	if person.Attributes != "" {
+		if err := json.Unmarshal([]byte(person.Attributes), &customer); err != nil {
+			return providers.Push{}, fmt.Errorf("person attributes: %w", err)
+		}
+	}
+	if _, ok := customer["id"]; !ok {
+		customer["id"] = person.ID
+	}
+	data := map[string]any{}
+	if d.Data != "" {
+		if err := json.Unmarshal([]byte(d.Data), &data); err != nil {
+			return providers.Push{}, fmt.Errorf("delivery data: %w", err)
+		}
+	}
+	fields, custom, err := MessageFields(m)
+	if err != nil {
+		return providers.Push{}, err
+	}
+	out, err := w.render.Render(fields, customer, data)
+	if err != nil {
+		return providers.Push{}, err
+	}
+	p := providers.Push{
+		DeliveryID: d.ID.String(),
+		Title:      out["title"], Body: out["body"], Link: out["link"], Image: out["image"], Sound: out["sound"],
+	}
+	if m.Badge >= 0 {
+		b := int(m.Badge)
+		p.Badge = &b
+	}
+	if len(custom) > 0 || len(fields) > 5 {
+		p.Data = map[string]string{}
+		for k, v := range custom {
+			p.Data[k] = v
+		}
+		for k, v := range out {
+			if name, ok := strings.CutPrefix(k, "data."); ok {
+				p.Data[name] = v
+			}
+		}
+	}
+	return p, nil
+}
+
+// MessageFields returns a message's Liquid fields by name ("title", "body",
+// "link", "image", "sound", "data.<key>" for each string value of custom
+// data) and the custom data values that are not strings, as JSON text.
+func MessageFields(m clickhouse.Message) (map[string]string, map[string]string, error) {
+	fields := map[string]string{"title": m.Title, "body": m.Body, "link": m.Link, "image": m.Image, "sound": m.Sound}
+	custom := map[string]string{}
+	if m.Data == "" {
+		return fields, custom, nil
+	}
+	var data map[string]any
+	if err := json.Unmarshal([]byte(m.Data), &data); err != nil {
+		return nil, nil, fmt.Errorf("message data: %w", err)
+	}
+	for k, v := range data {
+		if s, ok := v.(string); ok {
+			fields["data."+k] = s
+			continue
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, nil, fmt.Errorf("message data %q: %w", k, err)
+		}
+		custom[k] = string(b)
+	}
+	return fields, custom, nil
+}
+
+// carryOut records a plan and enqueues its sends; every step is idempotent.
+func (w *Worker) carryOut(ctx context.Context, d clickhouse.Delivery, round uint16, pl plan) error {
+	now := time.Now()
+	ev := func(idx uint8, kind, reason string) clickhouse.Event {
+		return clickhouse.Event{WorkspaceID: d.WorkspaceID, CampaignID: d.CampaignID, DeliveryID: d.ID, Round: round,
+			DeviceIndex: idx, Kind: kind, Reason: reason, DeliveryCreated: d.CreatedAt, At: now}
+	}
+	if pl.PresendReason != "" {
+		return w.events.Write(ctx, ev(clickhouse.DeliveryLevel, clickhouse.KindPresendFailed, pl.PresendReason))
+	}
+	dds := make([]clickhouse.DeliveryDevice, len(pl.Devices))
+	var events []clickhouse.Event
+	for i, pd := range pl.Devices {
+		dds[i] = clickhouse.DeliveryDevice{Index: pd.Index, Token: pd.Token, Platform: pd.Platform}
+		events = append(events, ev(pd.Index, clickhouse.KindTargeted, ""))
+		if pd.Suppressed {
+			events = append(events, ev(pd.Index, clickhouse.KindSuppressed, "device is suppressed"))
+		}
+	}
+	if err := w.store.PutDeliveryDevices(ctx, d, round, dds); err != nil {
+		return err
+	}
+	if err := w.events.Write(ctx, events...); err != nil {
+		return err
+	}
+	for _, pd := range pl.Devices {
+		if pd.Suppressed {
+			continue
+		}
+		push := pl.Push
+		push.Token = pd.Token
+		t, err := NewSendTask(SendPayload{
+			WorkspaceID: d.WorkspaceID, CampaignID: d.CampaignID.String(), DeliveryID: d.ID.String(),
+			DeliveryCreated: d.CreatedAt, Round: round, DeviceIndex: pd.Index, PersonID: d.PersonID,
+			Platform: pd.Platform, CredVersion: pl.CredVersions[pd.Platform], Push: push,
+		}, w.cfg.MaxRetry)
+		if err != nil {
+			return err
+		}
+		if err := enqueue(ctx, w.client, t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// HandleSend makes one attempt at one device and records the attempt and,
+// when there is one, the final outcome. Transient failures return an error
+// so asynq retries with backoff; after the last retry the device is FAILED.
+func (w *Worker) HandleSend(ctx context.Context, t *asynq.Task) error {
+	var p SendPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil {
+		return fmt.Errorf("jobs: send payload: %v: %w", err, asynq.SkipRetry)
+	}
+	fk := finalKey(p.DeliveryID, p.Round, p.DeviceIndex)
+	if n, err := w.rdb.Exists(ctx, fk).Result(); err != nil {
+		return fmt.Errorf("jobs: check outcome: %w", err)
+	} else if n > 0 {
+		return nil // recorded by an earlier run of this task
+	}
+	deliveryID, err := uuid.Parse(p.DeliveryID)
+	if err != nil {
+		return fmt.Errorf("jobs: send payload id: %v: %w", err, asynq.SkipRetry)
+	}
+	campaignID, _ := uuid.Parse(p.CampaignID)
+	retried, _ := asynq.GetRetryCount(ctx)
+	maxRetry, ok := asynq.GetMaxRetry(ctx)
+	if !ok {
+		maxRetry = w.cfg.MaxRetry
+	}
+	attempt := uint16(retried + 1)
+
+	sender, err := w.senders.get(ctx, p.WorkspaceID, p.Platform, p.CredVersion)
+	var res providers.Result
+	if err != nil {
+		// Stored credentials that do not build a client cannot be fixed by retrying.
+		res = providers.Result{Outcome: providers.Permanent, Reason: err.Error()}
+	} else {
+		sctx, cancel := context.WithTimeout(ctx, w.cfg.SendTimeout)
+		res = sender.Send(sctx, p.Push)
+		cancel()
+	}
+
+	now := time.Now()
+	ev := func(kind string) clickhouse.Event {
+		return clickhouse.Event{WorkspaceID: p.WorkspaceID, CampaignID: campaignID, DeliveryID: deliveryID, Round: p.Round,
+			DeviceIndex: p.DeviceIndex, Kind: kind, Reason: res.Reason, StatusCode: uint16(res.StatusCode),
+			DeliveryCreated: p.DeliveryCreated, At: now}
+	}
+	attemptEv := ev(clickhouse.KindAttempt)
+	attemptEv.Attempt = attempt
+	attemptEv.ProviderID = res.MessageID
+	events := []clickhouse.Event{attemptEv}
+	var final bool
+	switch res.Outcome {
+	case providers.Accepted:
+		e := ev(clickhouse.KindSent)
+		e.ProviderID = res.MessageID
+		events, final = append(events, e), true
+	case providers.BadToken, providers.Unregistered:
+		events, final = append(events, ev(clickhouse.KindBounced)), true
+	case providers.Permanent:
+		events, final = append(events, ev(clickhouse.KindFailed)), true
+	default: // Transient
+		if retried >= maxRetry {
+			e := ev(clickhouse.KindFailed)
+			e.Reason = fmt.Sprintf("retries exhausted after %d attempts: %s", attempt, res.Reason)
+			events, final = append(events, e), true
+		}
+	}
+	if err := w.events.Write(ctx, events...); err != nil {
+		return err // retried; the attempt row is rewritten with the same identity
+	}
+	if final {
+		if err := w.updateDevice(ctx, p, res.Outcome); err != nil {
+			return err
+		}
+		if err := w.rdb.Set(ctx, fk, res.Outcome.String(), w.cfg.PlanTTL).Err(); err != nil {
+			return fmt.Errorf("jobs: mark outcome: %w", err)
+		}
+		return nil
+	}
+	return fmt.Errorf("jobs: attempt %d to %s: transient: %s", attempt, p.Platform, res.Reason)
+}
+
+// updateDevice applies the bounce rules to the device's send state.
+func (w *Worker) updateDevice(ctx context.Context, p SendPayload, o providers.Outcome) error {
+	if o != providers.Accepted && o != providers.BadToken && o != providers.Unregistered {
+		return nil
+	}
+	dev, err := w.store.Device(ctx, p.WorkspaceID, p.PersonID, p.Push.Token)
+	if errors.Is(err, clickhouse.ErrNotFound) || (err == nil && dev.Removed) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	next := dev
+	switch o {
+	case providers.Accepted:
+		next.State = string(domain.AfterSent(domain.DeviceState(dev.State)))
+	case providers.BadToken:
+		next.State = string(domain.AfterBounce(domain.DeviceState(dev.State)))
+	case providers.Unregistered:
+		next.State = string(domain.AfterBounce(domain.DeviceState(dev.State)))
+		next.Removed = true
+	}
+	if next == dev {
+		return nil
+	}
+	return w.store.PutDevice(ctx, next)
+}

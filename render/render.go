@@ -1,0 +1,234 @@
+// Package render renders the text fields of a push message (title, body,
+// link, image, sound and the string values of custom data), each a Liquid
+// template over:
+//
+//   - customer.*: the person's attributes;
+//   - event.* and trigger.*: the send's data (both names bind the same map).
+//
+// Unlike plain Liquid, a variable printed by an output tag must have a value:
+// {{ customer.first_name }} fails with a *MissingVariableError when the person
+// has no first_name (absent or null at any level of the path), unless the
+// tag's filters include default, as in {{ customer.first_name | default: "there" }}.
+// Variables in tags ({% if customer.vip %}, {% for %}) and in filter
+// arguments may be missing; they are then falsy or empty, as in Liquid.
+//
+// The rule is implemented by rewriting each output tag before parsing, so
+// that a "required" filter checks the variable right after it is read (before
+// other filters, which could turn a missing value into text), see rewrite.
+package render
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+
+	"github.com/osteele/liquid"
+	"github.com/osteele/liquid/expressions"
+
+	"github.com/heraldpush/herald/domain"
+)
+
+// MissingVariableError reports that an output tag printed a variable that has
+// no value, and no default filter gives one.
+type MissingVariableError struct {
+	// Field is the message field whose template failed, such as "title".
+	Field string
+	// Variable is the variable's path as written, such as "customer.first_name".
+	Variable string
+}
+
+// Error returns the delivery's failure reason: domain.ReasonVariableMissing,
+// ": " and the variable's path, e.g.
+// "Liquid error: variable is missing: customer.first_name".
+func (e *MissingVariableError) Error() string {
+	return domain.ReasonVariableMissing + ": " + e.Variable
+}
+
+// FieldError reports a template that cannot be parsed or rendered, with the
+// field it belongs to.
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+// Error returns the field, ": " and the error, e.g.
+// `title: Liquid syntax error: syntax error in "x |" in {{ x | }}`.
+func (e *FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
+
+// Unwrap returns the underlying error.
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// Engine parses and renders message templates. It is safe for concurrent use.
+type Engine struct {
+	liquid *liquid.Engine
+}
+
+// New returns an Engine with Liquid's standard tags and filters.
+func New() *Engine {
+	e := liquid.NewEngine()
+	e.RegisterFilter(requiredFilter, func(v any, variable string) (any, error) {
+		if isMissing(v) {
+			return nil, &MissingVariableError{Variable: variable}
+		}
+		return v, nil
+	})
+	return &Engine{liquid: e}
+}
+
+// isMissing reports whether a value read from the bindings is absent: nil,
+// or a nil map, slice or pointer (a JSON null decodes to nil).
+func isMissing(v any) bool {
+	if v == nil {
+		return true
+	}
+	switch rv := reflect.ValueOf(v); rv.Kind() {
+	case reflect.Map, reflect.Slice, reflect.Pointer, reflect.Interface:
+		return rv.IsNil()
+	}
+	return false
+}
+
+// Check parses every field's template and reports the first one (in field
+// name order) that is not valid Liquid, as a *FieldError. It also reports
+// output tags that use an undefined filter, which Liquid only finds when
+// rendering.
+func (e *Engine) Check(fields map[string]string) error {
+	for _, name := range sortedKeys(fields) {
+		if _, err := e.parse(name, fields[name]); err != nil {
+			return err
+		}
+		if err := e.checkFilters(name, fields[name]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Render renders every field with customer bound to customer.* and data to
+// event.* and trigger.*, and returns the rendered text by field name. The
+// first failure, in field name order, is returned as a *MissingVariableError
+// or a *FieldError.
+func (e *Engine) Render(fields map[string]string, customer map[string]any, data map[string]any) (map[string]string, error) {
+	bindings := map[string]any{
+		"customer": customer,
+		"event":    data,
+		"trigger":  data,
+	}
+	out := make(map[string]string, len(fields))
+	for _, name := range sortedKeys(fields) {
+		src := fields[name]
+		tpl, err := e.parse(name, src)
+		if err != nil {
+			return nil, err
+		}
+		text, rerr := tpl.RenderString(bindings)
+		if rerr != nil {
+			if m := missingVariable(rerr); m != nil {
+				return nil, &MissingVariableError{Field: name, Variable: m.Variable}
+			}
+			return nil, &FieldError{Field: name, Err: e.renderError(src, bindings, rerr)}
+		}
+		out[name] = text
+	}
+	return out, nil
+}
+
+// parse parses the rewritten template src of the field name.
+func (e *Engine) parse(name, src string) (*liquid.Template, error) {
+	rewritten, _ := rewrite(src)
+	tpl, err := e.liquid.ParseString(rewritten)
+	if err == nil {
+		return tpl, nil
+	}
+	// Report the error as the original source shows it, not the rewrite.
+	if _, orig := e.liquid.ParseString(src); orig != nil {
+		err = orig
+	}
+	return nil, &FieldError{Field: name, Err: syntaxError{err}}
+}
+
+// renderError returns the error of rendering the original, not rewritten,
+// template src, whose message shows the source as its author wrote it; or
+// err if that render succeeds.
+func (e *Engine) renderError(src string, bindings map[string]any, err error) error {
+	if _, orig := e.liquid.ParseAndRenderString(src, bindings); orig != nil {
+		return orig
+	}
+	return err
+}
+
+// checkFilters reports the first filter of an output tag in src that is not
+// defined. It renders each filter name once against nil and looks for
+// Liquid's undefined filter error.
+func (e *Engine) checkFilters(name, src string) error {
+	seen := map[string]bool{}
+	var err error
+	scan(src, func(string) {}, func(t outputTag) {
+		for _, f := range t.filters {
+			fn := filterName(f)
+			if err != nil || seen[fn] {
+				continue
+			}
+			seen[fn] = true
+			_, rerr := e.liquid.ParseAndRenderString("{{ nil | "+fn+" }}", nil)
+			var undefined expressions.UndefinedFilter
+			if rerr != nil && causeAs(rerr, &undefined) {
+				err = &FieldError{Field: name, Err: fmt.Errorf("Liquid error: undefined filter %q", fn)}
+			}
+		}
+	})
+	return err
+}
+
+// syntaxError is a parse error of osteele/liquid, whose message starts with
+// "Liquid error: "; it reads "Liquid syntax error: " instead.
+type syntaxError struct{ err error }
+
+func (e syntaxError) Error() string {
+	return "Liquid syntax error: " + strings.TrimPrefix(e.err.Error(), "Liquid error: ")
+}
+
+func (e syntaxError) Unwrap() error { return e.err }
+
+// missingVariable returns the *MissingVariableError that the required filter
+// returned, inside a render error, or nil.
+func missingVariable(err error) *MissingVariableError {
+	var m *MissingVariableError
+	if causeAs(err, &m) {
+		return m
+	}
+	return nil
+}
+
+// causeAs is errors.As for osteele/liquid's errors, which do not implement
+// Unwrap: a render error holds its cause behind Cause(), and a filter's error
+// is held in an expressions.FilterError value.
+func causeAs[T error](err error, target *T) bool {
+	for depth := 0; err != nil && depth < 16; depth++ {
+		if errors.As(err, target) {
+			return true
+		}
+		switch e := err.(type) {
+		case expressions.FilterError:
+			err = e.Err
+		case *expressions.FilterError:
+			err = e.Err
+		case interface{ Cause() error }:
+			err = e.Cause()
+		default:
+			return false
+		}
+	}
+	return false
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,156 @@
+// Package server is Herald's HTTP layer: GraphQL at /graphql (with the
+// workspace's API key as a Bearer token), GraphiQL at /, and /healthz.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql/handler"
+	"github.com/99designs/gqlgen/graphql/handler/extension"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/99designs/gqlgen/graphql/playground"
+
+	"github.com/heraldpush/herald/clickhouse"
+	"github.com/heraldpush/herald/graph"
+	"github.com/heraldpush/herald/graph/generated"
+)
+
+// Options configure the HTTP handler.
+type Options struct {
+	Resolver *graph.Resolver
+	Store    *clickhouse.Store
+	Logger   *slog.Logger
+	// Dev turns on introspection and GraphiQL.
+	Dev bool
+	// Health reports whether the services Herald needs answer.
+	Health func(ctx context.Context) error
+}
+
+// New returns Herald's HTTP handler.
+func New(o Options) http.Handler {
+	gql := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: o.Resolver}))
+	gql.AddTransport(transport.Options{})
+	gql.AddTransport(transport.GET{})
+	gql.AddTransport(transport.POST{})
+	gql.SetErrorPresenter(graph.ErrorPresenter(o.Logger))
+	gql.SetRecoverFunc(graph.Recover(o.Logger))
+	if o.Dev {
+		gql.Use(extension.Introspection{})
+	}
+	auth := &authenticator{store: o.Store, cache: map[string]cached{}}
+
+	mux := http.NewServeMux()
+	mux.Handle("/graphql", auth.middleware(gql))
+	if o.Dev {
+		mux.Handle("/{$}", playground.Handler("Herald", "/graphql"))
+	}
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		if o.Health != nil {
+			if err := o.Health(ctx); err != nil {
+				writeError(w, http.StatusServiceUnavailable, err.Error())
+				return
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	return mux
+}
+
+// NewAPIKey returns a new random API key and its hash; only the hash is stored.
+func NewAPIKey() (key, hash string) {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	key = "hk_" + hex.EncodeToString(b)
+	return key, HashKey(key)
+}
+
+// NewSiteID returns a random site id for the Track API's Basic auth.
+func NewSiteID() string {
+	b := make([]byte, 10)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// HashKey is the SHA-256 hex of an API key, as stored in workspaces.key_hash.
+func HashKey(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:])
+}
+
+// authenticator resolves Bearer keys to workspaces, caching hits briefly.
+type authenticator struct {
+	store *clickhouse.Store
+	mu    sync.Mutex
+	cache map[string]cached
+}
+
+type cached struct {
+	workspace string
+	until     time.Time
+}
+
+const authCacheTTL = 30 * time.Second
+
+func (a *authenticator) workspace(ctx context.Context, key string) (string, error) {
+	h := HashKey(key)
+	a.mu.Lock()
+	c, ok := a.cache[h]
+	a.mu.Unlock()
+	if ok && time.Now().Before(c.until) {
+		return c.workspace, nil
+	}
+	w, err := a.store.WorkspaceByKeyHash(ctx, h)
+	if err != nil {
+		return "", err
+	}
+	a.mu.Lock()
+	if len(a.cache) > 10000 {
+		a.cache = map[string]cached{}
+	}
+	a.cache[h] = cached{w.ID, time.Now().Add(authCacheTTL)}
+	a.mu.Unlock()
+	return w.ID, nil
+}
+
+// middleware puts the key's workspace in the context. A missing or unknown
+// key leaves it out, and every resolver then answers UNAUTHENTICATED.
+func (a *authenticator) middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if ok && key != "" {
+			ws, err := a.workspace(r.Context(), strings.TrimSpace(key))
+			switch {
+			case err == nil:
+				r = r.WithContext(graph.WithWorkspace(r.Context(), ws))
+			case errors.Is(err, clickhouse.ErrNotFound):
+			default:
+				writeError(w, http.StatusServiceUnavailable, "cannot check the API key now; retry later")
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeError is the one way REST errors leave Herald: {"error": message}.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
