@@ -13,8 +13,9 @@ import (
 // for the newest-round subquery. Columns: device_index, presend (1 when a
 // pre-send failure was recorded; only on device_index 255), presend_reason,
 // attempts, status (PENDING SENT FAILED BOUNCED SUPPRESSED, a device's final
-// state, furthest first), last_error, provider_id, sent_us, delivered_us,
-// opened_us (0 when absent), round.
+// state, furthest first), last_error (the newest provider error),
+// failed_reason (why the device FAILED), provider_id, sent_us, delivered_us,
+// opened_us (0 when absent), newest_round.
 //
 // Every figure is idempotent: maxIf, uniqExactIf and minIf give the same
 // answer when an event row is present twice.
@@ -30,11 +31,12 @@ SELECT
             maxIf(toUInt8(1), kind = 'suppressed') = 1, 'SUPPRESSED',
             'PENDING') AS status,
     argMaxIf(reason, at_us, kind IN ('attempt', 'failed', 'bounced') AND reason != '') AS last_error,
+    anyIf(reason, kind = 'failed') AS failed_reason,
     anyIf(provider_id, kind = 'sent') AS provider_id,
     minIf(at_us, kind = 'sent') AS sent_us,
     minIf(at_us, kind IN ('delivered', 'opened')) AS delivered_us,
     minIf(at_us, kind = 'opened') AS opened_us,
-    max(round) AS round
+    max(round) AS newest_round
 FROM events
 WHERE workspace_id = ? AND campaign_id = ? AND delivery_id = ?
   AND round = (SELECT max(round) FROM events WHERE workspace_id = ? AND campaign_id = ? AND delivery_id = ?)
@@ -56,7 +58,7 @@ SELECT
             countIf(device_index < 255 AND status = 'FAILED') = 0, 'BOUNCED',
             'FAILED') AS delivery_status,
     multiIf(max(presend) = 1, anyIf(presend_reason, presend = 1),
-            delivery_status = 'FAILED', anyIf(last_error, status = 'FAILED'),
+            delivery_status = 'FAILED', anyIf(failed_reason, status = 'FAILED'),
             '') AS failure_reason,
     countIf(device_index < 255) AS devices_targeted,
     countIf(device_index < 255 AND attempts > 0) AS devices_attempted,
@@ -117,10 +119,10 @@ func (s *Store) Status(ctx context.Context, d Delivery) (DeliveryStatus, error) 
 	for rows.Next() {
 		var ds DeviceSend
 		var presend uint8
-		var presendReason string
+		var presendReason, failedReason string
 		var attempts uint64
 		var sUS, dUS, oUS uint64
-		if err := rows.Scan(&ds.Index, &presend, &presendReason, &attempts, &ds.Status, &ds.LastError, &ds.ProviderID, &sUS, &dUS, &oUS, &st.Round); err != nil {
+		if err := rows.Scan(&ds.Index, &presend, &presendReason, &attempts, &ds.Status, &ds.LastError, &failedReason, &ds.ProviderID, &sUS, &dUS, &oUS, &st.Round); err != nil {
 			return st, fmt.Errorf("clickhouse: scan device send: %w", err)
 		}
 		if ds.Index == DeliveryLevel {

@@ -70,6 +70,11 @@ func ErrorPresenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 				// gqlgen's own parse/validation errors: bad input from the client.
 				if c, _ := ge.Extensions["code"].(string); c == "GRAPHQL_VALIDATION_FAILED" || c == "GRAPHQL_PARSE_FAILED" {
 					setCode(gerr, CodeBadUserInput)
+					if len(gerr.Path) > 0 { // a variable's value: name it
+						field := gerr.Path.String()
+						gerr.Extensions["field"] = field
+						gerr.Message = field + ": " + gerr.Message
+					}
 				}
 				return gerr
 			}
@@ -79,6 +84,9 @@ func ErrorPresenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 			}
 			if isInputCoercion(err) {
 				setCode(gerr, CodeBadUserInput)
+				field := gerr.Path.String()
+				gerr.Extensions["field"] = field
+				gerr.Message = field + ": " + gerr.Message
 				return gerr
 			}
 			logger.ErrorContext(ctx, "graphql: internal error", "path", gerr.Path.String(), "err", err)

@@ -96,6 +96,9 @@ func isMissing(v any) bool {
 // rendering.
 func (e *Engine) Check(fields map[string]string) error {
 	for _, name := range sortedKeys(fields) {
+		if err := unclosedTag(fields[name]); err != nil {
+			return &FieldError{Field: name, Err: err}
+		}
 		if _, err := e.parse(name, fields[name]); err != nil {
 			return err
 		}
@@ -231,4 +234,24 @@ func sortedKeys(m map[string]string) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// unclosedTag reports a "{{" or "{%" that is never closed. Liquid itself
+// renders such text literally, which hides a typo in a push title.
+func unclosedTag(src string) error {
+	for i := 0; i < len(src)-1; i++ {
+		if src[i] != '{' || (src[i+1] != '{' && src[i+1] != '%') {
+			continue
+		}
+		closing := "}}"
+		if src[i+1] == '%' {
+			closing = "%}"
+		}
+		j := strings.Index(src[i+2:], closing)
+		if j < 0 {
+			return fmt.Errorf("Liquid syntax error: %q at offset %d is never closed with %q", src[i:i+2], i, closing)
+		}
+		i += 2 + j + 1
+	}
+	return nil
 }

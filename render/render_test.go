@@ -331,3 +331,17 @@ func TestRewrite(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckUnclosedTag(t *testing.T) {
+	e := New()
+	for _, src := range []string{"Hi {{ customer.name ", "{% if x ", "a {{ b }} c {{"} {
+		err := e.Check(map[string]string{"title": src})
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != "title" {
+			t.Errorf("Check(%q) = %v, want a FieldError for title", src, err)
+		}
+	}
+	if err := e.Check(map[string]string{"title": "{{ a }} and {% if b %}x{% endif %}"}); err != nil {
+		t.Errorf("closed tags: %v", err)
+	}
+}

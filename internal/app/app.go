@@ -43,7 +43,8 @@ type Config struct {
 	MaxRetry int
 	// RetryBase and RetryMax bound the exponential backoff. Defaults 1s and 10m.
 	RetryBase, RetryMax time.Duration
-	// PollInterval is how often the worker moves due retries to the queue. Default 1s.
+	// PollInterval is how often an idle worker looks for new tasks and moves
+	// due retries to the queue. Default 1s.
 	PollInterval time.Duration
 	// SendTimeout bounds one provider request. Default 10s.
 	SendTimeout time.Duration
@@ -178,6 +179,7 @@ func (a *App) StartWorker() (*asynq.Server, error) {
 		Queues:                   map[string]int{jobs.QueueDeliver: 3, jobs.QueueSend: 6, "default": 1},
 		RetryDelayFunc:           jobs.RetryDelay(a.Cfg.RetryBase, a.Cfg.RetryMax),
 		DelayedTaskCheckInterval: a.Cfg.PollInterval,
+		TaskCheckInterval:        a.Cfg.PollInterval,
 		Logger:                   asynqLogger{a.Logger.With("component", "asynq")},
 		LogLevel:                 asynq.WarnLevel,
 		IsFailure: func(err error) bool {

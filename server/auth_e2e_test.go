@@ -1,0 +1,112 @@
+package server_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/heraldpush/herald/providers/sim"
+)
+
+// Every request needs a key; a key sees only its own workspace.
+func TestAuthAndIsolation(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	a := e.withCredentials(e.workspace("a"))
+	b := e.workspace("b")
+	a.person("alice", vars{"first_name": "Alice"}, false)
+	a.device("alice", "IOS", sim.Token("a1", 1), time.Time{})
+	msg := a.message("Hi", "there")
+	deliveryID := a.waitFinal(a.send(msg, "alice", "ALL_DEVICES", "")).ID
+	campaignID := get(a.mustDo(`query($id: ID!) { pushMessage(id: $id) { campaign { id } } }`, vars{"id": msg}), "pushMessage", "campaign", "id").(string)
+
+	for _, key := range []string{"", "hk_wrong", "Bearer"} {
+		anon := &client{t: t, url: a.url, key: key}
+		r := anon.do(`query { person(id: "alice") { id } }`, nil)
+		if r.code() != "UNAUTHENTICATED" {
+			t.Errorf("key %q: code %q, want UNAUTHENTICATED (%+v)", key, r.code(), r.Errors)
+		}
+		r = anon.do(`mutation { identifyPerson(input: {id: "x"}) { id } }`, nil)
+		if r.code() != "UNAUTHENTICATED" {
+			t.Errorf("key %q mutation: code %q, want UNAUTHENTICATED", key, r.code())
+		}
+	}
+	queries := map[string]struct {
+		q  string
+		id string
+	}{
+		"person":   {`query($id: ID!) { person(id: $id) { id } }`, "alice"},
+		"campaign": {`query($id: ID!) { campaign(id: $id) { id } }`, campaignID},
+		"delivery": {`query($id: ID!) { delivery(id: $id) { id } }`, deliveryID},
+		"message":  {`query($id: ID!) { pushMessage(id: $id) { id } }`, msg},
+	}
+	for name, q := range queries {
+		if r := a.do(q.q, vars{"id": q.id}); r.code() != "" {
+			t.Errorf("%s: own workspace got %+v", name, r.Errors)
+		}
+		if r := b.do(q.q, vars{"id": q.id}); r.code() != "NOT_FOUND" {
+			t.Errorf("%s: other workspace got code %q, want NOT_FOUND", name, r.code())
+		}
+	}
+	// B cannot send A's message either.
+	r := b.do(`mutation($m: ID!) { sendPush(input: {messageId: $m, personId: "alice"}) { id } }`, vars{"m": msg})
+	if r.code() != "BAD_USER_INPUT" {
+		t.Errorf("sending another workspace's message: code %q, want BAD_USER_INPUT", r.code())
+	}
+}
+
+// Bad input gets BAD_USER_INPUT naming the field.
+func TestBadInput(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c := e.withCredentials(e.workspace("a"))
+	c.person("p1", nil, false)
+	msg := c.message("Hi", "there")
+	big := strings.Repeat("x", 4200)
+	cases := []struct {
+		name, query string
+		v           vars
+		field       string
+	}{
+		{"unknown platform", `mutation($in: RegisterDeviceInput!) { registerDevice(input: $in) { token } }`,
+			vars{"in": vars{"personId": "p1", "platform": "WINDOWS", "token": sim.Token("0", 1)}}, "platform"},
+		{"empty token", `mutation($in: RegisterDeviceInput!) { registerDevice(input: $in) { token } }`,
+			vars{"in": vars{"personId": "p1", "platform": "IOS", "token": ""}}, "input.token"},
+		{"malformed APNS token", `mutation($in: RegisterDeviceInput!) { registerDevice(input: $in) { token } }`,
+			vars{"in": vars{"personId": "p1", "platform": "IOS", "token": "not hex at all"}}, "input.token"},
+		{"malformed FCM token", `mutation($in: RegisterDeviceInput!) { registerDevice(input: $in) { token } }`,
+			vars{"in": vars{"personId": "p1", "platform": "ANDROID", "token": "short"}}, "input.token"},
+		{"bad person id", `mutation($in: RegisterDeviceInput!) { registerDevice(input: $in) { token } }`,
+			vars{"in": vars{"personId": "has space", "platform": "IOS", "token": sim.Token("0", 1)}}, "input.personId"},
+		{"unknown message", `mutation($in: SendPushInput!) { sendPush(input: $in) { id } }`,
+			vars{"in": vars{"messageId": "0190d6b2-0000-7000-8000-000000000000", "personId": "p1"}}, "input.messageId"},
+		{"malformed message id", `mutation($in: SendPushInput!) { sendPush(input: $in) { id } }`,
+			vars{"in": vars{"messageId": "nope", "personId": "p1"}}, "input.messageId"},
+		{"person id format", `mutation($in: SendPushInput!) { sendPush(input: $in) { id } }`,
+			vars{"in": vars{"messageId": msg, "personId": "a/b"}}, "input.personId"},
+		{"custom token missing", `mutation($in: SendPushInput!) { sendPush(input: $in) { id } }`,
+			vars{"in": vars{"messageId": msg, "personId": "p1", "audience": "CUSTOM_TOKEN"}}, "input.token"},
+		{"template does not parse", `mutation($in: CreatePushMessageInput!) { createPushMessage(input: $in) { id } }`,
+			vars{"in": vars{"name": "m", "title": "Hi {{ customer.name ", "body": "b"}}, "input.title"},
+		{"template with an unclosed if", `mutation($in: CreatePushMessageInput!) { createPushMessage(input: $in) { id } }`,
+			vars{"in": vars{"name": "m", "title": "t", "body": "{% if customer.vip %}VIP"}}, "input.body"},
+		{"payload over 4 KB", `mutation($in: CreatePushMessageInput!) { createPushMessage(input: $in) { id } }`,
+			vars{"in": vars{"name": "m", "title": "t", "body": big}}, "input"},
+		{"unknown delivery id format", `query($id: ID!) { delivery(id: $id) { id } }`, vars{"id": "xyz"}, "id"},
+		{"window too long", `mutation { createCampaign(input: {name: "c", conversionGoal: {event: "buy", windowHours: 5000}}) { id } }`,
+			nil, "input.conversionGoal.windowHours"},
+		{"bad credentials", `mutation($in: PushCredentialsInput!) { setPushCredentials(input: $in) }`,
+			vars{"in": vars{"apns": vars{"bundleId": "b", "keyId": "k", "teamId": "t", "p8": "not a key"}}}, "input.apns.p8"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := c.do(tc.query, tc.v)
+			if r.code() != "BAD_USER_INPUT" {
+				t.Fatalf("code %q, want BAD_USER_INPUT (%+v)", r.code(), r.Errors)
+			}
+			msg := r.Errors[0].Message
+			field, _ := r.Errors[0].Extensions["field"].(string)
+			if field != tc.field && !strings.Contains(msg, tc.field) {
+				t.Errorf("error %q (field %q) does not name %q: %+v", msg, field, tc.field, r.Errors)
+			}
+		})
+	}
+}

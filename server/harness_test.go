@@ -1,0 +1,316 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/heraldpush/herald/clickhouse"
+	"github.com/heraldpush/herald/clickhouse/chtest"
+	"github.com/heraldpush/herald/internal/app"
+	"github.com/heraldpush/herald/internal/redistest"
+	"github.com/heraldpush/herald/providers/sim/apnssim"
+	"github.com/heraldpush/herald/providers/sim/fcmsim"
+	"github.com/heraldpush/herald/server"
+)
+
+// env is one running Herald: API over real HTTP, worker, simulators, and its
+// own ClickHouse database and Redis DB.
+type env struct {
+	t     *testing.T
+	app   *app.App
+	http  *httptest.Server
+	apns  *apnssim.Server
+	fcm   *fcmsim.Server
+	inspc *asynq.Inspector
+}
+
+type envOptions struct {
+	retryBase time.Duration // default 10ms
+}
+
+func newEnv(t *testing.T, o envOptions) *env {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if os.Getenv("HERALD_TEST_LOG") != "" {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	rdb := redistest.New(t)
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	db := "herald_e2e_" + hex.EncodeToString(b)
+
+	e := &env{t: t, apns: apnssim.New(logger), fcm: fcmsim.New(logger)}
+	if err := e.apns.Start("127.0.0.1:0"); err != nil {
+		t.Fatalf("apns simulator: %v", err)
+	}
+	t.Cleanup(e.apns.Close)
+	if err := e.fcm.Start("127.0.0.1:0"); err != nil {
+		t.Fatalf("fcm simulator: %v", err)
+	}
+	t.Cleanup(e.fcm.Close)
+
+	if o.retryBase == 0 {
+		o.retryBase = 10 * time.Millisecond
+	}
+	cfg := app.Config{
+		ClickHouseAddr: chtest.Addr(), ClickHouseDatabase: db,
+		RedisAddr: redistest.Addr(), RedisDB: rdb.Options().DB,
+		Concurrency: 20, RetryBase: o.retryBase, RetryMax: 4 * o.retryBase, PollInterval: 20 * time.Millisecond,
+		SendTimeout: 3 * time.Second,
+		APNSHost:    e.apns.URL(), APNSRootCAs: e.apns.RootCAs(), FCMEndpoint: e.fcm.URL(),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	a, err := app.Open(ctx, cfg, logger)
+	if err != nil {
+		t.Fatalf("open herald: %v", err)
+	}
+	e.app = a
+	t.Cleanup(func() {
+		_ = a.CH.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db)
+		a.Close()
+	})
+	w, err := a.StartWorker()
+	if err != nil {
+		t.Fatalf("start worker: %v", err)
+	}
+	t.Cleanup(w.Shutdown)
+	e.http = httptest.NewServer(a.Handler())
+	t.Cleanup(e.http.Close)
+	e.inspc = asynq.NewInspectorFromRedisClient(a.Redis)
+	return e
+}
+
+// workspace creates a workspace and returns a client with its key.
+func (e *env) workspace(name string) *client {
+	e.t.Helper()
+	key, hash := server.NewAPIKey()
+	ws := clickhouse.Workspace{ID: "ws_" + server.NewSiteID(), Name: name, KeyHash: hash, SiteID: server.NewSiteID(), CreatedAt: time.Now().UTC()}
+	if err := e.app.Store.CreateWorkspace(context.Background(), ws); err != nil {
+		e.t.Fatalf("create workspace: %v", err)
+	}
+	return &client{t: e.t, url: e.http.URL + "/graphql", key: key, workspaceID: ws.ID}
+}
+
+// withCredentials gives the workspace token-auth APNS and FCM credentials
+// trusted by the simulators.
+func (e *env) withCredentials(c *client) *client {
+	e.t.Helper()
+	p8, err := e.apns.NewTokenKey("TEAM000001", "KEY0000001")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	sa, err := e.fcm.NewServiceAccount("herald-test")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	c.mustDo(`mutation($in: PushCredentialsInput!) { setPushCredentials(input: $in) }`, vars{"in": vars{
+		"apns": vars{"bundleId": "com.example.app", "keyId": "KEY0000001", "teamId": "TEAM000001", "p8": string(p8)},
+		"fcm":  vars{"serviceAccountJson": string(sa)},
+	}})
+	return c
+}
+
+// idle waits until no task is pending, running or waiting for a retry.
+func (e *env) idle() {
+	e.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		busy := 0
+		qs, err := e.inspc.Queues()
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		for _, q := range qs {
+			info, err := e.inspc.GetQueueInfo(q)
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			busy += info.Pending + info.Active + info.Scheduled + info.Retry
+		}
+		if busy == 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	e.t.Fatal("tasks still queued after 30s")
+}
+
+type vars = map[string]any
+
+// client is a GraphQL-over-HTTP client.
+type client struct {
+	t           *testing.T
+	url, key    string
+	workspaceID string
+}
+
+type gqlError struct {
+	Message    string         `json:"message"`
+	Extensions map[string]any `json:"extensions"`
+}
+
+type response struct {
+	Data   map[string]any `json:"data"`
+	Errors []gqlError     `json:"errors"`
+}
+
+func (c *client) do(query string, v vars) response {
+	c.t.Helper()
+	body, _ := json.Marshal(vars{"query": query, "variables": v})
+	req, _ := http.NewRequest(http.MethodPost, c.url, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if c.key != "" {
+		req.Header.Set("Authorization", "Bearer "+c.key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatalf("graphql request: %v", err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var out response
+	if err := json.Unmarshal(raw, &out); err != nil {
+		c.t.Fatalf("graphql response %s: %v: %s", resp.Status, err, raw)
+	}
+	return out
+}
+
+func (c *client) mustDo(query string, v vars) map[string]any {
+	c.t.Helper()
+	r := c.do(query, v)
+	if len(r.Errors) > 0 {
+		c.t.Fatalf("graphql errors: %+v", r.Errors)
+	}
+	return r.Data
+}
+
+// code returns the first error's extensions.code ("" when no error).
+func (r response) code() string {
+	if len(r.Errors) == 0 {
+		return ""
+	}
+	s, _ := r.Errors[0].Extensions["code"].(string)
+	return s
+}
+
+func (c *client) person(id string, attrs vars, unsubscribed bool) {
+	c.t.Helper()
+	c.mustDo(`mutation($in: IdentifyPersonInput!) { identifyPerson(input: $in) { id } }`,
+		vars{"in": vars{"id": id, "attributes": attrs, "unsubscribed": unsubscribed}})
+}
+
+func (c *client) device(personID, platform, token string, lastUsed time.Time) {
+	c.t.Helper()
+	in := vars{"personId": personID, "platform": platform, "token": token}
+	if !lastUsed.IsZero() {
+		in["lastUsedAt"] = lastUsed.UTC().Format(time.RFC3339)
+	}
+	c.mustDo(`mutation($in: RegisterDeviceInput!) { registerDevice(input: $in) { token } }`, vars{"in": in})
+}
+
+func (c *client) message(title, body string) string {
+	c.t.Helper()
+	camp := c.mustDo(`mutation { createCampaign(input: {name: "Test campaign"}) { id } }`, nil)
+	d := c.mustDo(`mutation($in: CreatePushMessageInput!) { createPushMessage(input: $in) { id } }`, vars{"in": vars{
+		"campaignId": get(camp, "createCampaign", "id"), "name": "Test message", "title": title, "body": body,
+		"link": "app://home", "data": vars{"screen": "home"}}})
+	return get(d, "createPushMessage", "id").(string)
+}
+
+func (c *client) send(messageID, personID, audience, token string) string {
+	c.t.Helper()
+	in := vars{"messageId": messageID, "personId": personID, "audience": audience}
+	if token != "" {
+		in["token"] = token
+	}
+	d := c.mustDo(`mutation($in: SendPushInput!) { sendPush(input: $in) { id status } }`, vars{"in": in})
+	return get(d, "sendPush", "id").(string)
+}
+
+// delivery is the JSON of a delivery query.
+type delivery struct {
+	ID               string  `json:"id"`
+	Status           string  `json:"status"`
+	FailureReason    *string `json:"failureReason"`
+	DevicesTargeted  int     `json:"devicesTargeted"`
+	DevicesAttempted int     `json:"devicesAttempted"`
+	SentAt           *string `json:"sentAt"`
+	Devices          []struct {
+		Token     string  `json:"token"`
+		Platform  string  `json:"platform"`
+		Status    string  `json:"status"`
+		Attempts  int     `json:"attempts"`
+		LastError *string `json:"lastError"`
+	} `json:"devices"`
+}
+
+const deliveryQuery = `query($id: ID!) { delivery(id: $id) { id status failureReason devicesTargeted devicesAttempted sentAt
+  devices { token platform status attempts lastError } } }`
+
+func (c *client) delivery(id string) delivery {
+	c.t.Helper()
+	d := c.mustDo(deliveryQuery, vars{"id": id})
+	b, _ := json.Marshal(d["delivery"])
+	var out delivery
+	_ = json.Unmarshal(b, &out)
+	return out
+}
+
+// waitFinal polls until the delivery's status is not ATTEMPTED.
+func (c *client) waitFinal(id string) delivery {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		d := c.delivery(id)
+		if d.Status != "ATTEMPTED" {
+			return d
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("delivery %s still ATTEMPTED after 30s: %+v", id, d)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+func (d delivery) statusOf(token string) (string, int) {
+	for _, dv := range d.Devices {
+		if dv.Token == token {
+			return dv.Status, dv.Attempts
+		}
+	}
+	return "", 0
+}
+
+func get(m map[string]any, path ...string) any {
+	var cur any = m
+	for _, p := range path {
+		mm, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		cur = mm[p]
+	}
+	return cur
+}
+
+func fmtDevices(d delivery) string {
+	var b bytes.Buffer
+	for _, dv := range d.Devices {
+		fmt.Fprintf(&b, "%s…:%s/%d ", dv.Token[:8], dv.Status, dv.Attempts)
+	}
+	return b.String()
+}
