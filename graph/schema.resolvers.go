@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-
 	"github.com/heraldpush/herald/clickhouse"
 	"github.com/heraldpush/herald/domain"
 	"github.com/heraldpush/herald/graph/generated"
@@ -394,8 +393,10 @@ func (r *Resolver) PushMessage() generated.PushMessageResolver { return &pushMes
 // Query returns generated.QueryResolver implementation.
 func (r *Resolver) Query() generated.QueryResolver { return &queryResolver{r} }
 
-type deliveryResolver struct{ *Resolver }
-type mutationResolver struct{ *Resolver }
-type personResolver struct{ *Resolver }
-type pushMessageResolver struct{ *Resolver }
-type queryResolver struct{ *Resolver }
+type (
+	deliveryResolver    struct{ *Resolver }
+	mutationResolver    struct{ *Resolver }
+	personResolver      struct{ *Resolver }
+	pushMessageResolver struct{ *Resolver }
+	queryResolver       struct{ *Resolver }
+)
