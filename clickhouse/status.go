@@ -15,9 +15,11 @@ import (
 // attempts, status (PENDING SENT FAILED BOUNCED SUPPRESSED, a device's final
 // state, furthest first), last_error (the newest provider error),
 // failed_reason (why the device FAILED), provider_id, sent_us, delivered_us,
-// opened_us (0 when absent), newest_round.
+// opened_us, converted_us (0 when absent), newest_round. Conversions are
+// delivery-level events (device_index 255).
 //
-// Every figure is idempotent: maxIf, uniqExactIf and minIf give the same
+// A conversion belongs to the delivery, not to a round, so converted rows
+// of any round count. Every figure is idempotent: maxIf, uniqExactIf and minIf give the same
 // answer when an event row is present twice.
 const deviceSendsSQL = `
 SELECT
@@ -36,10 +38,12 @@ SELECT
     minIf(at_us, kind = 'sent') AS sent_us,
     minIf(at_us, kind IN ('delivered', 'opened')) AS delivered_us,
     minIf(at_us, kind = 'opened') AS opened_us,
+    minIf(at_us, kind = 'converted') AS converted_us,
     max(round) AS newest_round
 FROM events
 WHERE workspace_id = ? AND campaign_id = ? AND delivery_id = ?
-  AND round = (SELECT max(round) FROM events WHERE workspace_id = ? AND campaign_id = ? AND delivery_id = ?)
+  AND (round = (SELECT max(round) FROM events WHERE workspace_id = ? AND campaign_id = ? AND delivery_id = ? AND kind != 'converted')
+       OR kind = 'converted')
 GROUP BY device_index
 ORDER BY device_index`
 
@@ -50,6 +54,7 @@ ORDER BY device_index`
 const deliveryStatusSQL = `
 SELECT
     multiIf(max(presend) = 1, 'FAILED',
+            countIf(converted_us > 0) > 0, 'CONVERTED',
             countIf(device_index < 255 AND opened_us > 0) > 0, 'OPENED',
             countIf(device_index < 255 AND delivered_us > 0) > 0, 'DELIVERED',
             countIf(device_index < 255) = 0 OR countIf(device_index < 255 AND status = 'PENDING') > 0, 'ATTEMPTED',
@@ -64,7 +69,8 @@ SELECT
     countIf(device_index < 255 AND attempts > 0) AS devices_attempted,
     minIf(sent_us, sent_us > 0) AS first_sent_us,
     minIf(delivered_us, delivered_us > 0) AS first_delivered_us,
-    minIf(opened_us, opened_us > 0) AS first_opened_us
+    minIf(opened_us, opened_us > 0) AS first_opened_us,
+    minIf(converted_us, converted_us > 0) AS first_converted_us
 FROM (` + deviceSendsSQL + `)`
 
 // DeviceSend is one device's state in a delivery's newest round.
@@ -90,6 +96,7 @@ type DeliveryStatus struct {
 	SentAt           time.Time // zero when absent
 	DeliveredAt      time.Time
 	OpenedAt         time.Time
+	ConvertedAt      time.Time
 	Round            uint16
 	Devices          []DeviceSend
 }
@@ -104,12 +111,12 @@ func (s *Store) Status(ctx context.Context, d Delivery) (DeliveryStatus, error) 
 	args := []any{d.WorkspaceID, d.CampaignID, d.ID, d.WorkspaceID, d.CampaignID, d.ID}
 	var st DeliveryStatus
 	var targeted, attempted uint64
-	var sentUS, delivUS, openUS uint64
-	if err := s.conn.QueryRow(ctx, deliveryStatusSQL, args...).Scan(&st.Status, &st.FailureReason, &targeted, &attempted, &sentUS, &delivUS, &openUS); err != nil {
+	var sentUS, delivUS, openUS, convUS uint64
+	if err := s.conn.QueryRow(ctx, deliveryStatusSQL, args...).Scan(&st.Status, &st.FailureReason, &targeted, &attempted, &sentUS, &delivUS, &openUS, &convUS); err != nil {
 		return st, fmt.Errorf("clickhouse: delivery status: %w", err)
 	}
 	st.DevicesTargeted, st.DevicesAttempted = int(targeted), int(attempted)
-	st.SentAt, st.DeliveredAt, st.OpenedAt = usTime(sentUS), usTime(delivUS), usTime(openUS)
+	st.SentAt, st.DeliveredAt, st.OpenedAt, st.ConvertedAt = usTime(sentUS), usTime(delivUS), usTime(openUS), usTime(convUS)
 
 	rows, err := s.conn.Query(ctx, deviceSendsSQL, args...)
 	if err != nil {
@@ -121,8 +128,8 @@ func (s *Store) Status(ctx context.Context, d Delivery) (DeliveryStatus, error) 
 		var presend uint8
 		var presendReason, failedReason string
 		var attempts uint64
-		var sUS, dUS, oUS uint64
-		if err := rows.Scan(&ds.Index, &presend, &presendReason, &attempts, &ds.Status, &ds.LastError, &failedReason, &ds.ProviderID, &sUS, &dUS, &oUS, &st.Round); err != nil {
+		var sUS, dUS, oUS, cUS uint64
+		if err := rows.Scan(&ds.Index, &presend, &presendReason, &attempts, &ds.Status, &ds.LastError, &failedReason, &ds.ProviderID, &sUS, &dUS, &oUS, &cUS, &st.Round); err != nil {
 			return st, fmt.Errorf("clickhouse: scan device send: %w", err)
 		}
 		if ds.Index == DeliveryLevel {

@@ -364,3 +364,5 @@ func b2u(b bool) uint8 {
 	}
 	return 0
 }
+
+func isNotFound(err error) bool { return errors.Is(err, ErrNotFound) }

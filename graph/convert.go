@@ -113,6 +113,7 @@ func deliveryModel(d clickhouse.Delivery, st clickhouse.DeliveryStatus) *model.D
 		Audience: model.Audience(d.Audience), PersonID: d.PersonID, MessageID: d.MessageID.String(),
 		DevicesTargeted: st.DevicesTargeted, DevicesAttempted: st.DevicesAttempted,
 		CreatedAt: d.CreatedAt.UTC(), SentAt: optTime(st.SentAt), DeliveredAt: optTime(st.DeliveredAt), OpenedAt: optTime(st.OpenedAt),
+		ConvertedAt: optTime(st.ConvertedAt),
 		Devices: []*model.DeviceSend{},
 	}
 	if d.CampaignID != uuid.Nil {

@@ -17,6 +17,8 @@ type Resolver struct {
 	Store  *clickhouse.Store
 	Queue  *jobs.Queue
 	Render *render.Engine
+	// Events writes event rows (reports, conversions) durably.
+	Events jobs.EventWriter
 	Logger *slog.Logger
 }
 

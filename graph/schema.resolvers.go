@@ -281,6 +281,38 @@ func (r *mutationResolver) SendPush(ctx context.Context, input model.SendPushInp
 	return deliveryModel(d, clickhouse.DeliveryStatus{Status: string(domain.DeliveryAttempted)}), nil
 }
 
+// TrackEvent is the resolver for the trackEvent field.
+func (r *mutationResolver) TrackEvent(ctx context.Context, input model.TrackEventInput) (bool, error) {
+	ws, err := workspace(ctx)
+	if err != nil {
+		return false, err
+	}
+	e := TrackedEvent{Workspace: ws, PersonID: input.PersonID, Name: input.Name, Data: input.Data, ID: strOr(input.ID)}
+	if input.Timestamp != nil {
+		e.At = *input.Timestamp
+	}
+	if err := r.Resolver.TrackEvent(ctx, e); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// ReportPushMetric is the resolver for the reportPushMetric field.
+func (r *mutationResolver) ReportPushMetric(ctx context.Context, input model.ReportPushMetricInput) (bool, error) {
+	ws, err := workspace(ctx)
+	if err != nil {
+		return false, err
+	}
+	m := MetricReport{Workspace: ws, DeliveryID: input.DeliveryID, Metric: domain.Metric(input.Metric), Token: input.DeviceToken}
+	if input.Timestamp != nil {
+		m.At = *input.Timestamp
+	}
+	if err := r.ReportMetric(ctx, m); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
 // Devices is the resolver for the devices field.
 func (r *personResolver) Devices(ctx context.Context, obj *model.Person) ([]*model.Device, error) {
 	ws, err := workspace(ctx)

@@ -1,5 +1,6 @@
 // Package server is Herald's HTTP layer: GraphQL at /graphql (with the
-// workspace's API key as a Bearer token), GraphiQL at /, and /healthz.
+// workspace's API key as a Bearer token), GraphiQL at /, the SDK metric
+// endpoints of Customer.io's REST API, and /healthz.
 package server
 
 import (
@@ -49,8 +50,13 @@ func New(o Options) http.Handler {
 	}
 	auth := &authenticator{store: o.Store, cache: map[string]cached{}}
 
+	sdk := &sdkHandler{resolver: o.Resolver, logger: o.Logger.With("component", "sdk")}
+
 	mux := http.NewServeMux()
 	mux.Handle("/graphql", auth.middleware(gql))
+	mux.HandleFunc("POST /push/events", sdk.pushEvents)
+	mux.HandleFunc("POST /api/v1/push/events", sdk.pushEvents)
+	mux.HandleFunc("POST /api/v1/metrics", sdk.metrics)
 	if o.Dev {
 		mux.Handle("/{$}", playground.Handler("Herald", "/graphql"))
 	}

@@ -96,8 +96,10 @@ type ComplexityRoot struct {
 		IdentifyPerson     func(childComplexity int, input model.IdentifyPersonInput) int
 		RegisterDevice     func(childComplexity int, input model.RegisterDeviceInput) int
 		RemoveDevice       func(childComplexity int, personID string, token string) int
+		ReportPushMetric   func(childComplexity int, input model.ReportPushMetricInput) int
 		SendPush           func(childComplexity int, input model.SendPushInput) int
 		SetPushCredentials func(childComplexity int, input model.PushCredentialsInput) int
+		TrackEvent         func(childComplexity int, input model.TrackEventInput) int
 	}
 
 	Person struct {
@@ -146,6 +148,8 @@ type MutationResolver interface {
 	CreateCampaign(ctx context.Context, input model.CreateCampaignInput) (*model.Campaign, error)
 	CreatePushMessage(ctx context.Context, input model.CreatePushMessageInput) (*model.PushMessage, error)
 	SendPush(ctx context.Context, input model.SendPushInput) (*model.Delivery, error)
+	TrackEvent(ctx context.Context, input model.TrackEventInput) (bool, error)
+	ReportPushMetric(ctx context.Context, input model.ReportPushMetricInput) (bool, error)
 }
 type PersonResolver interface {
 	Devices(ctx context.Context, obj *model.Person) ([]*model.Device, error)
@@ -448,6 +452,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RemoveDevice(childComplexity, args["personId"].(string), args["token"].(string)), true
+	case "Mutation.reportPushMetric":
+		if e.ComplexityRoot.Mutation.ReportPushMetric == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_reportPushMetric_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ReportPushMetric(childComplexity, args["input"].(model.ReportPushMetricInput)), true
 	case "Mutation.sendPush":
 		if e.ComplexityRoot.Mutation.SendPush == nil {
 			break
@@ -470,6 +485,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.SetPushCredentials(childComplexity, args["input"].(model.PushCredentialsInput)), true
+	case "Mutation.trackEvent":
+		if e.ComplexityRoot.Mutation.TrackEvent == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_trackEvent_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.TrackEvent(childComplexity, args["input"].(model.TrackEventInput)), true
 
 	case "Person.attributes":
 		if e.ComplexityRoot.Person.Attributes == nil {
@@ -632,7 +658,9 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("IdentifyPersonInput", ec.unmarshalInputIdentifyPersonInput),
 			graphql.NewInputUnmarshaler("PushCredentialsInput", ec.unmarshalInputPushCredentialsInput),
 			graphql.NewInputUnmarshaler("RegisterDeviceInput", ec.unmarshalInputRegisterDeviceInput),
+			graphql.NewInputUnmarshaler("ReportPushMetricInput", ec.unmarshalInputReportPushMetricInput),
 			graphql.NewInputUnmarshaler("SendPushInput", ec.unmarshalInputSendPushInput),
+			graphql.NewInputUnmarshaler("TrackEventInput", ec.unmarshalInputTrackEventInput),
 		)
 	}
 	first := true
@@ -725,6 +753,7 @@ enum DeliveryStatus { ATTEMPTED SENT DELIVERED OPENED CONVERTED FAILED BOUNCED S
 enum DeviceSendStatus { PENDING SENT FAILED BOUNCED SUPPRESSED }
 "A device's send state: BOUNCED after a bounce, SUPPRESSED after a second bounce in a row."
 enum DeviceState { OK BOUNCED SUPPRESSED }
+enum PushMetric { DELIVERED OPENED CONVERTED }
 
 type Query {
   person(id: ID!): Person
@@ -741,6 +770,28 @@ type Mutation {
   createCampaign(input: CreateCampaignInput!): Campaign!
   createPushMessage(input: CreatePushMessageInput!): PushMessage!
   sendPush(input: SendPushInput!): Delivery!
+  "Records a person's event; a campaign's goal event converts the delivery of that campaign nearest before it."
+  trackEvent(input: TrackEventInput!): Boolean!
+  "What an app's SDK reports: delivered, opened or converted, for a device the delivery targeted."
+  reportPushMetric(input: ReportPushMetricInput!): Boolean!
+}
+
+input TrackEventInput {
+  personId: ID!
+  name: String!
+  data: JSON
+  "Defaults to now."
+  timestamp: Time
+  "An idempotency key (a UUID): the same id twice is one event."
+  id: ID
+}
+
+input ReportPushMetricInput {
+  deliveryId: ID!
+  metric: PushMetric!
+  deviceToken: String!
+  "Defaults to now."
+  timestamp: Time
 }
 
 type Person {
@@ -1229,6 +1280,20 @@ func (ec *executionContext) field_Mutation_removeDevice_args(ctx context.Context
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_reportPushMetric_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.ReportPushMetricInput, error) {
+			return ec.unmarshalNReportPushMetricInput2githubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐReportPushMetricInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_sendPush_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -1249,6 +1314,20 @@ func (ec *executionContext) field_Mutation_setPushCredentials_args(ctx context.C
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
 		func(ctx context.Context, v any) (model.PushCredentialsInput, error) {
 			return ec.unmarshalNPushCredentialsInput2githubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐPushCredentialsInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_trackEvent_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.TrackEventInput, error) {
+			return ec.unmarshalNTrackEventInput2githubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐTrackEventInput(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -2544,6 +2623,94 @@ func (ec *executionContext) fieldContext_Mutation_sendPush(ctx context.Context, 
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_sendPush_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_trackEvent(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_trackEvent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().TrackEvent(ctx, fc.Args["input"].(model.TrackEventInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_trackEvent(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("field of type Boolean does not have child fields")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_trackEvent_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_reportPushMetric(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_reportPushMetric(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ReportPushMetric(ctx, fc.Args["input"].(model.ReportPushMetricInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_reportPushMetric(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("field of type Boolean does not have child fields")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_reportPushMetric_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -4744,6 +4911,69 @@ func UnmarshalRegisterDeviceInput(ctx context.Context, raw any) (model.RegisterD
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputReportPushMetricInput(ctx context.Context, obj any) (model.ReportPushMetricInput, error) {
+	var it model.ReportPushMetricInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"deliveryId", "metric", "deviceToken", "timestamp"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "deliveryId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("deliveryId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DeliveryID = data
+		case "metric":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("metric"))
+			data, err := ec.unmarshalNPushMetric2githubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐPushMetric(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Metric = data
+		case "deviceToken":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("deviceToken"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DeviceToken = data
+		case "timestamp":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("timestamp"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Timestamp = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalReportPushMetricInput unmarshals raw into the ReportPushMetricInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalReportPushMetricInput(ctx context.Context, raw any) (model.ReportPushMetricInput, error) {
+	var out model.ReportPushMetricInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "ReportPushMetricInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputSendPushInput(ctx context.Context, obj any) (model.SendPushInput, error) {
 	var it model.SendPushInput
 	if obj == nil {
@@ -4815,6 +5045,76 @@ func (ec *executionContext) unmarshalInputSendPushInput(ctx context.Context, obj
 func UnmarshalSendPushInput(ctx context.Context, raw any) (model.SendPushInput, error) {
 	var out model.SendPushInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "SendPushInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputTrackEventInput(ctx context.Context, obj any) (model.TrackEventInput, error) {
+	var it model.TrackEventInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"personId", "name", "data", "timestamp", "id"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "personId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("personId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PersonID = data
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "data":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("data"))
+			data, err := ec.unmarshalOJSON2map(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Data = data
+		case "timestamp":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("timestamp"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Timestamp = data
+		case "id":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("id"))
+			data, err := ec.unmarshalOID2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ID = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalTrackEventInput unmarshals raw into the TrackEventInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalTrackEventInput(ctx context.Context, raw any) (model.TrackEventInput, error) {
+	var out model.TrackEventInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "TrackEventInput", raw, &out)
 	return out, err
 }
 
@@ -5207,6 +5507,20 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "sendPush":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_sendPush(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "trackEvent":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_trackEvent(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reportPushMetric":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_reportPushMetric(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -6012,8 +6326,23 @@ func (ec *executionContext) marshalNPushMessage2ᚖgithubᚗcomᚋheraldpushᚋh
 	return ec._PushMessage(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNPushMetric2githubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐPushMetric(ctx context.Context, v any) (model.PushMetric, error) {
+	var res model.PushMetric
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNPushMetric2githubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐPushMetric(ctx context.Context, sel ast.SelectionSet, v model.PushMetric) graphql.Marshaler {
+	return v
+}
+
 func (ec *executionContext) unmarshalNRegisterDeviceInput2githubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐRegisterDeviceInput(ctx context.Context, v any) (model.RegisterDeviceInput, error) {
 	res, err := ec.unmarshalInputRegisterDeviceInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNReportPushMetricInput2githubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐReportPushMetricInput(ctx context.Context, v any) (model.ReportPushMetricInput, error) {
+	res, err := ec.unmarshalInputReportPushMetricInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
@@ -6048,6 +6377,11 @@ func (ec *executionContext) marshalNTime2timeᚐTime(ctx context.Context, sel as
 		graphql.AddInvalidNullFromMarshaler(ctx, "Time!")
 	}
 	return res
+}
+
+func (ec *executionContext) unmarshalNTrackEventInput2githubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐTrackEventInput(ctx context.Context, v any) (model.TrackEventInput, error) {
+	res, err := ec.unmarshalInputTrackEventInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) marshalN__Directive2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐDirective(ctx context.Context, sel ast.SelectionSet, v introspection.Directive) graphql.Marshaler {

@@ -107,6 +107,14 @@ type RegisterDeviceInput struct {
 	Attributes map[string]any `json:"attributes,omitempty"`
 }
 
+type ReportPushMetricInput struct {
+	DeliveryID  string     `json:"deliveryId"`
+	Metric      PushMetric `json:"metric"`
+	DeviceToken string     `json:"deviceToken"`
+	// Defaults to now.
+	Timestamp *time.Time `json:"timestamp,omitempty"`
+}
+
 type SendPushInput struct {
 	MessageID string    `json:"messageId"`
 	PersonID  string    `json:"personId"`
@@ -115,6 +123,16 @@ type SendPushInput struct {
 	Token *string `json:"token,omitempty"`
 	// Bound as event.* and trigger.* in the templates.
 	Data map[string]any `json:"data,omitempty"`
+}
+
+type TrackEventInput struct {
+	PersonID string         `json:"personId"`
+	Name     string         `json:"name"`
+	Data     map[string]any `json:"data,omitempty"`
+	// Defaults to now.
+	Timestamp *time.Time `json:"timestamp,omitempty"`
+	// An idempotency key (a UUID): the same id twice is one event.
+	ID *string `json:"id,omitempty"`
 }
 
 type Audience string
@@ -410,6 +428,63 @@ func (e *Platform) UnmarshalJSON(b []byte) error {
 }
 
 func (e Platform) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type PushMetric string
+
+const (
+	PushMetricDelivered PushMetric = "DELIVERED"
+	PushMetricOpened    PushMetric = "OPENED"
+	PushMetricConverted PushMetric = "CONVERTED"
+)
+
+var AllPushMetric = []PushMetric{
+	PushMetricDelivered,
+	PushMetricOpened,
+	PushMetricConverted,
+}
+
+func (e PushMetric) IsValid() bool {
+	switch e {
+	case PushMetricDelivered, PushMetricOpened, PushMetricConverted:
+		return true
+	}
+	return false
+}
+
+func (e PushMetric) String() string {
+	return string(e)
+}
+
+func (e *PushMetric) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = PushMetric(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid PushMetric", str)
+	}
+	return nil
+}
+
+func (e PushMetric) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *PushMetric) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e PushMetric) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

@@ -1,0 +1,117 @@
+package clickhouse
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// selectDeliveryAnyWorkspace: params created_at lower and upper bound (the
+// UUIDv7 time ±2 s), id; columns workspace_id, campaign_id, message_id,
+// person_id, audience, token, data, created_us. For the unauthenticated SDK
+// endpoints, which know only the delivery id.
+const selectDeliveryAnyWorkspace = `SELECT workspace_id, campaign_id, message_id, person_id, toString(audience), token, data, created_us
+FROM deliveries FINAL
+WHERE created_at >= ? AND created_at <= ? AND id = ?
+LIMIT 1`
+
+// FindDelivery reads a delivery by id alone; ErrNotFound if absent.
+func (s *Store) FindDelivery(ctx context.Context, id uuid.UUID) (Delivery, error) {
+	d := Delivery{ID: id}
+	t := DeliveryTime(id)
+	var us uint64
+	err := s.conn.QueryRow(ctx, selectDeliveryAnyWorkspace, t.Add(-2*time.Second), t.Add(2*time.Second), id).
+		Scan(&d.WorkspaceID, &d.CampaignID, &d.MessageID, &d.PersonID, &d.Audience, &d.Token, &d.Data, &us)
+	if err == nil {
+		d.CreatedAt = time.UnixMicro(int64(us)).UTC()
+	}
+	return d, rowErr("delivery", err)
+}
+
+// selectTargetedDevice: params workspace_id, delivery_id, token; columns
+// round, device_index of the newest round that targeted the token.
+const selectTargetedDevice = `SELECT round, device_index FROM delivery_devices FINAL
+WHERE workspace_id = ? AND delivery_id = ? AND token = ?
+ORDER BY round DESC LIMIT 1`
+
+// TargetedDevice finds the device index a delivery gave a token; ErrNotFound
+// when the delivery never targeted it.
+func (s *Store) TargetedDevice(ctx context.Context, workspaceID string, deliveryID uuid.UUID, token string) (round uint16, index uint8, err error) {
+	err = s.conn.QueryRow(ctx, selectTargetedDevice, workspaceID, deliveryID, token).Scan(&round, &index)
+	return round, index, rowErr("targeted device", err)
+}
+
+// PersonEvent is something a person did (trackEvent).
+type PersonEvent struct {
+	WorkspaceID string
+	PersonID    string
+	ID          uuid.UUID
+	Name        string
+	Data        string
+	At          time.Time
+}
+
+// insertPersonEvent: params workspace_id, person_id, id, name, data, at, at_us.
+const insertPersonEvent = `INSERT INTO person_events (workspace_id, person_id, id, name, data, at, at_us)`
+
+// PutPersonEvent records a person's event.
+func (s *Store) PutPersonEvent(ctx context.Context, e PersonEvent) error {
+	return s.insertOne(ctx, "person event", insertPersonEvent, e.WorkspaceID, e.PersonID, e.ID, e.Name, e.Data, e.At, micros(e.At))
+}
+
+// selectGoalCampaigns: params workspace_id, goal_event; columns id,
+// goal_window_hours of the campaigns whose conversion goal is that event.
+const selectGoalCampaigns = `SELECT id, goal_window_hours FROM campaigns FINAL WHERE workspace_id = ? AND goal_event = ?`
+
+// GoalCampaigns lists the campaigns converted by an event name.
+func (s *Store) GoalCampaigns(ctx context.Context, workspaceID, event string) ([]Campaign, error) {
+	rows, err := s.conn.Query(ctx, selectGoalCampaigns, workspaceID, event)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: select goal campaigns: %w", err)
+	}
+	defer rows.Close()
+	var out []Campaign
+	for rows.Next() {
+		c := Campaign{WorkspaceID: workspaceID, GoalEvent: event}
+		if err := rows.Scan(&c.ID, &c.GoalWindowHours); err != nil {
+			return nil, fmt.Errorf("clickhouse: scan goal campaign: %w", err)
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// selectNearestSent: params workspace_id, campaign_id, workspace_id,
+// campaign_id, person_id, created_at lower bound, created_at upper bound,
+// event time (µs), window start (µs); columns delivery_id, delivery_created,
+// sent_us: the person's delivery of the campaign whose first SENT device is
+// the latest one at or before the event and inside the goal window.
+const selectNearestSent = `SELECT delivery_id, any(delivery_created), min(at_us) AS sent_us
+FROM events
+WHERE workspace_id = ? AND campaign_id = ? AND kind = 'sent'
+  AND delivery_id IN (SELECT id FROM deliveries WHERE workspace_id = ? AND campaign_id = ? AND person_id = ? AND created_at >= ? AND created_at <= ?)
+GROUP BY delivery_id
+HAVING sent_us <= ? AND sent_us >= ?
+ORDER BY sent_us DESC
+LIMIT 1`
+
+// NearestSentDelivery finds the delivery a goal event at `at` converts, by
+// DESIGN.md's rule: the campaign's delivery to that person sent nearest
+// before the event, within the window. ok is false when there is none.
+func (s *Store) NearestSentDelivery(ctx context.Context, workspaceID string, campaignID uuid.UUID, personID string, at time.Time, window time.Duration) (d Delivery, ok bool, err error) {
+	from := at.Add(-window)
+	var sentUS uint64
+	var created time.Time
+	var id uuid.UUID
+	err = s.conn.QueryRow(ctx, selectNearestSent, workspaceID, campaignID, workspaceID, campaignID, personID,
+		from.Add(-time.Hour), at, micros(at), micros(from)).Scan(&id, &created, &sentUS)
+	if err != nil {
+		if rowErr("", err) != nil && isNotFound(rowErr("", err)) {
+			return d, false, nil
+		}
+		return d, false, fmt.Errorf("clickhouse: nearest sent delivery: %w", err)
+	}
+	return Delivery{WorkspaceID: workspaceID, ID: id, CampaignID: campaignID, PersonID: personID, CreatedAt: created}, true, nil
+}

@@ -1,0 +1,627 @@
+package clickhouse
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrBufferFull is returned by StreamWriter.Write when the Redis stream
+// already holds StreamOptions.MaxLen events that ClickHouse has not taken
+// yet. Nothing was written; HTTP callers answer 503 with Retry-After.
+var ErrBufferFull = errors.New("clickhouse: event buffer full")
+
+// StreamOptions tune a StreamWriter. Zero values take the stated defaults.
+type StreamOptions struct {
+	// Stream is the Redis stream key. Default "herald:events".
+	Stream string
+	// Group is the consumer group shared by every writer process. Default
+	// "herald-writers".
+	Group string
+	// Consumer names this process in the group; it must differ between
+	// processes. Default hostname-pid-random.
+	Consumer string
+	// MaxBatch is the most stream entries (one event each) read, inserted
+	// and acknowledged at once. Default 5000.
+	MaxBatch int
+	// Interval is how often the consumer polls the stream when it is idle
+	// (and so the most an event waits before its insert). Default 50ms.
+	Interval time.Duration
+	// ClaimIdle: entries read by some consumer but not acknowledged for
+	// this long (a crashed process, or one that cannot reach ClickHouse)
+	// are claimed and inserted by this one. Default 30s.
+	ClaimIdle time.Duration
+	// MaxLen is the most events the stream holds, inserted or not; a Write
+	// that would go above it returns ErrBufferFull. Default 1,000,000.
+	MaxLen int64
+}
+
+func (o StreamOptions) withDefaults() StreamOptions {
+	if o.Stream == "" {
+		o.Stream = "herald:events"
+	}
+	if o.Group == "" {
+		o.Group = "herald-writers"
+	}
+	if o.Consumer == "" {
+		o.Consumer = defaultConsumer()
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 5000
+	}
+	if o.Interval <= 0 {
+		o.Interval = 50 * time.Millisecond
+	}
+	if o.ClaimIdle <= 0 {
+		o.ClaimIdle = 30 * time.Second
+	}
+	if o.MaxLen <= 0 {
+		o.MaxLen = 1_000_000
+	}
+	return o
+}
+
+func defaultConsumer() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "herald"
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand panics instead)
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+const (
+	// maxBackoff caps the wait between retries while ClickHouse or Redis fails.
+	maxBackoff = 5 * time.Second
+	// closeTimeout bounds the last drain in Close; what is left stays in
+	// Redis for the next process to claim.
+	closeTimeout = 5 * time.Second
+	// insertTimeout bounds one ClickHouse insert.
+	insertTimeout = 30 * time.Second
+	// redisTimeout bounds one Redis command of the consumer loop.
+	redisTimeout = 10 * time.Second
+	// entryField is the one field of a stream entry.
+	entryField = "event"
+)
+
+// StreamWriter writes events to ClickHouse through a Redis stream, the
+// durable buffer between callers and ClickHouse. Write returns once Redis
+// has the events, so a caller can acknowledge its own work then even while
+// ClickHouse is down; a consumer loop inserts them in batches and
+// acknowledges (XACK, then XDEL) the entries only after ClickHouse took
+// them. Entries that a process read but never acknowledged (it crashed, or
+// it cannot reach ClickHouse) are claimed by any writer of the group after
+// ClaimIdle.
+//
+// Delivery to ClickHouse is at least once: a process that dies between the
+// insert and the XACK leaves entries that are inserted again by whoever
+// claims them. That is safe because the events table is a ReplacingMergeTree
+// whose sorting key is the event's identity, and every query aggregates
+// idempotently (FINAL, max, uniqExact), so a repeated insert never changes a
+// figure; no second dedup mechanism is kept here.
+//
+// Stream entry format: one entry per event, with the single field "event"
+// holding the event as a JSON object keyed by the events table's column
+// names (workspace_id, campaign_id, delivery_id, round, device_index, kind,
+// attempt, status_code, reason, provider_id, delivery_created, at; the
+// times in RFC 3339 with nanoseconds). Entries that do not decode are moved
+// to the stream "<Stream>:dead" with the error, and acknowledged.
+//
+// Acknowledged means accepted by Redis: how much survives a Redis crash is
+// Redis's persistence setting (appendonly yes, appendfsync everysec loses at
+// most about a second).
+type StreamWriter struct {
+	rdb    redis.UniversalClient
+	conn   driver.Conn
+	opts   StreamOptions
+	logger *slog.Logger
+
+	inserted  atomic.Uint64
+	mu        sync.Mutex
+	lastError string
+
+	wake      chan struct{}
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+
+	// Owned by the loop goroutine.
+	readOwn     bool      // re-read our own pending entries (ID 0) before new ones
+	claimCursor string    // XAUTOCLAIM position; "0-0" starts a new scan
+	nextClaim   time.Time // when the next XAUTOCLAIM scan starts
+}
+
+// NewStreamWriter creates the consumer group (and the stream) if missing and
+// starts the consumer loop; Close stops it.
+func NewStreamWriter(rdb redis.UniversalClient, conn driver.Conn, o StreamOptions, logger *slog.Logger) (*StreamWriter, error) {
+	o = o.withDefaults()
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	w := &StreamWriter{
+		rdb: rdb, conn: conn, opts: o,
+		logger:      logger.With("stream", o.Stream, "consumer", o.Consumer),
+		wake:        make(chan struct{}, 1),
+		stop:        make(chan struct{}),
+		done:        make(chan struct{}),
+		readOwn:     true, // a restarted process with a fixed Consumer name
+		claimCursor: "0-0",
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
+	defer cancel()
+	if err := w.createGroup(ctx); err != nil {
+		return nil, err
+	}
+	go w.loop()
+	return w, nil
+}
+
+// createGroup runs XGROUP CREATE <stream> <group> 0 MKSTREAM. Starting at 0
+// makes a new group read what the stream already holds.
+func (w *StreamWriter) createGroup(ctx context.Context) error {
+	err := w.rdb.XGroupCreateMkStream(ctx, w.opts.Stream, w.opts.Group, "0").Err()
+	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+		return fmt.Errorf("clickhouse: create consumer group %s on %s: %w", w.opts.Group, w.opts.Stream, err)
+	}
+	return nil
+}
+
+// writeScript appends events to the stream unless that would take it above
+// its maximum length, atomically, so concurrent writers cannot overshoot.
+//
+//	KEYS[1]: the stream
+//	ARGV[1]: MaxLen
+//	ARGV[2..]: one JSON-encoded event each, stored as field "event"
+//	Returns the number of entries added, or -1 (nothing added) when
+//	XLEN + #events > MaxLen.
+var writeScript = redis.NewScript(`
+local n = #ARGV - 1
+if redis.call("XLEN", KEYS[1]) + n > tonumber(ARGV[1]) then
+	return -1
+end
+for i = 2, #ARGV do
+	redis.call("XADD", KEYS[1], "*", "event", ARGV[i])
+end
+return n
+`)
+
+// Write appends events to the stream and returns once Redis accepted them:
+// that is the acknowledgement point, before the ClickHouse insert. All of
+// the events are written or none. It returns ErrBufferFull, writing
+// nothing, when the stream would hold more than MaxLen events, and rejects
+// an event whose Kind the events table does not know (such a row would fail
+// every insert of its batch).
+func (w *StreamWriter) Write(ctx context.Context, events ...Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	select {
+	case <-w.stop:
+		return fmt.Errorf("clickhouse: stream writer closed")
+	default:
+	}
+	args := make([]any, 0, len(events)+1)
+	args = append(args, w.opts.MaxLen)
+	for _, e := range events {
+		if !knownKind(e.Kind) {
+			return fmt.Errorf("clickhouse: write event: unknown kind %q", e.Kind)
+		}
+		b, err := json.Marshal(toStreamEvent(e))
+		if err != nil {
+			return fmt.Errorf("clickhouse: encode event: %w", err)
+		}
+		args = append(args, b)
+	}
+	n, err := writeScript.Run(ctx, w.rdb, []string{w.opts.Stream}, args...).Int64()
+	if err != nil {
+		return fmt.Errorf("clickhouse: write events to %s: %w", w.opts.Stream, err)
+	}
+	if n < 0 {
+		return ErrBufferFull
+	}
+	return nil
+}
+
+// StreamStats describe the stream, for health checks and metrics.
+type StreamStats struct {
+	// Length counts entries not yet acknowledged: unread ones plus Pending.
+	Length int64
+	// Pending counts entries read by some consumer of the group but not
+	// yet acknowledged.
+	Pending int64
+	// OldestAge is the age of the oldest entry not yet acknowledged, by its
+	// id's millisecond timestamp and Redis's clock: the writer's lag. Zero
+	// when the stream is empty.
+	OldestAge time.Duration
+	// Inserted counts the events this process inserted into ClickHouse.
+	Inserted uint64
+	// LastError is the error of the current failure streak of this
+	// process's consumer loop; empty after a success.
+	LastError string
+}
+
+// Stats reads the stream's length, pending count and lag from Redis.
+func (w *StreamWriter) Stats(ctx context.Context) (StreamStats, error) {
+	var (
+		xlen    *redis.IntCmd
+		pending *redis.XPendingCmd
+		first   *redis.XMessageSliceCmd
+		now     *redis.TimeCmd
+	)
+	_, err := w.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		xlen = p.XLen(ctx, w.opts.Stream)
+		pending = p.XPending(ctx, w.opts.Stream, w.opts.Group)
+		first = p.XRangeN(ctx, w.opts.Stream, "-", "+", 1)
+		now = p.Time(ctx)
+		return nil
+	})
+	if err != nil {
+		return StreamStats{}, fmt.Errorf("clickhouse: event stream stats: %w", err)
+	}
+	s := StreamStats{Length: xlen.Val(), Pending: pending.Val().Count, Inserted: w.inserted.Load()}
+	if msgs := first.Val(); len(msgs) > 0 {
+		if ms, ok := idMillis(msgs[0].ID); ok {
+			if age := now.Val().Sub(time.UnixMilli(ms)); age > 0 {
+				s.OldestAge = age
+			}
+		}
+	}
+	w.mu.Lock()
+	s.LastError = w.lastError
+	w.mu.Unlock()
+	return s, nil
+}
+
+// Flush waits until every event written to the stream before the call (by
+// any process) is in ClickHouse: as acknowledged entries are deleted, that
+// is when no entry up to the stream's last id is left. It returns ctx's
+// error, with the loop's last error, if that takes too long.
+func (w *StreamWriter) Flush(ctx context.Context) error {
+	last, err := w.rdb.XRevRangeN(ctx, w.opts.Stream, "+", "-", 1).Result()
+	if err != nil {
+		return fmt.Errorf("clickhouse: flush event stream: %w", err)
+	}
+	if len(last) == 0 {
+		return nil
+	}
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+	ticker := time.NewTicker(min(w.opts.Interval, 10*time.Millisecond))
+	defer ticker.Stop()
+	for {
+		left, err := w.rdb.XRangeN(ctx, w.opts.Stream, "-", last[0].ID, 1).Result()
+		if err != nil {
+			return fmt.Errorf("clickhouse: flush event stream: %w", err)
+		}
+		if len(left) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			w.mu.Lock()
+			lastErr := w.lastError
+			w.mu.Unlock()
+			if lastErr != "" {
+				return fmt.Errorf("clickhouse: flush event stream: %w (last error: %s)", ctx.Err(), lastErr)
+			}
+			return fmt.Errorf("clickhouse: flush event stream: %w", ctx.Err())
+		case <-ticker.C:
+		}
+	}
+}
+
+// Close stops the consumer loop after a last attempt, of at most a few
+// seconds, to insert what this process holds and what is unread; what is
+// left stays in Redis for the next process. Writes after Close fail.
+func (w *StreamWriter) Close() {
+	w.closeOnce.Do(func() { close(w.stop) })
+	<-w.done
+}
+
+func (w *StreamWriter) loop() {
+	defer close(w.done)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	failures := 0
+	for {
+		select {
+		case <-w.stop:
+			w.drain(failures > 0)
+			return
+		case <-timer.C:
+		case <-w.wake:
+			if failures > 0 {
+				continue // keep the backoff; the timer is still armed
+			}
+			timer.Stop()
+		}
+		more, err := w.step(context.Background(), true)
+		wait := w.opts.Interval
+		switch {
+		case err != nil:
+			failures++
+			w.fail(err, failures)
+			wait = backoff(w.opts.Interval, failures)
+		case failures > 0:
+			w.logger.Info("event stream: inserting again", "failures", failures)
+			failures = 0
+			w.setLastError("")
+		}
+		if more && err == nil {
+			wait = 0
+		}
+		timer.Reset(wait)
+	}
+}
+
+// drain inserts what it can within closeTimeout, without claiming other
+// consumers' entries. When the loop was already failing it tries once, so
+// that Close does not wait out closeTimeout on a ClickHouse that is down.
+func (w *StreamWriter) drain(failing bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancel()
+	failures := 0
+	for ctx.Err() == nil {
+		more, err := w.step(ctx, false)
+		if err == nil && !more {
+			return
+		}
+		if err != nil {
+			if failing {
+				break
+			}
+			failures++
+			if failures == 1 {
+				w.logger.Error("event stream: draining at close; retrying", "err", err)
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff(w.opts.Interval, failures)):
+			}
+		}
+	}
+	w.logger.Warn("event stream: closed with entries left for the next process")
+}
+
+func (w *StreamWriter) fail(err error, failures int) {
+	w.setLastError(err.Error())
+	if failures == 1 {
+		w.logger.Error("event stream: insert failed; events stay in Redis and are retried", "err", err)
+	}
+}
+
+func (w *StreamWriter) setLastError(s string) {
+	w.mu.Lock()
+	w.lastError = s
+	w.mu.Unlock()
+}
+
+// backoff is interval·2^(failures-1), at most maxBackoff.
+func backoff(interval time.Duration, failures int) time.Duration {
+	d := interval
+	for i := 1; i < failures && d < maxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, maxBackoff)
+}
+
+// step runs one round of the consumer: this consumer's pending entries
+// (ID 0) first, then, if due and claim is set, an XAUTOCLAIM pass over
+// entries idle longer than ClaimIdle, then new entries (ID >). It handles
+// one batch and reports whether more work is likely waiting.
+func (w *StreamWriter) step(ctx context.Context, claim bool) (more bool, err error) {
+	if w.readOwn {
+		msgs, err := w.read(ctx, "0")
+		if err != nil {
+			return false, err
+		}
+		if len(msgs) > 0 {
+			return true, w.process(ctx, msgs)
+		}
+		w.readOwn = false
+	}
+	if claim && !time.Now().Before(w.nextClaim) {
+		rctx, cancel := context.WithTimeout(ctx, redisTimeout)
+		msgs, next, err := w.rdb.XAutoClaim(rctx, &redis.XAutoClaimArgs{
+			Stream: w.opts.Stream, Group: w.opts.Group, Consumer: w.opts.Consumer,
+			MinIdle: w.opts.ClaimIdle, Start: w.claimCursor, Count: int64(w.opts.MaxBatch),
+		}).Result()
+		cancel()
+		if err != nil {
+			return false, w.redisError(ctx, "claim idle entries", err)
+		}
+		w.claimCursor = next
+		if next == "0-0" {
+			// Scan again after a fraction of ClaimIdle: an entry is then
+			// claimed at most ClaimIdle·1.5 after its reader stopped.
+			w.nextClaim = time.Now().Add(max(w.opts.ClaimIdle/2, w.opts.Interval))
+		}
+		if len(msgs) > 0 {
+			w.logger.Info("event stream: claimed idle entries", "entries", len(msgs))
+			return true, w.process(ctx, msgs)
+		}
+		if next != "0-0" {
+			return true, nil
+		}
+	}
+	msgs, err := w.read(ctx, ">")
+	if err != nil {
+		return false, err
+	}
+	if len(msgs) == 0 {
+		return false, nil
+	}
+	return len(msgs) >= w.opts.MaxBatch, w.process(ctx, msgs)
+}
+
+// read runs XREADGROUP GROUP <group> <consumer> COUNT <MaxBatch> STREAMS
+// <stream> <id>, without blocking: id ">" gives new entries, "0" this
+// consumer's pending ones.
+func (w *StreamWriter) read(ctx context.Context, id string) ([]redis.XMessage, error) {
+	rctx, cancel := context.WithTimeout(ctx, redisTimeout)
+	defer cancel()
+	streams, err := w.rdb.XReadGroup(rctx, &redis.XReadGroupArgs{
+		Group: w.opts.Group, Consumer: w.opts.Consumer,
+		Streams: []string{w.opts.Stream, id}, Count: int64(w.opts.MaxBatch), Block: -1,
+	}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, w.redisError(ctx, "read", err)
+	}
+	if len(streams) == 0 {
+		return nil, nil
+	}
+	return streams[0].Messages, nil
+}
+
+// redisError recreates the group when the stream or group is gone (a
+// FLUSHDB, a deleted key), so the next round works again.
+func (w *StreamWriter) redisError(ctx context.Context, what string, err error) error {
+	if strings.HasPrefix(err.Error(), "NOGROUP") {
+		rctx, cancel := context.WithTimeout(ctx, redisTimeout)
+		defer cancel()
+		if cerr := w.createGroup(rctx); cerr != nil {
+			return cerr
+		}
+	}
+	return fmt.Errorf("clickhouse: event stream %s: %w", what, err)
+}
+
+// process inserts the events of msgs into ClickHouse in one batch and only
+// then acknowledges and deletes the entries. On failure the entries stay
+// pending on this consumer, to be read again (ID 0) or claimed by another.
+func (w *StreamWriter) process(ctx context.Context, msgs []redis.XMessage) error {
+	ids := make([]string, 0, len(msgs))
+	events := make([]Event, 0, len(msgs))
+	var dead []redis.XMessage
+	for _, m := range msgs {
+		ids = append(ids, m.ID)
+		if m.Values == nil {
+			continue // deleted while pending (Redis < 7 reports these): just acknowledge
+		}
+		e, err := decodeEntry(m)
+		if err != nil {
+			w.logger.Error("event stream: undecodable entry moved to dead-letter stream", "id", m.ID, "err", err)
+			m.Values = map[string]any{"id": m.ID, "error": err.Error(), entryField: fmt.Sprint(m.Values[entryField])}
+			dead = append(dead, m)
+			continue
+		}
+		events = append(events, e)
+	}
+	if len(events) > 0 {
+		ictx, cancel := context.WithTimeout(ctx, insertTimeout)
+		err := InsertEvents(ictx, w.conn, events)
+		cancel()
+		if err != nil {
+			w.readOwn = true
+			return err
+		}
+		w.inserted.Add(uint64(len(events)))
+	}
+	rctx, cancel := context.WithTimeout(ctx, redisTimeout)
+	defer cancel()
+	for _, m := range dead {
+		// Outside the MULTI below: in Redis Cluster the dead-letter key
+		// may live on another node. A retry may copy an entry twice.
+		if err := w.rdb.XAdd(rctx, &redis.XAddArgs{Stream: w.opts.Stream + ":dead", Values: m.Values}).Err(); err != nil {
+			w.readOwn = true
+			return fmt.Errorf("clickhouse: event stream dead-letter: %w", err)
+		}
+	}
+	// MULTI so that an entry is never acknowledged yet left in the stream
+	// (Flush and OldestAge rely on acknowledged entries being gone).
+	_, err := w.rdb.TxPipelined(rctx, func(p redis.Pipeliner) error {
+		p.XAck(rctx, w.opts.Stream, w.opts.Group, ids...)
+		p.XDel(rctx, w.opts.Stream, ids...)
+		return nil
+	})
+	if err != nil {
+		// Inserted but not acknowledged: inserted again later, which the
+		// events table absorbs (see StreamWriter).
+		w.readOwn = true
+		return fmt.Errorf("clickhouse: event stream acknowledge %d entries: %w", len(ids), err)
+	}
+	return nil
+}
+
+// streamEvent is an Event as stored in a stream entry, keyed by the events
+// table's column names.
+type streamEvent struct {
+	WorkspaceID     string    `json:"workspace_id"`
+	CampaignID      uuid.UUID `json:"campaign_id"`
+	DeliveryID      uuid.UUID `json:"delivery_id"`
+	Round           uint16    `json:"round"`
+	DeviceIndex     uint8     `json:"device_index"`
+	Kind            string    `json:"kind"`
+	Attempt         uint16    `json:"attempt"`
+	StatusCode      uint16    `json:"status_code,omitempty"`
+	Reason          string    `json:"reason,omitempty"`
+	ProviderID      string    `json:"provider_id,omitempty"`
+	DeliveryCreated time.Time `json:"delivery_created"`
+	At              time.Time `json:"at"`
+}
+
+func toStreamEvent(e Event) streamEvent {
+	return streamEvent{
+		WorkspaceID: e.WorkspaceID, CampaignID: e.CampaignID, DeliveryID: e.DeliveryID,
+		Round: e.Round, DeviceIndex: e.DeviceIndex, Kind: e.Kind, Attempt: e.Attempt,
+		StatusCode: e.StatusCode, Reason: e.Reason, ProviderID: e.ProviderID,
+		DeliveryCreated: e.DeliveryCreated, At: e.At,
+	}
+}
+
+func decodeEntry(m redis.XMessage) (Event, error) {
+	s, ok := m.Values[entryField].(string)
+	if !ok {
+		return Event{}, fmt.Errorf("no %q field", entryField)
+	}
+	var se streamEvent
+	if err := json.Unmarshal([]byte(s), &se); err != nil {
+		return Event{}, err
+	}
+	if !knownKind(se.Kind) {
+		return Event{}, fmt.Errorf("unknown kind %q", se.Kind)
+	}
+	return Event{
+		WorkspaceID: se.WorkspaceID, CampaignID: se.CampaignID, DeliveryID: se.DeliveryID,
+		Round: se.Round, DeviceIndex: se.DeviceIndex, Kind: se.Kind, Attempt: se.Attempt,
+		StatusCode: se.StatusCode, Reason: se.Reason, ProviderID: se.ProviderID,
+		DeliveryCreated: se.DeliveryCreated, At: se.At,
+	}, nil
+}
+
+// knownKind reports whether the events.kind Enum8 has k.
+func knownKind(k string) bool {
+	switch k {
+	case KindTargeted, KindAttempt, KindSent, KindBounced, KindFailed, KindSuppressed,
+		KindDelivered, KindOpened, KindConverted, KindPresendFailed:
+		return true
+	}
+	return false
+}
+
+// idMillis is the millisecond timestamp of a stream entry id "<ms>-<seq>".
+func idMillis(id string) (int64, bool) {
+	ms, _, _ := strings.Cut(id, "-")
+	n, err := strconv.ParseInt(ms, 10, 64)
+	return n, err == nil
+}

@@ -1,0 +1,379 @@
+package clickhouse_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/heraldpush/herald/clickhouse"
+	"github.com/heraldpush/herald/clickhouse/chtest"
+	"github.com/heraldpush/herald/internal/redistest"
+)
+
+// testEvents returns n distinct events (distinct sorting keys), with times
+// at the precision the table keeps (seconds for delivery_created,
+// microseconds for at).
+func testEvents(n int) []clickhouse.Event {
+	campaign := uuid.New()
+	created := time.Now().UTC().Truncate(time.Second)
+	kinds := []string{clickhouse.KindTargeted, clickhouse.KindAttempt, clickhouse.KindSent, clickhouse.KindDelivered}
+	events := make([]clickhouse.Event, n)
+	for i := range events {
+		events[i] = clickhouse.Event{
+			WorkspaceID: "ws1", CampaignID: campaign, DeliveryID: uuid.New(),
+			DeviceIndex: uint8(i % 3), Kind: kinds[i%len(kinds)], Attempt: uint16(i % 2),
+			StatusCode: 200, Reason: fmt.Sprintf("reason %d", i), ProviderID: "p-" + fmt.Sprint(i),
+			DeliveryCreated: created, At: created.Add(time.Duration(i) * time.Microsecond),
+		}
+	}
+	return events
+}
+
+// deadConn is a ClickHouse connection to a closed port: the driver connects
+// lazily, so every query fails with connection refused.
+func deadConn(t testing.TB) driver.Conn {
+	t.Helper()
+	conn, err := ch.Open(&ch.Options{Addr: []string{"127.0.0.1:1"}, DialTimeout: time.Second})
+	if err != nil {
+		t.Fatalf("open dead connection: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+func newStreamWriter(t testing.TB, rdb redis.UniversalClient, conn driver.Conn, o clickhouse.StreamOptions, logger *slog.Logger) *clickhouse.StreamWriter {
+	t.Helper()
+	w, err := clickhouse.NewStreamWriter(rdb, conn, o, logger)
+	if err != nil {
+		t.Fatalf("NewStreamWriter: %v", err)
+	}
+	t.Cleanup(w.Close)
+	return w
+}
+
+// checkStored fails unless the events table holds exactly want, each once
+// (also without FINAL: none of these tests repeats an insert).
+func checkStored(t *testing.T, conn driver.Conn, want []clickhouse.Event) {
+	t.Helper()
+	ctx := context.Background()
+	for _, q := range []string{
+		"SELECT count() FROM events FINAL",
+		"SELECT count() FROM events",
+		"SELECT uniqExact(workspace_id, campaign_id, delivery_id, round, device_index, kind, attempt) FROM events",
+	} {
+		var n uint64
+		if err := conn.QueryRow(ctx, q).Scan(&n); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		if n != uint64(len(want)) {
+			t.Errorf("%s = %d, want %d", q, n, len(want))
+		}
+	}
+	rows, err := conn.Query(ctx, `SELECT workspace_id, campaign_id, delivery_id, round, device_index, kind, attempt, status_code, reason, provider_id, delivery_created, at_us FROM events FINAL`)
+	if err != nil {
+		t.Fatalf("select events: %v", err)
+	}
+	defer rows.Close()
+	var got []clickhouse.Event
+	for rows.Next() {
+		var e clickhouse.Event
+		var atUS uint64
+		if err := rows.Scan(&e.WorkspaceID, &e.CampaignID, &e.DeliveryID, &e.Round, &e.DeviceIndex, &e.Kind, &e.Attempt,
+			&e.StatusCode, &e.Reason, &e.ProviderID, &e.DeliveryCreated, &atUS); err != nil {
+			t.Fatalf("scan event: %v", err)
+		}
+		e.At = time.UnixMicro(int64(atUS))
+		got = append(got, e)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("select events: %v", err)
+	}
+	byID := func(es []clickhouse.Event) {
+		sort.Slice(es, func(i, j int) bool { return es[i].DeliveryID.String() < es[j].DeliveryID.String() })
+	}
+	want = append([]clickhouse.Event(nil), want...)
+	byID(want)
+	byID(got)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("events table (-want +got):\n%s", diff)
+	}
+}
+
+func TestStreamWriterInsertsAll(t *testing.T) {
+	rdb, conn := redistest.New(t), chtest.New(t)
+	w := newStreamWriter(t, rdb, conn, clickhouse.StreamOptions{MaxBatch: 300, Interval: 10 * time.Millisecond}, testLogger(t))
+	ctx := context.Background()
+
+	events := testEvents(2000)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := g * 5; i < len(events); i += 8 * 5 {
+				end := min(i+5, len(events))
+				if err := w.Write(ctx, events[i:end]...); err != nil {
+					t.Errorf("Write: %v", err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := w.Flush(fctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	checkStored(t, conn, events)
+
+	st, err := w.Stats(ctx)
+	if err != nil {
+		t.Fatalf("Stats: %v", err)
+	}
+	if diff := cmp.Diff(clickhouse.StreamStats{Inserted: 2000}, st); diff != "" {
+		t.Errorf("Stats after Flush (-want +got):\n%s", diff)
+	}
+}
+
+func TestStreamWriterRejectsUnknownKind(t *testing.T) {
+	rdb := redistest.New(t)
+	w := newStreamWriter(t, rdb, deadConn(t), clickhouse.StreamOptions{}, testLogger(t))
+	e := testEvents(2)
+	e[1].Kind = "exploded"
+	if err := w.Write(context.Background(), e...); err == nil {
+		t.Fatal("Write of an unknown kind: got nil error")
+	}
+	if n := rdb.XLen(context.Background(), "herald:events").Val(); n != 0 {
+		t.Errorf("stream length after a rejected Write = %d, want 0", n)
+	}
+}
+
+func TestStreamWriterCloseDrains(t *testing.T) {
+	rdb, conn := redistest.New(t), chtest.New(t)
+	w, err := clickhouse.NewStreamWriter(rdb, conn, clickhouse.StreamOptions{Interval: time.Hour}, testLogger(t))
+	if err != nil {
+		t.Fatalf("NewStreamWriter: %v", err)
+	}
+	events := testEvents(100)
+	time.Sleep(50 * time.Millisecond) // let the first, immediate poll pass: the next is in an hour
+	if err := w.Write(context.Background(), events...); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	w.Close()
+	checkStored(t, conn, events)
+	if err := w.Write(context.Background(), events...); err == nil {
+		t.Error("Write after Close: got nil error")
+	}
+}
+
+// countHandler counts log records by level.
+type countHandler struct {
+	errors atomic.Int64
+}
+
+func (h *countHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *countHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelError {
+		h.errors.Add(1)
+	}
+	return nil
+}
+func (h *countHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *countHandler) WithGroup(string) slog.Handler      { return h }
+
+func TestStreamWriterClickHouseDown(t *testing.T) {
+	rdb, conn := redistest.New(t), chtest.New(t)
+	ctx := context.Background()
+	logs := &countHandler{}
+	down := newStreamWriter(t, rdb, deadConn(t), clickhouse.StreamOptions{Consumer: "down", Interval: 10 * time.Millisecond}, slog.New(logs))
+
+	events := testEvents(100)
+	for i := 0; i < len(events); i += 10 {
+		if err := down.Write(ctx, events[i:i+10]...); err != nil {
+			t.Fatalf("Write with ClickHouse down: %v", err)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // several failed inserts
+	st1, err := down.Stats(ctx)
+	if err != nil {
+		t.Fatalf("Stats: %v", err)
+	}
+	// Pending holds what the failing writer read before its first insert
+	// failed; while failing it retries those and reads nothing new, so the
+	// rest stays unread for any healthy writer.
+	if st1.Length != 100 || st1.Pending < 1 || st1.Pending > 100 || st1.OldestAge <= 0 || st1.Inserted != 0 || st1.LastError == "" {
+		t.Errorf("Stats with ClickHouse down = %+v, want Length 100, Pending 1..100, OldestAge > 0, Inserted 0, a LastError", st1)
+	}
+	if n := logs.errors.Load(); n != 1 {
+		t.Errorf("logged %d errors during one failure streak, want 1", n)
+	}
+	time.Sleep(20 * time.Millisecond)
+	st2, err := down.Stats(ctx)
+	if err != nil {
+		t.Fatalf("Stats: %v", err)
+	}
+	if st2.OldestAge <= st1.OldestAge {
+		t.Errorf("OldestAge did not grow: %v then %v", st1.OldestAge, st2.OldestAge)
+	}
+	fctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if err := down.Flush(fctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Flush with ClickHouse down = %v, want a deadline error", err)
+	}
+
+	// The documented entry format: field "event", a JSON object keyed by
+	// column names.
+	first, err := rdb.XRangeN(ctx, "herald:events", "-", "+", 1).Result()
+	if err != nil || len(first) != 1 {
+		t.Fatalf("XRANGE: %v, %d entries", err, len(first))
+	}
+	var entry map[string]any
+	if err := json.Unmarshal([]byte(first[0].Values["event"].(string)), &entry); err != nil {
+		t.Fatalf("entry %v: %v", first[0].Values, err)
+	}
+	if entry["delivery_id"] != events[0].DeliveryID.String() || entry["kind"] != events[0].Kind {
+		t.Errorf("first entry = %v, want delivery_id %s, kind %s", entry, events[0].DeliveryID, events[0].Kind)
+	}
+
+	// A second process, with a working ClickHouse, claims what the first
+	// one holds once it has been idle for ClaimIdle.
+	up := newStreamWriter(t, rdb, conn, clickhouse.StreamOptions{Consumer: "up", Interval: 10 * time.Millisecond, ClaimIdle: 100 * time.Millisecond}, testLogger(t))
+	fctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := up.Flush(fctx); err != nil {
+		t.Fatalf("Flush of the second writer: %v", err)
+	}
+	checkStored(t, conn, events)
+	st, err := up.Stats(ctx)
+	if err != nil {
+		t.Fatalf("Stats: %v", err)
+	}
+	if diff := cmp.Diff(clickhouse.StreamStats{Inserted: 100}, st); diff != "" {
+		t.Errorf("Stats of the second writer (-want +got):\n%s", diff)
+	}
+}
+
+func TestStreamWriterClaimsFromDeadConsumer(t *testing.T) {
+	rdb, conn := redistest.New(t), chtest.New(t)
+	ctx := context.Background()
+	const stream, group = "herald:events", "herald-writers"
+	if err := rdb.XGroupCreateMkStream(ctx, stream, group, "0").Err(); err != nil {
+		t.Fatalf("XGROUP CREATE: %v", err)
+	}
+	// Write in the documented entry format, then read as consumer "dead",
+	// which never acknowledges: a process that crashed after XREADGROUP.
+	events := testEvents(50)
+	for _, e := range events {
+		b, err := json.Marshal(map[string]any{
+			"workspace_id": e.WorkspaceID, "campaign_id": e.CampaignID, "delivery_id": e.DeliveryID,
+			"round": e.Round, "device_index": e.DeviceIndex, "kind": e.Kind, "attempt": e.Attempt,
+			"status_code": e.StatusCode, "reason": e.Reason, "provider_id": e.ProviderID,
+			"delivery_created": e.DeliveryCreated, "at": e.At,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"event", b}}).Err(); err != nil {
+			t.Fatalf("XADD: %v", err)
+		}
+	}
+	start := time.Now()
+	read, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: group, Consumer: "dead", Streams: []string{stream, ">"}, Count: 1000, Block: -1}).Result()
+	if err != nil || len(read[0].Messages) != len(events) {
+		t.Fatalf("XREADGROUP as dead: %v, %v", err, read)
+	}
+
+	const claimIdle = 300 * time.Millisecond
+	w := newStreamWriter(t, rdb, conn, clickhouse.StreamOptions{Interval: 10 * time.Millisecond, ClaimIdle: claimIdle}, testLogger(t))
+	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := w.Flush(fctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	if took := time.Since(start); took < claimIdle {
+		t.Errorf("entries were claimed after %v, before ClaimIdle %v", took, claimIdle)
+	}
+	checkStored(t, conn, events)
+	pending, err := rdb.XPending(ctx, stream, group).Result()
+	if err != nil {
+		t.Fatalf("XPENDING: %v", err)
+	}
+	if pending.Count != 0 {
+		t.Errorf("pending after the claim = %+v, want none", pending)
+	}
+}
+
+func TestStreamWriterBufferFull(t *testing.T) {
+	rdb := redistest.New(t)
+	ctx := context.Background()
+	w := newStreamWriter(t, rdb, deadConn(t), clickhouse.StreamOptions{MaxLen: 10}, slog.New(slog.DiscardHandler))
+	events := testEvents(12)
+	tests := []struct {
+		name   string
+		events []clickhouse.Event
+		want   error
+	}{
+		{"fill to MaxLen", events[:10], nil},
+		{"one above", events[10:11], clickhouse.ErrBufferFull},
+		{"two above", events[10:12], clickhouse.ErrBufferFull},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := w.Write(ctx, tt.events...); !errors.Is(err, tt.want) {
+				t.Errorf("Write(%d events) = %v, want %v", len(tt.events), err, tt.want)
+			}
+		})
+	}
+	st, err := w.Stats(ctx)
+	if err != nil {
+		t.Fatalf("Stats: %v", err)
+	}
+	if st.Length != 10 {
+		t.Errorf("stream length = %d, want 10: a refused Write must write nothing", st.Length)
+	}
+	if !strings.Contains(clickhouse.ErrBufferFull.Error(), "buffer full") {
+		t.Errorf("ErrBufferFull = %q", clickhouse.ErrBufferFull)
+	}
+}
+
+// BenchmarkStreamWriterWrite measures Write of single events from parallel
+// callers, with the consumer inserting into ClickHouse at the same time.
+func BenchmarkStreamWriterWrite(b *testing.B) {
+	rdb, conn := redistest.New(b), chtest.New(b)
+	w := newStreamWriter(b, rdb, conn, clickhouse.StreamOptions{}, slog.New(slog.DiscardHandler))
+	ctx := context.Background()
+	events := testEvents(1024)
+	var next atomic.Uint64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			e := events[next.Add(1)%uint64(len(events))]
+			e.DeliveryID = uuid.New()
+			if err := w.Write(ctx, e); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	start := time.Now()
+	fctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := w.Flush(fctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(time.Since(start).Milliseconds()), "flush-ms")
+}

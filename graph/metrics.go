@@ -1,0 +1,147 @@
+package graph
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/heraldpush/herald/clickhouse"
+	"github.com/heraldpush/herald/domain"
+)
+
+// MetricReport is what an app reports: a metric for the device token a
+// delivery targeted. Workspace is empty for the unauthenticated REST
+// endpoints (the delivery id alone identifies the delivery).
+type MetricReport struct {
+	Workspace  string
+	DeliveryID string
+	Metric     domain.Metric
+	Token      string
+	At         time.Time // zero = now
+}
+
+// ReportMetric records a delivered/opened/converted report exactly once: it
+// counts only when the delivery targeted that token (else NOT_FOUND), and
+// the event's identity (delivery, device, kind) makes a duplicate a no-op.
+// An open implies delivered (the status SQL reads opened as delivered too).
+func (r *Resolver) ReportMetric(ctx context.Context, m MetricReport) error {
+	id, err := uuid.Parse(m.DeliveryID)
+	if err != nil || id.Version() != 7 {
+		return notFound("delivery", m.DeliveryID)
+	}
+	if m.Token == "" {
+		return badInput("device_id", "the device token is empty")
+	}
+	var d clickhouse.Delivery
+	if m.Workspace != "" {
+		d, err = r.Store.Delivery(ctx, m.Workspace, id)
+	} else {
+		d, err = r.Store.FindDelivery(ctx, id)
+	}
+	if errors.Is(err, clickhouse.ErrNotFound) {
+		return notFound("delivery", m.DeliveryID)
+	}
+	if err != nil {
+		return err
+	}
+	round, idx, err := r.Store.TargetedDevice(ctx, d.WorkspaceID, d.ID, m.Token)
+	if errors.Is(err, clickhouse.ErrNotFound) {
+		return &NotFoundError{What: "device of delivery " + m.DeliveryID, ID: m.Token}
+	}
+	if err != nil {
+		return err
+	}
+	at, err := domain.MetricTime(m.At, d.CreatedAt, time.Now())
+	if err != nil {
+		return badInput("timestamp", "%v", err)
+	}
+	e := clickhouse.Event{WorkspaceID: d.WorkspaceID, CampaignID: d.CampaignID, DeliveryID: d.ID, Round: round,
+		DeviceIndex: idx, DeliveryCreated: d.CreatedAt, At: at}
+	switch m.Metric {
+	case domain.MetricDelivered:
+		e.Kind = clickhouse.KindDelivered
+	case domain.MetricOpened:
+		e.Kind = clickhouse.KindOpened
+	case domain.MetricConverted:
+		e.Kind, e.DeviceIndex = clickhouse.KindConverted, clickhouse.DeliveryLevel
+	default:
+		return badInput("event", "unknown metric %q", m.Metric)
+	}
+	return r.Events.Write(ctx, e)
+}
+
+// TrackedEvent is a person's event (trackEvent, the Track API).
+type TrackedEvent struct {
+	Workspace string
+	PersonID  string
+	Name      string
+	Data      map[string]any
+	At        time.Time // zero = now
+	ID        string    // idempotency key (a UUID); empty = new
+}
+
+// maxEventNameLen bounds event names.
+const maxEventNameLen = 150
+
+// TrackEvent records a person's event and applies conversion attribution:
+// for each campaign whose goal is this event, the campaign's delivery to the
+// person sent nearest before the event, within the goal window, becomes
+// CONVERTED. A delivery converts once (the converted event's identity is
+// the delivery), and one event converts at most one delivery per campaign.
+func (r *Resolver) TrackEvent(ctx context.Context, e TrackedEvent) error {
+	if err := validPersonID("input.personId", e.PersonID); err != nil {
+		return err
+	}
+	name := strings.TrimSpace(e.Name)
+	if name == "" || len(name) > maxEventNameLen {
+		return badInput("input.name", "event name must be 1–%d characters", maxEventNameLen)
+	}
+	now := time.Now().UTC()
+	at := e.At.UTC()
+	if e.At.IsZero() {
+		at = now
+	}
+	if at.After(now.Add(domain.ClockSkew)) {
+		return badInput("input.timestamp", "%v", domain.ErrTimeInFuture)
+	}
+	id := uuid.New()
+	if e.ID != "" {
+		var err error
+		if id, err = parseID("input.id", e.ID); err != nil {
+			return err
+		}
+	}
+	data := "{}"
+	if e.Data != nil {
+		b, err := json.Marshal(e.Data)
+		if err != nil {
+			return badInput("input.data", "%v", err)
+		}
+		data = string(b)
+	}
+	if err := r.Store.PutPersonEvent(ctx, clickhouse.PersonEvent{WorkspaceID: e.Workspace, PersonID: e.PersonID, ID: id, Name: name, Data: data, At: at}); err != nil {
+		return err
+	}
+	campaigns, err := r.Store.GoalCampaigns(ctx, e.Workspace, name)
+	if err != nil {
+		return err
+	}
+	var conversions []clickhouse.Event
+	for _, c := range campaigns {
+		d, ok, err := r.Store.NearestSentDelivery(ctx, e.Workspace, c.ID, e.PersonID, at, time.Duration(c.GoalWindowHours)*time.Hour)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		conversions = append(conversions, clickhouse.Event{WorkspaceID: e.Workspace, CampaignID: c.ID, DeliveryID: d.ID,
+			DeviceIndex: clickhouse.DeliveryLevel, Kind: clickhouse.KindConverted, Reason: name,
+			DeliveryCreated: d.CreatedAt, At: at})
+	}
+	return r.Events.Write(ctx, conversions...)
+}
