@@ -12,12 +12,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/heraldpush/herald/clickhouse"
 	"github.com/heraldpush/herald/internal/app"
 	"github.com/heraldpush/herald/providers/sim"
 	"github.com/heraldpush/herald/providers/sim/apnssim"
+	"github.com/heraldpush/herald/providers/sim/devicesim"
 	"github.com/heraldpush/herald/providers/sim/fcmsim"
 	"github.com/heraldpush/herald/server"
 )
@@ -25,12 +27,21 @@ import (
 // dev runs everything in one process: the APNS and FCM simulators, the API,
 // the worker, and a demo workspace whose key is written to <state>/dev.env.
 func dev(ctx context.Context, cfg app.Config, d *devFlags, logger *slog.Logger) error {
+	// The device simulator learns Herald's URL once the API listens.
+	var phones atomic.Pointer[devicesim.Simulator]
+	onAccepted := func(token string, body []byte) {
+		if p := phones.Load(); p != nil {
+			p.Accepted(token, body)
+		}
+	}
 	apns := apnssim.New(logger.With("component", "apnssim"))
+	apns.OnAccepted = onAccepted
 	if err := apns.Start(d.apnsSimAddr); err != nil {
 		return fmt.Errorf("apns simulator on %s: %w", d.apnsSimAddr, err)
 	}
 	defer apns.Close()
 	fcm := fcmsim.New(logger.With("component", "fcmsim"))
+	fcm.OnAccepted = onAccepted
 	if err := fcm.Start(d.fcmSimAddr); err != nil {
 		return fmt.Errorf("fcm simulator on %s: %w", d.fcmSimAddr, err)
 	}
@@ -68,6 +79,8 @@ func dev(ctx context.Context, cfg app.Config, d *devFlags, logger *slog.Logger) 
 	}
 
 	return serveApp(ctx, a, true, func(url string) {
+		phones.Store(devicesim.New(devicesim.Options{URL: url, DeliveredRate: d.deliveredRate, OpenedRate: d.openedRate, Delay: d.reportDelay},
+			logger.With("component", "devicesim")))
 		if err := os.MkdirAll(d.stateDir, 0o700); err != nil {
 			logger.Error("cannot write dev.env", "err", err)
 		}

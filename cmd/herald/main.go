@@ -116,6 +116,8 @@ func run(args []string, logger *slog.Logger) error {
 type devFlags struct {
 	apnsSimAddr, fcmSimAddr, stateDir string
 	demo                              bool
+	deliveredRate, openedRate         float64
+	reportDelay                       time.Duration
 }
 
 // parseConfig reads HERALD_* variables, then flags.
@@ -164,6 +166,18 @@ func parseConfig(name string, args []string) (app.Config, *devFlags, error) {
 		str(&d.fcmSimAddr, "fcm-sim", "HERALD_FCM_SIM_ADDR", "127.0.0.1:8097", "FCM simulator listen address")
 		str(&d.stateDir, "state-dir", "HERALD_STATE_DIR", ".herald", "folder for dev.env")
 		fs.BoolVar(&d.demo, "demo", true, "create the demo campaign, people and sends")
+		flt := func(p *float64, flagName, env string, def float64, help string) {
+			f := def
+			if v := os.Getenv(env); v != "" {
+				if x, err := strconv.ParseFloat(v, 64); err == nil {
+					f = x
+				}
+			}
+			fs.Float64Var(p, flagName, f, help+" ($"+env+")")
+		}
+		flt(&d.deliveredRate, "sim-delivered-rate", "HERALD_SIM_DELIVERED_RATE", 0.9, "share of accepted pushes the simulated phones report delivered")
+		flt(&d.openedRate, "sim-opened-rate", "HERALD_SIM_OPENED_RATE", 0.5, "share of delivered pushes the simulated phones report opened")
+		dur(&d.reportDelay, "sim-report-delay", "HERALD_SIM_REPORT_DELAY", 2*time.Second, "mean delay before each simulated report")
 		c.Dev = true
 	}
 	if err := fs.Parse(args); err != nil {

@@ -47,6 +47,11 @@ const certSubjectPrefix = "Apple Push Services: "
 type Server struct {
 	sim.Recorder
 
+	// OnAccepted, when set before Start, is called (on the request's
+	// goroutine, after the answer is written) with each accepted push's
+	// token and body: the device simulator of `herald dev` uses it.
+	OnAccepted func(token string, body []byte)
+
 	logger *slog.Logger
 
 	mu     sync.Mutex
@@ -324,6 +329,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("apns-id", id)
 	w.WriteHeader(http.StatusOK)
 	log.Debug("accepted", "apns-id", id)
+	if s.OnAccepted != nil {
+		s.OnAccepted(token, body)
+	}
 }
 
 // authenticate checks the provider token or the client certificate and

@@ -47,6 +47,11 @@ const (
 type Server struct {
 	sim.Recorder
 
+	// OnAccepted, when set before Start, is called (on the request's
+	// goroutine, after the answer is written) with each accepted push's
+	// token and body: the device simulator of `herald dev` uses it.
+	OnAccepted func(token string, body []byte)
+
 	logger *slog.Logger
 
 	mu       sync.Mutex
@@ -310,6 +315,9 @@ func (s *Server) serveSend(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
 	json.NewEncoder(w).Encode(map[string]string{"name": name})
 	log.Debug("accepted", "name", name)
+	if s.OnAccepted != nil {
+		s.OnAccepted(token, body)
+	}
 }
 
 // authorize checks the bearer token: issued here, unexpired, and for a
