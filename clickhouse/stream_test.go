@@ -318,7 +318,7 @@ func TestStreamWriterClaimsFromDeadConsumer(t *testing.T) {
 func TestStreamWriterBufferFull(t *testing.T) {
 	rdb := redistest.New(t)
 	ctx := context.Background()
-	w := newStreamWriter(t, rdb, deadConn(t), clickhouse.StreamOptions{MaxLen: 10}, slog.New(slog.DiscardHandler))
+	w := newStreamWriter(t, rdb, deadConn(t), clickhouse.StreamOptions{MaxLen: 10, Interval: 10 * time.Millisecond}, slog.New(slog.DiscardHandler))
 	events := testEvents(12)
 	tests := []struct {
 		name   string
@@ -345,6 +345,18 @@ func TestStreamWriterBufferFull(t *testing.T) {
 	}
 	if !strings.Contains(clickhouse.ErrBufferFull.Error(), "buffer full") {
 		t.Errorf("ErrBufferFull = %q", clickhouse.ErrBufferFull)
+	}
+	// Once the loop is failing, Close tries once instead of for closeTimeout.
+	for deadline := time.Now().Add(10 * time.Second); st.LastError == "" && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		if st, err = w.Stats(ctx); err != nil {
+			t.Fatalf("Stats: %v", err)
+		}
+	}
+	start := time.Now()
+	w.Close()
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("Close with ClickHouse down took %v, want one quick attempt", took)
 	}
 }
 

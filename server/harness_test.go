@@ -149,6 +149,17 @@ func (e *env) idle() {
 	e.t.Fatal("tasks still queued after 30s")
 }
 
+// flush waits until every event written so far is queryable in ClickHouse
+// (the event writer drains its Redis buffer every few tens of ms).
+func (e *env) flush() {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := e.app.Events.Flush(ctx); err != nil {
+		e.t.Fatalf("flush events: %v", err)
+	}
+}
+
 type vars = map[string]any
 
 // client is a GraphQL-over-HTTP client.

@@ -57,6 +57,7 @@ func TestSDKReports(t *testing.T) {
 	now := time.Now().Unix()
 
 	// Rejections first: nothing may be recorded.
+	e.flush()
 	before := e.distinctEvents(id, "")
 	unknown, _ := uuid.NewV7()
 	rejections := []struct {
@@ -84,6 +85,7 @@ func TestSDKReports(t *testing.T) {
 			}
 		})
 	}
+	e.flush()
 	if got := e.distinctEvents(id, ""); got != before {
 		t.Fatalf("rejected reports recorded events: %d → %d", before, got)
 	}
@@ -92,6 +94,7 @@ func TestSDKReports(t *testing.T) {
 	if status, body := e.post("/api/v1/metrics", fmt.Sprintf(`{"delivery_id":%q,"metric":"opened","recipient":%q,"timestamp":%d}`, id, b, now)); status != 200 {
 		t.Fatalf("metrics opened: %d %s", status, body)
 	}
+	e.flush()
 	d := c.delivery(id)
 	if d.Status != "OPENED" {
 		t.Errorf("after an open: %s, want OPENED", d.Status)
@@ -115,6 +118,7 @@ func TestSDKReports(t *testing.T) {
 	if r := e.workspace("b").do(`mutation($in: ReportPushMetricInput!) { reportPushMetric(input: $in) }`, vars{"in": vars{"deliveryId": id, "metric": "OPENED", "deviceToken": a}}); r.code() != "NOT_FOUND" {
 		t.Errorf("reportPushMetric from another workspace: code %q, want NOT_FOUND", r.code())
 	}
+	e.flush()
 	if got := e.distinctEvents(id, "delivered"); got != 2 {
 		t.Errorf("distinct delivered events = %d, want 2 (one per device)", got)
 	}
@@ -174,6 +178,7 @@ func TestConversions(t *testing.T) {
 	}
 	status := func(id string) (string, any) {
 		t.Helper()
+		e.flush()
 		d := c.mustDo(`query($id: ID!) { delivery(id: $id) { status convertedAt } }`, vars{"id": id})
 		return get(d, "delivery", "status").(string), get(d, "delivery", "convertedAt")
 	}
@@ -233,6 +238,7 @@ func TestConversions(t *testing.T) {
 	if s, _ := status(sdk); s != "CONVERTED" {
 		t.Errorf("SDK converted report: %s, want CONVERTED", s)
 	}
+	e.flush()
 	if n := e.distinctEvents(sdk, "converted"); n != 1 {
 		t.Errorf("converted events after two reports = %d, want 1", n)
 	}

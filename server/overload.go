@@ -1,4 +1,11 @@
 package server
 
-// isOverloaded reports an event writer that refuses more work for now.
-func isOverloaded(err error) bool { return false }
+import (
+	"errors"
+
+	"github.com/heraldpush/herald/clickhouse"
+)
+
+// isOverloaded reports an event writer that refuses more work for now (its
+// Redis buffer is full because ClickHouse is behind or down).
+func isOverloaded(err error) bool { return errors.Is(err, clickhouse.ErrBufferFull) }

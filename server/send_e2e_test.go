@@ -286,6 +286,7 @@ func TestDeliverTaskRunTwice(t *testing.T) {
 		}
 		return n
 	}
+	e.flush()
 	eventsBefore := countEvents()
 
 	// Run the deliver task again, as asynq may after a crash: same payload,
@@ -296,6 +297,7 @@ func TestDeliverTaskRunTwice(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond)
 	e.idle()
+	e.flush()
 	after := c.delivery(id)
 	if diff := cmp.Diff(before, after); diff != "" {
 		t.Errorf("delivery changed (-before +after):\n%s", diff)

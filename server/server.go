@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -35,6 +36,8 @@ type Options struct {
 	Dev bool
 	// Health reports whether the services Herald needs answer.
 	Health func(ctx context.Context) error
+	// Stats reports the event writer's buffer, for /metrics.
+	Stats func(ctx context.Context) (clickhouse.StreamStats, error)
 }
 
 // New returns Herald's HTTP handler.
@@ -60,6 +63,22 @@ func New(o Options) http.Handler {
 	if o.Dev {
 		mux.Handle("/{$}", playground.Handler("Herald", "/graphql"))
 	}
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		if o.Stats == nil {
+			writeError(w, http.StatusNotFound, "no metrics")
+			return
+		}
+		st, err := o.Stats(r.Context())
+		if err != nil {
+			writeError(w, http.StatusServiceUnavailable, err.Error())
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		fmt.Fprintf(w, "# HELP herald_event_buffer_length Events in the Redis buffer not yet inserted into ClickHouse.\n# TYPE herald_event_buffer_length gauge\nherald_event_buffer_length %d\n", st.Length)
+		fmt.Fprintf(w, "# HELP herald_event_buffer_pending Events read by a writer and not yet acknowledged.\n# TYPE herald_event_buffer_pending gauge\nherald_event_buffer_pending %d\n", st.Pending)
+		fmt.Fprintf(w, "# HELP herald_event_lag_seconds Age of the oldest event not yet in ClickHouse.\n# TYPE herald_event_lag_seconds gauge\nherald_event_lag_seconds %g\n", st.OldestAge.Seconds())
+		fmt.Fprintf(w, "# HELP herald_events_inserted_total Events this process inserted into ClickHouse.\n# TYPE herald_events_inserted_total counter\nherald_events_inserted_total %d\n", st.Inserted)
+	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 		defer cancel()

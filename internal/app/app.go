@@ -53,6 +53,12 @@ type Config struct {
 	APNSHost    string
 	APNSRootCAs *x509.CertPool
 	FCMEndpoint string
+	// EventInterval is how often the event writer drains its Redis stream
+	// into ClickHouse. Default 50ms.
+	EventInterval time.Duration
+	// EventBufferMax is the most events the Redis buffer holds; above it the
+	// report endpoints answer 503 with Retry-After. Default 1,000,000.
+	EventBufferMax int64
 	// Dev turns on GraphiQL and introspection.
 	Dev bool
 }
@@ -85,6 +91,12 @@ func (c *Config) setDefaults() {
 	if c.SendTimeout <= 0 {
 		c.SendTimeout = 10 * time.Second
 	}
+	if c.EventInterval <= 0 {
+		c.EventInterval = 50 * time.Millisecond
+	}
+	if c.EventBufferMax <= 0 {
+		c.EventBufferMax = 1_000_000
+	}
 }
 
 // Validate checks the configuration once, after defaults.
@@ -105,7 +117,7 @@ type App struct {
 	CH     driver.Conn
 	Redis  *redis.Client
 	Store  *clickhouse.Store
-	Events *clickhouse.Writer
+	Events *clickhouse.StreamWriter
 	Asynq  *asynq.Client
 	Logger *slog.Logger
 }
@@ -130,9 +142,20 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*App, error) {
 		rdb.Close()
 		return nil, err
 	}
+	// Every event goes through one durable writer: a Redis stream that a
+	// consumer loop drains into ClickHouse, acknowledging entries only after
+	// the insert succeeded.
+	events, err := clickhouse.NewStreamWriter(rdb, ch, clickhouse.StreamOptions{
+		Stream: "herald:events:" + cfg.ClickHouseDatabase, Interval: cfg.EventInterval, MaxLen: cfg.EventBufferMax,
+	}, logger.With("component", "events"))
+	if err != nil {
+		ch.Close()
+		rdb.Close()
+		return nil, err
+	}
 	a := &App{
 		Cfg: cfg, CH: ch, Redis: rdb, Store: clickhouse.NewStore(ch),
-		Events: clickhouse.NewWriter(ch, clickhouse.WriterOptions{}, logger.With("component", "events")),
+		Events: events,
 		Asynq:  asynq.NewClientFromRedisClient(rdb),
 		Logger: logger,
 	}
@@ -154,6 +177,7 @@ func (a *App) Handler() http.Handler {
 		Logger:   a.Logger.With("component", "server"),
 		Dev:      a.Cfg.Dev,
 		Health:   a.Health,
+		Stats:    a.Events.Stats,
 	})
 }
 
