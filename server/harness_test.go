@@ -35,6 +35,7 @@ type env struct {
 	apns  *apnssim.Server
 	fcm   *fcmsim.Server
 	inspc *asynq.Inspector
+	cfg   app.Config
 }
 
 type envOptions struct {
@@ -69,7 +70,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		ClickHouseAddr: chtest.Addr(), ClickHouseDatabase: db,
 		RedisAddr: redistest.Addr(), RedisDB: rdb.Options().DB,
 		Concurrency: 20, RetryBase: o.retryBase, RetryMax: 4 * o.retryBase, PollInterval: 20 * time.Millisecond,
-		SendTimeout: 3 * time.Second,
+		SendTimeout: 3 * time.Second, EventClaimIdle: time.Second,
 		APNSHost:    e.apns.URL(), APNSRootCAs: e.apns.RootCAs(), FCMEndpoint: e.fcm.URL(),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -78,7 +79,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err != nil {
 		t.Fatalf("open herald: %v", err)
 	}
-	e.app = a
+	e.app, e.cfg = a, cfg
 	t.Cleanup(func() {
 		_ = a.CH.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db)
 		a.Close()

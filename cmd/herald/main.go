@@ -156,6 +156,10 @@ func parseConfig(name string, args []string) (app.Config, *devFlags, error) {
 	dur(&c.RetryMax, "retry-max", "HERALD_RETRY_MAX", 10*time.Minute, "longest retry delay")
 	dur(&c.PollInterval, "poll-interval", "HERALD_POLL_INTERVAL", time.Second, "how often due retries are queued")
 	dur(&c.SendTimeout, "send-timeout", "HERALD_SEND_TIMEOUT", 10*time.Second, "timeout of one provider request")
+	dur(&c.EventInterval, "event-interval", "HERALD_EVENT_INTERVAL", 50*time.Millisecond, "how often buffered events are inserted into ClickHouse")
+	dur(&c.EventClaimIdle, "event-claim-idle", "HERALD_EVENT_CLAIM_IDLE", 30*time.Second, "idle time after which a dead process's buffered events are taken over")
+	var bufMax int
+	num(&bufMax, "event-buffer-max", "HERALD_EVENT_BUFFER_MAX", 1_000_000, "most buffered events before reports get 503")
 	str(&c.APNSHost, "apns-host", "HERALD_APNS_HOST", "", "APNS endpoint (default Apple's production host)")
 	var caFile string
 	str(&caFile, "apns-ca-file", "HERALD_APNS_CA_FILE", "", "PEM file of extra roots trusted for APNS (a simulator's CA)")
@@ -183,6 +187,7 @@ func parseConfig(name string, args []string) (app.Config, *devFlags, error) {
 	if err := fs.Parse(args); err != nil {
 		return c, nil, err
 	}
+	c.EventBufferMax = int64(bufMax)
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)
 		if err != nil {

@@ -59,6 +59,9 @@ type Config struct {
 	// EventBufferMax is the most events the Redis buffer holds; above it the
 	// report endpoints answer 503 with Retry-After. Default 1,000,000.
 	EventBufferMax int64
+	// EventClaimIdle is how long a crashed process's unacknowledged events
+	// wait before another process inserts them. Default 30s.
+	EventClaimIdle time.Duration
 	// Dev turns on GraphiQL and introspection.
 	Dev bool
 }
@@ -147,6 +150,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*App, error) {
 	// the insert succeeded.
 	events, err := clickhouse.NewStreamWriter(rdb, ch, clickhouse.StreamOptions{
 		Stream: "herald:events:" + cfg.ClickHouseDatabase, Interval: cfg.EventInterval, MaxLen: cfg.EventBufferMax,
+		ClaimIdle: cfg.EventClaimIdle,
 	}, logger.With("component", "events"))
 	if err != nil {
 		ch.Close()

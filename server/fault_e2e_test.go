@@ -1,0 +1,215 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/heraldpush/herald/clickhouse"
+	"github.com/heraldpush/herald/providers/sim"
+)
+
+// buildHerald compiles cmd/herald once per test binary.
+var buildOnce struct {
+	sync.Once
+	path string
+	err  error
+}
+
+func heraldBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "herald-bin")
+		if err != nil {
+			buildOnce.err = err
+			return
+		}
+		buildOnce.path = filepath.Join(dir, "herald")
+		out, err := exec.Command("go", "build", "-o", buildOnce.path, "github.com/heraldpush/herald/cmd/herald").CombinedOutput()
+		if err != nil {
+			buildOnce.err = fmt.Errorf("go build: %v: %s", err, out)
+		}
+	})
+	if buildOnce.err != nil {
+		t.Fatal(buildOnce.err)
+	}
+	return buildOnce.path
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startServe runs `herald serve` as a separate process on e's database and
+// Redis DB, and waits until it answers /healthz.
+func (e *env) startServe(addr string) *exec.Cmd {
+	e.t.Helper()
+	cmd := exec.Command(heraldBinary(e.t), "serve")
+	cmd.Env = append(os.Environ(),
+		"HERALD_ADDR="+addr,
+		"HERALD_CLICKHOUSE_ADDR="+e.cfg.ClickHouseAddr,
+		"HERALD_CLICKHOUSE_DATABASE="+e.cfg.ClickHouseDatabase,
+		"HERALD_REDIS_ADDR="+e.cfg.RedisAddr,
+		fmt.Sprintf("HERALD_REDIS_DB=%d", e.cfg.RedisDB),
+		"HERALD_EVENT_CLAIM_IDLE=1s",
+	)
+	if os.Getenv("HERALD_TEST_LOG") != "" {
+		cmd.Stderr = os.Stderr
+	}
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return cmd
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	e.t.Fatalf("herald serve on %s did not answer /healthz within 30s", addr)
+	return nil
+}
+
+type report struct{ delivery, token, event string }
+
+// SIGKILL the server while apps stream reports at it, restart it, and find
+// every acknowledged report in ClickHouse exactly once.
+func TestReportsSurviveSIGKILL(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c := e.withCredentials(e.workspace("a"))
+	camp := get(c.mustDo(`mutation { createCampaign(input: {name: "k"}) { id } }`, nil), "createCampaign", "id").(string)
+	msg := get(c.mustDo(`mutation($c: ID!) { createPushMessage(input: {campaignId: $c, name: "m", title: "t", body: "b"}) { id } }`, vars{"c": camp}), "createPushMessage", "id").(string)
+
+	// 200 sent deliveries, one device each; two reports per device.
+	ctx := context.Background()
+	var reports []report
+	start := time.Now().Add(-time.Minute)
+	for i := 0; i < 200; i++ {
+		id := uuidAt(start.Add(time.Duration(i) * time.Millisecond))
+		d := clickhouse.Delivery{WorkspaceID: c.workspaceID, ID: id, CampaignID: uuid.MustParse(camp), MessageID: uuid.MustParse(msg),
+			PersonID: "p", Audience: "ALL_DEVICES", Data: "{}", CreatedAt: clickhouse.DeliveryTime(id).UTC()}
+		if err := e.app.Store.CreateDelivery(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		tok := sim.Token("ab", i)
+		if err := e.app.Store.PutDeliveryDevices(ctx, d, 0, []clickhouse.DeliveryDevice{{Index: 0, Token: tok, Platform: "IOS"}}); err != nil {
+			t.Fatal(err)
+		}
+		reports = append(reports, report{id.String(), tok, "delivered"}, report{id.String(), tok, "opened"})
+	}
+
+	addr := freeAddr(t)
+	proc := e.startServe(addr)
+	var next, acked atomic.Int64
+	var mu sync.Mutex
+	ackedSet := map[report]bool{}
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := &http.Client{Timeout: 5 * time.Second}
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(len(reports)) {
+					return
+				}
+				r := reports[i]
+				body := fmt.Sprintf(`{"delivery_id":%q,"event":%q,"device_id":%q}`, r.delivery, r.event, r.token)
+				for { // an SDK retries until it gets an answer
+					resp, err := client.Post("http://"+addr+"/push/events", "application/json", strings.NewReader(body))
+					if err == nil {
+						resp.Body.Close()
+						if resp.StatusCode == 200 {
+							mu.Lock()
+							ackedSet[r] = true
+							mu.Unlock()
+							acked.Add(1)
+							break
+						}
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
+	}
+	for acked.Load() < int64(len(reports))*2/5 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := proc.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = proc.Process.Wait()
+	atKill := acked.Load()
+	time.Sleep(300 * time.Millisecond)
+	e.startServe(addr)
+	wg.Wait()
+	t.Logf("%d reports acknowledged before the SIGKILL, %d in all", atKill, acked.Load())
+
+	// The killed process's unacknowledged buffer entries are taken over by a
+	// live writer after the claim idle time; wait until the buffer is empty.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		st, err := e.app.Events.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Length == 0 && st.Pending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("event buffer not drained after 60s: %+v", st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	rows, err := e.app.CH.Query(ctx, `SELECT toString(delivery_id), toString(kind), count() FROM events FINAL
+		WHERE workspace_id = ? AND kind IN ('delivered', 'opened') GROUP BY delivery_id, kind`, c.workspaceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	found := map[[2]string]uint64{}
+	for rows.Next() {
+		var d, k string
+		var n uint64
+		if err := rows.Scan(&d, &k, &n); err != nil {
+			t.Fatal(err)
+		}
+		found[[2]string{d, k}] = n
+	}
+	missing, dup := 0, 0
+	for r := range ackedSet {
+		switch n := found[[2]string{r.delivery, r.event}]; {
+		case n == 0:
+			missing++
+		case n > 1:
+			dup++
+		}
+	}
+	if len(ackedSet) != len(reports) || missing != 0 || dup != 0 {
+		t.Errorf("acknowledged %d of %d; missing %d, counted twice %d", len(ackedSet), len(reports), missing, dup)
+	}
+}
