@@ -11,6 +11,7 @@ import (
 
 	"github.com/heraldpush/herald/clickhouse"
 	"github.com/heraldpush/herald/domain"
+	"github.com/heraldpush/herald/jobs"
 )
 
 // MetricReport is what an app reports: a metric for the device token a
@@ -36,31 +37,16 @@ func (r *Resolver) ReportMetric(ctx context.Context, m MetricReport) error {
 	if m.Token == "" {
 		return badInput("device_id", "the device token is empty")
 	}
-	var d clickhouse.Delivery
-	if m.Workspace != "" {
-		d, err = r.Store.Delivery(ctx, m.Workspace, id)
-	} else {
-		d, err = r.Store.FindDelivery(ctx, id)
-	}
-	if errors.Is(err, clickhouse.ErrNotFound) {
-		return notFound("delivery", m.DeliveryID)
-	}
+	t, err := r.target(ctx, m.Workspace, id, m.DeliveryID, m.Token)
 	if err != nil {
 		return err
 	}
-	round, idx, err := r.Store.TargetedDevice(ctx, d.WorkspaceID, d.ID, m.Token)
-	if errors.Is(err, clickhouse.ErrNotFound) {
-		return &NotFoundError{What: "device of delivery " + m.DeliveryID, ID: m.Token}
-	}
-	if err != nil {
-		return err
-	}
-	at, err := domain.MetricTime(m.At, d.CreatedAt, time.Now())
+	at, err := domain.MetricTime(m.At, t.DeliveryCreated, time.Now())
 	if err != nil {
 		return badInput("timestamp", "%v", err)
 	}
-	e := clickhouse.Event{WorkspaceID: d.WorkspaceID, CampaignID: d.CampaignID, DeliveryID: d.ID, Round: round,
-		DeviceIndex: idx, DeliveryCreated: d.CreatedAt, At: at}
+	e := clickhouse.Event{WorkspaceID: t.WorkspaceID, CampaignID: t.CampaignID, DeliveryID: id, Round: t.Round,
+		DeviceIndex: t.DeviceIndex, DeliveryCreated: t.DeliveryCreated, At: at}
 	switch m.Metric {
 	case domain.MetricDelivered:
 		e.Kind = clickhouse.KindDelivered
@@ -72,6 +58,45 @@ func (r *Resolver) ReportMetric(ctx context.Context, m MetricReport) error {
 		return badInput("event", "unknown metric %q", m.Metric)
 	}
 	return r.Events.Write(ctx, e)
+}
+
+// target finds the device a delivery targeted with this token: from the
+// Redis cache the deliver task fills, else from ClickHouse. A workspace, when
+// given, must own the delivery.
+func (r *Resolver) target(ctx context.Context, workspace string, id uuid.UUID, rawID, token string) (jobs.Target, error) {
+	if r.Targets != nil {
+		t, ok, err := r.Targets.Get(ctx, id, token)
+		if err != nil {
+			return t, err
+		}
+		if ok {
+			if workspace != "" && t.WorkspaceID != workspace {
+				return t, notFound("delivery", rawID)
+			}
+			return t, nil
+		}
+	}
+	var d clickhouse.Delivery
+	var err error
+	if workspace != "" {
+		d, err = r.Store.Delivery(ctx, workspace, id)
+	} else {
+		d, err = r.Store.FindDelivery(ctx, id)
+	}
+	if errors.Is(err, clickhouse.ErrNotFound) {
+		return jobs.Target{}, notFound("delivery", rawID)
+	}
+	if err != nil {
+		return jobs.Target{}, err
+	}
+	round, idx, err := r.Store.TargetedDevice(ctx, d.WorkspaceID, d.ID, token)
+	if errors.Is(err, clickhouse.ErrNotFound) {
+		return jobs.Target{}, &NotFoundError{What: "device of delivery " + rawID, ID: token}
+	}
+	if err != nil {
+		return jobs.Target{}, err
+	}
+	return jobs.Target{WorkspaceID: d.WorkspaceID, CampaignID: d.CampaignID, DeliveryCreated: d.CreatedAt, Round: round, DeviceIndex: idx}, nil
 }
 
 // TrackedEvent is a person's event (trackEvent, the Track API).

@@ -19,7 +19,9 @@ type Resolver struct {
 	Render *render.Engine
 	// Events writes event rows (reports, conversions) durably.
 	Events jobs.EventWriter
-	Logger *slog.Logger
+	// Targets caches which tokens each delivery targeted (may be nil).
+	Targets *jobs.TargetCache
+	Logger  *slog.Logger
 }
 
 type workspaceKey struct{}

@@ -53,6 +53,7 @@ type Worker struct {
 	client  *asynq.Client
 	render  *render.Engine
 	senders *senderCache
+	targets *TargetCache
 	cfg     Config
 	logger  *slog.Logger
 }
@@ -70,7 +71,7 @@ func NewWorker(store *clickhouse.Store, events EventWriter, rdb redis.UniversalC
 	}
 	return &Worker{
 		store: store, events: events, rdb: rdb, client: client, render: render.New(),
-		senders: newSenderCache(store, cfg), cfg: cfg, logger: logger,
+		senders: newSenderCache(store, cfg), targets: NewTargetCache(rdb, 0), cfg: cfg, logger: logger,
 	}
 }
 
@@ -322,6 +323,9 @@ func (w *Worker) carryOut(ctx context.Context, d clickhouse.Delivery, round uint
 		}
 	}
 	if err := w.store.PutDeliveryDevices(ctx, d, round, dds); err != nil {
+		return err
+	}
+	if err := w.targets.Put(ctx, d, round, dds); err != nil {
 		return err
 	}
 	if err := w.events.Write(ctx, events...); err != nil {

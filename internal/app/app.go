@@ -176,7 +176,7 @@ func (a *App) Close() {
 // Handler is the HTTP API.
 func (a *App) Handler() http.Handler {
 	return server.New(server.Options{
-		Resolver: &graph.Resolver{Store: a.Store, Queue: jobs.NewQueue(a.Asynq), Render: render.New(), Events: a.Events, Logger: a.Logger.With("component", "graph")},
+		Resolver: &graph.Resolver{Store: a.Store, Queue: jobs.NewQueue(a.Asynq), Render: render.New(), Events: a.Events, Targets: jobs.NewTargetCache(a.Redis, 0), Logger: a.Logger.With("component", "graph")},
 		Store:    a.Store,
 		Logger:   a.Logger.With("component", "server"),
 		Dev:      a.Cfg.Dev,

@@ -1,0 +1,218 @@
+// Command reports measures the SDK report endpoint: how many reports per
+// second one Herald process acknowledges from clients on loopback, and the
+// lag from acknowledgement to queryable in ClickHouse at that rate (median
+// and p99). It needs ClickHouse and Redis (bash scripts/services.sh) and uses
+// its own database, dropped at the end.
+//
+//	go run ./bench/reports -reports 20000 -clients 32
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/heraldpush/herald/clickhouse"
+	"github.com/heraldpush/herald/internal/app"
+	"github.com/heraldpush/herald/jobs"
+	"github.com/heraldpush/herald/providers/sim"
+)
+
+func main() {
+	n := flag.Int("reports", 20000, "reports to send (one per delivery)")
+	clients := flag.Int("clients", 32, "concurrent HTTP clients")
+	chAddr := flag.String("clickhouse", "127.0.0.1:9000", "ClickHouse address")
+	redisAddr := flag.String("redis", "127.0.0.1:6379", "Redis address")
+	flag.Parse()
+	if err := run(*n, *clients, *chAddr, *redisAddr); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(n, clients int, chAddr, redisAddr string) error {
+	ctx := context.Background()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	db := "herald_bench_" + hex.EncodeToString(b)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	a, err := app.Open(ctx, app.Config{ClickHouseAddr: chAddr, ClickHouseDatabase: db, RedisAddr: redisAddr, RedisDB: 14}, logger)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		_ = a.CH.Exec(ctx, "DROP DATABASE IF EXISTS "+db)
+		_ = a.Redis.Del(ctx, "herald:events:"+db).Err()
+		a.Close()
+	}()
+
+	fmt.Fprintf(os.Stderr, "setting up %d deliveries in %s…\n", n, db)
+	ws := "ws_bench"
+	camp, msg := uuid.New(), uuid.New()
+	deliveries := make([]clickhouse.Delivery, n)
+	tokens := make([]string, n)
+	start := time.Now().Add(-time.Hour)
+	batch, err := a.CH.PrepareBatch(ctx, "INSERT INTO deliveries (workspace_id, id, campaign_id, message_id, person_id, audience, token, data, created_at, created_us)")
+	if err != nil {
+		return err
+	}
+	devs, err := a.CH.PrepareBatch(ctx, "INSERT INTO delivery_devices (workspace_id, delivery_id, round, device_index, token, platform, delivery_created, created_us)")
+	if err != nil {
+		return err
+	}
+	for i := range deliveries {
+		id, _ := uuid.NewV7()
+		ms := uint64(start.Add(time.Duration(i) * time.Millisecond).UnixMilli())
+		for j := 0; j < 6; j++ {
+			id[j] = byte(ms >> (40 - 8*j))
+		}
+		created := clickhouse.DeliveryTime(id).UTC()
+		deliveries[i] = clickhouse.Delivery{WorkspaceID: ws, ID: id, CampaignID: camp, CreatedAt: created}
+		tokens[i] = sim.Token("be", i)
+		_ = batch.Append(ws, id, camp, msg, fmt.Sprint("p", i), "ALL_DEVICES", "", "{}", created, uint64(created.UnixMicro()))
+		_ = devs.Append(ws, id, uint16(0), uint8(0), tokens[i], "IOS", created, uint64(created.UnixMicro()))
+	}
+	if err := batch.Send(); err != nil {
+		return err
+	}
+	if err := devs.Send(); err != nil {
+		return err
+	}
+	// As the deliver task does: cache each delivery's targeted devices.
+	targets := jobs.NewTargetCache(a.Redis, time.Hour)
+	for i, d := range deliveries {
+		if err := targets.Put(ctx, d, 0, []clickhouse.DeliveryDevice{{Index: 0, Token: tokens[i], Platform: "IOS"}}); err != nil {
+			return err
+		}
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: a.Handler()}
+	go srv.Serve(ln)
+	defer srv.Close()
+	url := "http://" + ln.Addr().String() + "/push/events"
+
+	ackAt := make([]time.Time, n)
+	var next, done atomic.Int64
+	var failures atomic.Int64
+	var wg sync.WaitGroup
+	fmt.Fprintf(os.Stderr, "sending %d reports from %d clients…\n", n, clients)
+	t0 := time.Now()
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				body := fmt.Sprintf(`{"delivery_id":%q,"event":"delivered","device_id":%q}`, deliveries[i].ID, tokens[i])
+				resp, err := hc.Post(url, "application/json", strings.NewReader(body))
+				if err != nil || resp.StatusCode != 200 {
+					failures.Add(1)
+					if resp != nil {
+						resp.Body.Close()
+					}
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				ackAt[i] = time.Now()
+				if d := done.Add(1); d%5000 == 0 {
+					fmt.Fprintf(os.Stderr, "  %d acknowledged\n", d)
+				}
+			}
+		}()
+	}
+	// Watch ClickHouse: the first time a delivery's event is queryable.
+	seenAt := make([]time.Time, n)
+	index := make(map[uuid.UUID]int, n)
+	for i, d := range deliveries {
+		index[d.ID] = i
+	}
+	stop := make(chan struct{})
+	var seen int
+	watchDone := make(chan error, 1)
+	go func() {
+		var since uint64
+		for {
+			rows, err := a.CH.Query(ctx, "SELECT delivery_id, at_us FROM events WHERE workspace_id = ? AND kind = 'delivered' AND at_us >= ?", ws, since)
+			if err != nil {
+				watchDone <- err
+				return
+			}
+			now := time.Now()
+			for rows.Next() {
+				var id uuid.UUID
+				var us uint64
+				if err := rows.Scan(&id, &us); err != nil {
+					watchDone <- err
+					return
+				}
+				if i, ok := index[id]; ok && seenAt[i].IsZero() {
+					seenAt[i] = now
+					seen++
+				}
+				if us > since+2_000_000 {
+					since = us - 2_000_000
+				}
+			}
+			rows.Close()
+			if seen >= n-int(failures.Load()) && next.Load() >= int64(n) {
+				select {
+				case <-stop:
+					watchDone <- nil
+					return
+				default:
+				}
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	wg.Wait()
+	elapsed := time.Since(t0)
+	close(stop)
+	select {
+	case err := <-watchDone:
+		if err != nil {
+			return err
+		}
+	case <-time.After(60 * time.Second):
+		return fmt.Errorf("only %d of %d reports queryable after 60s", seen, n)
+	}
+	var lags []time.Duration
+	for i := range ackAt {
+		if !ackAt[i].IsZero() && !seenAt[i].IsZero() {
+			lags = append(lags, seenAt[i].Sub(ackAt[i]))
+		}
+	}
+	slices.Sort(lags)
+	pct := func(p float64) time.Duration {
+		if len(lags) == 0 {
+			return 0
+		}
+		return lags[int(float64(len(lags)-1)*p)].Round(time.Millisecond)
+	}
+	fmt.Printf("| reports | clients | acknowledged/s | failed | lag median | lag p99 | lag max |\n|---|---|---|---|---|---|---|\n")
+	fmt.Printf("| %d | %d | %.0f | %d | %s | %s | %s |\n", n, clients, float64(done.Load())/elapsed.Seconds(), failures.Load(), pct(0.5), pct(0.99), pct(1))
+	return nil
+}

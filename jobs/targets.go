@@ -1,0 +1,91 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/heraldpush/herald/clickhouse"
+)
+
+// Target is what a metric report needs to know about a targeted device.
+type Target struct {
+	WorkspaceID     string
+	CampaignID      uuid.UUID
+	DeliveryCreated time.Time
+	Round           uint16
+	DeviceIndex     uint8
+}
+
+// TargetCache keeps, per delivery, the devices it targeted, so the
+// unauthenticated SDK endpoints check a report with one Redis read instead of
+// two ClickHouse queries, and keep accepting reports while ClickHouse is
+// down. It is a cache: on a miss (expired, or Redis was flushed) callers
+// fall back to ClickHouse's delivery_devices.
+//
+// Key herald:targets:{delivery_id} is a hash: field = device token, value =
+// "workspace|campaign|created_us|round|index"; it expires after TTL.
+type TargetCache struct {
+	rdb redis.UniversalClient
+	ttl time.Duration
+}
+
+// NewTargetCache returns a cache; ttl 0 means 7 days.
+func NewTargetCache(rdb redis.UniversalClient, ttl time.Duration) *TargetCache {
+	if ttl <= 0 {
+		ttl = 7 * 24 * time.Hour
+	}
+	return &TargetCache{rdb: rdb, ttl: ttl}
+}
+
+func targetsKey(id uuid.UUID) string { return "herald:targets:" + id.String() }
+
+// Put records a round's targeted devices.
+func (c *TargetCache) Put(ctx context.Context, d clickhouse.Delivery, round uint16, devices []clickhouse.DeliveryDevice) error {
+	if len(devices) == 0 {
+		return nil
+	}
+	vals := make([]any, 0, 2*len(devices))
+	for _, dd := range devices {
+		vals = append(vals, dd.Token, fmt.Sprintf("%s|%s|%d|%d|%d", d.WorkspaceID, d.CampaignID, d.CreatedAt.UnixMicro(), round, dd.Index))
+	}
+	key := targetsKey(d.ID)
+	_, err := c.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, key, vals...)
+		p.Expire(ctx, key, c.ttl)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("jobs: cache targets: %w", err)
+	}
+	return nil
+}
+
+// Get finds a targeted device; ok is false on a miss.
+func (c *TargetCache) Get(ctx context.Context, deliveryID uuid.UUID, token string) (t Target, ok bool, err error) {
+	v, err := c.rdb.HGet(ctx, targetsKey(deliveryID), token).Result()
+	if errors.Is(err, redis.Nil) {
+		return t, false, nil
+	}
+	if err != nil {
+		return t, false, fmt.Errorf("jobs: read targets: %w", err)
+	}
+	parts := strings.Split(v, "|")
+	if len(parts) != 5 {
+		return t, false, nil
+	}
+	camp, err1 := uuid.Parse(parts[1])
+	us, err2 := strconv.ParseInt(parts[2], 10, 64)
+	round, err3 := strconv.ParseUint(parts[3], 10, 16)
+	idx, err4 := strconv.ParseUint(parts[4], 10, 8)
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		return t, false, nil
+	}
+	return Target{WorkspaceID: parts[0], CampaignID: camp, DeliveryCreated: time.UnixMicro(us).UTC(), Round: uint16(round), DeviceIndex: uint8(idx)}, true, nil
+}
