@@ -33,8 +33,13 @@ fi
 
 log "go vet ./..."
 go vet ./... || fail "go vet"
+go vet -tags chfault ./server/ || fail "go vet -tags chfault"
 
 log "go test -count=1 -timeout 20m ./... $*"
 go test -count=1 -timeout 20m ./... "$@" || fail "go test"
+
+# This fault test stops the shared ClickHouse, so it runs alone, after the rest.
+log "fault test: stop ClickHouse while reports are accepted (go test -tags chfault)"
+go test -count=1 -tags chfault -run TestReportsSurviveClickHouseStop ./server/ || fail "ClickHouse fault test"
 
 log "all passed"

@@ -1,0 +1,136 @@
+//go:build chfault
+
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/heraldpush/herald/clickhouse"
+	"github.com/heraldpush/herald/jobs"
+	"github.com/heraldpush/herald/providers/sim"
+)
+
+// Stop ClickHouse while reports are being accepted, start it again, and find
+// every acknowledged report exactly once. It stops the shared ClickHouse, so
+// scripts/test.sh runs it alone, after the other tests (-tags chfault).
+func TestReportsSurviveClickHouseStop(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c := e.withCredentials(e.workspace("a"))
+	ctx := context.Background()
+	camp, msg := uuid.New(), uuid.New()
+	targets := jobs.NewTargetCache(e.app.Redis, time.Hour)
+	var reports []report
+	start := time.Now().Add(-time.Minute)
+	for i := 0; i < 150; i++ {
+		id := uuidAt(start.Add(time.Duration(i) * time.Millisecond))
+		d := clickhouse.Delivery{WorkspaceID: c.workspaceID, ID: id, CampaignID: camp, MessageID: msg,
+			PersonID: "p", Audience: "ALL_DEVICES", Data: "{}", CreatedAt: clickhouse.DeliveryTime(id).UTC()}
+		dd := []clickhouse.DeliveryDevice{{Index: 0, Token: sim.Token("cf", i), Platform: "IOS"}}
+		if err := e.app.Store.CreateDelivery(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.app.Store.PutDeliveryDevices(ctx, d, 0, dd); err != nil {
+			t.Fatal(err)
+		}
+		if err := targets.Put(ctx, d, 0, dd); err != nil {
+			t.Fatal(err)
+		}
+		reports = append(reports, report{id.String(), dd[0].Token, "delivered"}, report{id.String(), dd[0].Token, "opened"})
+	}
+
+	var next, acked atomic.Int64
+	var mu sync.Mutex
+	ackedSet := map[report]bool{}
+	var wg sync.WaitGroup
+	for w := 0; w < 2; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(len(reports)) {
+					return
+				}
+				r := reports[i]
+				body := fmt.Sprintf(`{"delivery_id":%q,"event":%q,"device_id":%q}`, r.delivery, r.event, r.token)
+				for {
+					resp, err := http.Post(e.http.URL+"/push/events", "application/json", strings.NewReader(body))
+					if err == nil {
+						resp.Body.Close()
+						if resp.StatusCode == 200 {
+							mu.Lock()
+							ackedSet[r] = true
+							mu.Unlock()
+							acked.Add(1)
+							break
+						}
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				time.Sleep(15 * time.Millisecond)
+			}
+		}()
+	}
+	for acked.Load() < int64(len(reports))/4 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if out, err := exec.Command("pkill", "-f", "clickhouse-server --config-file").CombinedOutput(); err != nil {
+		t.Fatalf("stop ClickHouse: %v %s", err, out)
+	}
+	stoppedAt := acked.Load()
+	time.Sleep(5 * time.Second)
+	duringStop := acked.Load() - stoppedAt
+	cmd := exec.Command("bash", "../scripts/services.sh")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("start ClickHouse again: %v", err)
+	}
+	wg.Wait()
+	t.Logf("acknowledged %d before the stop, %d while ClickHouse was down, %d in all", stoppedAt, duringStop, acked.Load())
+	if duringStop == 0 {
+		t.Errorf("no report was acknowledged while ClickHouse was down")
+	}
+	flushCtx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	if err := e.app.Events.Flush(flushCtx); err != nil {
+		t.Fatalf("flush after the restart: %v", err)
+	}
+	found := map[[2]string]uint64{}
+	rows, err := e.app.CH.Query(ctx, `SELECT toString(delivery_id), toString(kind), uniqExact(device_index, attempt) FROM events
+		WHERE workspace_id = ? AND kind IN ('delivered', 'opened') GROUP BY delivery_id, kind`, c.workspaceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var d, k string
+		var n uint64
+		if err := rows.Scan(&d, &k, &n); err != nil {
+			t.Fatal(err)
+		}
+		found[[2]string{d, k}] = n
+	}
+	missing, dup := 0, 0
+	for r := range ackedSet {
+		switch n := found[[2]string{r.delivery, r.event}]; {
+		case n == 0:
+			missing++
+		case n > 1:
+			dup++
+		}
+	}
+	if len(ackedSet) != len(reports) || missing != 0 || dup != 0 {
+		t.Errorf("acknowledged %d of %d; missing %d, counted twice %d", len(ackedSet), len(reports), missing, dup)
+	}
+}
