@@ -85,16 +85,38 @@ func TestReportsSurviveClickHouseStop(t *testing.T) {
 	for acked.Load() < int64(len(reports))/4 {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if out, err := exec.Command("pkill", "-f", "clickhouse-server --config-file").CombinedOutput(); err != nil {
+	// Restart exactly the server that runs (same config and data folder),
+	// whichever checkout started it.
+	out, err := exec.Command("pgrep", "-o", "-f", "clickhouse-server --config-file").Output()
+	if err != nil {
+		t.Fatalf("find the ClickHouse server process: %v", err)
+	}
+	pid := strings.TrimSpace(string(out))
+	cmdline, err := os.ReadFile("/proc/" + pid + "/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+	if out, err := exec.Command("kill", pid).CombinedOutput(); err != nil {
 		t.Fatalf("stop ClickHouse: %v %s", err, out)
 	}
 	stoppedAt := acked.Load()
 	time.Sleep(5 * time.Second)
 	duringStop := acked.Load() - stoppedAt
-	cmd := exec.Command("bash", "../scripts/services.sh")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("start ClickHouse again: %v", err)
+	for exec.Command("kill", "-0", pid).Run() == nil && !zombie(pid) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	restart := exec.Command("runuser", append([]string{"-u", "clickhouse", "--"}, args...)...)
+	restart.Dir = "/"
+	if out, err := restart.CombinedOutput(); err != nil {
+		t.Fatalf("start ClickHouse again (%v): %v %s", args, err, out)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for exec.Command("clickhouse-client", "-q", "SELECT 1").Run() != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("ClickHouse did not come back within 60s")
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	wg.Wait()
 	t.Logf("acknowledged %d before the stop, %d while ClickHouse was down, %d in all", stoppedAt, duringStop, acked.Load())
@@ -133,4 +155,14 @@ func TestReportsSurviveClickHouseStop(t *testing.T) {
 	if len(ackedSet) != len(reports) || missing != 0 || dup != 0 {
 		t.Errorf("acknowledged %d of %d; missing %d, counted twice %d", len(ackedSet), len(reports), missing, dup)
 	}
+}
+
+// zombie reports a process that exited but was not reaped yet.
+func zombie(pid string) bool {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return true
+	}
+	f := strings.Fields(string(b))
+	return len(f) > 2 && f[2] == "Z"
 }
