@@ -71,7 +71,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		RedisAddr: redistest.Addr(), RedisDB: rdb.Options().DB,
 		Concurrency: 20, RetryBase: o.retryBase, RetryMax: 4 * o.retryBase, PollInterval: 20 * time.Millisecond,
 		SendTimeout: 3 * time.Second, EventClaimIdle: time.Second,
-		APNSHost:    e.apns.URL(), APNSRootCAs: e.apns.RootCAs(), FCMEndpoint: e.fcm.URL(),
+		APNSHost: e.apns.URL(), APNSRootCAs: e.apns.RootCAs(), FCMEndpoint: e.fcm.URL(),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
