@@ -42,14 +42,15 @@ type Event struct {
 	StatusCode      uint16
 	Reason          string
 	ProviderID      string
+	Token           string // delivered/opened only: the reporting device's token
 	DeliveryCreated time.Time
 	At              time.Time
 }
 
 // insertEvents: params workspace_id, campaign_id, delivery_id, round,
-// device_index, kind, attempt, status_code, reason, provider_id,
+// device_index, kind, attempt, status_code, reason, provider_id, token,
 // delivery_created, at, at_us.
-const insertEvents = `INSERT INTO events (workspace_id, campaign_id, delivery_id, round, device_index, kind, attempt, status_code, reason, provider_id, delivery_created, at, at_us)`
+const insertEvents = `INSERT INTO events (workspace_id, campaign_id, delivery_id, round, device_index, kind, attempt, status_code, reason, provider_id, token, delivery_created, at, at_us)`
 
 // InsertEvents writes events in one batch.
 func InsertEvents(ctx context.Context, conn driver.Conn, events []Event) error {
@@ -60,7 +61,7 @@ func InsertEvents(ctx context.Context, conn driver.Conn, events []Event) error {
 	defer batch.Close()
 	for _, e := range events {
 		if err := batch.Append(e.WorkspaceID, e.CampaignID, e.DeliveryID, e.Round, e.DeviceIndex, e.Kind, e.Attempt,
-			e.StatusCode, e.Reason, e.ProviderID, e.DeliveryCreated, e.At, uint64(e.At.UnixMicro())); err != nil {
+			e.StatusCode, e.Reason, e.ProviderID, e.Token, e.DeliveryCreated, e.At, uint64(e.At.UnixMicro())); err != nil {
 			return fmt.Errorf("clickhouse: append event: %w", err)
 		}
 	}

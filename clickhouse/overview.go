@@ -1,6 +1,13 @@
 package clickhouse
 
-import "time"
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/google/uuid"
+)
 
 // Overview is a campaign's funnel over the deliveries created in [From, To),
 // by DESIGN.md's "Campaign overview". Person-level figures count
@@ -66,3 +73,122 @@ const (
 	Hour Granularity = "HOUR"
 	Day  Granularity = "DAY"
 )
+
+// Overview computes a campaign's funnel for deliveries created in [from, to).
+func (s *Store) Overview(ctx context.Context, workspaceID string, campaignID uuid.UUID, from, to time.Time, g Granularity) (Overview, error) {
+	if g != Day {
+		g = Hour
+	}
+	o := Overview{From: from, To: to, FailuresByReason: map[string]uint64{}}
+	buckets := map[time.Time]*Bucket{}
+	bucket := func(t time.Time) *Bucket {
+		t = t.UTC()
+		b, ok := buckets[t]
+		if !ok {
+			b = &Bucket{Start: t}
+			buckets[t] = b
+		}
+		return b
+	}
+	rows, err := s.conn.Query(ctx, createdSQL, string(g), workspaceID, campaignID, from, to)
+	if err != nil {
+		return o, fmt.Errorf("clickhouse: overview created: %w", err)
+	}
+	for rows.Next() {
+		var t time.Time
+		var n uint64
+		if err := rows.Scan(&t, &n); err != nil {
+			rows.Close()
+			return o, fmt.Errorf("clickhouse: scan overview created: %w", err)
+		}
+		bucket(t).Created = n
+		o.Created += n
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return o, fmt.Errorf("clickhouse: overview created: %w", err)
+	}
+
+	rows, err = s.conn.Query(ctx, overviewSQL, string(g),
+		workspaceID, from, to, workspaceID, campaignID, from, to, workspaceID,
+		workspaceID, campaignID, from, to)
+	if err != nil {
+		return o, fmt.Errorf("clickhouse: overview: %w", err)
+	}
+	defer rows.Close()
+	var withEvents uint64
+	for rows.Next() {
+		var t time.Time
+		var state, reason string
+		var n, delivered, opened, converted, sdk uint64
+		var d DeviceTotals
+		if err := rows.Scan(&t, &state, &reason, &n, &delivered, &opened, &converted, &sdk,
+			&d.Targeted, &d.Sent, &d.Bounced, &d.Failed, &d.Suppressed, &d.Pending, &d.Delivered, &d.Opened); err != nil {
+			return o, fmt.Errorf("clickhouse: scan overview: %w", err)
+		}
+		b := bucket(t)
+		withEvents += n
+		switch state {
+		case "ATTEMPTED":
+			o.Attempted += n
+		case "SENT":
+			o.Sent += n
+			b.Sent += n
+		case "BOUNCED":
+			o.Bounced += n
+			b.Bounced += n
+		case "SUPPRESSED":
+			o.Suppressed += n
+			b.Suppressed += n
+		case "FAILED":
+			o.Failed += n
+			b.Failed += n
+			o.FailuresByReason[reason] += n
+		}
+		o.Delivered += delivered
+		o.Opened += opened
+		o.Converted += converted
+		b.Delivered += delivered
+		b.Opened += opened
+		b.Converted += converted
+		o.SDKRecipients += sdk
+		o.Devices.add(d)
+	}
+	if err := rows.Err(); err != nil {
+		return o, fmt.Errorf("clickhouse: overview: %w", err)
+	}
+	// Deliveries without any event yet are in flight.
+	if o.Created > withEvents {
+		o.Attempted += o.Created - withEvents
+	}
+	o.Sends = o.Sent + o.Bounced + o.Suppressed
+	o.Recipients = o.Sends - o.Suppressed - o.Bounced
+	o.DeliveryRate = ratio(o.Delivered, o.Recipients)
+	o.OpenRate = ratio(o.Opened, o.Delivered)
+	o.ConversionRate = ratio(o.Converted, o.Recipients)
+	o.BounceRate = ratio(o.Bounced, o.Sends)
+	o.SDKCoverage = ratio(o.SDKRecipients, o.Recipients)
+	for _, b := range buckets {
+		o.Series = append(o.Series, *b)
+	}
+	sort.Slice(o.Series, func(i, j int) bool { return o.Series[i].Start.Before(o.Series[j].Start) })
+	return o, nil
+}
+
+func (d *DeviceTotals) add(x DeviceTotals) {
+	d.Targeted += x.Targeted
+	d.Sent += x.Sent
+	d.Bounced += x.Bounced
+	d.Failed += x.Failed
+	d.Suppressed += x.Suppressed
+	d.Pending += x.Pending
+	d.Delivered += x.Delivered
+	d.Opened += x.Opened
+}
+
+func ratio(a, b uint64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}

@@ -118,7 +118,7 @@ const (
 // Stream entry format: one entry per event, with the single field "event"
 // holding the event as a JSON object keyed by the events table's column
 // names (workspace_id, campaign_id, delivery_id, round, device_index, kind,
-// attempt, status_code, reason, provider_id, delivery_created, at; the
+// attempt, status_code, reason, provider_id, token, delivery_created, at; the
 // times in RFC 3339 with nanoseconds). Entries that do not decode are moved
 // to the stream "<Stream>:dead" with the error, and acknowledged.
 //
@@ -576,6 +576,7 @@ type streamEvent struct {
 	StatusCode      uint16    `json:"status_code,omitempty"`
 	Reason          string    `json:"reason,omitempty"`
 	ProviderID      string    `json:"provider_id,omitempty"`
+	Token           string    `json:"token,omitempty"`
 	DeliveryCreated time.Time `json:"delivery_created"`
 	At              time.Time `json:"at"`
 }
@@ -584,7 +585,7 @@ func toStreamEvent(e Event) streamEvent {
 	return streamEvent{
 		WorkspaceID: e.WorkspaceID, CampaignID: e.CampaignID, DeliveryID: e.DeliveryID,
 		Round: e.Round, DeviceIndex: e.DeviceIndex, Kind: e.Kind, Attempt: e.Attempt,
-		StatusCode: e.StatusCode, Reason: e.Reason, ProviderID: e.ProviderID,
+		StatusCode: e.StatusCode, Reason: e.Reason, ProviderID: e.ProviderID, Token: e.Token,
 		DeliveryCreated: e.DeliveryCreated, At: e.At,
 	}
 }
@@ -604,7 +605,7 @@ func decodeEntry(m redis.XMessage) (Event, error) {
 	return Event{
 		WorkspaceID: se.WorkspaceID, CampaignID: se.CampaignID, DeliveryID: se.DeliveryID,
 		Round: se.Round, DeviceIndex: se.DeviceIndex, Kind: se.Kind, Attempt: se.Attempt,
-		StatusCode: se.StatusCode, Reason: se.Reason, ProviderID: se.ProviderID,
+		StatusCode: se.StatusCode, Reason: se.Reason, ProviderID: se.ProviderID, Token: se.Token,
 		DeliveryCreated: se.DeliveryCreated, At: se.At,
 	}, nil
 }

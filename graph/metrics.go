@@ -49,9 +49,9 @@ func (r *Resolver) ReportMetric(ctx context.Context, m MetricReport) error {
 		DeviceIndex: t.DeviceIndex, DeliveryCreated: t.DeliveryCreated, At: at}
 	switch m.Metric {
 	case domain.MetricDelivered:
-		e.Kind = clickhouse.KindDelivered
+		e.Kind, e.Token = clickhouse.KindDelivered, m.Token
 	case domain.MetricOpened:
-		e.Kind = clickhouse.KindOpened
+		e.Kind, e.Token = clickhouse.KindOpened, m.Token
 	case domain.MetricConverted:
 		e.Kind, e.DeviceIndex = clickhouse.KindConverted, clickhouse.DeliveryLevel
 	default:
