@@ -192,3 +192,24 @@ func ratio(a, b uint64) float64 {
 	}
 	return float64(a) / float64(b)
 }
+
+// FailuresByReason counts a campaign's FAILED deliveries created in [from,
+// to) by failure reason (the figure Overview also carries), for a failures
+// screen that needs nothing else.
+func (s *Store) FailuresByReason(ctx context.Context, workspaceID string, campaignID uuid.UUID, from, to time.Time) (map[string]uint64, error) {
+	rows, err := s.conn.Query(ctx, failuresSQL, workspaceID, campaignID, from, to)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: failures by reason: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]uint64{}
+	for rows.Next() {
+		var reason string
+		var n uint64
+		if err := rows.Scan(&reason, &n); err != nil {
+			return nil, fmt.Errorf("clickhouse: scan failures by reason: %w", err)
+		}
+		out[reason] = n
+	}
+	return out, rows.Err()
+}

@@ -13,12 +13,15 @@ import "strings"
 // newest with an event other than converted) and whether it ever converted.
 // Its WHERE clause is spliced in by the callers below (constant text only).
 //
-// Columns: delivery_id, created, bucket_hour, bucket_day, r (the newest
+// Columns: workspace_id, campaign_id, delivery_id, created, r (the newest
 // round), n_dev, n_sent, n_bounced, n_failed, n_suppressed, n_pending,
 // n_delivered, n_opened, n_attempted, converted, send_state (ATTEMPTED SENT
-// BOUNCED SUPPRESSED FAILED), failure_reason.
+// BOUNCED SUPPRESSED FAILED: the status without the app's reports),
+// failure_reason, status (DESIGN.md's delivery status), converted_us.
 const deliverySendsCore = `
 SELECT
+    workspace_id,
+    campaign_id,
     delivery_id,
     created,
     r,
@@ -31,12 +34,17 @@ SELECT
             n_suppressed = n_dev, 'SUPPRESSED',
             n_failed = 0, 'BOUNCED',
             'FAILED') AS send_state,
-    multiIf(presend = 1, presend_reason, send_state = 'FAILED', device_failed_reason, '') AS failure_reason
+    multiIf(presend = 1, presend_reason, send_state = 'FAILED', device_failed_reason, '') AS failure_reason,
+    multiIf(presend = 1, 'FAILED', converted = 1, 'CONVERTED', n_opened > 0, 'OPENED', n_delivered > 0, 'DELIVERED', send_state) AS status,
+    converted_us
 FROM (
     SELECT
+        any(round_workspace) AS workspace_id,
+        any(round_campaign) AS campaign_id,
         delivery_id,
         any(created) AS created,
         max(round_converted) AS converted,
+        minIf(round_converted_us, round_converted_us > 0) AS converted_us,
         argMax(round, rank) AS r,
         argMax(round_n_dev, rank) AS n_dev,
         argMax(round_n_sent, rank) AS n_sent,
@@ -51,9 +59,12 @@ FROM (
         argMax(round_failed_reason, rank) AS device_failed_reason
     FROM (
         SELECT
+            any(dev_workspace) AS round_workspace,
+            any(dev_campaign) AS round_campaign,
             delivery_id,
             round,
             any(dev_created) AS created,
+            minIf(dev_converted_us, dev_converted_us > 0) AS round_converted_us,
             if(max(bitAnd(bits, 1535 - 512) != 0) = 1, toInt32(round), -1) AS rank,
             countIf(device_index < 255) AS round_n_dev,
             countIf(device_index < 255 AND bitAnd(bits, 8) != 0) AS round_n_sent,
@@ -74,7 +85,10 @@ FROM (
                 uniqExactIf(attempt, kind = 'attempt') AS attempts,
                 anyIf(reason, kind = 'failed') AS dev_failed_reason,
                 anyIf(reason, kind = 'presend_failed') AS dev_presend_reason,
-                any(delivery_created) AS dev_created
+                any(delivery_created) AS dev_created,
+                any(workspace_id) AS dev_workspace,
+                any(campaign_id) AS dev_campaign,
+                minIf(at_us, kind = 'converted') AS dev_converted_us
             FROM events
             WHERE %s
             GROUP BY delivery_id, round, device_index
@@ -123,3 +137,9 @@ WHERE workspace_id = ? AND campaign_id = ? AND created_at >= ? AND created_at < 
 GROUP BY bucket`
 
 func sprintfCore(where string) string { return strings.Replace(deliverySendsCore, "%s", where, 1) }
+
+// failuresSQL counts a campaign's FAILED deliveries by reason. Params:
+// workspace_id, campaign_id, from, to. Columns: failure_reason, deliveries.
+var failuresSQL = `SELECT failure_reason, count() FROM (` +
+	sprintfCore("workspace_id = ? AND campaign_id = ? AND delivery_created >= ? AND delivery_created < ?") +
+	`) WHERE send_state = 'FAILED' GROUP BY failure_reason`

@@ -1,0 +1,200 @@
+package clickhouse
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/google/uuid"
+)
+
+// LogFilter selects deliveries for the delivery logs; zero fields match all.
+type LogFilter struct {
+	CampaignID uuid.UUID
+	MessageID  uuid.UUID
+	PersonID   string
+	Statuses   []string // DeliveryStatus values; empty = any
+	From, To   time.Time
+}
+
+// LogCursor is a position in the newest-first order: (created_us, id).
+type LogCursor struct {
+	CreatedUS uint64
+	ID        uuid.UUID
+}
+
+// LogRow is one delivery with its computed status.
+type LogRow struct {
+	Delivery
+	Status           string
+	FailureReason    string
+	DevicesTargeted  int
+	DevicesAttempted int
+	ConvertedAt      time.Time
+	Cursor           LogCursor
+}
+
+// selectLogPage: params workspace_id, campaign filter flag, campaign_id,
+// message filter flag, message_id, person_id (” = any), person_id, from,
+// to, cursor flag, cursor created_at (seconds), cursor created_us (twice),
+// cursor id, limit. Columns: id, campaign_id, message_id, person_id,
+// audience, token, data, created_us — newest first, strictly after the cursor.
+const selectLogPage = `
+SELECT id, campaign_id, message_id, person_id, toString(audience), token, data, created_us
+FROM deliveries
+WHERE workspace_id = ?
+  AND (? = 0 OR campaign_id = ?)
+  AND (? = 0 OR message_id = ?)
+  AND (? = '' OR person_id = ?)
+  AND created_at >= ? AND created_at < ?
+  AND (? = 0 OR (created_at <= ? AND (created_us < ? OR (created_us = ? AND id < ?))))
+ORDER BY created_at DESC, created_us DESC, id DESC
+LIMIT ?`
+
+// pageStatusSQL is deliverySendsCore for a set of deliveries. Params:
+// workspace_id, campaign ids (GroupSet), delivery ids (GroupSet), created
+// lower and upper bound. Columns: delivery_id, status, failure_reason,
+// n_dev, n_attempted, converted_us.
+var pageStatusSQL = `SELECT delivery_id, status, failure_reason, n_dev, n_attempted, converted_us FROM (` +
+	sprintfCore("workspace_id = ? AND campaign_id IN ? AND delivery_id IN ? AND delivery_created >= ? AND delivery_created <= ?") + `)`
+
+// logBatch is how many deliveries one round trip examines when a status
+// filter drops rows; logMaxBatches bounds the work of one page.
+const (
+	logBatchMin   = 100
+	logMaxBatches = 20
+)
+
+// DeliveryLogs returns up to first deliveries matching f, newest first,
+// strictly after the cursor, and the cursor of the next page (nil at the
+// end). Pages are read from the deliveries table by time first and only
+// their ids are aggregated; a delivery created later never shifts a page, so
+// cursors stay stable while deliveries arrive. With a status filter a page
+// may hold fewer than first rows (it stops after logMaxBatches batches);
+// follow the cursor.
+func (s *Store) DeliveryLogs(ctx context.Context, workspaceID string, f LogFilter, first int, after *LogCursor) ([]LogRow, *LogCursor, error) {
+	if first <= 0 {
+		first = 20
+	}
+	to := f.To
+	if to.IsZero() {
+		to = time.Now().Add(24 * time.Hour)
+	}
+	want := map[string]bool{}
+	for _, st := range f.Statuses {
+		want[st] = true
+	}
+	batch := first + 1
+	if len(want) > 0 && batch < logBatchMin {
+		batch = logBatchMin
+	}
+	var out []LogRow
+	cur := after
+	for i := 0; i < logMaxBatches; i++ {
+		page, err := s.logPage(ctx, workspaceID, f, to, cur, batch)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := s.pageStatuses(ctx, workspaceID, page); err != nil {
+			return nil, nil, err
+		}
+		for j, r := range page {
+			if len(want) > 0 && !want[r.Status] {
+				continue
+			}
+			if len(out) == first {
+				// One more match exists: the next page starts after the last returned row.
+				c := out[len(out)-1].Cursor
+				return out, &c, nil
+			}
+			out = append(out, page[j])
+		}
+		if len(page) < batch {
+			return out, nil, nil // the end
+		}
+		c := page[len(page)-1].Cursor
+		cur = &c
+	}
+	// Gave up scanning for this page: continue after the last examined row.
+	return out, cur, nil
+}
+
+func (s *Store) logPage(ctx context.Context, workspaceID string, f LogFilter, to time.Time, after *LogCursor, limit int) ([]LogRow, error) {
+	flag := func(b bool) uint8 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	var cUS uint64
+	cID := uuid.Nil
+	cSec := time.Unix(0, 0)
+	if after != nil {
+		cUS, cID = after.CreatedUS, after.ID
+		cSec = time.UnixMicro(int64(after.CreatedUS))
+	}
+	rows, err := s.conn.Query(ctx, selectLogPage, workspaceID,
+		flag(f.CampaignID != uuid.Nil), f.CampaignID, flag(f.MessageID != uuid.Nil), f.MessageID, f.PersonID, f.PersonID,
+		f.From, to, flag(after != nil), cSec, cUS, cUS, cID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: delivery logs: %w", err)
+	}
+	defer rows.Close()
+	var out []LogRow
+	for rows.Next() {
+		r := LogRow{Delivery: Delivery{WorkspaceID: workspaceID}, Status: "ATTEMPTED"}
+		var us uint64
+		if err := rows.Scan(&r.ID, &r.CampaignID, &r.MessageID, &r.PersonID, &r.Audience, &r.Token, &r.Data, &us); err != nil {
+			return nil, fmt.Errorf("clickhouse: scan delivery log: %w", err)
+		}
+		r.CreatedAt = time.UnixMicro(int64(us)).UTC()
+		r.Cursor = LogCursor{CreatedUS: us, ID: r.ID}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// pageStatuses fills the status columns of a page's deliveries.
+func (s *Store) pageStatuses(ctx context.Context, workspaceID string, page []LogRow) error {
+	if len(page) == 0 {
+		return nil
+	}
+	ids := make([]any, len(page))
+	campSet := map[uuid.UUID]bool{}
+	var camps []any
+	lo, hi := page[0].CreatedAt, page[0].CreatedAt
+	byID := make(map[uuid.UUID]*LogRow, len(page))
+	for i := range page {
+		ids[i] = page[i].ID
+		if !campSet[page[i].CampaignID] {
+			campSet[page[i].CampaignID] = true
+			camps = append(camps, page[i].CampaignID)
+		}
+		if page[i].CreatedAt.Before(lo) {
+			lo = page[i].CreatedAt
+		}
+		if page[i].CreatedAt.After(hi) {
+			hi = page[i].CreatedAt
+		}
+		byID[page[i].ID] = &page[i]
+	}
+	rows, err := s.conn.Query(ctx, pageStatusSQL, workspaceID, clickhouse.GroupSet{Value: camps}, clickhouse.GroupSet{Value: ids},
+		lo.Add(-time.Second), hi.Add(time.Second))
+	if err != nil {
+		return fmt.Errorf("clickhouse: delivery log statuses: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id uuid.UUID
+		var st, reason string
+		var nDev, nAtt, convUS uint64
+		if err := rows.Scan(&id, &st, &reason, &nDev, &nAtt, &convUS); err != nil {
+			return fmt.Errorf("clickhouse: scan delivery log status: %w", err)
+		}
+		if r, ok := byID[id]; ok {
+			r.Status, r.FailureReason, r.DevicesTargeted, r.DevicesAttempted, r.ConvertedAt = st, reason, int(nDev), int(nAtt), usTime(convUS)
+		}
+	}
+	return rows.Err()
+}
