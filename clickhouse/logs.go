@@ -39,7 +39,9 @@ type LogRow struct {
 // message filter flag, message_id, person_id (” = any), person_id, from,
 // to, cursor flag, cursor created_at (seconds), cursor created_us (twice),
 // cursor id, limit. Columns: id, campaign_id, message_id, person_id,
-// audience, token, data, created_us — newest first, strictly after the cursor.
+// audience, token, data, created_us — newest first, strictly after the
+// cursor, each delivery once (LIMIT 1 BY id: a re-run fan-out may have
+// written a row twice before the merge).
 const selectLogPage = `
 SELECT id, campaign_id, message_id, person_id, toString(audience), token, data, created_us
 FROM deliveries
@@ -50,6 +52,7 @@ WHERE workspace_id = ?
   AND created_at >= ? AND created_at < ?
   AND (? = 0 OR (created_at <= ? AND (created_us < ? OR (created_us = ? AND id < ?))))
 ORDER BY created_at DESC, created_us DESC, id DESC
+LIMIT 1 BY id
 LIMIT ?`
 
 // pageStatusSQL is deliverySendsCore for a set of deliveries. Params:

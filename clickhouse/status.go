@@ -9,8 +9,7 @@ import (
 )
 
 // deviceSendsSQL folds one delivery round's events into one row per device.
-// Params: workspace_id, campaign_id, delivery_id, and the same three again
-// for the newest-round subquery. Columns: device_index, presend (1 when a
+// Params: workspace_id, campaign_id, delivery_id, round (see roundsSQL). Columns: device_index, presend (1 when a
 // pre-send failure was recorded; only on device_index 255), presend_reason,
 // attempts, status (PENDING SENT FAILED BOUNCED SUPPRESSED, a device's final
 // state, furthest first), last_error (the newest provider error),
@@ -25,7 +24,7 @@ const deviceSendsSQL = `
 SELECT
     device_index,
     maxIf(toUInt8(1), kind = 'presend_failed') AS presend,
-    anyIf(reason, kind = 'presend_failed') AS presend_reason,
+    minIf(reason, kind = 'presend_failed') AS presend_reason,
     uniqExactIf(attempt, kind = 'attempt') AS attempts,
     multiIf(maxIf(toUInt8(1), kind = 'sent') = 1, 'SENT',
             maxIf(toUInt8(1), kind = 'bounced') = 1, 'BOUNCED',
@@ -33,7 +32,7 @@ SELECT
             maxIf(toUInt8(1), kind = 'suppressed') = 1, 'SUPPRESSED',
             'PENDING') AS status,
     argMaxIf(reason, at_us, kind IN ('attempt', 'failed', 'bounced') AND reason != '') AS last_error,
-    anyIf(reason, kind = 'failed') AS failed_reason,
+    minIf(reason, kind = 'failed') AS failed_reason,
     anyIf(provider_id, kind = 'sent') AS provider_id,
     minIf(at_us, kind = 'sent') AS sent_us,
     minIf(at_us, kind IN ('delivered', 'opened')) AS delivered_us,
@@ -42,34 +41,36 @@ SELECT
     max(round) AS newest_round
 FROM events
 WHERE workspace_id = ? AND campaign_id = ? AND delivery_id = ?
-  AND (round = (SELECT max(round) FROM events WHERE workspace_id = ? AND campaign_id = ? AND delivery_id = ? AND kind != 'converted')
-       OR kind = 'converted')
+  AND (round = ? OR kind = 'converted')
 GROUP BY device_index
 ORDER BY device_index`
 
 // deliveryStatusSQL computes a delivery's status by DESIGN.md's table from
-// deviceSendsSQL's rows. Params: as deviceSendsSQL. Columns: status,
+// deviceSendsSQL's rows. Params: as deviceSendsSQL. Columns: send_state (the
+// status without the app's reports), status,
 // failure_reason, devices_targeted, devices_attempted, sent_us,
 // delivered_us, opened_us (0 when absent).
 const deliveryStatusSQL = `
 SELECT
     multiIf(max(presend) = 1, 'FAILED',
-            countIf(converted_us > 0) > 0, 'CONVERTED',
-            countIf(device_index < 255 AND opened_us > 0) > 0, 'OPENED',
-            countIf(device_index < 255 AND delivered_us > 0) > 0, 'DELIVERED',
             countIf(device_index < 255) = 0 OR countIf(device_index < 255 AND status = 'PENDING') > 0, 'ATTEMPTED',
             countIf(device_index < 255 AND status = 'SENT') > 0, 'SENT',
             countIf(device_index < 255 AND status = 'SUPPRESSED') = countIf(device_index < 255), 'SUPPRESSED',
             countIf(device_index < 255 AND status = 'FAILED') = 0, 'BOUNCED',
-            'FAILED') AS delivery_status,
-    multiIf(max(presend) = 1, anyIf(presend_reason, presend = 1),
-            delivery_status = 'FAILED', anyIf(failed_reason, status = 'FAILED'),
+            'FAILED') AS send_state,
+    multiIf(max(presend) = 1, 'FAILED',
+            countIf(converted_us > 0) > 0, 'CONVERTED',
+            countIf(device_index < 255 AND opened_us > 0) > 0, 'OPENED',
+            countIf(device_index < 255 AND delivered_us > 0) > 0, 'DELIVERED',
+            send_state) AS delivery_status,
+    multiIf(max(presend) = 1, minIf(presend_reason, presend = 1),
+            send_state = 'FAILED', argMinIf(failed_reason, device_index, device_index < 255 AND status = 'FAILED'),
             '') AS failure_reason,
     countIf(device_index < 255) AS devices_targeted,
     countIf(device_index < 255 AND attempts > 0) AS devices_attempted,
-    minIf(sent_us, sent_us > 0) AS first_sent_us,
-    minIf(delivered_us, delivered_us > 0) AS first_delivered_us,
-    minIf(opened_us, opened_us > 0) AS first_opened_us,
+    minIf(sent_us, device_index < 255 AND sent_us > 0) AS first_sent_us,
+    minIf(delivered_us, device_index < 255 AND delivered_us > 0) AS first_delivered_us,
+    minIf(opened_us, device_index < 255 AND opened_us > 0) AS first_opened_us,
     minIf(converted_us, converted_us > 0) AS first_converted_us
 FROM (` + deviceSendsSQL + `)`
 
@@ -108,11 +109,50 @@ WHERE workspace_id = ? AND delivery_id = ? AND round = ?`
 
 // Status computes a delivery's status and its devices' sends from the events.
 func (s *Store) Status(ctx context.Context, d Delivery) (DeliveryStatus, error) {
-	args := []any{d.WorkspaceID, d.CampaignID, d.ID, d.WorkspaceID, d.CampaignID, d.ID}
+	rounds, err := s.Rounds(ctx, d)
+	if err != nil {
+		return DeliveryStatus{}, err
+	}
+	return s.StatusOfRound(ctx, d, rounds[len(rounds)-1])
+}
+
+// roundsSQL: params workspace_id, campaign_id, delivery_id; column round:
+// the delivery's rounds that have events other than converted, in order.
+const roundsSQL = `SELECT DISTINCT round FROM events
+WHERE workspace_id = ? AND campaign_id = ? AND delivery_id = ? AND kind != 'converted'
+ORDER BY round`
+
+// Rounds lists a delivery's rounds (a retry starts a new one); [0] when it
+// has no events yet.
+func (s *Store) Rounds(ctx context.Context, d Delivery) ([]uint16, error) {
+	rows, err := s.conn.Query(ctx, roundsSQL, d.WorkspaceID, d.CampaignID, d.ID)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: delivery rounds: %w", err)
+	}
+	defer rows.Close()
+	var out []uint16
+	for rows.Next() {
+		var r uint16
+		if err := rows.Scan(&r); err != nil {
+			return nil, fmt.Errorf("clickhouse: scan round: %w", err)
+		}
+		out = append(out, r)
+	}
+	if len(out) == 0 {
+		out = []uint16{0}
+	}
+	return out, rows.Err()
+}
+
+// StatusOfRound computes a delivery's status as of one round (the newest
+// round is the delivery's status; older ones are its history).
+func (s *Store) StatusOfRound(ctx context.Context, d Delivery, round uint16) (DeliveryStatus, error) {
+	args := []any{d.WorkspaceID, d.CampaignID, d.ID, round}
 	var st DeliveryStatus
 	var targeted, attempted uint64
 	var sentUS, delivUS, openUS, convUS uint64
-	if err := s.conn.QueryRow(ctx, deliveryStatusSQL, args...).Scan(&st.Status, &st.FailureReason, &targeted, &attempted, &sentUS, &delivUS, &openUS, &convUS); err != nil {
+	var sendState string
+	if err := s.conn.QueryRow(ctx, deliveryStatusSQL, args...).Scan(&sendState, &st.Status, &st.FailureReason, &targeted, &attempted, &sentUS, &delivUS, &openUS, &convUS); err != nil {
 		return st, fmt.Errorf("clickhouse: delivery status: %w", err)
 	}
 	st.DevicesTargeted, st.DevicesAttempted = int(targeted), int(attempted)
@@ -142,6 +182,7 @@ func (s *Store) Status(ctx context.Context, d Delivery) (DeliveryStatus, error) 
 	if err := rows.Err(); err != nil {
 		return st, fmt.Errorf("clickhouse: device sends: %w", err)
 	}
+	st.Round = round
 	if len(st.Devices) == 0 {
 		return st, nil
 	}

@@ -21,6 +21,16 @@ import (
 )
 
 // Message is the resolver for the message field.
+func (r *broadcastResolver) Message(ctx context.Context, obj *model.Broadcast) (*model.PushMessage, error) {
+	return r.messageByID(ctx, obj.MessageID)
+}
+
+// Overview is the resolver for the overview field.
+func (r *campaignResolver) Overview(ctx context.Context, obj *model.Campaign, from *time.Time, to *time.Time, granularity *model.Granularity) (*model.CampaignOverview, error) {
+	return r.overview(ctx, obj, from, to, granularity)
+}
+
+// Message is the resolver for the message field.
 func (r *deliveryResolver) Message(ctx context.Context, obj *model.Delivery) (*model.PushMessage, error) {
 	ws, err := workspace(ctx)
 	if err != nil {
@@ -38,6 +48,21 @@ func (r *deliveryResolver) Message(ctx context.Context, obj *model.Delivery) (*m
 
 // Campaign is the resolver for the campaign field.
 func (r *deliveryResolver) Campaign(ctx context.Context, obj *model.Delivery) (*model.Campaign, error) {
+	return r.campaignByID(ctx, obj.CampaignID)
+}
+
+// History is the resolver for the history field.
+func (r *deliveryResolver) History(ctx context.Context, obj *model.Delivery) ([]*model.DeliveryRound, error) {
+	return r.history(ctx, obj)
+}
+
+// Message is the resolver for the message field.
+func (r *deliveryLogResolver) Message(ctx context.Context, obj *model.DeliveryLog) (*model.PushMessage, error) {
+	return r.messageByID(ctx, obj.MessageID)
+}
+
+// Campaign is the resolver for the campaign field.
+func (r *deliveryLogResolver) Campaign(ctx context.Context, obj *model.DeliveryLog) (*model.Campaign, error) {
 	return r.campaignByID(ctx, obj.CampaignID)
 }
 
@@ -281,6 +306,16 @@ func (r *mutationResolver) SendPush(ctx context.Context, input model.SendPushInp
 	return deliveryModel(d, clickhouse.DeliveryStatus{Status: string(domain.DeliveryAttempted)}), nil
 }
 
+// Broadcast is the resolver for the broadcast field.
+func (r *mutationResolver) Broadcast(ctx context.Context, input model.BroadcastInput) (*model.Broadcast, error) {
+	return r.broadcast(ctx, input)
+}
+
+// RetryDelivery is the resolver for the retryDelivery field.
+func (r *mutationResolver) RetryDelivery(ctx context.Context, id string) (*model.Delivery, error) {
+	return r.retryDelivery(ctx, id)
+}
+
 // TrackEvent is the resolver for the trackEvent field.
 func (r *mutationResolver) TrackEvent(ctx context.Context, input model.TrackEventInput) (bool, error) {
 	ws, err := workspace(ctx)
@@ -366,6 +401,11 @@ func (r *queryResolver) Campaign(ctx context.Context, id string) (*model.Campaig
 	return c, err
 }
 
+// Campaigns is the resolver for the campaigns field.
+func (r *queryResolver) Campaigns(ctx context.Context, first *int, after *string) (*model.CampaignConnection, error) {
+	return r.campaigns(ctx, first, after)
+}
+
 // PushMessage is the resolver for the pushMessage field.
 func (r *queryResolver) PushMessage(ctx context.Context, id string) (*model.PushMessage, error) {
 	ws, err := workspace(ctx)
@@ -410,8 +450,27 @@ func (r *queryResolver) Delivery(ctx context.Context, id string) (*model.Deliver
 	return deliveryModel(d, st), nil
 }
 
+// Deliveries is the resolver for the deliveries field.
+func (r *queryResolver) Deliveries(ctx context.Context, filter *model.DeliveryFilter, first *int, after *string) (*model.DeliveryConnection, error) {
+	return r.deliveries(ctx, filter, first, after)
+}
+
+// Broadcast is the resolver for the broadcast field.
+func (r *queryResolver) Broadcast(ctx context.Context, id string) (*model.Broadcast, error) {
+	return r.broadcastByID(ctx, id)
+}
+
+// Broadcast returns generated.BroadcastResolver implementation.
+func (r *Resolver) Broadcast() generated.BroadcastResolver { return &broadcastResolver{r} }
+
+// Campaign returns generated.CampaignResolver implementation.
+func (r *Resolver) Campaign() generated.CampaignResolver { return &campaignResolver{r} }
+
 // Delivery returns generated.DeliveryResolver implementation.
 func (r *Resolver) Delivery() generated.DeliveryResolver { return &deliveryResolver{r} }
+
+// DeliveryLog returns generated.DeliveryLogResolver implementation.
+func (r *Resolver) DeliveryLog() generated.DeliveryLogResolver { return &deliveryLogResolver{r} }
 
 // Mutation returns generated.MutationResolver implementation.
 func (r *Resolver) Mutation() generated.MutationResolver { return &mutationResolver{r} }
@@ -426,7 +485,10 @@ func (r *Resolver) PushMessage() generated.PushMessageResolver { return &pushMes
 func (r *Resolver) Query() generated.QueryResolver { return &queryResolver{r} }
 
 type (
+	broadcastResolver   struct{ *Resolver }
+	campaignResolver    struct{ *Resolver }
 	deliveryResolver    struct{ *Resolver }
+	deliveryLogResolver struct{ *Resolver }
 	mutationResolver    struct{ *Resolver }
 	personResolver      struct{ *Resolver }
 	pushMessageResolver struct{ *Resolver }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/heraldpush/herald/providers"
 )
@@ -38,6 +39,10 @@ type DeliverPayload struct {
 	WorkspaceID string `json:"workspace_id"`
 	DeliveryID  string `json:"delivery_id"`
 	Round       uint16 `json:"round"`
+	// BroadcastID and BroadcastIndex, for a broadcast's delivery, let the
+	// task record the broadcast's progress.
+	BroadcastID    string `json:"broadcast_id,omitempty"`
+	BroadcastIndex int    `json:"broadcast_index,omitempty"`
 }
 
 // NewDeliverTask builds the deliver task of a delivery round. Its task id is
@@ -81,10 +86,11 @@ func NewSendTask(p SendPayload, maxRetry int) (*asynq.Task, error) {
 // Queue enqueues tasks for the API.
 type Queue struct {
 	client *asynq.Client
+	rdb    redis.UniversalClient
 }
 
-// NewQueue wraps an asynq client.
-func NewQueue(c *asynq.Client) *Queue { return &Queue{client: c} }
+// NewQueue wraps an asynq client; rdb reads broadcast progress.
+func NewQueue(c *asynq.Client, rdb redis.UniversalClient) *Queue { return &Queue{client: c, rdb: rdb} }
 
 // Deliver enqueues a delivery round; enqueuing the same round twice is not an error.
 func (q *Queue) Deliver(ctx context.Context, p DeliverPayload) error {

@@ -38,6 +38,8 @@ type Config struct {
 	// PlanTTL is how long a round's device plan and outcomes stay in Redis
 	// to make re-run tasks idempotent. Default 7 days.
 	PlanTTL time.Duration
+	// BroadcastBatch is how many deliveries one fan-out task creates. Default 500.
+	BroadcastBatch int
 }
 
 // EventWriter stores events, returning once they are durable.
@@ -69,6 +71,9 @@ func NewWorker(store *clickhouse.Store, events EventWriter, rdb redis.UniversalC
 	if cfg.PlanTTL <= 0 {
 		cfg.PlanTTL = 7 * 24 * time.Hour
 	}
+	if cfg.BroadcastBatch <= 0 {
+		cfg.BroadcastBatch = 500
+	}
 	return &Worker{
 		store: store, events: events, rdb: rdb, client: client, render: render.New(),
 		senders: newSenderCache(store, cfg), targets: NewTargetCache(rdb, 0), cfg: cfg, logger: logger,
@@ -79,6 +84,7 @@ func NewWorker(store *clickhouse.Store, events EventWriter, rdb redis.UniversalC
 func (w *Worker) Register(mux *asynq.ServeMux) {
 	mux.HandleFunc(TypeDeliver, w.HandleDeliver)
 	mux.HandleFunc(TypeSend, w.HandleSend)
+	mux.HandleFunc(TypeFanout, w.HandleFanout)
 }
 
 // plan is what a deliver task decided for a round. It is stored in Redis
@@ -131,7 +137,10 @@ func (w *Worker) HandleDeliver(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
-	return w.carryOut(ctx, d, p.Round, pl)
+	if err := w.carryOut(ctx, d, p.Round, pl); err != nil {
+		return err
+	}
+	return w.markDone(ctx, p)
 }
 
 func (w *Worker) loadOrMakePlan(ctx context.Context, d clickhouse.Delivery, round uint16) (plan, error) {

@@ -76,11 +76,12 @@ type gen struct {
 	campaigns []uuid.UUID
 	messages  map[uuid.UUID]uuid.UUID
 	tokens    []token
+	sdk       map[string]bool // tokens of apps with the SDK
 	persons   int
 }
 
 func newGen(rng *rand.Rand, o GenOptions) *gen {
-	g := &gen{rng: rng, o: o, campaigns: o.Campaigns, messages: map[uuid.UUID]uuid.UUID{}, persons: o.Persons}
+	g := &gen{rng: rng, o: o, campaigns: o.Campaigns, messages: map[uuid.UUID]uuid.UUID{}, sdk: map[string]bool{}, persons: o.Persons}
 	if len(g.campaigns) == 0 {
 		g.campaigns = []uuid.UUID{g.uuidAt(o.Start)}
 	}
@@ -101,6 +102,7 @@ func newGen(rng *rand.Rand, o GenOptions) *gen {
 			t.platform, t.value = string(domain.PlatformAndroid), g.chars(fcm, 22)+":APA91b"+g.chars(fcm, 134)
 		}
 		g.tokens = append(g.tokens, t)
+		g.sdk[t.value] = t.sdk
 	}
 	if g.persons <= 0 {
 		g.persons = o.N/2 + 4
@@ -159,6 +161,14 @@ func (g *gen) delivery() Delivery {
 			break
 		}
 		start = end.Add(g.between(time.Minute, 2*time.Hour)) // someone pressed retry
+		// Now and then the app reports a send of the failed round late,
+		// after the retry began: the report keeps its round.
+		if dds := d.Devices[round]; len(dds) > 0 && g.rng.Float64() < 0.25 {
+			dd := dds[g.rng.IntN(len(dds))]
+			if g.sdk[dd.Token] {
+				d.Events = append(d.Events, g.event(d, round, dd.Index, clickhouse.KindDelivered, 0, start.Add(g.between(time.Second, time.Minute))))
+			}
+		}
 	}
 
 	// Conversions go to a delivery with a device the provider accepted
@@ -216,15 +226,15 @@ const (
 // pickOutcome draws a device outcome, SENT most often.
 func (g *gen) pickOutcome() outcome {
 	switch x := g.rng.IntN(100); {
-	case x < 45:
+	case x < 53:
 		return outSent
-	case x < 57:
+	case x < 65:
 		return outBounced
-	case x < 63:
+	case x < 71:
 		return outFailedTransient
-	case x < 70:
+	case x < 78:
 		return outFailedPermanent
-	case x < 80:
+	case x < 88:
 		return outSuppressed
 	default:
 		return outPending

@@ -29,7 +29,10 @@ func NewExecutableSchema(cfg Config) graphql.ExecutableSchema {
 type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
+	Broadcast() BroadcastResolver
+	Campaign() CampaignResolver
 	Delivery() DeliveryResolver
+	DeliveryLog() DeliveryLogResolver
 	Mutation() MutationResolver
 	Person() PersonResolver
 	PushMessage() PushMessageResolver
@@ -40,11 +43,56 @@ type DirectiveRoot struct {
 }
 
 type ComplexityRoot struct {
+	Broadcast struct {
+		CreatedAt func(childComplexity int) int
+		Done      func(childComplexity int) int
+		ID        func(childComplexity int) int
+		Message   func(childComplexity int) int
+		Queued    func(childComplexity int) int
+		Total     func(childComplexity int) int
+	}
+
 	Campaign struct {
 		ConversionGoal func(childComplexity int) int
 		CreatedAt      func(childComplexity int) int
 		ID             func(childComplexity int) int
 		Name           func(childComplexity int) int
+		Overview       func(childComplexity int, from *time.Time, to *time.Time, granularity *model.Granularity) int
+	}
+
+	CampaignConnection struct {
+		Edges    func(childComplexity int) int
+		PageInfo func(childComplexity int) int
+	}
+
+	CampaignEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	CampaignOverview struct {
+		Attempted        func(childComplexity int) int
+		BounceRate       func(childComplexity int) int
+		Bounced          func(childComplexity int) int
+		ConversionRate   func(childComplexity int) int
+		Converted        func(childComplexity int) int
+		Created          func(childComplexity int) int
+		Delivered        func(childComplexity int) int
+		DeliveryRate     func(childComplexity int) int
+		Devices          func(childComplexity int) int
+		Failed           func(childComplexity int) int
+		FailuresByReason func(childComplexity int) int
+		From             func(childComplexity int) int
+		OpenRate         func(childComplexity int) int
+		Opened           func(childComplexity int) int
+		Recipients       func(childComplexity int) int
+		SdkCoverage      func(childComplexity int) int
+		SdkRecipients    func(childComplexity int) int
+		Sends            func(childComplexity int) int
+		Sent             func(childComplexity int) int
+		Series           func(childComplexity int) int
+		Suppressed       func(childComplexity int) int
+		To               func(childComplexity int) int
 	}
 
 	ConversionGoal struct {
@@ -62,11 +110,46 @@ type ComplexityRoot struct {
 		DevicesAttempted func(childComplexity int) int
 		DevicesTargeted  func(childComplexity int) int
 		FailureReason    func(childComplexity int) int
+		History          func(childComplexity int) int
 		ID               func(childComplexity int) int
 		Message          func(childComplexity int) int
 		OpenedAt         func(childComplexity int) int
 		PersonID         func(childComplexity int) int
+		Round            func(childComplexity int) int
 		SentAt           func(childComplexity int) int
+		Status           func(childComplexity int) int
+	}
+
+	DeliveryConnection struct {
+		Edges    func(childComplexity int) int
+		PageInfo func(childComplexity int) int
+	}
+
+	DeliveryEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	DeliveryLog struct {
+		Campaign         func(childComplexity int) int
+		Converted        func(childComplexity int) int
+		ConvertedAt      func(childComplexity int) int
+		CreatedAt        func(childComplexity int) int
+		DevicesAttempted func(childComplexity int) int
+		DevicesTargeted  func(childComplexity int) int
+		FailureReason    func(childComplexity int) int
+		ID               func(childComplexity int) int
+		Message          func(childComplexity int) int
+		PersonID         func(childComplexity int) int
+		Status           func(childComplexity int) int
+	}
+
+	DeliveryRound struct {
+		Devices          func(childComplexity int) int
+		DevicesAttempted func(childComplexity int) int
+		DevicesTargeted  func(childComplexity int) int
+		FailureReason    func(childComplexity int) int
+		Round            func(childComplexity int) int
 		Status           func(childComplexity int) int
 	}
 
@@ -90,16 +173,51 @@ type ComplexityRoot struct {
 		Token             func(childComplexity int) int
 	}
 
+	DeviceTotals struct {
+		Bounced    func(childComplexity int) int
+		Delivered  func(childComplexity int) int
+		Failed     func(childComplexity int) int
+		Opened     func(childComplexity int) int
+		Pending    func(childComplexity int) int
+		Sent       func(childComplexity int) int
+		Suppressed func(childComplexity int) int
+		Targeted   func(childComplexity int) int
+	}
+
+	FailureCount struct {
+		Count  func(childComplexity int) int
+		Reason func(childComplexity int) int
+	}
+
 	Mutation struct {
+		Broadcast          func(childComplexity int, input model.BroadcastInput) int
 		CreateCampaign     func(childComplexity int, input model.CreateCampaignInput) int
 		CreatePushMessage  func(childComplexity int, input model.CreatePushMessageInput) int
 		IdentifyPerson     func(childComplexity int, input model.IdentifyPersonInput) int
 		RegisterDevice     func(childComplexity int, input model.RegisterDeviceInput) int
 		RemoveDevice       func(childComplexity int, personID string, token string) int
 		ReportPushMetric   func(childComplexity int, input model.ReportPushMetricInput) int
+		RetryDelivery      func(childComplexity int, id string) int
 		SendPush           func(childComplexity int, input model.SendPushInput) int
 		SetPushCredentials func(childComplexity int, input model.PushCredentialsInput) int
 		TrackEvent         func(childComplexity int, input model.TrackEventInput) int
+	}
+
+	OverviewBucket struct {
+		Bounced    func(childComplexity int) int
+		Converted  func(childComplexity int) int
+		Created    func(childComplexity int) int
+		Delivered  func(childComplexity int) int
+		Failed     func(childComplexity int) int
+		Opened     func(childComplexity int) int
+		Sent       func(childComplexity int) int
+		Start      func(childComplexity int) int
+		Suppressed func(childComplexity int) int
+	}
+
+	PageInfo struct {
+		EndCursor   func(childComplexity int) int
+		HasNextPage func(childComplexity int) int
 	}
 
 	Person struct {
@@ -125,7 +243,10 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
+		Broadcast   func(childComplexity int, id string) int
 		Campaign    func(childComplexity int, id string) int
+		Campaigns   func(childComplexity int, first *int, after *string) int
+		Deliveries  func(childComplexity int, filter *model.DeliveryFilter, first *int, after *string) int
 		Delivery    func(childComplexity int, id string) int
 		Person      func(childComplexity int, id string) int
 		PushMessage func(childComplexity int, id string) int
@@ -136,9 +257,21 @@ type ComplexityRoot struct {
 
 // region    ************************** generated!.gotpl **************************
 
+type BroadcastResolver interface {
+	Message(ctx context.Context, obj *model.Broadcast) (*model.PushMessage, error)
+}
+type CampaignResolver interface {
+	Overview(ctx context.Context, obj *model.Campaign, from *time.Time, to *time.Time, granularity *model.Granularity) (*model.CampaignOverview, error)
+}
 type DeliveryResolver interface {
 	Message(ctx context.Context, obj *model.Delivery) (*model.PushMessage, error)
 	Campaign(ctx context.Context, obj *model.Delivery) (*model.Campaign, error)
+
+	History(ctx context.Context, obj *model.Delivery) ([]*model.DeliveryRound, error)
+}
+type DeliveryLogResolver interface {
+	Message(ctx context.Context, obj *model.DeliveryLog) (*model.PushMessage, error)
+	Campaign(ctx context.Context, obj *model.DeliveryLog) (*model.Campaign, error)
 }
 type MutationResolver interface {
 	IdentifyPerson(ctx context.Context, input model.IdentifyPersonInput) (*model.Person, error)
@@ -148,6 +281,8 @@ type MutationResolver interface {
 	CreateCampaign(ctx context.Context, input model.CreateCampaignInput) (*model.Campaign, error)
 	CreatePushMessage(ctx context.Context, input model.CreatePushMessageInput) (*model.PushMessage, error)
 	SendPush(ctx context.Context, input model.SendPushInput) (*model.Delivery, error)
+	Broadcast(ctx context.Context, input model.BroadcastInput) (*model.Broadcast, error)
+	RetryDelivery(ctx context.Context, id string) (*model.Delivery, error)
 	TrackEvent(ctx context.Context, input model.TrackEventInput) (bool, error)
 	ReportPushMetric(ctx context.Context, input model.ReportPushMetricInput) (bool, error)
 }
@@ -160,8 +295,11 @@ type PushMessageResolver interface {
 type QueryResolver interface {
 	Person(ctx context.Context, id string) (*model.Person, error)
 	Campaign(ctx context.Context, id string) (*model.Campaign, error)
+	Campaigns(ctx context.Context, first *int, after *string) (*model.CampaignConnection, error)
 	PushMessage(ctx context.Context, id string) (*model.PushMessage, error)
 	Delivery(ctx context.Context, id string) (*model.Delivery, error)
+	Deliveries(ctx context.Context, filter *model.DeliveryFilter, first *int, after *string) (*model.DeliveryConnection, error)
+	Broadcast(ctx context.Context, id string) (*model.Broadcast, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -181,6 +319,43 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 	ec := newExecutionContext(nil, e, nil)
 	_ = ec
 	switch typeName + "." + field {
+
+	case "Broadcast.createdAt":
+		if e.ComplexityRoot.Broadcast.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Broadcast.CreatedAt(childComplexity), true
+	case "Broadcast.done":
+		if e.ComplexityRoot.Broadcast.Done == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Broadcast.Done(childComplexity), true
+	case "Broadcast.id":
+		if e.ComplexityRoot.Broadcast.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Broadcast.ID(childComplexity), true
+	case "Broadcast.message":
+		if e.ComplexityRoot.Broadcast.Message == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Broadcast.Message(childComplexity), true
+	case "Broadcast.queued":
+		if e.ComplexityRoot.Broadcast.Queued == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Broadcast.Queued(childComplexity), true
+	case "Broadcast.total":
+		if e.ComplexityRoot.Broadcast.Total == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Broadcast.Total(childComplexity), true
 
 	case "Campaign.conversionGoal":
 		if e.ComplexityRoot.Campaign.ConversionGoal == nil {
@@ -206,6 +381,176 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Campaign.Name(childComplexity), true
+	case "Campaign.overview":
+		if e.ComplexityRoot.Campaign.Overview == nil {
+			break
+		}
+
+		args, err := ec.field_Campaign_overview_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Campaign.Overview(childComplexity, args["from"].(*time.Time), args["to"].(*time.Time), args["granularity"].(*model.Granularity)), true
+
+	case "CampaignConnection.edges":
+		if e.ComplexityRoot.CampaignConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignConnection.Edges(childComplexity), true
+	case "CampaignConnection.pageInfo":
+		if e.ComplexityRoot.CampaignConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignConnection.PageInfo(childComplexity), true
+
+	case "CampaignEdge.cursor":
+		if e.ComplexityRoot.CampaignEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignEdge.Cursor(childComplexity), true
+	case "CampaignEdge.node":
+		if e.ComplexityRoot.CampaignEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignEdge.Node(childComplexity), true
+
+	case "CampaignOverview.attempted":
+		if e.ComplexityRoot.CampaignOverview.Attempted == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignOverview.Attempted(childComplexity), true
+	case "CampaignOverview.bounceRate":
+		if e.ComplexityRoot.CampaignOverview.BounceRate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignOverview.BounceRate(childComplexity), true
+	case "CampaignOverview.bounced":
+		if e.ComplexityRoot.CampaignOverview.Bounced == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignOverview.Bounced(childComplexity), true
+	case "CampaignOverview.conversionRate":
+		if e.ComplexityRoot.CampaignOverview.ConversionRate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignOverview.ConversionRate(childComplexity), true
+	case "CampaignOverview.converted":
+		if e.ComplexityRoot.CampaignOverview.Converted == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignOverview.Converted(childComplexity), true
+	case "CampaignOverview.created":
+		if e.ComplexityRoot.CampaignOverview.Created == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignOverview.Created(childComplexity), true
+	case "CampaignOverview.delivered":
+		if e.ComplexityRoot.CampaignOverview.Delivered == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignOverview.Delivered(childComplexity), true
+	case "CampaignOverview.deliveryRate":
+		if e.ComplexityRoot.CampaignOverview.DeliveryRate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignOverview.DeliveryRate(childComplexity), true
+	case "CampaignOverview.devices":
+		if e.ComplexityRoot.CampaignOverview.Devices == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignOverview.Devices(childComplexity), true
+	case "CampaignOverview.failed":
+		if e.ComplexityRoot.CampaignOverview.Failed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignOverview.Failed(childComplexity), true
+	case "CampaignOverview.failuresByReason":
+		if e.ComplexityRoot.CampaignOverview.FailuresByReason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignOverview.FailuresByReason(childComplexity), true
+	case "CampaignOverview.from":
+		if e.ComplexityRoot.CampaignOverview.From == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignOverview.From(childComplexity), true
+	case "CampaignOverview.openRate":
+		if e.ComplexityRoot.CampaignOverview.OpenRate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignOverview.OpenRate(childComplexity), true
+	case "CampaignOverview.opened":
+		if e.ComplexityRoot.CampaignOverview.Opened == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignOverview.Opened(childComplexity), true
+	case "CampaignOverview.recipients":
+		if e.ComplexityRoot.CampaignOverview.Recipients == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignOverview.Recipients(childComplexity), true
+	case "CampaignOverview.sdkCoverage":
+		if e.ComplexityRoot.CampaignOverview.SdkCoverage == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignOverview.SdkCoverage(childComplexity), true
+	case "CampaignOverview.sdkRecipients":
+		if e.ComplexityRoot.CampaignOverview.SdkRecipients == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignOverview.SdkRecipients(childComplexity), true
+	case "CampaignOverview.sends":
+		if e.ComplexityRoot.CampaignOverview.Sends == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignOverview.Sends(childComplexity), true
+	case "CampaignOverview.sent":
+		if e.ComplexityRoot.CampaignOverview.Sent == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignOverview.Sent(childComplexity), true
+	case "CampaignOverview.series":
+		if e.ComplexityRoot.CampaignOverview.Series == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignOverview.Series(childComplexity), true
+	case "CampaignOverview.suppressed":
+		if e.ComplexityRoot.CampaignOverview.Suppressed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignOverview.Suppressed(childComplexity), true
+	case "CampaignOverview.to":
+		if e.ComplexityRoot.CampaignOverview.To == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignOverview.To(childComplexity), true
 
 	case "ConversionGoal.event":
 		if e.ComplexityRoot.ConversionGoal.Event == nil {
@@ -274,6 +619,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Delivery.FailureReason(childComplexity), true
+	case "Delivery.history":
+		if e.ComplexityRoot.Delivery.History == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Delivery.History(childComplexity), true
 	case "Delivery.id":
 		if e.ComplexityRoot.Delivery.ID == nil {
 			break
@@ -298,6 +649,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Delivery.PersonID(childComplexity), true
+	case "Delivery.round":
+		if e.ComplexityRoot.Delivery.Round == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Delivery.Round(childComplexity), true
 	case "Delivery.sentAt":
 		if e.ComplexityRoot.Delivery.SentAt == nil {
 			break
@@ -310,6 +667,136 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Delivery.Status(childComplexity), true
+
+	case "DeliveryConnection.edges":
+		if e.ComplexityRoot.DeliveryConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeliveryConnection.Edges(childComplexity), true
+	case "DeliveryConnection.pageInfo":
+		if e.ComplexityRoot.DeliveryConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeliveryConnection.PageInfo(childComplexity), true
+
+	case "DeliveryEdge.cursor":
+		if e.ComplexityRoot.DeliveryEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeliveryEdge.Cursor(childComplexity), true
+	case "DeliveryEdge.node":
+		if e.ComplexityRoot.DeliveryEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeliveryEdge.Node(childComplexity), true
+
+	case "DeliveryLog.campaign":
+		if e.ComplexityRoot.DeliveryLog.Campaign == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeliveryLog.Campaign(childComplexity), true
+	case "DeliveryLog.converted":
+		if e.ComplexityRoot.DeliveryLog.Converted == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeliveryLog.Converted(childComplexity), true
+	case "DeliveryLog.convertedAt":
+		if e.ComplexityRoot.DeliveryLog.ConvertedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeliveryLog.ConvertedAt(childComplexity), true
+	case "DeliveryLog.createdAt":
+		if e.ComplexityRoot.DeliveryLog.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeliveryLog.CreatedAt(childComplexity), true
+	case "DeliveryLog.devicesAttempted":
+		if e.ComplexityRoot.DeliveryLog.DevicesAttempted == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeliveryLog.DevicesAttempted(childComplexity), true
+	case "DeliveryLog.devicesTargeted":
+		if e.ComplexityRoot.DeliveryLog.DevicesTargeted == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeliveryLog.DevicesTargeted(childComplexity), true
+	case "DeliveryLog.failureReason":
+		if e.ComplexityRoot.DeliveryLog.FailureReason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeliveryLog.FailureReason(childComplexity), true
+	case "DeliveryLog.id":
+		if e.ComplexityRoot.DeliveryLog.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeliveryLog.ID(childComplexity), true
+	case "DeliveryLog.message":
+		if e.ComplexityRoot.DeliveryLog.Message == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeliveryLog.Message(childComplexity), true
+	case "DeliveryLog.personId":
+		if e.ComplexityRoot.DeliveryLog.PersonID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeliveryLog.PersonID(childComplexity), true
+	case "DeliveryLog.status":
+		if e.ComplexityRoot.DeliveryLog.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeliveryLog.Status(childComplexity), true
+
+	case "DeliveryRound.devices":
+		if e.ComplexityRoot.DeliveryRound.Devices == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeliveryRound.Devices(childComplexity), true
+	case "DeliveryRound.devicesAttempted":
+		if e.ComplexityRoot.DeliveryRound.DevicesAttempted == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeliveryRound.DevicesAttempted(childComplexity), true
+	case "DeliveryRound.devicesTargeted":
+		if e.ComplexityRoot.DeliveryRound.DevicesTargeted == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeliveryRound.DevicesTargeted(childComplexity), true
+	case "DeliveryRound.failureReason":
+		if e.ComplexityRoot.DeliveryRound.FailureReason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeliveryRound.FailureReason(childComplexity), true
+	case "DeliveryRound.round":
+		if e.ComplexityRoot.DeliveryRound.Round == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeliveryRound.Round(childComplexity), true
+	case "DeliveryRound.status":
+		if e.ComplexityRoot.DeliveryRound.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeliveryRound.Status(childComplexity), true
 
 	case "Device.attributes":
 		if e.ComplexityRoot.Device.Attributes == nil {
@@ -397,6 +884,79 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.DeviceSend.Token(childComplexity), true
 
+	case "DeviceTotals.bounced":
+		if e.ComplexityRoot.DeviceTotals.Bounced == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeviceTotals.Bounced(childComplexity), true
+	case "DeviceTotals.delivered":
+		if e.ComplexityRoot.DeviceTotals.Delivered == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeviceTotals.Delivered(childComplexity), true
+	case "DeviceTotals.failed":
+		if e.ComplexityRoot.DeviceTotals.Failed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeviceTotals.Failed(childComplexity), true
+	case "DeviceTotals.opened":
+		if e.ComplexityRoot.DeviceTotals.Opened == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeviceTotals.Opened(childComplexity), true
+	case "DeviceTotals.pending":
+		if e.ComplexityRoot.DeviceTotals.Pending == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeviceTotals.Pending(childComplexity), true
+	case "DeviceTotals.sent":
+		if e.ComplexityRoot.DeviceTotals.Sent == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeviceTotals.Sent(childComplexity), true
+	case "DeviceTotals.suppressed":
+		if e.ComplexityRoot.DeviceTotals.Suppressed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeviceTotals.Suppressed(childComplexity), true
+	case "DeviceTotals.targeted":
+		if e.ComplexityRoot.DeviceTotals.Targeted == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeviceTotals.Targeted(childComplexity), true
+
+	case "FailureCount.count":
+		if e.ComplexityRoot.FailureCount.Count == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FailureCount.Count(childComplexity), true
+	case "FailureCount.reason":
+		if e.ComplexityRoot.FailureCount.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FailureCount.Reason(childComplexity), true
+
+	case "Mutation.broadcast":
+		if e.ComplexityRoot.Mutation.Broadcast == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_broadcast_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.Broadcast(childComplexity, args["input"].(model.BroadcastInput)), true
 	case "Mutation.createCampaign":
 		if e.ComplexityRoot.Mutation.CreateCampaign == nil {
 			break
@@ -463,6 +1023,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.ReportPushMetric(childComplexity, args["input"].(model.ReportPushMetricInput)), true
+	case "Mutation.retryDelivery":
+		if e.ComplexityRoot.Mutation.RetryDelivery == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_retryDelivery_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RetryDelivery(childComplexity, args["id"].(string)), true
 	case "Mutation.sendPush":
 		if e.ComplexityRoot.Mutation.SendPush == nil {
 			break
@@ -496,6 +1067,74 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.TrackEvent(childComplexity, args["input"].(model.TrackEventInput)), true
+
+	case "OverviewBucket.bounced":
+		if e.ComplexityRoot.OverviewBucket.Bounced == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OverviewBucket.Bounced(childComplexity), true
+	case "OverviewBucket.converted":
+		if e.ComplexityRoot.OverviewBucket.Converted == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OverviewBucket.Converted(childComplexity), true
+	case "OverviewBucket.created":
+		if e.ComplexityRoot.OverviewBucket.Created == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OverviewBucket.Created(childComplexity), true
+	case "OverviewBucket.delivered":
+		if e.ComplexityRoot.OverviewBucket.Delivered == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OverviewBucket.Delivered(childComplexity), true
+	case "OverviewBucket.failed":
+		if e.ComplexityRoot.OverviewBucket.Failed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OverviewBucket.Failed(childComplexity), true
+	case "OverviewBucket.opened":
+		if e.ComplexityRoot.OverviewBucket.Opened == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OverviewBucket.Opened(childComplexity), true
+	case "OverviewBucket.sent":
+		if e.ComplexityRoot.OverviewBucket.Sent == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OverviewBucket.Sent(childComplexity), true
+	case "OverviewBucket.start":
+		if e.ComplexityRoot.OverviewBucket.Start == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OverviewBucket.Start(childComplexity), true
+	case "OverviewBucket.suppressed":
+		if e.ComplexityRoot.OverviewBucket.Suppressed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OverviewBucket.Suppressed(childComplexity), true
+
+	case "PageInfo.endCursor":
+		if e.ComplexityRoot.PageInfo.EndCursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PageInfo.EndCursor(childComplexity), true
+	case "PageInfo.hasNextPage":
+		if e.ComplexityRoot.PageInfo.HasNextPage == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PageInfo.HasNextPage(childComplexity), true
 
 	case "Person.attributes":
 		if e.ComplexityRoot.Person.Attributes == nil {
@@ -595,6 +1234,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.PushMessage.Title(childComplexity), true
 
+	case "Query.broadcast":
+		if e.ComplexityRoot.Query.Broadcast == nil {
+			break
+		}
+
+		args, err := ec.field_Query_broadcast_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Broadcast(childComplexity, args["id"].(string)), true
 	case "Query.campaign":
 		if e.ComplexityRoot.Query.Campaign == nil {
 			break
@@ -606,6 +1256,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Campaign(childComplexity, args["id"].(string)), true
+	case "Query.campaigns":
+		if e.ComplexityRoot.Query.Campaigns == nil {
+			break
+		}
+
+		args, err := ec.field_Query_campaigns_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Campaigns(childComplexity, args["first"].(*int), args["after"].(*string)), true
+	case "Query.deliveries":
+		if e.ComplexityRoot.Query.Deliveries == nil {
+			break
+		}
+
+		args, err := ec.field_Query_deliveries_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Deliveries(childComplexity, args["filter"].(*model.DeliveryFilter), args["first"].(*int), args["after"].(*string)), true
 	case "Query.delivery":
 		if e.ComplexityRoot.Query.Delivery == nil {
 			break
@@ -651,9 +1323,11 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 	inputUnmarshalers := func() *graphql.InputUnmarshalerIndex {
 		return graphql.NewInputUnmarshalerIndex(
 			graphql.NewInputUnmarshaler("APNSCredentialsInput", ec.unmarshalInputAPNSCredentialsInput),
+			graphql.NewInputUnmarshaler("BroadcastInput", ec.unmarshalInputBroadcastInput),
 			graphql.NewInputUnmarshaler("ConversionGoalInput", ec.unmarshalInputConversionGoalInput),
 			graphql.NewInputUnmarshaler("CreateCampaignInput", ec.unmarshalInputCreateCampaignInput),
 			graphql.NewInputUnmarshaler("CreatePushMessageInput", ec.unmarshalInputCreatePushMessageInput),
+			graphql.NewInputUnmarshaler("DeliveryFilter", ec.unmarshalInputDeliveryFilter),
 			graphql.NewInputUnmarshaler("FCMCredentialsInput", ec.unmarshalInputFCMCredentialsInput),
 			graphql.NewInputUnmarshaler("IdentifyPersonInput", ec.unmarshalInputIdentifyPersonInput),
 			graphql.NewInputUnmarshaler("PushCredentialsInput", ec.unmarshalInputPushCredentialsInput),
@@ -755,11 +1429,18 @@ enum DeviceSendStatus { PENDING SENT FAILED BOUNCED SUPPRESSED }
 enum DeviceState { OK BOUNCED SUPPRESSED }
 enum PushMetric { DELIVERED OPENED CONVERTED }
 
+enum Granularity { HOUR DAY }
+
 type Query {
   person(id: ID!): Person
   campaign(id: ID!): Campaign
+  "Campaigns, newest first."
+  campaigns(first: Int = 20, after: String): CampaignConnection!
   pushMessage(id: ID!): PushMessage
   delivery(id: ID!): Delivery
+  "Delivery logs: newest first; cursors stay stable while deliveries arrive."
+  deliveries(filter: DeliveryFilter, first: Int = 20, after: String): DeliveryConnection!
+  broadcast(id: ID!): Broadcast
 }
 
 type Mutation {
@@ -770,6 +1451,10 @@ type Mutation {
   createCampaign(input: CreateCampaignInput!): Campaign!
   createPushMessage(input: CreatePushMessageInput!): PushMessage!
   sendPush(input: SendPushInput!): Delivery!
+  "Sends one message to many people (everyone in the workspace when personIds is omitted), fanned out by jobs in batches."
+  broadcast(input: BroadcastInput!): Broadcast!
+  "Starts a new round of a FAILED delivery (re-render, re-resolve devices, re-send); the earlier rounds stay in its history."
+  retryDelivery(id: ID!): Delivery!
   "Records a person's event; a campaign's goal event converts the delivery of that campaign nearest before it."
   trackEvent(input: TrackEventInput!): Boolean!
   "What an app's SDK reports: delivered, opened or converted, for a device the delivery targeted."
@@ -865,6 +1550,143 @@ type Campaign {
   name: String!
   conversionGoal: ConversionGoal
   createdAt: Time!
+  "The funnel of the deliveries created in [from, to) (default: since the campaign was created, until now)."
+  overview(from: Time, to: Time, granularity: Granularity = DAY): CampaignOverview!
+}
+
+type CampaignConnection {
+  edges: [CampaignEdge!]!
+  pageInfo: PageInfo!
+}
+
+type CampaignEdge {
+  cursor: String!
+  node: Campaign!
+}
+
+type PageInfo {
+  hasNextPage: Boolean!
+  endCursor: String
+}
+
+"Person-level figures count deliveries; devices counts device sends. See README: Campaign overview."
+type CampaignOverview {
+  from: Time!
+  to: Time!
+  created: Int!
+  "Still in flight."
+  attempted: Int!
+  "Every device final: sent + bounced + suppressed."
+  sends: Int!
+  sent: Int!
+  bounced: Int!
+  suppressed: Int!
+  failed: Int!
+  "sends − suppressed − bounced"
+  recipients: Int!
+  delivered: Int!
+  opened: Int!
+  converted: Int!
+  "delivered / recipients"
+  deliveryRate: Float!
+  "opened / delivered"
+  openRate: Float!
+  "converted / recipients"
+  conversionRate: Float!
+  "bounced / sends"
+  bounceRate: Float!
+  failuresByReason: [FailureCount!]!
+  series: [OverviewBucket!]!
+  devices: DeviceTotals!
+  "Recipients with a device that has ever reported a metric."
+  sdkRecipients: Int!
+  "sdkRecipients / recipients: tells a low delivered rate from apps without the SDK."
+  sdkCoverage: Float!
+}
+
+type FailureCount {
+  reason: String!
+  count: Int!
+}
+
+type OverviewBucket {
+  start: Time!
+  created: Int!
+  sent: Int!
+  bounced: Int!
+  suppressed: Int!
+  failed: Int!
+  delivered: Int!
+  opened: Int!
+  converted: Int!
+}
+
+type DeviceTotals {
+  targeted: Int!
+  sent: Int!
+  bounced: Int!
+  failed: Int!
+  suppressed: Int!
+  pending: Int!
+  delivered: Int!
+  opened: Int!
+}
+
+input DeliveryFilter {
+  campaignId: ID
+  messageId: ID
+  personId: ID
+  status: [DeliveryStatus!]
+  "Created at or after."
+  from: Time
+  "Created before."
+  to: Time
+}
+
+type DeliveryConnection {
+  edges: [DeliveryEdge!]!
+  pageInfo: PageInfo!
+}
+
+type DeliveryEdge {
+  cursor: String!
+  node: DeliveryLog!
+}
+
+"A row of the delivery logs."
+type DeliveryLog {
+  id: ID!
+  status: DeliveryStatus!
+  failureReason: String
+  personId: ID!
+  message: PushMessage
+  campaign: Campaign
+  devicesTargeted: Int!
+  devicesAttempted: Int!
+  createdAt: Time!
+  converted: Boolean!
+  convertedAt: Time
+}
+
+input BroadcastInput {
+  messageId: ID!
+  "Omit to send to every person of the workspace."
+  personIds: [ID!]
+  audience: Audience = ALL_DEVICES
+  "Bound as event.* and trigger.* in the templates."
+  data: JSON
+}
+
+type Broadcast {
+  id: ID!
+  message: PushMessage
+  "People to send to."
+  total: Int!
+  "Deliveries created and queued so far."
+  queued: Int!
+  "Deliveries whose devices were resolved and sent (or that failed before sending)."
+  done: Int!
+  createdAt: Time!
 }
 
 "Each text field is a Liquid template over customer.* (the person's attributes) and event.*/trigger.* (the send's data)."
@@ -921,6 +1743,19 @@ type Delivery {
   openedAt: Time
   convertedAt: Time
   devices: [DeviceSend!]!
+  "The round the status is of: 0, then one more per retry."
+  round: Int!
+  "Every round, oldest first; the last is the current one."
+  history: [DeliveryRound!]!
+}
+
+type DeliveryRound {
+  round: Int!
+  status: DeliveryStatus!
+  failureReason: String
+  devicesTargeted: Int!
+  devicesAttempted: Int!
+  devices: [DeviceSend!]!
 }
 
 type DeviceSend {
@@ -942,6 +1777,24 @@ var parsedSchema = gqlparser.MustLoadSchema(sources...)
 // Each function is generated once per unique object type, deduplicating the
 // switch statements that were previously inlined in every fieldContext_* function.
 
+func (ec *executionContext) childFields_Broadcast(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Broadcast_id(ctx, field)
+	case "message":
+		return ec.fieldContext_Broadcast_message(ctx, field)
+	case "total":
+		return ec.fieldContext_Broadcast_total(ctx, field)
+	case "queued":
+		return ec.fieldContext_Broadcast_queued(ctx, field)
+	case "done":
+		return ec.fieldContext_Broadcast_done(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_Broadcast_createdAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Broadcast", field.Name)
+}
+
 func (ec *executionContext) childFields_Campaign(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -952,8 +1805,80 @@ func (ec *executionContext) childFields_Campaign(ctx context.Context, field grap
 		return ec.fieldContext_Campaign_conversionGoal(ctx, field)
 	case "createdAt":
 		return ec.fieldContext_Campaign_createdAt(ctx, field)
+	case "overview":
+		return ec.fieldContext_Campaign_overview(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Campaign", field.Name)
+}
+
+func (ec *executionContext) childFields_CampaignConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_CampaignConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_CampaignConnection_pageInfo(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CampaignConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_CampaignEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_CampaignEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_CampaignEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CampaignEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_CampaignOverview(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "from":
+		return ec.fieldContext_CampaignOverview_from(ctx, field)
+	case "to":
+		return ec.fieldContext_CampaignOverview_to(ctx, field)
+	case "created":
+		return ec.fieldContext_CampaignOverview_created(ctx, field)
+	case "attempted":
+		return ec.fieldContext_CampaignOverview_attempted(ctx, field)
+	case "sends":
+		return ec.fieldContext_CampaignOverview_sends(ctx, field)
+	case "sent":
+		return ec.fieldContext_CampaignOverview_sent(ctx, field)
+	case "bounced":
+		return ec.fieldContext_CampaignOverview_bounced(ctx, field)
+	case "suppressed":
+		return ec.fieldContext_CampaignOverview_suppressed(ctx, field)
+	case "failed":
+		return ec.fieldContext_CampaignOverview_failed(ctx, field)
+	case "recipients":
+		return ec.fieldContext_CampaignOverview_recipients(ctx, field)
+	case "delivered":
+		return ec.fieldContext_CampaignOverview_delivered(ctx, field)
+	case "opened":
+		return ec.fieldContext_CampaignOverview_opened(ctx, field)
+	case "converted":
+		return ec.fieldContext_CampaignOverview_converted(ctx, field)
+	case "deliveryRate":
+		return ec.fieldContext_CampaignOverview_deliveryRate(ctx, field)
+	case "openRate":
+		return ec.fieldContext_CampaignOverview_openRate(ctx, field)
+	case "conversionRate":
+		return ec.fieldContext_CampaignOverview_conversionRate(ctx, field)
+	case "bounceRate":
+		return ec.fieldContext_CampaignOverview_bounceRate(ctx, field)
+	case "failuresByReason":
+		return ec.fieldContext_CampaignOverview_failuresByReason(ctx, field)
+	case "series":
+		return ec.fieldContext_CampaignOverview_series(ctx, field)
+	case "devices":
+		return ec.fieldContext_CampaignOverview_devices(ctx, field)
+	case "sdkRecipients":
+		return ec.fieldContext_CampaignOverview_sdkRecipients(ctx, field)
+	case "sdkCoverage":
+		return ec.fieldContext_CampaignOverview_sdkCoverage(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CampaignOverview", field.Name)
 }
 
 func (ec *executionContext) childFields_ConversionGoal(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -998,8 +1923,78 @@ func (ec *executionContext) childFields_Delivery(ctx context.Context, field grap
 		return ec.fieldContext_Delivery_convertedAt(ctx, field)
 	case "devices":
 		return ec.fieldContext_Delivery_devices(ctx, field)
+	case "round":
+		return ec.fieldContext_Delivery_round(ctx, field)
+	case "history":
+		return ec.fieldContext_Delivery_history(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Delivery", field.Name)
+}
+
+func (ec *executionContext) childFields_DeliveryConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_DeliveryConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_DeliveryConnection_pageInfo(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DeliveryConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_DeliveryEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_DeliveryEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_DeliveryEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DeliveryEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_DeliveryLog(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_DeliveryLog_id(ctx, field)
+	case "status":
+		return ec.fieldContext_DeliveryLog_status(ctx, field)
+	case "failureReason":
+		return ec.fieldContext_DeliveryLog_failureReason(ctx, field)
+	case "personId":
+		return ec.fieldContext_DeliveryLog_personId(ctx, field)
+	case "message":
+		return ec.fieldContext_DeliveryLog_message(ctx, field)
+	case "campaign":
+		return ec.fieldContext_DeliveryLog_campaign(ctx, field)
+	case "devicesTargeted":
+		return ec.fieldContext_DeliveryLog_devicesTargeted(ctx, field)
+	case "devicesAttempted":
+		return ec.fieldContext_DeliveryLog_devicesAttempted(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_DeliveryLog_createdAt(ctx, field)
+	case "converted":
+		return ec.fieldContext_DeliveryLog_converted(ctx, field)
+	case "convertedAt":
+		return ec.fieldContext_DeliveryLog_convertedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DeliveryLog", field.Name)
+}
+
+func (ec *executionContext) childFields_DeliveryRound(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "round":
+		return ec.fieldContext_DeliveryRound_round(ctx, field)
+	case "status":
+		return ec.fieldContext_DeliveryRound_status(ctx, field)
+	case "failureReason":
+		return ec.fieldContext_DeliveryRound_failureReason(ctx, field)
+	case "devicesTargeted":
+		return ec.fieldContext_DeliveryRound_devicesTargeted(ctx, field)
+	case "devicesAttempted":
+		return ec.fieldContext_DeliveryRound_devicesAttempted(ctx, field)
+	case "devices":
+		return ec.fieldContext_DeliveryRound_devices(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DeliveryRound", field.Name)
 }
 
 func (ec *executionContext) childFields_Device(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1040,6 +2035,72 @@ func (ec *executionContext) childFields_DeviceSend(ctx context.Context, field gr
 		return ec.fieldContext_DeviceSend_openedAt(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type DeviceSend", field.Name)
+}
+
+func (ec *executionContext) childFields_DeviceTotals(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "targeted":
+		return ec.fieldContext_DeviceTotals_targeted(ctx, field)
+	case "sent":
+		return ec.fieldContext_DeviceTotals_sent(ctx, field)
+	case "bounced":
+		return ec.fieldContext_DeviceTotals_bounced(ctx, field)
+	case "failed":
+		return ec.fieldContext_DeviceTotals_failed(ctx, field)
+	case "suppressed":
+		return ec.fieldContext_DeviceTotals_suppressed(ctx, field)
+	case "pending":
+		return ec.fieldContext_DeviceTotals_pending(ctx, field)
+	case "delivered":
+		return ec.fieldContext_DeviceTotals_delivered(ctx, field)
+	case "opened":
+		return ec.fieldContext_DeviceTotals_opened(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DeviceTotals", field.Name)
+}
+
+func (ec *executionContext) childFields_FailureCount(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "reason":
+		return ec.fieldContext_FailureCount_reason(ctx, field)
+	case "count":
+		return ec.fieldContext_FailureCount_count(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type FailureCount", field.Name)
+}
+
+func (ec *executionContext) childFields_OverviewBucket(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "start":
+		return ec.fieldContext_OverviewBucket_start(ctx, field)
+	case "created":
+		return ec.fieldContext_OverviewBucket_created(ctx, field)
+	case "sent":
+		return ec.fieldContext_OverviewBucket_sent(ctx, field)
+	case "bounced":
+		return ec.fieldContext_OverviewBucket_bounced(ctx, field)
+	case "suppressed":
+		return ec.fieldContext_OverviewBucket_suppressed(ctx, field)
+	case "failed":
+		return ec.fieldContext_OverviewBucket_failed(ctx, field)
+	case "delivered":
+		return ec.fieldContext_OverviewBucket_delivered(ctx, field)
+	case "opened":
+		return ec.fieldContext_OverviewBucket_opened(ctx, field)
+	case "converted":
+		return ec.fieldContext_OverviewBucket_converted(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type OverviewBucket", field.Name)
+}
+
+func (ec *executionContext) childFields_PageInfo(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "hasNextPage":
+		return ec.fieldContext_PageInfo_hasNextPage(ctx, field)
+	case "endCursor":
+		return ec.fieldContext_PageInfo_endCursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PageInfo", field.Name)
 }
 
 func (ec *executionContext) childFields_Person(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1202,6 +2263,50 @@ func (ec *executionContext) childFields___Type(ctx context.Context, field graphq
 
 // region    ***************************** args.gotpl *****************************
 
+func (ec *executionContext) field_Campaign_overview_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "from",
+		func(ctx context.Context, v any) (*time.Time, error) {
+			return ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["from"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "to",
+		func(ctx context.Context, v any) (*time.Time, error) {
+			return ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["to"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "granularity",
+		func(ctx context.Context, v any) (*model.Granularity, error) {
+			return ec.unmarshalOGranularity2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐGranularity(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["granularity"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_broadcast_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.BroadcastInput, error) {
+			return ec.unmarshalNBroadcastInput2githubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐBroadcastInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_createCampaign_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -1294,6 +2399,20 @@ func (ec *executionContext) field_Mutation_reportPushMetric_args(ctx context.Con
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_retryDelivery_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_sendPush_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -1350,6 +2469,20 @@ func (ec *executionContext) field_Query___type_args(ctx context.Context, rawArgs
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_broadcast_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_campaign_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -1361,6 +2494,58 @@ func (ec *executionContext) field_Query_campaign_args(ctx context.Context, rawAr
 		return nil, err
 	}
 	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_campaigns_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_deliveries_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "filter",
+		func(ctx context.Context, v any) (*model.DeliveryFilter, error) {
+			return ec.unmarshalODeliveryFilter2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐDeliveryFilter(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["filter"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg2
 	return args, nil
 }
 
@@ -1480,6 +2665,153 @@ func (ec *executionContext) field___Type_inputFields_args(ctx context.Context, r
 
 // region    **************************** field.gotpl *****************************
 
+func (ec *executionContext) _Broadcast_id(ctx context.Context, field graphql.CollectedField, obj *model.Broadcast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Broadcast_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Broadcast_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Broadcast", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Broadcast_message(ctx context.Context, field graphql.CollectedField, obj *model.Broadcast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Broadcast_message(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Broadcast().Message(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PushMessage) graphql.Marshaler {
+			return ec.marshalOPushMessage2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐPushMessage(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Broadcast_message(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Broadcast",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PushMessage(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Broadcast_total(ctx context.Context, field graphql.CollectedField, obj *model.Broadcast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Broadcast_total(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Total, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Broadcast_total(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Broadcast", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Broadcast_queued(ctx context.Context, field graphql.CollectedField, obj *model.Broadcast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Broadcast_queued(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Queued, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Broadcast_queued(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Broadcast", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Broadcast_done(ctx context.Context, field graphql.CollectedField, obj *model.Broadcast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Broadcast_done(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Done, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Broadcast_done(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Broadcast", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Broadcast_createdAt(ctx context.Context, field graphql.CollectedField, obj *model.Broadcast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Broadcast_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Broadcast_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Broadcast", field, false, false, "Time")
+}
+
 func (ec *executionContext) _Campaign_id(ctx context.Context, field graphql.CollectedField, obj *model.Campaign) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -1579,6 +2911,702 @@ func (ec *executionContext) _Campaign_createdAt(ctx context.Context, field graph
 }
 func (ec *executionContext) fieldContext_Campaign_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Campaign", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Campaign_overview(ctx context.Context, field graphql.CollectedField, obj *model.Campaign) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Campaign_overview(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Campaign().Overview(ctx, obj, fc.Args["from"].(*time.Time), fc.Args["to"].(*time.Time), fc.Args["granularity"].(*model.Granularity))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CampaignOverview) graphql.Marshaler {
+			return ec.marshalNCampaignOverview2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐCampaignOverview(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Campaign_overview(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Campaign",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CampaignOverview(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Campaign_overview_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CampaignConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.CampaignConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.CampaignEdge) graphql.Marshaler {
+			return ec.marshalNCampaignEdge2ᚕᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐCampaignEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CampaignConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CampaignEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CampaignConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.CampaignConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CampaignConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CampaignEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.CampaignEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _CampaignEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.CampaignEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Campaign) graphql.Marshaler {
+			return ec.marshalNCampaign2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐCampaign(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CampaignEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Campaign(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CampaignOverview_from(ctx context.Context, field graphql.CollectedField, obj *model.CampaignOverview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignOverview_from(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.From, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignOverview_from(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignOverview", field, false, false, "Time")
+}
+
+func (ec *executionContext) _CampaignOverview_to(ctx context.Context, field graphql.CollectedField, obj *model.CampaignOverview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignOverview_to(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.To, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignOverview_to(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignOverview", field, false, false, "Time")
+}
+
+func (ec *executionContext) _CampaignOverview_created(ctx context.Context, field graphql.CollectedField, obj *model.CampaignOverview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignOverview_created(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Created, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignOverview_created(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignOverview", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignOverview_attempted(ctx context.Context, field graphql.CollectedField, obj *model.CampaignOverview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignOverview_attempted(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Attempted, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignOverview_attempted(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignOverview", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignOverview_sends(ctx context.Context, field graphql.CollectedField, obj *model.CampaignOverview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignOverview_sends(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Sends, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignOverview_sends(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignOverview", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignOverview_sent(ctx context.Context, field graphql.CollectedField, obj *model.CampaignOverview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignOverview_sent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Sent, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignOverview_sent(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignOverview", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignOverview_bounced(ctx context.Context, field graphql.CollectedField, obj *model.CampaignOverview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignOverview_bounced(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Bounced, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignOverview_bounced(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignOverview", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignOverview_suppressed(ctx context.Context, field graphql.CollectedField, obj *model.CampaignOverview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignOverview_suppressed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Suppressed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignOverview_suppressed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignOverview", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignOverview_failed(ctx context.Context, field graphql.CollectedField, obj *model.CampaignOverview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignOverview_failed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Failed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignOverview_failed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignOverview", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignOverview_recipients(ctx context.Context, field graphql.CollectedField, obj *model.CampaignOverview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignOverview_recipients(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Recipients, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignOverview_recipients(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignOverview", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignOverview_delivered(ctx context.Context, field graphql.CollectedField, obj *model.CampaignOverview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignOverview_delivered(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Delivered, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignOverview_delivered(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignOverview", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignOverview_opened(ctx context.Context, field graphql.CollectedField, obj *model.CampaignOverview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignOverview_opened(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Opened, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignOverview_opened(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignOverview", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignOverview_converted(ctx context.Context, field graphql.CollectedField, obj *model.CampaignOverview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignOverview_converted(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Converted, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignOverview_converted(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignOverview", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignOverview_deliveryRate(ctx context.Context, field graphql.CollectedField, obj *model.CampaignOverview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignOverview_deliveryRate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DeliveryRate, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignOverview_deliveryRate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignOverview", field, false, false, "Float")
+}
+
+func (ec *executionContext) _CampaignOverview_openRate(ctx context.Context, field graphql.CollectedField, obj *model.CampaignOverview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignOverview_openRate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OpenRate, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignOverview_openRate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignOverview", field, false, false, "Float")
+}
+
+func (ec *executionContext) _CampaignOverview_conversionRate(ctx context.Context, field graphql.CollectedField, obj *model.CampaignOverview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignOverview_conversionRate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ConversionRate, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignOverview_conversionRate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignOverview", field, false, false, "Float")
+}
+
+func (ec *executionContext) _CampaignOverview_bounceRate(ctx context.Context, field graphql.CollectedField, obj *model.CampaignOverview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignOverview_bounceRate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BounceRate, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignOverview_bounceRate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignOverview", field, false, false, "Float")
+}
+
+func (ec *executionContext) _CampaignOverview_failuresByReason(ctx context.Context, field graphql.CollectedField, obj *model.CampaignOverview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignOverview_failuresByReason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FailuresByReason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.FailureCount) graphql.Marshaler {
+			return ec.marshalNFailureCount2ᚕᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐFailureCountᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignOverview_failuresByReason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CampaignOverview",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_FailureCount(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CampaignOverview_series(ctx context.Context, field graphql.CollectedField, obj *model.CampaignOverview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignOverview_series(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Series, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.OverviewBucket) graphql.Marshaler {
+			return ec.marshalNOverviewBucket2ᚕᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐOverviewBucketᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignOverview_series(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CampaignOverview",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_OverviewBucket(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CampaignOverview_devices(ctx context.Context, field graphql.CollectedField, obj *model.CampaignOverview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignOverview_devices(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Devices, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.DeviceTotals) graphql.Marshaler {
+			return ec.marshalNDeviceTotals2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐDeviceTotals(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignOverview_devices(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CampaignOverview",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DeviceTotals(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CampaignOverview_sdkRecipients(ctx context.Context, field graphql.CollectedField, obj *model.CampaignOverview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignOverview_sdkRecipients(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SdkRecipients, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignOverview_sdkRecipients(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignOverview", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignOverview_sdkCoverage(ctx context.Context, field graphql.CollectedField, obj *model.CampaignOverview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignOverview_sdkCoverage(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SdkCoverage, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignOverview_sdkCoverage(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignOverview", field, false, false, "Float")
 }
 
 func (ec *executionContext) _ConversionGoal_event(ctx context.Context, field graphql.CollectedField, obj *model.ConversionGoal) (ret graphql.Marshaler) {
@@ -1999,6 +4027,598 @@ func (ec *executionContext) fieldContext_Delivery_devices(_ context.Context, fie
 	return fc, nil
 }
 
+func (ec *executionContext) _Delivery_round(ctx context.Context, field graphql.CollectedField, obj *model.Delivery) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Delivery_round(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Round, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Delivery_round(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Delivery", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Delivery_history(ctx context.Context, field graphql.CollectedField, obj *model.Delivery) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Delivery_history(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Delivery().History(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.DeliveryRound) graphql.Marshaler {
+			return ec.marshalNDeliveryRound2ᚕᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐDeliveryRoundᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Delivery_history(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Delivery",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DeliveryRound(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DeliveryConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.DeliveryConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeliveryConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.DeliveryEdge) graphql.Marshaler {
+			return ec.marshalNDeliveryEdge2ᚕᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐDeliveryEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeliveryConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DeliveryConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DeliveryEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DeliveryConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.DeliveryConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeliveryConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeliveryConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DeliveryConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DeliveryEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.DeliveryEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeliveryEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeliveryEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DeliveryEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _DeliveryEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.DeliveryEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeliveryEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.DeliveryLog) graphql.Marshaler {
+			return ec.marshalNDeliveryLog2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐDeliveryLog(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeliveryEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DeliveryEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DeliveryLog(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DeliveryLog_id(ctx context.Context, field graphql.CollectedField, obj *model.DeliveryLog) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeliveryLog_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeliveryLog_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DeliveryLog", field, false, false, "ID")
+}
+
+func (ec *executionContext) _DeliveryLog_status(ctx context.Context, field graphql.CollectedField, obj *model.DeliveryLog) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeliveryLog_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.DeliveryStatus) graphql.Marshaler {
+			return ec.marshalNDeliveryStatus2githubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐDeliveryStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeliveryLog_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DeliveryLog", field, false, false, "DeliveryStatus")
+}
+
+func (ec *executionContext) _DeliveryLog_failureReason(ctx context.Context, field graphql.CollectedField, obj *model.DeliveryLog) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeliveryLog_failureReason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FailureReason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DeliveryLog_failureReason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DeliveryLog", field, false, false, "String")
+}
+
+func (ec *executionContext) _DeliveryLog_personId(ctx context.Context, field graphql.CollectedField, obj *model.DeliveryLog) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeliveryLog_personId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PersonID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeliveryLog_personId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DeliveryLog", field, false, false, "ID")
+}
+
+func (ec *executionContext) _DeliveryLog_message(ctx context.Context, field graphql.CollectedField, obj *model.DeliveryLog) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeliveryLog_message(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.DeliveryLog().Message(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PushMessage) graphql.Marshaler {
+			return ec.marshalOPushMessage2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐPushMessage(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DeliveryLog_message(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DeliveryLog",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PushMessage(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DeliveryLog_campaign(ctx context.Context, field graphql.CollectedField, obj *model.DeliveryLog) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeliveryLog_campaign(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.DeliveryLog().Campaign(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Campaign) graphql.Marshaler {
+			return ec.marshalOCampaign2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐCampaign(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DeliveryLog_campaign(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DeliveryLog",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Campaign(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DeliveryLog_devicesTargeted(ctx context.Context, field graphql.CollectedField, obj *model.DeliveryLog) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeliveryLog_devicesTargeted(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DevicesTargeted, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeliveryLog_devicesTargeted(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DeliveryLog", field, false, false, "Int")
+}
+
+func (ec *executionContext) _DeliveryLog_devicesAttempted(ctx context.Context, field graphql.CollectedField, obj *model.DeliveryLog) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeliveryLog_devicesAttempted(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DevicesAttempted, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeliveryLog_devicesAttempted(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DeliveryLog", field, false, false, "Int")
+}
+
+func (ec *executionContext) _DeliveryLog_createdAt(ctx context.Context, field graphql.CollectedField, obj *model.DeliveryLog) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeliveryLog_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeliveryLog_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DeliveryLog", field, false, false, "Time")
+}
+
+func (ec *executionContext) _DeliveryLog_converted(ctx context.Context, field graphql.CollectedField, obj *model.DeliveryLog) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeliveryLog_converted(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Converted, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeliveryLog_converted(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DeliveryLog", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _DeliveryLog_convertedAt(ctx context.Context, field graphql.CollectedField, obj *model.DeliveryLog) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeliveryLog_convertedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ConvertedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DeliveryLog_convertedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DeliveryLog", field, false, false, "Time")
+}
+
+func (ec *executionContext) _DeliveryRound_round(ctx context.Context, field graphql.CollectedField, obj *model.DeliveryRound) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeliveryRound_round(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Round, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeliveryRound_round(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DeliveryRound", field, false, false, "Int")
+}
+
+func (ec *executionContext) _DeliveryRound_status(ctx context.Context, field graphql.CollectedField, obj *model.DeliveryRound) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeliveryRound_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.DeliveryStatus) graphql.Marshaler {
+			return ec.marshalNDeliveryStatus2githubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐDeliveryStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeliveryRound_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DeliveryRound", field, false, false, "DeliveryStatus")
+}
+
+func (ec *executionContext) _DeliveryRound_failureReason(ctx context.Context, field graphql.CollectedField, obj *model.DeliveryRound) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeliveryRound_failureReason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FailureReason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DeliveryRound_failureReason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DeliveryRound", field, false, false, "String")
+}
+
+func (ec *executionContext) _DeliveryRound_devicesTargeted(ctx context.Context, field graphql.CollectedField, obj *model.DeliveryRound) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeliveryRound_devicesTargeted(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DevicesTargeted, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeliveryRound_devicesTargeted(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DeliveryRound", field, false, false, "Int")
+}
+
+func (ec *executionContext) _DeliveryRound_devicesAttempted(ctx context.Context, field graphql.CollectedField, obj *model.DeliveryRound) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeliveryRound_devicesAttempted(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DevicesAttempted, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeliveryRound_devicesAttempted(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DeliveryRound", field, false, false, "Int")
+}
+
+func (ec *executionContext) _DeliveryRound_devices(ctx context.Context, field graphql.CollectedField, obj *model.DeliveryRound) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeliveryRound_devices(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Devices, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.DeviceSend) graphql.Marshaler {
+			return ec.marshalNDeviceSend2ᚕᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐDeviceSendᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeliveryRound_devices(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DeliveryRound",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DeviceSend(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Device_token(ctx context.Context, field graphql.CollectedField, obj *model.Device) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2321,6 +4941,236 @@ func (ec *executionContext) fieldContext_DeviceSend_openedAt(_ context.Context, 
 	return graphql.NewScalarFieldContext("DeviceSend", field, false, false, "Time")
 }
 
+func (ec *executionContext) _DeviceTotals_targeted(ctx context.Context, field graphql.CollectedField, obj *model.DeviceTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeviceTotals_targeted(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Targeted, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeviceTotals_targeted(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DeviceTotals", field, false, false, "Int")
+}
+
+func (ec *executionContext) _DeviceTotals_sent(ctx context.Context, field graphql.CollectedField, obj *model.DeviceTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeviceTotals_sent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Sent, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeviceTotals_sent(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DeviceTotals", field, false, false, "Int")
+}
+
+func (ec *executionContext) _DeviceTotals_bounced(ctx context.Context, field graphql.CollectedField, obj *model.DeviceTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeviceTotals_bounced(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Bounced, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeviceTotals_bounced(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DeviceTotals", field, false, false, "Int")
+}
+
+func (ec *executionContext) _DeviceTotals_failed(ctx context.Context, field graphql.CollectedField, obj *model.DeviceTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeviceTotals_failed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Failed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeviceTotals_failed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DeviceTotals", field, false, false, "Int")
+}
+
+func (ec *executionContext) _DeviceTotals_suppressed(ctx context.Context, field graphql.CollectedField, obj *model.DeviceTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeviceTotals_suppressed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Suppressed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeviceTotals_suppressed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DeviceTotals", field, false, false, "Int")
+}
+
+func (ec *executionContext) _DeviceTotals_pending(ctx context.Context, field graphql.CollectedField, obj *model.DeviceTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeviceTotals_pending(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Pending, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeviceTotals_pending(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DeviceTotals", field, false, false, "Int")
+}
+
+func (ec *executionContext) _DeviceTotals_delivered(ctx context.Context, field graphql.CollectedField, obj *model.DeviceTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeviceTotals_delivered(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Delivered, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeviceTotals_delivered(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DeviceTotals", field, false, false, "Int")
+}
+
+func (ec *executionContext) _DeviceTotals_opened(ctx context.Context, field graphql.CollectedField, obj *model.DeviceTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeviceTotals_opened(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Opened, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeviceTotals_opened(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DeviceTotals", field, false, false, "Int")
+}
+
+func (ec *executionContext) _FailureCount_reason(ctx context.Context, field graphql.CollectedField, obj *model.FailureCount) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FailureCount_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FailureCount_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FailureCount", field, false, false, "String")
+}
+
+func (ec *executionContext) _FailureCount_count(ctx context.Context, field graphql.CollectedField, obj *model.FailureCount) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FailureCount_count(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Count, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FailureCount_count(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FailureCount", field, false, false, "Int")
+}
+
 func (ec *executionContext) _Mutation_identifyPerson(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2629,6 +5479,94 @@ func (ec *executionContext) fieldContext_Mutation_sendPush(ctx context.Context, 
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_broadcast(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_broadcast(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().Broadcast(ctx, fc.Args["input"].(model.BroadcastInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Broadcast) graphql.Marshaler {
+			return ec.marshalNBroadcast2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐBroadcast(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_broadcast(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Broadcast(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_broadcast_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_retryDelivery(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_retryDelivery(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RetryDelivery(ctx, fc.Args["id"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Delivery) graphql.Marshaler {
+			return ec.marshalNDelivery2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐDelivery(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_retryDelivery(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Delivery(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_retryDelivery_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_trackEvent(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2715,6 +5653,259 @@ func (ec *executionContext) fieldContext_Mutation_reportPushMetric(ctx context.C
 		return fc, err
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _OverviewBucket_start(ctx context.Context, field graphql.CollectedField, obj *model.OverviewBucket) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OverviewBucket_start(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Start, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OverviewBucket_start(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OverviewBucket", field, false, false, "Time")
+}
+
+func (ec *executionContext) _OverviewBucket_created(ctx context.Context, field graphql.CollectedField, obj *model.OverviewBucket) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OverviewBucket_created(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Created, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OverviewBucket_created(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OverviewBucket", field, false, false, "Int")
+}
+
+func (ec *executionContext) _OverviewBucket_sent(ctx context.Context, field graphql.CollectedField, obj *model.OverviewBucket) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OverviewBucket_sent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Sent, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OverviewBucket_sent(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OverviewBucket", field, false, false, "Int")
+}
+
+func (ec *executionContext) _OverviewBucket_bounced(ctx context.Context, field graphql.CollectedField, obj *model.OverviewBucket) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OverviewBucket_bounced(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Bounced, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OverviewBucket_bounced(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OverviewBucket", field, false, false, "Int")
+}
+
+func (ec *executionContext) _OverviewBucket_suppressed(ctx context.Context, field graphql.CollectedField, obj *model.OverviewBucket) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OverviewBucket_suppressed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Suppressed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OverviewBucket_suppressed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OverviewBucket", field, false, false, "Int")
+}
+
+func (ec *executionContext) _OverviewBucket_failed(ctx context.Context, field graphql.CollectedField, obj *model.OverviewBucket) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OverviewBucket_failed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Failed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OverviewBucket_failed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OverviewBucket", field, false, false, "Int")
+}
+
+func (ec *executionContext) _OverviewBucket_delivered(ctx context.Context, field graphql.CollectedField, obj *model.OverviewBucket) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OverviewBucket_delivered(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Delivered, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OverviewBucket_delivered(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OverviewBucket", field, false, false, "Int")
+}
+
+func (ec *executionContext) _OverviewBucket_opened(ctx context.Context, field graphql.CollectedField, obj *model.OverviewBucket) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OverviewBucket_opened(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Opened, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OverviewBucket_opened(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OverviewBucket", field, false, false, "Int")
+}
+
+func (ec *executionContext) _OverviewBucket_converted(ctx context.Context, field graphql.CollectedField, obj *model.OverviewBucket) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OverviewBucket_converted(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Converted, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OverviewBucket_converted(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OverviewBucket", field, false, false, "Int")
+}
+
+func (ec *executionContext) _PageInfo_hasNextPage(ctx context.Context, field graphql.CollectedField, obj *model.PageInfo) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PageInfo_hasNextPage(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.HasNextPage, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PageInfo_hasNextPage(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PageInfo", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _PageInfo_endCursor(ctx context.Context, field graphql.CollectedField, obj *model.PageInfo) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PageInfo_endCursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EndCursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PageInfo_endCursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PageInfo", field, false, false, "String")
 }
 
 func (ec *executionContext) _Person_id(ctx context.Context, field graphql.CollectedField, obj *model.Person) (ret graphql.Marshaler) {
@@ -3191,6 +6382,50 @@ func (ec *executionContext) fieldContext_Query_campaign(ctx context.Context, fie
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_campaigns(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_campaigns(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Campaigns(ctx, fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CampaignConnection) graphql.Marshaler {
+			return ec.marshalNCampaignConnection2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐCampaignConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_campaigns(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CampaignConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_campaigns_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query_pushMessage(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -3273,6 +6508,94 @@ func (ec *executionContext) fieldContext_Query_delivery(ctx context.Context, fie
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Query_delivery_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_deliveries(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_deliveries(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Deliveries(ctx, fc.Args["filter"].(*model.DeliveryFilter), fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.DeliveryConnection) graphql.Marshaler {
+			return ec.marshalNDeliveryConnection2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐDeliveryConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_deliveries(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DeliveryConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_deliveries_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_broadcast(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_broadcast(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Broadcast(ctx, fc.Args["id"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Broadcast) graphql.Marshaler {
+			return ec.marshalOBroadcast2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐBroadcast(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Query_broadcast(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Broadcast(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_broadcast_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -4498,6 +7821,73 @@ func UnmarshalAPNSCredentialsInput(ctx context.Context, raw any) (model.APNSCred
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputBroadcastInput(ctx context.Context, obj any) (model.BroadcastInput, error) {
+	var it model.BroadcastInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	if _, present := asMap["audience"]; !present {
+		asMap["audience"] = "ALL_DEVICES"
+	}
+
+	fieldsInOrder := [...]string{"messageId", "personIds", "audience", "data"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "messageId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("messageId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MessageID = data
+		case "personIds":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("personIds"))
+			data, err := ec.unmarshalOID2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PersonIds = data
+		case "audience":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("audience"))
+			data, err := ec.unmarshalOAudience2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐAudience(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Audience = data
+		case "data":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("data"))
+			data, err := ec.unmarshalOJSON2map(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Data = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalBroadcastInput unmarshals raw into the BroadcastInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalBroadcastInput(ctx context.Context, raw any) (model.BroadcastInput, error) {
+	var out model.BroadcastInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "BroadcastInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputConversionGoalInput(ctx context.Context, obj any) (model.ConversionGoalInput, error) {
 	var it model.ConversionGoalInput
 	if obj == nil {
@@ -4691,6 +8081,83 @@ func (ec *executionContext) unmarshalInputCreatePushMessageInput(ctx context.Con
 func UnmarshalCreatePushMessageInput(ctx context.Context, raw any) (model.CreatePushMessageInput, error) {
 	var out model.CreatePushMessageInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "CreatePushMessageInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputDeliveryFilter(ctx context.Context, obj any) (model.DeliveryFilter, error) {
+	var it model.DeliveryFilter
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"campaignId", "messageId", "personId", "status", "from", "to"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "campaignId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("campaignId"))
+			data, err := ec.unmarshalOID2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CampaignID = data
+		case "messageId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("messageId"))
+			data, err := ec.unmarshalOID2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MessageID = data
+		case "personId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("personId"))
+			data, err := ec.unmarshalOID2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PersonID = data
+		case "status":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("status"))
+			data, err := ec.unmarshalODeliveryStatus2ᚕgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐDeliveryStatusᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Status = data
+		case "from":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("from"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.From = data
+		case "to":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("to"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.To = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalDeliveryFilter unmarshals raw into the DeliveryFilter input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalDeliveryFilter(ctx context.Context, raw any) (model.DeliveryFilter, error) {
+	var out model.DeliveryFilter
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "DeliveryFilter", raw, &out)
 	return out, err
 }
 
@@ -5126,6 +8593,65 @@ func UnmarshalTrackEventInput(ctx context.Context, raw any) (model.TrackEventInp
 
 // region    **************************** object.gotpl ****************************
 
+var broadcastImplementors = []string{"Broadcast"}
+
+func (ec *executionContext) _Broadcast(ctx context.Context, sel ast.SelectionSet, obj *model.Broadcast) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, broadcastImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Broadcast")
+		case "id":
+			out.Values[i] = ec._Broadcast_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "message":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Broadcast_message(ctx, field, obj)
+				})
+		case "total":
+			out.Values[i] = ec._Broadcast_total(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "queued":
+			out.Values[i] = ec._Broadcast_queued(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "done":
+			out.Values[i] = ec._Broadcast_done(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "createdAt":
+			out.Values[i] = ec._Broadcast_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var campaignImplementors = []string{"Campaign"}
 
 func (ec *executionContext) _Campaign(ctx context.Context, sel ast.SelectionSet, obj *model.Campaign) graphql.Marshaler {
@@ -5140,20 +8666,240 @@ func (ec *executionContext) _Campaign(ctx context.Context, sel ast.SelectionSet,
 		case "id":
 			out.Values[i] = ec._Campaign_id(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "name":
 			out.Values[i] = ec._Campaign_name(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "conversionGoal":
 			out.Values[i] = ec._Campaign_conversionGoal(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "createdAt":
 			out.Values[i] = ec._Campaign_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "overview":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Campaign_overview(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var campaignConnectionImplementors = []string{"CampaignConnection"}
+
+func (ec *executionContext) _CampaignConnection(ctx context.Context, sel ast.SelectionSet, obj *model.CampaignConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, campaignConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CampaignConnection")
+		case "edges":
+			out.Values[i] = ec._CampaignConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._CampaignConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var campaignEdgeImplementors = []string{"CampaignEdge"}
+
+func (ec *executionContext) _CampaignEdge(ctx context.Context, sel ast.SelectionSet, obj *model.CampaignEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, campaignEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CampaignEdge")
+		case "cursor":
+			out.Values[i] = ec._CampaignEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._CampaignEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var campaignOverviewImplementors = []string{"CampaignOverview"}
+
+func (ec *executionContext) _CampaignOverview(ctx context.Context, sel ast.SelectionSet, obj *model.CampaignOverview) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, campaignOverviewImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CampaignOverview")
+		case "from":
+			out.Values[i] = ec._CampaignOverview_from(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "to":
+			out.Values[i] = ec._CampaignOverview_to(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "created":
+			out.Values[i] = ec._CampaignOverview_created(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "attempted":
+			out.Values[i] = ec._CampaignOverview_attempted(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "sends":
+			out.Values[i] = ec._CampaignOverview_sends(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "sent":
+			out.Values[i] = ec._CampaignOverview_sent(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "bounced":
+			out.Values[i] = ec._CampaignOverview_bounced(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "suppressed":
+			out.Values[i] = ec._CampaignOverview_suppressed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "failed":
+			out.Values[i] = ec._CampaignOverview_failed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "recipients":
+			out.Values[i] = ec._CampaignOverview_recipients(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "delivered":
+			out.Values[i] = ec._CampaignOverview_delivered(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "opened":
+			out.Values[i] = ec._CampaignOverview_opened(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "converted":
+			out.Values[i] = ec._CampaignOverview_converted(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "deliveryRate":
+			out.Values[i] = ec._CampaignOverview_deliveryRate(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "openRate":
+			out.Values[i] = ec._CampaignOverview_openRate(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "conversionRate":
+			out.Values[i] = ec._CampaignOverview_conversionRate(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "bounceRate":
+			out.Values[i] = ec._CampaignOverview_bounceRate(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "failuresByReason":
+			out.Values[i] = ec._CampaignOverview_failuresByReason(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "series":
+			out.Values[i] = ec._CampaignOverview_series(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "devices":
+			out.Values[i] = ec._CampaignOverview_devices(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "sdkRecipients":
+			out.Values[i] = ec._CampaignOverview_sdkRecipients(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "sdkCoverage":
+			out.Values[i] = ec._CampaignOverview_sdkCoverage(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -5300,6 +9046,236 @@ func (ec *executionContext) _Delivery(ctx context.Context, sel ast.SelectionSet,
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "round":
+			out.Values[i] = ec._Delivery_round(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "history":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Delivery_history(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var deliveryConnectionImplementors = []string{"DeliveryConnection"}
+
+func (ec *executionContext) _DeliveryConnection(ctx context.Context, sel ast.SelectionSet, obj *model.DeliveryConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, deliveryConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DeliveryConnection")
+		case "edges":
+			out.Values[i] = ec._DeliveryConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._DeliveryConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var deliveryEdgeImplementors = []string{"DeliveryEdge"}
+
+func (ec *executionContext) _DeliveryEdge(ctx context.Context, sel ast.SelectionSet, obj *model.DeliveryEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, deliveryEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DeliveryEdge")
+		case "cursor":
+			out.Values[i] = ec._DeliveryEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._DeliveryEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var deliveryLogImplementors = []string{"DeliveryLog"}
+
+func (ec *executionContext) _DeliveryLog(ctx context.Context, sel ast.SelectionSet, obj *model.DeliveryLog) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, deliveryLogImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DeliveryLog")
+		case "id":
+			out.Values[i] = ec._DeliveryLog_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "status":
+			out.Values[i] = ec._DeliveryLog_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "failureReason":
+			out.Values[i] = ec._DeliveryLog_failureReason(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "personId":
+			out.Values[i] = ec._DeliveryLog_personId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "message":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._DeliveryLog_message(ctx, field, obj)
+				})
+		case "campaign":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._DeliveryLog_campaign(ctx, field, obj)
+				})
+		case "devicesTargeted":
+			out.Values[i] = ec._DeliveryLog_devicesTargeted(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "devicesAttempted":
+			out.Values[i] = ec._DeliveryLog_devicesAttempted(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "createdAt":
+			out.Values[i] = ec._DeliveryLog_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "converted":
+			out.Values[i] = ec._DeliveryLog_converted(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "convertedAt":
+			out.Values[i] = ec._DeliveryLog_convertedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var deliveryRoundImplementors = []string{"DeliveryRound"}
+
+func (ec *executionContext) _DeliveryRound(ctx context.Context, sel ast.SelectionSet, obj *model.DeliveryRound) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, deliveryRoundImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DeliveryRound")
+		case "round":
+			out.Values[i] = ec._DeliveryRound_round(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "status":
+			out.Values[i] = ec._DeliveryRound_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "failureReason":
+			out.Values[i] = ec._DeliveryRound_failureReason(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "devicesTargeted":
+			out.Values[i] = ec._DeliveryRound_devicesTargeted(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "devicesAttempted":
+			out.Values[i] = ec._DeliveryRound_devicesAttempted(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "devices":
+			out.Values[i] = ec._DeliveryRound_devices(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -5443,6 +9419,112 @@ func (ec *executionContext) _DeviceSend(ctx context.Context, sel ast.SelectionSe
 	return out
 }
 
+var deviceTotalsImplementors = []string{"DeviceTotals"}
+
+func (ec *executionContext) _DeviceTotals(ctx context.Context, sel ast.SelectionSet, obj *model.DeviceTotals) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, deviceTotalsImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DeviceTotals")
+		case "targeted":
+			out.Values[i] = ec._DeviceTotals_targeted(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "sent":
+			out.Values[i] = ec._DeviceTotals_sent(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "bounced":
+			out.Values[i] = ec._DeviceTotals_bounced(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "failed":
+			out.Values[i] = ec._DeviceTotals_failed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "suppressed":
+			out.Values[i] = ec._DeviceTotals_suppressed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pending":
+			out.Values[i] = ec._DeviceTotals_pending(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "delivered":
+			out.Values[i] = ec._DeviceTotals_delivered(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "opened":
+			out.Values[i] = ec._DeviceTotals_opened(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var failureCountImplementors = []string{"FailureCount"}
+
+func (ec *executionContext) _FailureCount(ctx context.Context, sel ast.SelectionSet, obj *model.FailureCount) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, failureCountImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("FailureCount")
+		case "reason":
+			out.Values[i] = ec._FailureCount_reason(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "count":
+			out.Values[i] = ec._FailureCount_count(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var mutationImplementors = []string{"Mutation"}
 
 func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet) graphql.Marshaler {
@@ -5511,6 +9593,20 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "broadcast":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_broadcast(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "retryDelivery":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_retryDelivery(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "trackEvent":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_trackEvent(ctx, field)
@@ -5523,6 +9619,117 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 				return ec._Mutation_reportPushMetric(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var overviewBucketImplementors = []string{"OverviewBucket"}
+
+func (ec *executionContext) _OverviewBucket(ctx context.Context, sel ast.SelectionSet, obj *model.OverviewBucket) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, overviewBucketImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("OverviewBucket")
+		case "start":
+			out.Values[i] = ec._OverviewBucket_start(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "created":
+			out.Values[i] = ec._OverviewBucket_created(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "sent":
+			out.Values[i] = ec._OverviewBucket_sent(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "bounced":
+			out.Values[i] = ec._OverviewBucket_bounced(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "suppressed":
+			out.Values[i] = ec._OverviewBucket_suppressed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "failed":
+			out.Values[i] = ec._OverviewBucket_failed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "delivered":
+			out.Values[i] = ec._OverviewBucket_delivered(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "opened":
+			out.Values[i] = ec._OverviewBucket_opened(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "converted":
+			out.Values[i] = ec._OverviewBucket_converted(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var pageInfoImplementors = []string{"PageInfo"}
+
+func (ec *executionContext) _PageInfo(ctx context.Context, sel ast.SelectionSet, obj *model.PageInfo) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, pageInfoImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PageInfo")
+		case "hasNextPage":
+			out.Values[i] = ec._PageInfo_hasNextPage(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "endCursor":
+			out.Values[i] = ec._PageInfo_endCursor(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		default:
@@ -5711,6 +9918,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_campaign(ctx, field)
 				})
+		case "campaigns":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_campaigns(ctx, field)
+				})
 		case "pushMessage":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
 				true, false,
@@ -5722,6 +9935,18 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_delivery(ctx, field)
+				})
+		case "deliveries":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_deliveries(ctx, field)
+				})
+		case "broadcast":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_broadcast(ctx, field)
 				})
 		case "__type":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
@@ -6140,12 +10365,65 @@ func (ec *executionContext) marshalNBoolean2bool(ctx context.Context, sel ast.Se
 	return res
 }
 
+func (ec *executionContext) marshalNBroadcast2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐBroadcast(ctx context.Context, sel ast.SelectionSet, v *model.Broadcast) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Broadcast!")
+		return graphql.Null
+	}
+	return ec._Broadcast(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNBroadcastInput2githubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐBroadcastInput(ctx context.Context, v any) (model.BroadcastInput, error) {
+	res, err := ec.unmarshalInputBroadcastInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) marshalNCampaign2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐCampaign(ctx context.Context, sel ast.SelectionSet, v *model.Campaign) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "Campaign!")
 		return graphql.Null
 	}
 	return ec._Campaign(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCampaignConnection2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐCampaignConnection(ctx context.Context, sel ast.SelectionSet, v *model.CampaignConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CampaignConnection!")
+		return graphql.Null
+	}
+	return ec._CampaignConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCampaignEdge2ᚕᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐCampaignEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.CampaignEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNCampaignEdge2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐCampaignEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNCampaignEdge2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐCampaignEdge(ctx context.Context, sel ast.SelectionSet, v *model.CampaignEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CampaignEdge!")
+		return graphql.Null
+	}
+	return ec._CampaignEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCampaignOverview2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐCampaignOverview(ctx context.Context, sel ast.SelectionSet, v *model.CampaignOverview) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CampaignOverview!")
+		return graphql.Null
+	}
+	return ec._CampaignOverview(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNCreateCampaignInput2githubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐCreateCampaignInput(ctx context.Context, v any) (model.CreateCampaignInput, error) {
@@ -6164,6 +10442,70 @@ func (ec *executionContext) marshalNDelivery2ᚖgithubᚗcomᚋheraldpushᚋhera
 		return graphql.Null
 	}
 	return ec._Delivery(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNDeliveryConnection2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐDeliveryConnection(ctx context.Context, sel ast.SelectionSet, v *model.DeliveryConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "DeliveryConnection!")
+		return graphql.Null
+	}
+	return ec._DeliveryConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNDeliveryEdge2ᚕᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐDeliveryEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.DeliveryEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNDeliveryEdge2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐDeliveryEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNDeliveryEdge2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐDeliveryEdge(ctx context.Context, sel ast.SelectionSet, v *model.DeliveryEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "DeliveryEdge!")
+		return graphql.Null
+	}
+	return ec._DeliveryEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNDeliveryLog2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐDeliveryLog(ctx context.Context, sel ast.SelectionSet, v *model.DeliveryLog) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "DeliveryLog!")
+		return graphql.Null
+	}
+	return ec._DeliveryLog(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNDeliveryRound2ᚕᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐDeliveryRoundᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.DeliveryRound) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNDeliveryRound2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐDeliveryRound(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNDeliveryRound2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐDeliveryRound(ctx context.Context, sel ast.SelectionSet, v *model.DeliveryRound) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "DeliveryRound!")
+		return graphql.Null
+	}
+	return ec._DeliveryRound(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNDeliveryStatus2githubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐDeliveryStatus(ctx context.Context, v any) (model.DeliveryStatus, error) {
@@ -6244,6 +10586,52 @@ func (ec *executionContext) marshalNDeviceState2githubᚗcomᚋheraldpushᚋhera
 	return v
 }
 
+func (ec *executionContext) marshalNDeviceTotals2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐDeviceTotals(ctx context.Context, sel ast.SelectionSet, v *model.DeviceTotals) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "DeviceTotals!")
+		return graphql.Null
+	}
+	return ec._DeviceTotals(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNFailureCount2ᚕᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐFailureCountᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.FailureCount) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNFailureCount2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐFailureCount(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNFailureCount2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐFailureCount(ctx context.Context, sel ast.SelectionSet, v *model.FailureCount) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "FailureCount!")
+		return graphql.Null
+	}
+	return ec._FailureCount(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNFloat2float64(ctx context.Context, v any) (float64, error) {
+	res, err := graphql.UnmarshalFloatContext(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNFloat2float64(ctx context.Context, sel ast.SelectionSet, v float64) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalFloatContext(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Float!")
+	}
+	return graphql.WrapContextMarshaler(ctx, res)
+}
+
 func (ec *executionContext) unmarshalNID2string(ctx context.Context, v any) (string, error) {
 	res, err := graphql.UnmarshalID(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -6293,6 +10681,38 @@ func (ec *executionContext) marshalNJSON2map(ctx context.Context, sel ast.Select
 		graphql.AddInvalidNullFromMarshaler(ctx, "JSON!")
 	}
 	return res
+}
+
+func (ec *executionContext) marshalNOverviewBucket2ᚕᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐOverviewBucketᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.OverviewBucket) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNOverviewBucket2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐOverviewBucket(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNOverviewBucket2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐOverviewBucket(ctx context.Context, sel ast.SelectionSet, v *model.OverviewBucket) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "OverviewBucket!")
+		return graphql.Null
+	}
+	return ec._OverviewBucket(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNPageInfo2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐPageInfo(ctx context.Context, sel ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PageInfo!")
+		return graphql.Null
+	}
+	return ec._PageInfo(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNPerson2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐPerson(ctx context.Context, sel ast.SelectionSet, v *model.Person) graphql.Marshaler {
@@ -6580,6 +11000,13 @@ func (ec *executionContext) marshalOBoolean2ᚖbool(ctx context.Context, sel ast
 	return res
 }
 
+func (ec *executionContext) marshalOBroadcast2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐBroadcast(ctx context.Context, sel ast.SelectionSet, v *model.Broadcast) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Broadcast(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalOCampaign2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐCampaign(ctx context.Context, sel ast.SelectionSet, v *model.Campaign) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
@@ -6609,12 +11036,107 @@ func (ec *executionContext) marshalODelivery2ᚖgithubᚗcomᚋheraldpushᚋhera
 	return ec._Delivery(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalODeliveryFilter2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐDeliveryFilter(ctx context.Context, v any) (*model.DeliveryFilter, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputDeliveryFilter(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalODeliveryStatus2ᚕgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐDeliveryStatusᚄ(ctx context.Context, v any) ([]model.DeliveryStatus, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]model.DeliveryStatus, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNDeliveryStatus2githubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐDeliveryStatus(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalODeliveryStatus2ᚕgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐDeliveryStatusᚄ(ctx context.Context, sel ast.SelectionSet, v []model.DeliveryStatus) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNDeliveryStatus2githubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐDeliveryStatus(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) unmarshalOFCMCredentialsInput2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐFCMCredentialsInput(ctx context.Context, v any) (*model.FCMCredentialsInput, error) {
 	if v == nil {
 		return nil, nil
 	}
 	res, err := ec.unmarshalInputFCMCredentialsInput(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalOGranularity2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐGranularity(ctx context.Context, v any) (*model.Granularity, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(model.Granularity)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOGranularity2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐGranularity(ctx context.Context, sel ast.SelectionSet, v *model.Granularity) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
+}
+
+func (ec *executionContext) unmarshalOID2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]string, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNID2string(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalOID2ᚕstringᚄ(ctx context.Context, sel ast.SelectionSet, v []string) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := make(graphql.Array, len(v))
+	for i := range v {
+		ret[i] = ec.marshalNID2string(ctx, sel, v[i])
+	}
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) unmarshalOID2ᚖstring(ctx context.Context, v any) (*string, error) {

@@ -45,4 +45,39 @@ type Delivery struct {
 	OpenedAt         *time.Time     `json:"openedAt,omitempty"`
 	ConvertedAt      *time.Time     `json:"convertedAt,omitempty"`
 	Devices          []*DeviceSend  `json:"devices"`
+	Round            int            `json:"round"`
+	WorkspaceID      string         `json:"-"`
+}
+
+// Campaign is a named group of push messages.
+type Campaign struct {
+	ID             string          `json:"id"`
+	Name           string          `json:"name"`
+	ConversionGoal *ConversionGoal `json:"conversionGoal,omitempty"`
+	CreatedAt      time.Time       `json:"createdAt"`
+}
+
+// DeliveryLog is a row of the delivery logs.
+type DeliveryLog struct {
+	ID               string         `json:"id"`
+	Status           DeliveryStatus `json:"status"`
+	FailureReason    *string        `json:"failureReason,omitempty"`
+	PersonID         string         `json:"personId"`
+	MessageID        string         `json:"-"`
+	CampaignID       string         `json:"-"`
+	DevicesTargeted  int            `json:"devicesTargeted"`
+	DevicesAttempted int            `json:"devicesAttempted"`
+	CreatedAt        time.Time      `json:"createdAt"`
+	Converted        bool           `json:"converted"`
+	ConvertedAt      *time.Time     `json:"convertedAt,omitempty"`
+}
+
+// Broadcast is one message to many people and its progress.
+type Broadcast struct {
+	ID        string    `json:"id"`
+	MessageID string    `json:"-"`
+	Total     int       `json:"total"`
+	Queued    int       `json:"queued"`
+	Done      int       `json:"done"`
+	CreatedAt time.Time `json:"createdAt"`
 }

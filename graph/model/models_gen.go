@@ -19,11 +19,58 @@ type APNSCredentialsInput struct {
 	CertPem  *string `json:"certPem,omitempty"`
 }
 
-type Campaign struct {
-	ID             string          `json:"id"`
-	Name           string          `json:"name"`
-	ConversionGoal *ConversionGoal `json:"conversionGoal,omitempty"`
-	CreatedAt      time.Time       `json:"createdAt"`
+type BroadcastInput struct {
+	MessageID string `json:"messageId"`
+	// Omit to send to every person of the workspace.
+	PersonIds []string  `json:"personIds,omitempty"`
+	Audience  *Audience `json:"audience,omitempty"`
+	// Bound as event.* and trigger.* in the templates.
+	Data map[string]any `json:"data,omitempty"`
+}
+
+type CampaignConnection struct {
+	Edges    []*CampaignEdge `json:"edges"`
+	PageInfo *PageInfo       `json:"pageInfo"`
+}
+
+type CampaignEdge struct {
+	Cursor string    `json:"cursor"`
+	Node   *Campaign `json:"node"`
+}
+
+// Person-level figures count deliveries; devices counts device sends. See README: Campaign overview.
+type CampaignOverview struct {
+	From    time.Time `json:"from"`
+	To      time.Time `json:"to"`
+	Created int       `json:"created"`
+	// Still in flight.
+	Attempted int `json:"attempted"`
+	// Every device final: sent + bounced + suppressed.
+	Sends      int `json:"sends"`
+	Sent       int `json:"sent"`
+	Bounced    int `json:"bounced"`
+	Suppressed int `json:"suppressed"`
+	Failed     int `json:"failed"`
+	// sends − suppressed − bounced
+	Recipients int `json:"recipients"`
+	Delivered  int `json:"delivered"`
+	Opened     int `json:"opened"`
+	Converted  int `json:"converted"`
+	// delivered / recipients
+	DeliveryRate float64 `json:"deliveryRate"`
+	// opened / delivered
+	OpenRate float64 `json:"openRate"`
+	// converted / recipients
+	ConversionRate float64 `json:"conversionRate"`
+	// bounced / sends
+	BounceRate       float64           `json:"bounceRate"`
+	FailuresByReason []*FailureCount   `json:"failuresByReason"`
+	Series           []*OverviewBucket `json:"series"`
+	Devices          *DeviceTotals     `json:"devices"`
+	// Recipients with a device that has ever reported a metric.
+	SdkRecipients int `json:"sdkRecipients"`
+	// sdkRecipients / recipients: tells a low delivered rate from apps without the SDK.
+	SdkCoverage float64 `json:"sdkCoverage"`
 }
 
 type ConversionGoal struct {
@@ -56,6 +103,36 @@ type CreatePushMessageInput struct {
 	Data map[string]any `json:"data,omitempty"`
 }
 
+type DeliveryConnection struct {
+	Edges    []*DeliveryEdge `json:"edges"`
+	PageInfo *PageInfo       `json:"pageInfo"`
+}
+
+type DeliveryEdge struct {
+	Cursor string       `json:"cursor"`
+	Node   *DeliveryLog `json:"node"`
+}
+
+type DeliveryFilter struct {
+	CampaignID *string          `json:"campaignId,omitempty"`
+	MessageID  *string          `json:"messageId,omitempty"`
+	PersonID   *string          `json:"personId,omitempty"`
+	Status     []DeliveryStatus `json:"status,omitempty"`
+	// Created at or after.
+	From *time.Time `json:"from,omitempty"`
+	// Created before.
+	To *time.Time `json:"to,omitempty"`
+}
+
+type DeliveryRound struct {
+	Round            int            `json:"round"`
+	Status           DeliveryStatus `json:"status"`
+	FailureReason    *string        `json:"failureReason,omitempty"`
+	DevicesTargeted  int            `json:"devicesTargeted"`
+	DevicesAttempted int            `json:"devicesAttempted"`
+	Devices          []*DeviceSend  `json:"devices"`
+}
+
 type Device struct {
 	Token      string         `json:"token"`
 	Platform   Platform       `json:"platform"`
@@ -76,8 +153,24 @@ type DeviceSend struct {
 	OpenedAt          *time.Time       `json:"openedAt,omitempty"`
 }
 
+type DeviceTotals struct {
+	Targeted   int `json:"targeted"`
+	Sent       int `json:"sent"`
+	Bounced    int `json:"bounced"`
+	Failed     int `json:"failed"`
+	Suppressed int `json:"suppressed"`
+	Pending    int `json:"pending"`
+	Delivered  int `json:"delivered"`
+	Opened     int `json:"opened"`
+}
+
 type FCMCredentialsInput struct {
 	ServiceAccountJSON string `json:"serviceAccountJson"`
+}
+
+type FailureCount struct {
+	Reason string `json:"reason"`
+	Count  int    `json:"count"`
 }
 
 type IdentifyPersonInput struct {
@@ -88,6 +181,23 @@ type IdentifyPersonInput struct {
 }
 
 type Mutation struct {
+}
+
+type OverviewBucket struct {
+	Start      time.Time `json:"start"`
+	Created    int       `json:"created"`
+	Sent       int       `json:"sent"`
+	Bounced    int       `json:"bounced"`
+	Suppressed int       `json:"suppressed"`
+	Failed     int       `json:"failed"`
+	Delivered  int       `json:"delivered"`
+	Opened     int       `json:"opened"`
+	Converted  int       `json:"converted"`
+}
+
+type PageInfo struct {
+	HasNextPage bool    `json:"hasNextPage"`
+	EndCursor   *string `json:"endCursor,omitempty"`
 }
 
 type PushCredentialsInput struct {
@@ -373,6 +483,61 @@ func (e *DeviceState) UnmarshalJSON(b []byte) error {
 }
 
 func (e DeviceState) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type Granularity string
+
+const (
+	GranularityHour Granularity = "HOUR"
+	GranularityDay  Granularity = "DAY"
+)
+
+var AllGranularity = []Granularity{
+	GranularityHour,
+	GranularityDay,
+}
+
+func (e Granularity) IsValid() bool {
+	switch e {
+	case GranularityHour, GranularityDay:
+		return true
+	}
+	return false
+}
+
+func (e Granularity) String() string {
+	return string(e)
+}
+
+func (e *Granularity) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = Granularity(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid Granularity", str)
+	}
+	return nil
+}
+
+func (e Granularity) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *Granularity) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e Granularity) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

@@ -62,6 +62,9 @@ type Config struct {
 	// EventClaimIdle is how long a crashed process's unacknowledged events
 	// wait before another process inserts them. Default 30s.
 	EventClaimIdle time.Duration
+	// BroadcastBatch is how many deliveries one broadcast fan-out task
+	// creates. Default 500.
+	BroadcastBatch int
 	// Dev turns on GraphiQL and introspection.
 	Dev bool
 }
@@ -176,7 +179,7 @@ func (a *App) Close() {
 // Handler is the HTTP API.
 func (a *App) Handler() http.Handler {
 	return server.New(server.Options{
-		Resolver: &graph.Resolver{Store: a.Store, Queue: jobs.NewQueue(a.Asynq), Render: render.New(), Events: a.Events, Targets: jobs.NewTargetCache(a.Redis, 0), Logger: a.Logger.With("component", "graph")},
+		Resolver: &graph.Resolver{Store: a.Store, Queue: jobs.NewQueue(a.Asynq, a.Redis), Render: render.New(), Events: a.Events, Targets: jobs.NewTargetCache(a.Redis, 0), Logger: a.Logger.With("component", "graph")},
 		Store:    a.Store,
 		Logger:   a.Logger.With("component", "server"),
 		Dev:      a.Cfg.Dev,
@@ -200,7 +203,7 @@ func (a *App) Health(ctx context.Context) error {
 func (a *App) StartWorker() (*asynq.Server, error) {
 	w := jobs.NewWorker(a.Store, a.Events, a.Redis, a.Asynq, jobs.Config{
 		MaxRetry: a.Cfg.MaxRetry, APNSHost: a.Cfg.APNSHost, APNSRootCAs: a.Cfg.APNSRootCAs,
-		FCMEndpoint: a.Cfg.FCMEndpoint, SendTimeout: a.Cfg.SendTimeout,
+		FCMEndpoint: a.Cfg.FCMEndpoint, SendTimeout: a.Cfg.SendTimeout, BroadcastBatch: a.Cfg.BroadcastBatch,
 	}, a.Logger.With("component", "worker"))
 	srv := asynq.NewServerFromRedisClient(a.Redis, asynq.Config{
 		Concurrency:              a.Cfg.Concurrency,

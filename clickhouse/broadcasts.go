@@ -1,0 +1,145 @@
+package clickhouse
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Broadcast is one message to many people.
+type Broadcast struct {
+	WorkspaceID string
+	ID          uuid.UUID
+	MessageID   uuid.UUID
+	Audience    string
+	PersonIDs   []string // empty when AllPersons
+	AllPersons  bool
+	Data        string
+	Total       uint64
+	CreatedAt   time.Time
+}
+
+// insertBroadcast: params workspace_id, id, message_id, audience,
+// person_ids, all_persons, data, total, created_at, created_us.
+const insertBroadcast = `INSERT INTO broadcasts (workspace_id, id, message_id, audience, person_ids, all_persons, data, total, created_at, created_us)`
+
+// CreateBroadcast records a broadcast.
+func (s *Store) CreateBroadcast(ctx context.Context, b Broadcast) error {
+	ids := b.PersonIDs
+	if ids == nil {
+		ids = []string{}
+	}
+	return s.insertOne(ctx, "broadcast", insertBroadcast, b.WorkspaceID, b.ID, b.MessageID, b.Audience, ids, b2u(b.AllPersons), b.Data, b.Total, b.CreatedAt, micros(b.CreatedAt))
+}
+
+// selectBroadcast: params workspace_id, id; columns message_id, audience,
+// person_ids, all_persons, data, total, created_us.
+const selectBroadcast = `SELECT message_id, toString(audience), person_ids, all_persons, data, total, created_us
+FROM broadcasts FINAL WHERE workspace_id = ? AND id = ?`
+
+// Broadcast reads a broadcast; ErrNotFound if absent.
+func (s *Store) Broadcast(ctx context.Context, workspaceID string, id uuid.UUID) (Broadcast, error) {
+	b := Broadcast{WorkspaceID: workspaceID, ID: id}
+	var all uint8
+	var us uint64
+	err := s.conn.QueryRow(ctx, selectBroadcast, workspaceID, id).Scan(&b.MessageID, &b.Audience, &b.PersonIDs, &all, &b.Data, &b.Total, &us)
+	b.AllPersons, b.CreatedAt = all == 1, time.UnixMicro(int64(us)).UTC()
+	return b, rowErr("broadcast", err)
+}
+
+// countPersons: param workspace_id; column count of persons.
+const countPersons = `SELECT uniqExact(id) FROM persons WHERE workspace_id = ?`
+
+// CountPersons counts a workspace's persons.
+func (s *Store) CountPersons(ctx context.Context, workspaceID string) (uint64, error) {
+	var n uint64
+	if err := s.conn.QueryRow(ctx, countPersons, workspaceID).Scan(&n); err != nil {
+		return 0, fmt.Errorf("clickhouse: count persons: %w", err)
+	}
+	return n, nil
+}
+
+// selectPersonIDs: params workspace_id, after (exclusive), limit; column id,
+// in id order.
+const selectPersonIDs = `SELECT DISTINCT id FROM persons WHERE workspace_id = ? AND id > ? ORDER BY id LIMIT ?`
+
+// PersonIDs pages through a workspace's person ids in order.
+func (s *Store) PersonIDs(ctx context.Context, workspaceID, after string, limit int) ([]string, error) {
+	rows, err := s.conn.Query(ctx, selectPersonIDs, workspaceID, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: person ids: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("clickhouse: scan person id: %w", err)
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
+// CreateDeliveries records many deliveries in one insert. Writing the same
+// delivery again (a re-run fan-out) writes an identical row, which the
+// table's sorting key collapses.
+func (s *Store) CreateDeliveries(ctx context.Context, ds []Delivery) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	batch, err := s.conn.PrepareBatch(ctx, insertDelivery)
+	if err != nil {
+		return fmt.Errorf("clickhouse: prepare deliveries: %w", err)
+	}
+	defer batch.Close()
+	for _, d := range ds {
+		if err := batch.Append(d.WorkspaceID, d.ID, d.CampaignID, d.MessageID, d.PersonID, d.Audience, d.Token, d.Data, d.CreatedAt, micros(d.CreatedAt)); err != nil {
+			return fmt.Errorf("clickhouse: append delivery: %w", err)
+		}
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("clickhouse: insert deliveries: %w", err)
+	}
+	return nil
+}
+
+// selectCampaignPage: params workspace_id, cursor flag, cursor created_us
+// (twice), cursor id, limit; columns id, name, goal_event,
+// goal_window_hours, created_us — newest first, strictly after the cursor.
+const selectCampaignPage = `SELECT id, name, goal_event, goal_window_hours, created_us
+FROM campaigns FINAL
+WHERE workspace_id = ? AND (? = 0 OR created_us < ? OR (created_us = ? AND id < ?))
+ORDER BY created_us DESC, id DESC
+LIMIT ?`
+
+// Campaigns pages a workspace's campaigns, newest first; the cursor is the
+// last row's (created_us, id).
+func (s *Store) Campaigns(ctx context.Context, workspaceID string, after *LogCursor, limit int) ([]Campaign, []LogCursor, error) {
+	var flag uint8
+	var us uint64
+	id := uuid.Nil
+	if after != nil {
+		flag, us, id = 1, after.CreatedUS, after.ID
+	}
+	rows, err := s.conn.Query(ctx, selectCampaignPage, workspaceID, flag, us, us, id, limit)
+	if err != nil {
+		return nil, nil, fmt.Errorf("clickhouse: campaigns: %w", err)
+	}
+	defer rows.Close()
+	var out []Campaign
+	var cursors []LogCursor
+	for rows.Next() {
+		c := Campaign{WorkspaceID: workspaceID}
+		var cus uint64
+		if err := rows.Scan(&c.ID, &c.Name, &c.GoalEvent, &c.GoalWindowHours, &cus); err != nil {
+			return nil, nil, fmt.Errorf("clickhouse: scan campaign: %w", err)
+		}
+		c.CreatedAt = time.UnixMicro(int64(cus)).UTC()
+		out = append(out, c)
+		cursors = append(cursors, LogCursor{CreatedUS: cus, ID: c.ID})
+	}
+	return out, cursors, rows.Err()
+}

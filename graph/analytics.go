@@ -1,0 +1,382 @@
+package graph
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/heraldpush/herald/clickhouse"
+	"github.com/heraldpush/herald/domain"
+	"github.com/heraldpush/herald/graph/model"
+	"github.com/heraldpush/herald/jobs"
+)
+
+// maxPage bounds `first` on every connection.
+const maxPage = 100
+
+func pageSize(first *int) (int, error) {
+	n := 20
+	if first != nil {
+		n = *first
+	}
+	if n < 1 || n > maxPage {
+		return 0, badInput("first", "must be between 1 and %d, got %d", maxPage, n)
+	}
+	return n, nil
+}
+
+// encodeCursor makes an opaque cursor of a (created_us, id) position.
+func encodeCursor(c clickhouse.LogCursor) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatUint(c.CreatedUS, 10) + ":" + c.ID.String()))
+}
+
+func decodeCursor(s *string) (*clickhouse.LogCursor, error) {
+	if s == nil || *s == "" {
+		return nil, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(*s)
+	if err == nil {
+		us, id, ok := strings.Cut(string(b), ":")
+		n, err1 := strconv.ParseUint(us, 10, 64)
+		u, err2 := uuid.Parse(id)
+		if ok && err1 == nil && err2 == nil {
+			return &clickhouse.LogCursor{CreatedUS: n, ID: u}, nil
+		}
+	}
+	return nil, badInput("after", "not a cursor this API returned")
+}
+
+func (r *Resolver) overview(ctx context.Context, c *model.Campaign, from, to *time.Time, g *model.Granularity) (*model.CampaignOverview, error) {
+	ws, err := workspace(ctx)
+	if err != nil {
+		return nil, err
+	}
+	f, t := c.CreatedAt.Add(-time.Second), time.Now().Add(time.Second)
+	if from != nil {
+		f = *from
+	}
+	if to != nil {
+		t = *to
+	}
+	if !f.Before(t) {
+		return nil, badInput("from", "from (%s) must be before to (%s)", f.Format(time.RFC3339), t.Format(time.RFC3339))
+	}
+	gran := clickhouse.Day
+	if g != nil && *g == model.GranularityHour {
+		gran = clickhouse.Hour
+		if t.Sub(f) > 93*24*time.Hour {
+			return nil, badInput("granularity", "hourly series cover at most 93 days; use DAY")
+		}
+	}
+	o, err := r.Store.Overview(ctx, ws, uuid.MustParse(c.ID), f.UTC(), t.UTC(), gran)
+	if err != nil {
+		return nil, err
+	}
+	return overviewModel(o), nil
+}
+
+func overviewModel(o clickhouse.Overview) *model.CampaignOverview {
+	m := &model.CampaignOverview{
+		From: o.From, To: o.To,
+		Created: int(o.Created), Attempted: int(o.Attempted), Sends: int(o.Sends), Sent: int(o.Sent), Bounced: int(o.Bounced),
+		Suppressed: int(o.Suppressed), Failed: int(o.Failed), Recipients: int(o.Recipients), Delivered: int(o.Delivered),
+		Opened: int(o.Opened), Converted: int(o.Converted),
+		DeliveryRate: o.DeliveryRate, OpenRate: o.OpenRate, ConversionRate: o.ConversionRate, BounceRate: o.BounceRate,
+		SdkRecipients: int(o.SDKRecipients), SdkCoverage: o.SDKCoverage,
+		Devices: &model.DeviceTotals{Targeted: int(o.Devices.Targeted), Sent: int(o.Devices.Sent), Bounced: int(o.Devices.Bounced),
+			Failed: int(o.Devices.Failed), Suppressed: int(o.Devices.Suppressed), Pending: int(o.Devices.Pending),
+			Delivered: int(o.Devices.Delivered), Opened: int(o.Devices.Opened)},
+		FailuresByReason: []*model.FailureCount{},
+		Series:           []*model.OverviewBucket{},
+	}
+	for reason, n := range o.FailuresByReason {
+		m.FailuresByReason = append(m.FailuresByReason, &model.FailureCount{Reason: reason, Count: int(n)})
+	}
+	sort.Slice(m.FailuresByReason, func(i, j int) bool {
+		a, b := m.FailuresByReason[i], m.FailuresByReason[j]
+		return a.Count > b.Count || (a.Count == b.Count && a.Reason < b.Reason)
+	})
+	for _, b := range o.Series {
+		m.Series = append(m.Series, &model.OverviewBucket{Start: b.Start, Created: int(b.Created), Sent: int(b.Sent), Bounced: int(b.Bounced),
+			Suppressed: int(b.Suppressed), Failed: int(b.Failed), Delivered: int(b.Delivered), Opened: int(b.Opened), Converted: int(b.Converted)})
+	}
+	return m
+}
+
+func (r *Resolver) campaigns(ctx context.Context, first *int, after *string) (*model.CampaignConnection, error) {
+	ws, err := workspace(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n, err := pageSize(first)
+	if err != nil {
+		return nil, err
+	}
+	cur, err := decodeCursor(after)
+	if err != nil {
+		return nil, err
+	}
+	cs, cursors, err := r.Store.Campaigns(ctx, ws, cur, n+1)
+	if err != nil {
+		return nil, err
+	}
+	conn := &model.CampaignConnection{Edges: []*model.CampaignEdge{}, PageInfo: &model.PageInfo{}}
+	for i, c := range cs {
+		if i == n {
+			conn.PageInfo.HasNextPage = true
+			break
+		}
+		cc := encodeCursor(cursors[i])
+		conn.Edges = append(conn.Edges, &model.CampaignEdge{Cursor: cc, Node: campaignModel(c)})
+		conn.PageInfo.EndCursor = &cc
+	}
+	return conn, nil
+}
+
+func (r *Resolver) deliveries(ctx context.Context, filter *model.DeliveryFilter, first *int, after *string) (*model.DeliveryConnection, error) {
+	ws, err := workspace(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n, err := pageSize(first)
+	if err != nil {
+		return nil, err
+	}
+	cur, err := decodeCursor(after)
+	if err != nil {
+		return nil, err
+	}
+	var f clickhouse.LogFilter
+	if filter != nil {
+		if filter.CampaignID != nil {
+			if f.CampaignID, err = parseID("filter.campaignId", *filter.CampaignID); err != nil {
+				return nil, err
+			}
+		}
+		if filter.MessageID != nil {
+			if f.MessageID, err = parseID("filter.messageId", *filter.MessageID); err != nil {
+				return nil, err
+			}
+		}
+		if filter.PersonID != nil {
+			if err := validPersonID("filter.personId", *filter.PersonID); err != nil {
+				return nil, err
+			}
+			f.PersonID = *filter.PersonID
+		}
+		for _, s := range filter.Status {
+			f.Statuses = append(f.Statuses, string(s))
+		}
+		if filter.From != nil {
+			f.From = filter.From.UTC()
+		}
+		if filter.To != nil {
+			f.To = filter.To.UTC()
+		}
+		if !f.From.IsZero() && !f.To.IsZero() && !f.From.Before(f.To) {
+			return nil, badInput("filter.from", "from must be before to")
+		}
+	}
+	rows, next, err := r.Store.DeliveryLogs(ctx, ws, f, n, cur)
+	if err != nil {
+		return nil, err
+	}
+	conn := &model.DeliveryConnection{Edges: []*model.DeliveryEdge{}, PageInfo: &model.PageInfo{HasNextPage: next != nil}}
+	for _, row := range rows {
+		c := encodeCursor(row.Cursor)
+		conn.Edges = append(conn.Edges, &model.DeliveryEdge{Cursor: c, Node: logModel(row)})
+	}
+	if next != nil {
+		c := encodeCursor(*next)
+		conn.PageInfo.EndCursor = &c
+	} else if len(rows) > 0 {
+		c := encodeCursor(rows[len(rows)-1].Cursor)
+		conn.PageInfo.EndCursor = &c
+	}
+	return conn, nil
+}
+
+func logModel(r clickhouse.LogRow) *model.DeliveryLog {
+	m := &model.DeliveryLog{ID: r.ID.String(), Status: model.DeliveryStatus(r.Status), FailureReason: optString(r.FailureReason),
+		PersonID: r.PersonID, MessageID: r.MessageID.String(), DevicesTargeted: r.DevicesTargeted, DevicesAttempted: r.DevicesAttempted,
+		CreatedAt: r.CreatedAt.UTC(), Converted: !r.ConvertedAt.IsZero(), ConvertedAt: optTime(r.ConvertedAt)}
+	if r.CampaignID != uuid.Nil {
+		m.CampaignID = r.CampaignID.String()
+	}
+	return m
+}
+
+func (r *Resolver) messageByID(ctx context.Context, id string) (*model.PushMessage, error) {
+	ws, err := workspace(ctx)
+	if err != nil {
+		return nil, err
+	}
+	u, err := uuid.Parse(id)
+	if err != nil {
+		return nil, nil
+	}
+	m, err := r.Store.Message(ctx, ws, u)
+	if errors.Is(err, clickhouse.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return messageModel(m), nil
+}
+
+func (r *Resolver) history(ctx context.Context, d *model.Delivery) ([]*model.DeliveryRound, error) {
+	ws, err := workspace(ctx)
+	if err != nil {
+		return nil, err
+	}
+	row, err := r.Store.Delivery(ctx, ws, uuid.MustParse(d.ID))
+	if err != nil {
+		return nil, err
+	}
+	rounds, err := r.Store.Rounds(ctx, row)
+	if err != nil {
+		return nil, err
+	}
+	var out []*model.DeliveryRound
+	for _, round := range rounds {
+		st, err := r.Store.StatusOfRound(ctx, row, round)
+		if err != nil {
+			return nil, err
+		}
+		dm := deliveryModel(row, st)
+		out = append(out, &model.DeliveryRound{Round: int(round), Status: dm.Status, FailureReason: dm.FailureReason,
+			DevicesTargeted: dm.DevicesTargeted, DevicesAttempted: dm.DevicesAttempted, Devices: dm.Devices})
+	}
+	return out, nil
+}
+
+// retryDelivery starts a new round of a FAILED delivery. The round's first
+// event (a delivery-level "targeted" row) is written before the task is
+// queued, so the delivery reads ATTEMPTED at once; two retries racing pick
+// the same round and its task id, so they make one round.
+func (r *Resolver) retryDelivery(ctx context.Context, id string) (*model.Delivery, error) {
+	ws, err := workspace(ctx)
+	if err != nil {
+		return nil, err
+	}
+	u, err := parseID("id", id)
+	if err != nil {
+		return nil, err
+	}
+	d, err := r.Store.Delivery(ctx, ws, u)
+	if errors.Is(err, clickhouse.ErrNotFound) {
+		return nil, notFound("delivery", id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	st, err := r.Store.Status(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	if st.Status != string(domain.DeliveryFailed) {
+		return nil, badInput("id", "delivery is %s: only FAILED deliveries can be retried", st.Status)
+	}
+	round := st.Round + 1
+	if err := r.Events.Write(ctx, clickhouse.Event{WorkspaceID: ws, CampaignID: d.CampaignID, DeliveryID: d.ID, Round: round,
+		DeviceIndex: clickhouse.DeliveryLevel, Kind: clickhouse.KindTargeted, Reason: "retry", DeliveryCreated: d.CreatedAt, At: time.Now()}); err != nil {
+		return nil, err
+	}
+	if err := r.Queue.Deliver(ctx, jobs.DeliverPayload{WorkspaceID: ws, DeliveryID: id, Round: round}); err != nil {
+		return nil, err
+	}
+	m := deliveryModel(d, clickhouse.DeliveryStatus{Status: string(domain.DeliveryAttempted), Round: round})
+	return m, nil
+}
+
+// maxBroadcastList bounds an explicit person list (larger audiences omit
+// personIds and send to everyone).
+const maxBroadcastList = 100_000
+
+func (r *Resolver) broadcast(ctx context.Context, in model.BroadcastInput) (*model.Broadcast, error) {
+	ws, err := workspace(ctx)
+	if err != nil {
+		return nil, err
+	}
+	msgID, err := parseID("input.messageId", in.MessageID)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := r.Store.Message(ctx, ws, msgID); errors.Is(err, clickhouse.ErrNotFound) {
+		return nil, badInput("input.messageId", "no push message with id %s", in.MessageID)
+	} else if err != nil {
+		return nil, err
+	}
+	audience := model.AudienceAllDevices
+	if in.Audience != nil {
+		audience = *in.Audience
+	}
+	if audience == model.AudienceCustomToken {
+		return nil, badInput("input.audience", "a broadcast sends to ALL_DEVICES or LAST_USED, not a custom token")
+	}
+	data, err := encodeJSON("input.data", in.Data)
+	if err != nil {
+		return nil, err
+	}
+	id, _ := uuid.NewV7()
+	b := clickhouse.Broadcast{WorkspaceID: ws, ID: id, MessageID: msgID, Audience: string(audience), Data: data, CreatedAt: time.Now().UTC()}
+	if in.PersonIds == nil {
+		b.AllPersons = true
+		if b.Total, err = r.Store.CountPersons(ctx, ws); err != nil {
+			return nil, err
+		}
+	} else {
+		if len(in.PersonIds) == 0 || len(in.PersonIds) > maxBroadcastList {
+			return nil, badInput("input.personIds", "give 1 to %d person ids, or omit personIds to send to everyone", maxBroadcastList)
+		}
+		seen := map[string]bool{}
+		for i, p := range in.PersonIds {
+			if err := validPersonID(fmt.Sprintf("input.personIds[%d]", i), p); err != nil {
+				return nil, err
+			}
+			if !seen[p] {
+				seen[p] = true
+				b.PersonIDs = append(b.PersonIDs, p)
+			}
+		}
+		b.Total = uint64(len(b.PersonIDs))
+	}
+	if err := r.Store.CreateBroadcast(ctx, b); err != nil {
+		return nil, err
+	}
+	if err := r.Queue.Broadcast(ctx, ws, id.String()); err != nil {
+		return nil, err
+	}
+	return &model.Broadcast{ID: id.String(), MessageID: msgID.String(), Total: int(b.Total), CreatedAt: b.CreatedAt}, nil
+}
+
+func (r *Resolver) broadcastByID(ctx context.Context, id string) (*model.Broadcast, error) {
+	ws, err := workspace(ctx)
+	if err != nil {
+		return nil, err
+	}
+	u, err := parseID("id", id)
+	if err != nil {
+		return nil, err
+	}
+	b, err := r.Store.Broadcast(ctx, ws, u)
+	if errors.Is(err, clickhouse.ErrNotFound) {
+		return nil, notFound("broadcast", id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	queued, done, err := r.Queue.Progress(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return &model.Broadcast{ID: id, MessageID: b.MessageID.String(), Total: int(b.Total), Queued: queued, Done: done, CreatedAt: b.CreatedAt}, nil
+}

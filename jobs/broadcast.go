@@ -1,0 +1,171 @@
+package jobs
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/heraldpush/herald/clickhouse"
+)
+
+// TypeFanout creates and queues one batch of a broadcast's deliveries, then
+// queues the next batch.
+const TypeFanout = "broadcast:fanout"
+
+// FanoutPayload is one batch of a broadcast.
+type FanoutPayload struct {
+	WorkspaceID string `json:"workspace_id"`
+	BroadcastID string `json:"broadcast_id"`
+	Batch       int    `json:"batch"`
+	// After is the last person id of the previous batch (all-persons broadcasts).
+	After string `json:"after,omitempty"`
+}
+
+// NewFanoutTask builds a batch's task; its id is (broadcast, batch), so a
+// batch is queued once however often its predecessor runs.
+func NewFanoutTask(p FanoutPayload) (*asynq.Task, error) {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: marshal fanout payload: %w", err)
+	}
+	return asynq.NewTask(TypeFanout, b, asynq.TaskID(fmt.Sprintf("fanout:%s:%d", p.BroadcastID, p.Batch)),
+		asynq.Queue(QueueDeliver), asynq.MaxRetry(25), asynq.Retention(retention)), nil
+}
+
+// Broadcast starts a broadcast's fan-out.
+func (q *Queue) Broadcast(ctx context.Context, workspaceID, broadcastID string) error {
+	t, err := NewFanoutTask(FanoutPayload{WorkspaceID: workspaceID, BroadcastID: broadcastID})
+	if err != nil {
+		return err
+	}
+	return enqueue(ctx, q.client, t)
+}
+
+// Redis keys of a broadcast's progress:
+//   - herald:bcast:{id}:queued — hash: batch number → deliveries queued by
+//     that batch (HSET is idempotent, so a re-run batch counts once);
+//   - herald:bcast:{id}:done — bitmap: bit i set once the delivery of the
+//     broadcast's i-th person finished its deliver task.
+func queuedKey(id string) string { return "herald:bcast:" + id + ":queued" }
+func doneKey(id string) string   { return "herald:bcast:" + id + ":done" }
+
+// BroadcastDeliveryID is the delivery id of a broadcast's person: a UUIDv7
+// with the broadcast's creation time and a hash of (broadcast, person), so a
+// fan-out batch that runs twice makes the same deliveries, and their deliver
+// tasks (whose ids derive from the delivery id) are queued once.
+func BroadcastDeliveryID(broadcastID uuid.UUID, created time.Time, personID string) uuid.UUID {
+	h := sha256.Sum256([]byte(broadcastID.String() + "\x00" + personID))
+	var u uuid.UUID
+	copy(u[:], h[:16])
+	ms := uint64(created.UnixMilli())
+	for i := 0; i < 6; i++ {
+		u[i] = byte(ms >> (40 - 8*i))
+	}
+	u[6] = 0x70 | (u[6] & 0x0f) // version 7
+	u[8] = 0x80 | (u[8] & 0x3f) // RFC 4122 variant
+	return u
+}
+
+// HandleFanout creates one batch of deliveries and queues their deliver tasks.
+func (w *Worker) HandleFanout(ctx context.Context, t *asynq.Task) error {
+	var p FanoutPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil {
+		return fmt.Errorf("jobs: fanout payload: %v: %w", err, asynq.SkipRetry)
+	}
+	id, err := uuid.Parse(p.BroadcastID)
+	if err != nil {
+		return fmt.Errorf("jobs: fanout id: %v: %w", err, asynq.SkipRetry)
+	}
+	b, err := w.store.Broadcast(ctx, p.WorkspaceID, id)
+	if errors.Is(err, clickhouse.ErrNotFound) {
+		return fmt.Errorf("jobs: broadcast %s: %w", id, asynq.SkipRetry)
+	}
+	if err != nil {
+		return err
+	}
+	msg, err := w.store.Message(ctx, p.WorkspaceID, b.MessageID)
+	if err != nil {
+		return err
+	}
+	size := w.cfg.BroadcastBatch
+	var persons []string
+	if b.AllPersons {
+		if persons, err = w.store.PersonIDs(ctx, p.WorkspaceID, p.After, size); err != nil {
+			return err
+		}
+	} else if lo := p.Batch * size; lo < len(b.PersonIDs) {
+		persons = b.PersonIDs[lo:min(lo+size, len(b.PersonIDs))]
+	}
+	ds := make([]clickhouse.Delivery, len(persons))
+	for i, person := range persons {
+		did := BroadcastDeliveryID(b.ID, b.CreatedAt, person)
+		ds[i] = clickhouse.Delivery{WorkspaceID: p.WorkspaceID, ID: did, CampaignID: msg.CampaignID, MessageID: msg.ID,
+			PersonID: person, Audience: b.Audience, Data: b.Data, CreatedAt: clickhouse.DeliveryTime(did).UTC()}
+	}
+	if err := w.store.CreateDeliveries(ctx, ds); err != nil {
+		return err
+	}
+	for i, d := range ds {
+		t, err := NewDeliverTask(DeliverPayload{WorkspaceID: p.WorkspaceID, DeliveryID: d.ID.String(),
+			BroadcastID: p.BroadcastID, BroadcastIndex: p.Batch*size + i})
+		if err != nil {
+			return err
+		}
+		if err := enqueue(ctx, w.client, t); err != nil {
+			return err
+		}
+	}
+	if err := w.rdb.HSet(ctx, queuedKey(p.BroadcastID), strconv.Itoa(p.Batch), len(ds)).Err(); err != nil {
+		return fmt.Errorf("jobs: broadcast progress: %w", err)
+	}
+	if len(persons) < size {
+		return nil // the last batch
+	}
+	next := FanoutPayload{WorkspaceID: p.WorkspaceID, BroadcastID: p.BroadcastID, Batch: p.Batch + 1, After: persons[len(persons)-1]}
+	nt, err := NewFanoutTask(next)
+	if err != nil {
+		return err
+	}
+	return enqueue(ctx, w.client, nt)
+}
+
+// markDone records that a broadcast's delivery finished its deliver task.
+func (w *Worker) markDone(ctx context.Context, p DeliverPayload) error {
+	if p.BroadcastID == "" {
+		return nil
+	}
+	if err := w.rdb.SetBit(ctx, doneKey(p.BroadcastID), int64(p.BroadcastIndex), 1).Err(); err != nil {
+		return fmt.Errorf("jobs: broadcast progress: %w", err)
+	}
+	return nil
+}
+
+// BroadcastProgress reads how many deliveries a broadcast queued and finished.
+func BroadcastProgress(ctx context.Context, rdb redis.UniversalClient, broadcastID string) (queued, done int, err error) {
+	vals, err := rdb.HVals(ctx, queuedKey(broadcastID)).Result()
+	if err != nil {
+		return 0, 0, fmt.Errorf("jobs: broadcast progress: %w", err)
+	}
+	for _, v := range vals {
+		n, _ := strconv.Atoi(v)
+		queued += n
+	}
+	d, err := rdb.BitCount(ctx, doneKey(broadcastID), nil).Result()
+	if err != nil {
+		return 0, 0, fmt.Errorf("jobs: broadcast progress: %w", err)
+	}
+	return queued, int(d), nil
+}
+
+// Progress reads a broadcast's progress (see BroadcastProgress).
+func (q *Queue) Progress(ctx context.Context, broadcastID string) (queued, done int, err error) {
+	return BroadcastProgress(ctx, q.rdb, broadcastID)
+}
