@@ -71,6 +71,12 @@ func InsertEvents(ctx context.Context, conn driver.Conn, events []Event) error {
 	return nil
 }
 
+// InsertEvents writes events straight into ClickHouse, bypassing the
+// buffered writer, for the rare write that the next read must see.
+func (s *Store) InsertEvents(ctx context.Context, events ...Event) error {
+	return InsertEvents(ctx, s.conn, events)
+}
+
 // WriterOptions tune the event writer.
 type WriterOptions struct {
 	// MaxBatch flushes when this many events wait. Default 5000.

@@ -286,7 +286,9 @@ func (r *Resolver) retryDelivery(ctx context.Context, id string) (*model.Deliver
 		return nil, badInput("id", "delivery is %s: only FAILED deliveries can be retried", st.Status)
 	}
 	round := st.Round + 1
-	if err := r.Events.Write(ctx, clickhouse.Event{WorkspaceID: ws, CampaignID: d.CampaignID, DeliveryID: d.ID, Round: round,
+	// Inserted directly (not through the buffered writer) so that the next
+	// read already sees the new round.
+	if err := r.Store.InsertEvents(ctx, clickhouse.Event{WorkspaceID: ws, CampaignID: d.CampaignID, DeliveryID: d.ID, Round: round,
 		DeviceIndex: clickhouse.DeliveryLevel, Kind: clickhouse.KindTargeted, Reason: "retry", DeliveryCreated: d.CreatedAt, At: time.Now()}); err != nil {
 		return nil, err
 	}

@@ -114,7 +114,7 @@ func deliveryModel(d clickhouse.Delivery, st clickhouse.DeliveryStatus) *model.D
 		DevicesTargeted: st.DevicesTargeted, DevicesAttempted: st.DevicesAttempted,
 		CreatedAt: d.CreatedAt.UTC(), SentAt: optTime(st.SentAt), DeliveredAt: optTime(st.DeliveredAt), OpenedAt: optTime(st.OpenedAt),
 		ConvertedAt: optTime(st.ConvertedAt),
-		Devices:     []*model.DeviceSend{},
+		Devices:     []*model.DeviceSend{}, Round: int(st.Round),
 	}
 	if d.CampaignID != uuid.Nil {
 		m.CampaignID = d.CampaignID.String()

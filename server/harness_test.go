@@ -34,12 +34,14 @@ type env struct {
 	http  *httptest.Server
 	apns  *apnssim.Server
 	fcm   *fcmsim.Server
-	inspc *asynq.Inspector
-	cfg   app.Config
+	inspc  *asynq.Inspector
+	cfg    app.Config
+	worker *asynq.Server
 }
 
 type envOptions struct {
-	retryBase time.Duration // default 10ms
+	retryBase      time.Duration // default 10ms
+	broadcastBatch int           // default 500
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -70,7 +72,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		ClickHouseAddr: chtest.Addr(), ClickHouseDatabase: db,
 		RedisAddr: redistest.Addr(), RedisDB: rdb.Options().DB,
 		Concurrency: 20, RetryBase: o.retryBase, RetryMax: 4 * o.retryBase, PollInterval: 20 * time.Millisecond,
-		SendTimeout: 3 * time.Second, EventClaimIdle: time.Second,
+		SendTimeout: 3 * time.Second, EventClaimIdle: time.Second, BroadcastBatch: o.broadcastBatch,
 		APNSHost: e.apns.URL(), APNSRootCAs: e.apns.RootCAs(), FCMEndpoint: e.fcm.URL(),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -88,11 +90,24 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err != nil {
 		t.Fatalf("start worker: %v", err)
 	}
-	t.Cleanup(w.Shutdown)
+	e.worker = w
+	t.Cleanup(func() { e.worker.Shutdown() })
 	e.http = httptest.NewServer(a.Handler())
 	t.Cleanup(e.http.Close)
 	e.inspc = asynq.NewInspectorFromRedisClient(a.Redis)
 	return e
+}
+
+// restartWorker stops the worker (letting running tasks finish, as on a
+// deploy) and starts a new one.
+func (e *env) restartWorker() {
+	e.t.Helper()
+	e.worker.Shutdown()
+	w, err := e.app.StartWorker()
+	if err != nil {
+		e.t.Fatalf("restart worker: %v", err)
+	}
+	e.worker = w
 }
 
 // workspace creates a workspace and returns a client with its key.

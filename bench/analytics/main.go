@@ -772,7 +772,7 @@ func measure(ctx context.Context, conn driver.Conn, c config, largest uuid.UUID,
 	var sample uuid.UUID
 	if err := conn.QueryRow(ctx, `SELECT delivery_id FROM delivery_devices
 WHERE workspace_id = ? AND device_index = 2 AND delivery_created >= ? AND delivery_id IN (SELECT id FROM deliveries WHERE workspace_id = ? AND campaign_id = ?)
-LIMIT 1`, workspace, from.Add(to.Sub(from)/2), workspace, largest).Scan(&sample); err != nil {
+ORDER BY delivery_created, delivery_id LIMIT 1`, workspace, from.Add(to.Sub(from)/2), workspace, largest).Scan(&sample); err != nil {
 		return fmt.Errorf("pick a delivery: %w", err)
 	}
 
