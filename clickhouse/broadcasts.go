@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/google/uuid"
 )
 
@@ -142,4 +143,35 @@ func (s *Store) Campaigns(ctx context.Context, workspaceID string, after *LogCur
 		cursors = append(cursors, LogCursor{CreatedUS: cus, ID: c.ID})
 	}
 	return out, cursors, rows.Err()
+}
+
+// selectExistingDeliveries: params workspace_id, created_at, ids
+// (GroupSet); column id of those already written.
+const selectExistingDeliveries = `SELECT DISTINCT id FROM deliveries WHERE workspace_id = ? AND created_at = ? AND id IN ?`
+
+// ExistingDeliveries returns which of ids (all created at the same second,
+// as a broadcast's are) are already recorded, so a re-run fan-out batch
+// writes each delivery, and counts it in campaign_created, once.
+func (s *Store) ExistingDeliveries(ctx context.Context, workspaceID string, created time.Time, ids []uuid.UUID) (map[uuid.UUID]bool, error) {
+	out := map[uuid.UUID]bool{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	set := make([]any, len(ids))
+	for i, id := range ids {
+		set[i] = id
+	}
+	rows, err := s.conn.Query(ctx, selectExistingDeliveries, workspaceID, created, clickhouse.GroupSet{Value: set})
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: existing deliveries: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id uuid.UUID
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("clickhouse: scan existing delivery: %w", err)
+		}
+		out[id] = true
+	}
+	return out, rows.Err()
 }

@@ -39,7 +39,7 @@ type Event struct {
 	DeviceIndex     uint8
 	Kind            string
 	Attempt         uint16
-	StatusCode      uint16
+	StatusCode      uint16 // the provider's HTTP status; on targeted: 1 = the token had reported a metric before
 	Reason          string
 	ProviderID      string
 	Token           string // delivered/opened only: the reporting device's token

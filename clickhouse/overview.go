@@ -90,33 +90,83 @@ func (s *Store) Overview(ctx context.Context, workspaceID string, campaignID uui
 		}
 		return b
 	}
-	rows, err := s.conn.Query(ctx, createdSQL, string(g), workspaceID, campaignID, from, to)
-	if err != nil {
-		return o, fmt.Errorf("clickhouse: overview created: %w", err)
-	}
-	for rows.Next() {
-		var t time.Time
-		var n uint64
-		if err := rows.Scan(&t, &n); err != nil {
-			rows.Close()
-			return o, fmt.Errorf("clickhouse: scan overview created: %w", err)
+	from, to = from.UTC().Truncate(time.Second), to.UTC().Truncate(time.Second)
+	addCreated := func(query string, args ...any) error {
+		rows, err := s.conn.Query(ctx, query, args...)
+		if err != nil {
+			return fmt.Errorf("clickhouse: overview created: %w", err)
 		}
-		bucket(t).Created = n
-		o.Created += n
+		defer rows.Close()
+		for rows.Next() {
+			var t time.Time
+			var n uint64
+			if err := rows.Scan(&t, &n); err != nil {
+				return fmt.Errorf("clickhouse: scan overview created: %w", err)
+			}
+			bucket(t).Created += n
+			o.Created += n
+		}
+		return rows.Err()
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return o, fmt.Errorf("clickhouse: overview created: %w", err)
+	// Whole hours from the hourly rollup, the partial hours at both ends
+	// from the deliveries table.
+	fromH, toH := from.Truncate(time.Hour), to.Truncate(time.Hour)
+	if fromH.Before(from) {
+		fromH = fromH.Add(time.Hour)
+	}
+	if fromH.Before(toH) {
+		if err := addCreated(createdSQL, string(g), workspaceID, campaignID, fromH, toH); err != nil {
+			return o, err
+		}
+		if err := addCreated(createdEdgesSQL, string(g), workspaceID, campaignID, from, fromH, toH, to); err != nil {
+			return o, err
+		}
+	} else if err := addCreated(createdEdgesSQL, string(g), workspaceID, campaignID, from, to, from, from); err != nil {
+		return o, err
 	}
 
-	rows, err = s.conn.Query(ctx, overviewSQL, string(g),
-		workspaceID, from, to, workspaceID, campaignID, from, to, workspaceID,
-		workspaceID, campaignID, from, to)
+	rangeArgs := []any{workspaceID, campaignID, from, to}
+	var retried uint64
+	if err := s.conn.QueryRow(ctx, countRetriedSQL, rangeArgs...).Scan(&retried); err != nil {
+		return o, fmt.Errorf("clickhouse: overview retried: %w", err)
+	}
+	queries := []string{overviewFastSQL}
+	if retried > 0 {
+		queries = append(queries, overviewRetriedSQL)
+	}
+	var withEvents uint64
+	for _, q := range queries {
+		args := append(append([]any{string(g)}, rangeArgs...), rangeArgs...)
+		if err := s.addOverviewGroups(ctx, &o, bucket, &withEvents, q, args...); err != nil {
+			return o, err
+		}
+	}
+	// Deliveries without any event yet are in flight.
+	if o.Created > withEvents {
+		o.Attempted += o.Created - withEvents
+	}
+	o.Sends = o.Sent + o.Bounced + o.Suppressed
+	o.Recipients = o.Sends - o.Suppressed - o.Bounced
+	o.DeliveryRate = ratio(o.Delivered, o.Recipients)
+	o.OpenRate = ratio(o.Opened, o.Delivered)
+	o.ConversionRate = ratio(o.Converted, o.Recipients)
+	o.BounceRate = ratio(o.Bounced, o.Sends)
+	o.SDKCoverage = ratio(o.SDKRecipients, o.Recipients)
+	for _, b := range buckets {
+		o.Series = append(o.Series, *b)
+	}
+	sort.Slice(o.Series, func(i, j int) bool { return o.Series[i].Start.Before(o.Series[j].Start) })
+	return o, nil
+}
+
+// addOverviewGroups runs one of the overview's group queries and adds its
+// rows into o.
+func (s *Store) addOverviewGroups(ctx context.Context, o *Overview, bucket func(time.Time) *Bucket, withEvents *uint64, query string, args ...any) error {
+	rows, err := s.conn.Query(ctx, query, args...)
 	if err != nil {
-		return o, fmt.Errorf("clickhouse: overview: %w", err)
+		return fmt.Errorf("clickhouse: overview: %w", err)
 	}
 	defer rows.Close()
-	var withEvents uint64
 	for rows.Next() {
 		var t time.Time
 		var state, reason string
@@ -124,10 +174,10 @@ func (s *Store) Overview(ctx context.Context, workspaceID string, campaignID uui
 		var d DeviceTotals
 		if err := rows.Scan(&t, &state, &reason, &n, &delivered, &opened, &converted, &sdk,
 			&d.Targeted, &d.Sent, &d.Bounced, &d.Failed, &d.Suppressed, &d.Pending, &d.Delivered, &d.Opened); err != nil {
-			return o, fmt.Errorf("clickhouse: scan overview: %w", err)
+			return fmt.Errorf("clickhouse: scan overview: %w", err)
 		}
 		b := bucket(t)
-		withEvents += n
+		*withEvents += n
 		switch state {
 		case "ATTEMPTED":
 			o.Attempted += n
@@ -155,24 +205,9 @@ func (s *Store) Overview(ctx context.Context, workspaceID string, campaignID uui
 		o.Devices.add(d)
 	}
 	if err := rows.Err(); err != nil {
-		return o, fmt.Errorf("clickhouse: overview: %w", err)
+		return fmt.Errorf("clickhouse: overview: %w", err)
 	}
-	// Deliveries without any event yet are in flight.
-	if o.Created > withEvents {
-		o.Attempted += o.Created - withEvents
-	}
-	o.Sends = o.Sent + o.Bounced + o.Suppressed
-	o.Recipients = o.Sends - o.Suppressed - o.Bounced
-	o.DeliveryRate = ratio(o.Delivered, o.Recipients)
-	o.OpenRate = ratio(o.Opened, o.Delivered)
-	o.ConversionRate = ratio(o.Converted, o.Recipients)
-	o.BounceRate = ratio(o.Bounced, o.Sends)
-	o.SDKCoverage = ratio(o.SDKRecipients, o.Recipients)
-	for _, b := range buckets {
-		o.Series = append(o.Series, *b)
-	}
-	sort.Slice(o.Series, func(i, j int) bool { return o.Series[i].Start.Before(o.Series[j].Start) })
-	return o, nil
+	return nil
 }
 
 func (d *DeviceTotals) add(x DeviceTotals) {
@@ -197,19 +232,6 @@ func ratio(a, b uint64) float64 {
 // to) by failure reason (the figure Overview also carries), for a failures
 // screen that needs nothing else.
 func (s *Store) FailuresByReason(ctx context.Context, workspaceID string, campaignID uuid.UUID, from, to time.Time) (map[string]uint64, error) {
-	rows, err := s.conn.Query(ctx, failuresSQL, workspaceID, campaignID, from, to)
-	if err != nil {
-		return nil, fmt.Errorf("clickhouse: failures by reason: %w", err)
-	}
-	defer rows.Close()
-	out := map[string]uint64{}
-	for rows.Next() {
-		var reason string
-		var n uint64
-		if err := rows.Scan(&reason, &n); err != nil {
-			return nil, fmt.Errorf("clickhouse: scan failures by reason: %w", err)
-		}
-		out[reason] = n
-	}
-	return out, rows.Err()
+	o, err := s.Overview(ctx, workspaceID, campaignID, from, to, Day)
+	return o.FailuresByReason, err
 }

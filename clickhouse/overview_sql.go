@@ -1,6 +1,9 @@
 package clickhouse
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+)
 
 // Event kinds as bits (1 << the kind's Enum8 value), folded per device with
 // groupBitOr: targeted 2, attempt 4, sent 8, bounced 16, failed 32,
@@ -15,7 +18,9 @@ import "strings"
 //
 // Columns: workspace_id, campaign_id, delivery_id, created, r (the newest
 // round), n_dev, n_sent, n_bounced, n_failed, n_suppressed, n_pending,
-// n_delivered, n_opened, n_attempted, converted, send_state (ATTEMPTED SENT
+// n_delivered, n_opened, n_attempted, n_sdk (devices that had reported a
+// metric before they were targeted, or reported one for this delivery),
+// converted, send_state (ATTEMPTED SENT
 // BOUNCED SUPPRESSED FAILED: the status without the app's reports),
 // failure_reason, status (DESIGN.md's delivery status), converted_us.
 const deliverySendsCore = `
@@ -27,7 +32,7 @@ SELECT
     r,
     n_dev, n_sent, n_bounced, n_failed, n_suppressed,
     n_dev - n_sent - n_bounced - n_failed - n_suppressed AS n_pending,
-    n_delivered, n_opened, n_attempted, converted,
+    n_delivered, n_opened, n_attempted, n_sdk, converted,
     multiIf(presend = 1, 'FAILED',
             n_dev = 0 OR n_pending > 0, 'ATTEMPTED',
             n_sent > 0, 'SENT',
@@ -54,6 +59,7 @@ FROM (
         argMax(round_n_delivered, rank) AS n_delivered,
         argMax(round_n_opened, rank) AS n_opened,
         argMax(round_n_attempted, rank) AS n_attempted,
+        argMax(round_n_sdk, rank) AS n_sdk,
         argMax(round_presend, rank) AS presend,
         argMax(round_presend_reason, rank) AS presend_reason,
         argMax(round_failed_reason, rank) AS device_failed_reason
@@ -74,6 +80,7 @@ FROM (
             countIf(device_index < 255 AND bitAnd(bits, 384) != 0) AS round_n_delivered,
             countIf(device_index < 255 AND bitAnd(bits, 256) != 0) AS round_n_opened,
             countIf(device_index < 255 AND attempts > 0) AS round_n_attempted,
+            countIf(device_index < 255 AND (sdk_known = 1 OR bitAnd(bits, 384) != 0)) AS round_n_sdk,
             max(bitAnd(bits, 1024) != 0) AS round_presend,
             minIf(dev_presend_reason, bitAnd(bits, 1024) != 0) AS round_presend_reason,
             argMinIf(dev_failed_reason, device_index, device_index < 255 AND bitAnd(bits, 24) = 0 AND bitAnd(bits, 32) != 0) AS round_failed_reason,
@@ -88,7 +95,8 @@ FROM (
                 any(delivery_created) AS dev_created,
                 any(workspace_id) AS dev_workspace,
                 any(campaign_id) AS dev_campaign,
-                minIf(at_us, kind = 'converted') AS dev_converted_us
+                minIf(at_us, kind = 'converted') AS dev_converted_us,
+                max(kind = 'targeted' AND status_code = 1) AS sdk_known
             FROM events
             WHERE %s
             GROUP BY delivery_id, round, device_index
@@ -98,17 +106,13 @@ FROM (
     GROUP BY delivery_id
 )`
 
-// overviewSQL aggregates deliverySendsCore for one campaign and creation
-// range into groups of (bucket, send_state, failure reason); Go sums the
-// groups into the totals, the series and the failures by reason.
-// Params, in order: granularity ('HOUR' or 'DAY'); for the SDK subquery
-// workspace_id, from, to, workspace_id, campaign_id, from, to, workspace_id;
-// for the core workspace_id, campaign_id, from, to.
-// Columns: bucket, send_state, reason, deliveries, delivered, opened,
-// converted, sdk (recipients with a device token that ever reported),
-// dev_targeted, dev_sent, dev_bounced, dev_failed, dev_suppressed,
+// overviewGroups is the outer aggregation both overview queries share:
+// groups of (bucket, send_state, failure reason) of the per-delivery rows.
+// Param: granularity ('HOUR' or 'DAY'). Columns: bucket, send_state, reason,
+// deliveries, delivered, opened, converted, sdk (recipients with an SDK
+// device), dev_targeted, dev_sent, dev_bounced, dev_failed, dev_suppressed,
 // dev_pending, dev_delivered, dev_opened.
-var overviewSQL = `
+const overviewGroups = `
 SELECT
     if(? = 'DAY', toStartOfDay(created), toStartOfHour(created)) AS bucket,
     send_state,
@@ -117,29 +121,122 @@ SELECT
     countIf(n_delivered > 0) AS delivered,
     countIf(n_opened > 0) AS opened,
     countIf(converted = 1) AS converted_n,
-    countIf(send_state = 'SENT' AND (delivery_id, r) IN (
-        SELECT delivery_id, round FROM delivery_devices
-        WHERE workspace_id = ? AND delivery_created >= ? AND delivery_created < ?
-          AND delivery_id IN (SELECT id FROM deliveries WHERE workspace_id = ? AND campaign_id = ? AND created_at >= ? AND created_at < ?)
-          AND token IN (SELECT token FROM reporting_tokens WHERE workspace_id = ?))) AS sdk,
+    countIf(send_state = 'SENT' AND n_sdk > 0) AS sdk,
     toUInt64(sum(n_dev)), toUInt64(sum(n_sent)), toUInt64(sum(n_bounced)), toUInt64(sum(n_failed)),
     toUInt64(sum(n_suppressed)), toUInt64(sum(n_pending)), toUInt64(sum(n_delivered)), toUInt64(sum(n_opened))
-FROM (` + sprintfCore("workspace_id = ? AND campaign_id = ? AND delivery_created >= ? AND delivery_created < ?") + `)
+FROM (%s)
 GROUP BY bucket, send_state, reason`
 
+// retriedSQL lists a campaign's deliveries with a retry round, which the
+// fast path leaves to the exact one. Params: workspace_id, campaign_id,
+// from, to.
+const retriedSQL = `SELECT delivery_id FROM delivery_masks
+WHERE workspace_id = ? AND campaign_id = ? AND delivery_created >= ? AND delivery_created < ? AND round > 0`
+
+// overviewRetriedSQL is the exact path: deliverySendsCore over the events of
+// the campaign's retried deliveries. Params: granularity; workspace_id,
+// campaign_id, from, to; the same four for retriedSQL.
+var overviewRetriedSQL = strings.Replace(overviewGroups, "%s",
+	sprintfCore("workspace_id = ? AND campaign_id = ? AND delivery_created >= ? AND delivery_created < ? AND delivery_id IN ("+retriedSQL+")"), 1)
+
+// overviewFastSQL is the fast path: one pre-aggregated delivery_masks row
+// per delivery (no retry round), decoded with bit arithmetic. Params:
+// granularity; workspace_id, campaign_id, from, to; the same four for
+// retriedSQL.
+var overviewFastSQL = strings.Replace(overviewGroups, "%s", maskDeliveriesSQL, 1)
+
+// maskDeliveriesSQL decodes delivery_masks into deliverySendsCore's columns.
+// byteCount(x) counts the devices whose byte has its low bit set in x (x has
+// only bits 0, 8, 16, …): multiplying by 0x0101010101010101 sums the bytes
+// into the top byte.
+var maskDeliveriesSQL = func() string {
+	const L = "72340172838076673" // 0x0101010101010101
+	b := func(m string, k int) string {
+		return fmt.Sprintf("bitAnd(bitShiftRight(%s, %d), %s)", m, k, L)
+	}
+	cnt := func(x string) string { return "bitShiftRight((" + x + ") * " + L + ", 56)" }
+	not := func(x string) string { return "bitNot(" + x + ")" }
+	and := func(xs ...string) string {
+		out := xs[0]
+		for _, x := range xs[1:] {
+			out = "bitAnd(" + out + ", " + x + ")"
+		}
+		return out
+	}
+	or := func(xs ...string) string {
+		out := xs[0]
+		for _, x := range xs[1:] {
+			out = "bitOr(" + out + ", " + x + ")"
+		}
+		return out
+	}
+	both := func(f func(m string) string) string {
+		return "toUInt64(" + cnt(f("m0")) + " + " + cnt(f("m1")) + ")"
+	}
+	present := func(m string) string {
+		return or(b(m, 0), b(m, 1), b(m, 2), b(m, 3), b(m, 4), b(m, 5), b(m, 6), b(m, 7))
+	}
+	sent := func(m string) string { return b(m, 2) }
+	bounced := func(m string) string { return and(b(m, 3), not(b(m, 2))) }
+	failed := func(m string) string { return and(b(m, 4), not(b(m, 2)), not(b(m, 3))) }
+	suppressed := func(m string) string { return and(b(m, 5), not(b(m, 2)), not(b(m, 3)), not(b(m, 4))) }
+	return `
+SELECT
+    created,
+    ` + both(present) + ` AS n_dev,
+    ` + both(sent) + ` AS n_sent,
+    ` + both(bounced) + ` AS n_bounced,
+    ` + both(failed) + ` AS n_failed,
+    ` + both(suppressed) + ` AS n_suppressed,
+    n_dev - n_sent - n_bounced - n_failed - n_suppressed AS n_pending,
+    ` + both(func(m string) string { return b(m, 6) }) + ` AS n_delivered,
+    ` + both(func(m string) string { return b(m, 7) }) + ` AS n_opened,
+    ` + both(func(m string) string { return or(b(m, 1), b(m, 6)) }) + ` AS n_sdk,
+    toUInt8(bitAnd(fl, 512) != 0) AS converted,
+    multiIf(bitAnd(fl, 1024) != 0, 'FAILED',
+            n_dev = 0 OR n_pending > 0, 'ATTEMPTED',
+            n_sent > 0, 'SENT',
+            n_suppressed = n_dev, 'SUPPRESSED',
+            n_failed = 0, 'BOUNCED',
+            'FAILED') AS send_state,
+    multiIf(bitAnd(fl, 1024) != 0, pr, send_state = 'FAILED', fr, '') AS failure_reason
+FROM (
+    SELECT
+        delivery_id,
+        any(delivery_created) AS created,
+        groupBitOrMerge(m0) AS m0,
+        groupBitOrMerge(m1) AS m1,
+        groupBitOrMerge(flags) AS fl,
+        minIfMerge(presend_reason) AS pr,
+        argMinIfMerge(failed_reason) AS fr
+    FROM delivery_masks
+    WHERE workspace_id = ? AND campaign_id = ? AND delivery_created >= ? AND delivery_created < ?
+      AND delivery_id NOT IN (` + retriedSQL + `)
+    GROUP BY delivery_id
+)`
+}()
+
 // createdSQL counts a campaign's deliveries per bucket, those without any
-// event yet included. Params: granularity, workspace_id, campaign_id, from,
-// to. Columns: bucket, created.
+// event yet included, from the campaign_created rollup. Params:
+// granularity, workspace_id, campaign_id, from, to. Columns: bucket, created.
 const createdSQL = `
-SELECT if(? = 'DAY', toStartOfDay(created_at), toStartOfHour(created_at)) AS bucket, uniqExact(id) AS created
-FROM deliveries
-WHERE workspace_id = ? AND campaign_id = ? AND created_at >= ? AND created_at < ?
+SELECT if(? = 'DAY', toStartOfDay(hour), toStartOfHour(hour)) AS bucket, toUInt64(sum(created)) AS created
+FROM campaign_created
+WHERE workspace_id = ? AND campaign_id = ? AND hour >= toStartOfHour(?) AND hour < ?
 GROUP BY bucket`
 
-func sprintfCore(where string) string { return strings.Replace(deliverySendsCore, "%s", where, 1) }
+// createdEdgesSQL counts the deliveries of the partial hours at the ends of
+// a range, from the deliveries table. Params: granularity, workspace_id,
+// campaign_id, and two [lo, hi) ranges. Columns: bucket, created.
+const createdEdgesSQL = `
+SELECT if(? = 'DAY', toStartOfDay(created_at), toStartOfHour(created_at)) AS bucket, uniqExact(id) AS created
+FROM deliveries
+WHERE workspace_id = ? AND campaign_id = ?
+  AND ((created_at >= ? AND created_at < ?) OR (created_at >= ? AND created_at < ?))
+GROUP BY bucket`
 
-// failuresSQL counts a campaign's FAILED deliveries by reason. Params:
-// workspace_id, campaign_id, from, to. Columns: failure_reason, deliveries.
-var failuresSQL = `SELECT failure_reason, count() FROM (` +
-	sprintfCore("workspace_id = ? AND campaign_id = ? AND delivery_created >= ? AND delivery_created < ?") +
-	`) WHERE send_state = 'FAILED' GROUP BY failure_reason`
+// countRetriedSQL counts retried deliveries (see retriedSQL); the exact path
+// runs only when there are some. Params: as retriedSQL.
+var countRetriedSQL = "SELECT count() FROM (" + retriedSQL + ")"
+
+func sprintfCore(where string) string { return strings.Replace(deliverySendsCore, "%s", where, 1) }

@@ -57,7 +57,13 @@ func (r *Resolver) ReportMetric(ctx context.Context, m MetricReport) error {
 	default:
 		return badInput("event", "unknown metric %q", m.Metric)
 	}
-	return r.Events.Write(ctx, e)
+	if err := r.Events.Write(ctx, e); err != nil {
+		return err
+	}
+	if e.Token != "" && r.Targets != nil {
+		return r.Targets.MarkReporting(ctx, t.WorkspaceID, e.Token)
+	}
+	return nil
 }
 
 // target finds the device a delivery targeted with this token: from the

@@ -110,7 +110,26 @@ func (w *Worker) HandleFanout(ctx context.Context, t *asynq.Task) error {
 		ds[i] = clickhouse.Delivery{WorkspaceID: p.WorkspaceID, ID: did, CampaignID: msg.CampaignID, MessageID: msg.ID,
 			PersonID: person, Audience: b.Audience, Data: b.Data, CreatedAt: clickhouse.DeliveryTime(did).UTC()}
 	}
-	if err := w.store.CreateDeliveries(ctx, ds); err != nil {
+	// A re-run batch writes only the deliveries it has not written yet.
+	ids := make([]uuid.UUID, len(ds))
+	for i, d := range ds {
+		ids[i] = d.ID
+	}
+	var created time.Time
+	if len(ds) > 0 {
+		created = ds[0].CreatedAt
+	}
+	existing, err := w.store.ExistingDeliveries(ctx, p.WorkspaceID, created, ids)
+	if err != nil {
+		return err
+	}
+	var fresh []clickhouse.Delivery
+	for _, d := range ds {
+		if !existing[d.ID] {
+			fresh = append(fresh, d)
+		}
+	}
+	if err := w.store.CreateDeliveries(ctx, fresh); err != nil {
 		return err
 	}
 	for i, d := range ds {

@@ -89,3 +89,35 @@ func (c *TargetCache) Get(ctx context.Context, deliveryID uuid.UUID, token strin
 	}
 	return Target{WorkspaceID: parts[0], CampaignID: camp, DeliveryCreated: time.UnixMicro(us).UTC(), Round: uint16(round), DeviceIndex: uint8(idx)}, true, nil
 }
+
+// reportingKey: a set of the device tokens of a workspace that have
+// reported a metric (delivered/opened) at least once.
+func reportingKey(workspaceID string) string { return "herald:reporting:" + workspaceID }
+
+// MarkReporting remembers that a token reported a metric.
+func (c *TargetCache) MarkReporting(ctx context.Context, workspaceID, token string) error {
+	if err := c.rdb.SAdd(ctx, reportingKey(workspaceID), token).Err(); err != nil {
+		return fmt.Errorf("jobs: mark reporting token: %w", err)
+	}
+	return nil
+}
+
+// Reporting tells which of tokens have ever reported a metric.
+func (c *TargetCache) Reporting(ctx context.Context, workspaceID string, tokens []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	if len(tokens) == 0 {
+		return out, nil
+	}
+	members := make([]any, len(tokens))
+	for i, t := range tokens {
+		members[i] = t
+	}
+	is, err := c.rdb.SMIsMember(ctx, reportingKey(workspaceID), members...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("jobs: read reporting tokens: %w", err)
+	}
+	for i, ok := range is {
+		out[tokens[i]] = ok
+	}
+	return out, nil
+}

@@ -23,6 +23,10 @@ import (
 
 func jitter() float64 { return rand.Float64() }
 
+// MaxDevices is the most devices one delivery targets (the most recently
+// used ones): the overview's pre-aggregated masks hold 16 devices.
+const MaxDevices = 16
+
 // Config configures the worker.
 type Config struct {
 	// MaxRetry is the number of retries after a device's first attempt. Default 10.
@@ -102,6 +106,8 @@ type planDevice struct {
 	Token      string `json:"token"`
 	Platform   string `json:"platform"`
 	Suppressed bool   `json:"suppressed,omitempty"`
+	// Reporting: the token had reported a metric before (SDK coverage).
+	Reporting bool `json:"reporting,omitempty"`
 }
 
 // planKey: a round's plan (JSON), set once with SET NX.
@@ -215,17 +221,26 @@ func (w *Worker) makePlan(ctx context.Context, d clickhouse.Delivery) (plan, err
 	if len(picked) == 0 {
 		return fail(domain.ReasonNoDevices)
 	}
-	if len(picked) > clickhouse.DeliveryLevel {
-		picked = picked[:clickhouse.DeliveryLevel]
+	if len(picked) > MaxDevices {
+		picked = picked[:MaxDevices] // the most recently used
 	}
 
 	creds, err := w.store.Credentials(ctx, d.WorkspaceID)
 	if err != nil {
 		return plan{}, err
 	}
+	tokens := make([]string, len(picked))
+	for i, dev := range picked {
+		tokens[i] = dev.Token
+	}
+	reporting, err := w.targets.Reporting(ctx, d.WorkspaceID, tokens)
+	if err != nil {
+		return plan{}, err
+	}
 	pl := plan{Push: push, CredVersions: map[string]uint64{}}
 	for i, dev := range picked {
-		pd := planDevice{Index: uint8(i), Token: dev.Token, Platform: string(dev.Platform), Suppressed: dev.State == domain.DeviceSuppressed}
+		pd := planDevice{Index: uint8(i), Token: dev.Token, Platform: string(dev.Platform), Suppressed: dev.State == domain.DeviceSuppressed,
+			Reporting: reporting[dev.Token]}
 		if !pd.Suppressed {
 			c, ok := creds[pd.Platform]
 			if !ok {
@@ -326,7 +341,11 @@ func (w *Worker) carryOut(ctx context.Context, d clickhouse.Delivery, round uint
 	var events []clickhouse.Event
 	for i, pd := range pl.Devices {
 		dds[i] = clickhouse.DeliveryDevice{Index: pd.Index, Token: pd.Token, Platform: pd.Platform}
-		events = append(events, ev(pd.Index, clickhouse.KindTargeted, ""))
+		t := ev(pd.Index, clickhouse.KindTargeted, "")
+		if pd.Reporting {
+			t.StatusCode = 1 // the overview's SDK coverage reads this
+		}
+		events = append(events, t)
 		if pd.Suppressed {
 			events = append(events, ev(pd.Index, clickhouse.KindSuppressed, "device is suppressed"))
 		}

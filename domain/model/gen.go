@@ -332,7 +332,13 @@ func (g *gen) device(d *Delivery, round uint16, dd clickhouse.DeliveryDevice, o 
 		list := errs[dd.Platform]
 		return list[g.rng.IntN(len(list))]
 	}
-	ev(clickhouse.KindTargeted, 0, t0, providerError{})
+	// Half the devices with the SDK had reported before this push was
+	// targeted: the worker marks their targeted row (status_code 1).
+	known := providerError{}
+	if sdk && g.rng.IntN(2) == 0 {
+		known.code = 1
+	}
+	ev(clickhouse.KindTargeted, 0, t0, known)
 
 	// attempts writes tries 1..k, the first k-1 transient, the last with
 	// lastErr (nil: transient too); it returns the last try's time and error.

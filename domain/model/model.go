@@ -53,6 +53,9 @@ type DeviceResult struct {
 	Attempts  int
 	Delivered bool // a delivered or an opened row
 	Opened    bool // an opened row
+	// SDK: the device had reported a metric before it was targeted (its
+	// targeted row has status_code 1) or reported one for this delivery.
+	SDK bool
 	// SentAt, DeliveredAt (delivered or opened) and OpenedAt are the
 	// earliest such rows' times at microsecond precision, UTC; zero when absent.
 	SentAt, DeliveredAt, OpenedAt time.Time
@@ -105,6 +108,7 @@ func Status(d Delivery) Result {
 
 	type acc struct {
 		sent, bounced, failed, suppressed, delivered, opened bool
+		sdkKnown                                             bool
 		attempts                                             map[uint16]bool
 		failedReason                                         string
 		hasFailedReason                                      bool
@@ -136,6 +140,9 @@ func Status(d Delivery) Result {
 			devs[e.DeviceIndex] = a
 		}
 		switch e.Kind {
+		case clickhouse.KindTargeted:
+			// status_code 1: the token had reported a metric before it was targeted.
+			a.sdkKnown = a.sdkKnown || e.StatusCode == 1
 		case clickhouse.KindAttempt:
 			a.attempts[e.Attempt] = true
 		case clickhouse.KindSent:
@@ -175,7 +182,7 @@ func Status(d Delivery) Result {
 	failureReason, haveFailure := "", false
 	for _, i := range indexes {
 		a := devs[i]
-		dr := DeviceResult{Index: i, Attempts: len(a.attempts), Delivered: a.delivered, Opened: a.opened,
+		dr := DeviceResult{Index: i, Attempts: len(a.attempts), Delivered: a.delivered, Opened: a.opened, SDK: a.sdkKnown || a.delivered,
 			SentAt: a.sentAt, DeliveredAt: a.deliveredAt, OpenedAt: a.openedAt}
 		if dd, ok := listed[i]; ok {
 			dr.Token, dr.Platform = dd.Token, dd.Platform

@@ -43,7 +43,7 @@ func why(e clickhouse.Event, reason string) clickhouse.Event {
 
 // dev is a device result without times or token.
 func dev(idx uint8, s domain.DeviceSendStatus, attempts int, delivered, opened bool) DeviceResult {
-	return DeviceResult{Index: idx, Status: s, Attempts: attempts, Delivered: delivered, Opened: opened}
+	return DeviceResult{Index: idx, Status: s, Attempts: attempts, Delivered: delivered, Opened: opened, SDK: delivered}
 }
 
 const (
@@ -204,8 +204,8 @@ func TestStatusTimesAndTokens(t *testing.T) {
 		Status: domain.DeliveryConverted, SendState: domain.DeliverySent, Converted: true, Round: 1,
 		DevicesTargeted: 2,
 		Devices: []DeviceResult{
-			{Index: 0, Token: "a", Platform: "IOS", Status: sent, Delivered: true, SentAt: sec(10).Add(time.Microsecond), DeliveredAt: sec(35)},
-			{Index: 1, Token: "b", Platform: "ANDROID", Status: sent, Delivered: true, Opened: true, SentAt: sec(15), DeliveredAt: sec(30), OpenedAt: sec(30)},
+			{Index: 0, Token: "a", Platform: "IOS", Status: sent, Delivered: true, SDK: true, SentAt: sec(10).Add(time.Microsecond), DeliveredAt: sec(35)},
+			{Index: 1, Token: "b", Platform: "ANDROID", Status: sent, Delivered: true, SDK: true, Opened: true, SentAt: sec(15), DeliveredAt: sec(30), OpenedAt: sec(30)},
 		},
 		SentAt: sec(10).Add(time.Microsecond), DeliveredAt: sec(30), OpenedAt: sec(30), ConvertedAt: sec(80),
 	}

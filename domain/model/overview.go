@@ -53,7 +53,7 @@ func ReportingTokens(all []Delivery) map[string]bool {
 // newest round whose token is in reportingTokens. Series holds one bucket
 // per hour or day (g; any value but clickhouse.Hour means a day) that has a
 // delivery, bucket starts in UTC, oldest first; nil when there are none.
-func ComputeOverview(deliveries []Delivery, campaignID uuid.UUID, from, to time.Time, g clickhouse.Granularity, reportingTokens map[string]bool) clickhouse.Overview {
+func ComputeOverview(deliveries []Delivery, campaignID uuid.UUID, from, to time.Time, g clickhouse.Granularity) clickhouse.Overview {
 	ov := clickhouse.Overview{From: from, To: to}
 	lo, hi := from.Truncate(time.Second), to.Truncate(time.Second)
 	buckets := map[time.Time]*clickhouse.Bucket{}
@@ -133,8 +133,8 @@ func ComputeOverview(deliveries []Delivery, campaignID uuid.UUID, from, to time.
 		}
 
 		if r.SendState == domain.DeliverySent {
-			for _, dd := range d.RoundDevices(r.Round) {
-				if reportingTokens[dd.Token] {
+			for _, dr := range r.Devices {
+				if dr.SDK {
 					ov.SDKRecipients++
 					break
 				}
