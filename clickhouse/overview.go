@@ -2,8 +2,10 @@ package clickhouse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -80,65 +82,79 @@ func (s *Store) Overview(ctx context.Context, workspaceID string, campaignID uui
 		g = Hour
 	}
 	o := Overview{From: from, To: to, FailuresByReason: map[string]uint64{}}
-	buckets := map[time.Time]*Bucket{}
-	bucket := func(t time.Time) *Bucket {
-		t = t.UTC()
-		b, ok := buckets[t]
-		if !ok {
-			b = &Bucket{Start: t}
-			buckets[t] = b
-		}
-		return b
-	}
 	from, to = from.UTC().Truncate(time.Second), to.UTC().Truncate(time.Second)
-	addCreated := func(query string, args ...any) error {
-		rows, err := s.conn.Query(ctx, query, args...)
-		if err != nil {
-			return fmt.Errorf("clickhouse: overview created: %w", err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var t time.Time
-			var n uint64
-			if err := rows.Scan(&t, &n); err != nil {
-				return fmt.Errorf("clickhouse: scan overview created: %w", err)
-			}
-			bucket(t).Created += n
-			o.Created += n
-		}
-		return rows.Err()
-	}
-	// Whole hours from the hourly rollup, the partial hours at both ends
-	// from the deliveries table.
-	fromH, toH := from.Truncate(time.Hour), to.Truncate(time.Hour)
-	if fromH.Before(from) {
-		fromH = fromH.Add(time.Hour)
-	}
-	if fromH.Before(toH) {
-		if err := addCreated(createdSQL, string(g), workspaceID, campaignID, fromH, toH); err != nil {
-			return o, err
-		}
-		if err := addCreated(createdEdgesSQL, string(g), workspaceID, campaignID, from, fromH, toH, to); err != nil {
-			return o, err
-		}
-	} else if err := addCreated(createdEdgesSQL, string(g), workspaceID, campaignID, from, to, from, from); err != nil {
-		return o, err
-	}
-
 	rangeArgs := []any{workspaceID, campaignID, from, to}
 	var retried uint64
 	if err := s.conn.QueryRow(ctx, countRetriedSQL, rangeArgs...).Scan(&retried); err != nil {
 		return o, fmt.Errorf("clickhouse: overview retried: %w", err)
 	}
-	queries := []string{overviewFastSQL}
-	if retried > 0 {
-		queries = append(queries, overviewRetriedSQL)
+	r4 := func(times int, lead ...any) []any {
+		out := append([]any{}, lead...)
+		for i := 0; i < times; i++ {
+			out = append(out, rangeArgs...)
+		}
+		return out
 	}
+	ex := retried > 0
+
+	// Three independent parts run at once, each into its own partial.
+	parts := make([]*overviewPart, 3)
+	for i := range parts {
+		parts[i] = newOverviewPart()
+	}
+	errs := make([]error, 3)
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { // created: whole hours from the rollup, partial hours from deliveries
+		defer wg.Done()
+		p := parts[0]
+		fromH, toH := from.Truncate(time.Hour), to.Truncate(time.Hour)
+		if fromH.Before(from) {
+			fromH = fromH.Add(time.Hour)
+		}
+		if fromH.Before(toH) {
+			if errs[0] = s.addCreated(ctx, p, createdSQL, string(g), workspaceID, campaignID, fromH, toH); errs[0] != nil {
+				return
+			}
+			errs[0] = s.addCreated(ctx, p, createdEdgesSQL, string(g), workspaceID, campaignID, from, fromH, toH, to)
+		} else {
+			errs[0] = s.addCreated(ctx, p, createdEdgesSQL, string(g), workspaceID, campaignID, from, to, from, from)
+		}
+	}()
+	go func() { // the funnel: the fast path, and the exact one for retried deliveries
+		defer wg.Done()
+		p := parts[1]
+		n := 1
+		if ex {
+			n = 2
+		}
+		if errs[1] = s.addOverviewGroups(ctx, p, false, overviewFastSQL(ex), r4(n, string(g))...); errs[1] != nil || !ex {
+			return
+		}
+		errs[1] = s.addOverviewGroups(ctx, p, true, overviewRetriedSQL, r4(2, string(g))...)
+	}()
+	go func() { // failures by reason of the fast path
+		defer wg.Done()
+		n := 3
+		if ex {
+			n = 4
+		}
+		errs[2] = s.addFailures(ctx, parts[2], failuresFastSQL(ex), r4(n)...)
+	}()
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return o, err
+	}
+	buckets := map[time.Time]*Bucket{}
 	var withEvents uint64
-	for _, q := range queries {
-		args := append(append([]any{string(g)}, rangeArgs...), rangeArgs...)
-		if err := s.addOverviewGroups(ctx, &o, bucket, &withEvents, q, args...); err != nil {
-			return o, err
+	for _, p := range parts {
+		o.merge(&p.o)
+		withEvents += p.withEvents
+		for t, b := range p.buckets {
+			if buckets[t] == nil {
+				buckets[t] = &Bucket{Start: t}
+			}
+			buckets[t].add(b)
 		}
 	}
 	// Deliveries without any event yet are in flight.
@@ -159,9 +175,79 @@ func (s *Store) Overview(ctx context.Context, workspaceID string, campaignID uui
 	return o, nil
 }
 
+// overviewPart is what one of the overview's concurrent queries adds up.
+type overviewPart struct {
+	o          Overview
+	buckets    map[time.Time]*Bucket
+	withEvents uint64
+}
+
+func newOverviewPart() *overviewPart {
+	return &overviewPart{o: Overview{FailuresByReason: map[string]uint64{}}, buckets: map[time.Time]*Bucket{}}
+}
+
+func (p *overviewPart) bucket(t time.Time) *Bucket {
+	t = t.UTC()
+	b, ok := p.buckets[t]
+	if !ok {
+		b = &Bucket{Start: t}
+		p.buckets[t] = b
+	}
+	return b
+}
+
+// merge adds a partial's counts (not its rates or series) into o.
+func (o *Overview) merge(x *Overview) {
+	o.Created += x.Created
+	o.Attempted += x.Attempted
+	o.Sent += x.Sent
+	o.Bounced += x.Bounced
+	o.Suppressed += x.Suppressed
+	o.Failed += x.Failed
+	o.Delivered += x.Delivered
+	o.Opened += x.Opened
+	o.Converted += x.Converted
+	o.SDKRecipients += x.SDKRecipients
+	o.Devices.add(x.Devices)
+	for r, n := range x.FailuresByReason {
+		o.FailuresByReason[r] += n
+	}
+}
+
+func (b *Bucket) add(x *Bucket) {
+	b.Created += x.Created
+	b.Sent += x.Sent
+	b.Bounced += x.Bounced
+	b.Suppressed += x.Suppressed
+	b.Failed += x.Failed
+	b.Delivered += x.Delivered
+	b.Opened += x.Opened
+	b.Converted += x.Converted
+}
+
+// addCreated adds a created-count query's rows.
+func (s *Store) addCreated(ctx context.Context, p *overviewPart, query string, args ...any) error {
+	rows, err := s.conn.Query(ctx, query, args...)
+	if err != nil {
+		return fmt.Errorf("clickhouse: overview created: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var t time.Time
+		var n uint64
+		if err := rows.Scan(&t, &n); err != nil {
+			return fmt.Errorf("clickhouse: scan overview created: %w", err)
+		}
+		p.bucket(t).Created += n
+		p.o.Created += n
+	}
+	return rows.Err()
+}
+
 // addOverviewGroups runs one of the overview's group queries and adds its
 // rows into o.
-func (s *Store) addOverviewGroups(ctx context.Context, o *Overview, bucket func(time.Time) *Bucket, withEvents *uint64, query string, args ...any) error {
+func (s *Store) addOverviewGroups(ctx context.Context, p *overviewPart, reasons bool, query string, args ...any) error {
+	o, bucket := &p.o, p.bucket
 	rows, err := s.conn.Query(ctx, query, args...)
 	if err != nil {
 		return fmt.Errorf("clickhouse: overview: %w", err)
@@ -177,7 +263,7 @@ func (s *Store) addOverviewGroups(ctx context.Context, o *Overview, bucket func(
 			return fmt.Errorf("clickhouse: scan overview: %w", err)
 		}
 		b := bucket(t)
-		*withEvents += n
+		p.withEvents += n
 		switch state {
 		case "ATTEMPTED":
 			o.Attempted += n
@@ -193,7 +279,9 @@ func (s *Store) addOverviewGroups(ctx context.Context, o *Overview, bucket func(
 		case "FAILED":
 			o.Failed += n
 			b.Failed += n
-			o.FailuresByReason[reason] += n
+			if reasons {
+				o.FailuresByReason[reason] += n
+			}
 		}
 		o.Delivered += delivered
 		o.Opened += opened
@@ -208,6 +296,25 @@ func (s *Store) addOverviewGroups(ctx context.Context, o *Overview, bucket func(
 		return fmt.Errorf("clickhouse: overview: %w", err)
 	}
 	return nil
+}
+
+// addFailures adds the fast path's failures by reason.
+func (s *Store) addFailures(ctx context.Context, p *overviewPart, query string, args ...any) error {
+	o := &p.o
+	rows, err := s.conn.Query(ctx, query, args...)
+	if err != nil {
+		return fmt.Errorf("clickhouse: failures by reason: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var reason string
+		var n uint64
+		if err := rows.Scan(&reason, &n); err != nil {
+			return fmt.Errorf("clickhouse: scan failures by reason: %w", err)
+		}
+		o.FailuresByReason[reason] += n
+	}
+	return rows.Err()
 }
 
 func (d *DeviceTotals) add(x DeviceTotals) {
@@ -229,9 +336,32 @@ func ratio(a, b uint64) float64 {
 }
 
 // FailuresByReason counts a campaign's FAILED deliveries created in [from,
-// to) by failure reason (the figure Overview also carries), for a failures
-// screen that needs nothing else.
+// to) by failure reason (the figure Overview also carries), reading only
+// the deliveries that have a failure (and the retried ones, exactly).
 func (s *Store) FailuresByReason(ctx context.Context, workspaceID string, campaignID uuid.UUID, from, to time.Time) (map[string]uint64, error) {
-	o, err := s.Overview(ctx, workspaceID, campaignID, from, to, Day)
-	return o.FailuresByReason, err
+	from, to = from.UTC().Truncate(time.Second), to.UTC().Truncate(time.Second)
+	rangeArgs := []any{workspaceID, campaignID, from, to}
+	var retried uint64
+	if err := s.conn.QueryRow(ctx, countRetriedSQL, rangeArgs...).Scan(&retried); err != nil {
+		return nil, fmt.Errorf("clickhouse: failures retried: %w", err)
+	}
+	p := newOverviewPart()
+	n := 3
+	if retried > 0 {
+		n = 4
+	}
+	args := []any{}
+	for i := 0; i < n; i++ {
+		args = append(args, rangeArgs...)
+	}
+	if err := s.addFailures(ctx, p, failuresFastSQL(retried > 0), args...); err != nil {
+		return nil, err
+	}
+	if retried > 0 {
+		exact := append(append([]any{string(Day)}, rangeArgs...), rangeArgs...)
+		if err := s.addOverviewGroups(ctx, p, true, overviewRetriedSQL, exact...); err != nil {
+			return nil, err
+		}
+	}
+	return p.o.FailuresByReason, nil
 }

@@ -140,16 +140,66 @@ var overviewRetriedSQL = strings.Replace(overviewGroups, "%s",
 	sprintfCore("workspace_id = ? AND campaign_id = ? AND delivery_created >= ? AND delivery_created < ? AND delivery_id IN ("+retriedSQL+")"), 1)
 
 // overviewFastSQL is the fast path: one pre-aggregated delivery_masks row
-// per delivery (no retry round), decoded with bit arithmetic. Params:
-// granularity; workspace_id, campaign_id, from, to; the same four for
-// retriedSQL.
-var overviewFastSQL = strings.Replace(overviewGroups, "%s", maskDeliveriesSQL, 1)
+// per delivery (no retry round), decoded with bit arithmetic; the send
+// state is grouped as a number (1 ATTEMPTED, 2 SENT, 3 BOUNCED,
+// 4 SUPPRESSED, 5 FAILED) and named after grouping; failure reasons come
+// from failuresFastSQL. Params: granularity; workspace_id, campaign_id,
+// from, to (and the same four again for retriedSQL when
+// excludeRetried). Columns: as overviewGroups.
+func overviewFastSQL(excludeRetried bool) string {
+	return `
+SELECT
+    if(? = 'DAY', toStartOfDay(created), toStartOfHour(created)) AS bucket,
+    transform(state, [1, 2, 3, 4, 5], ['ATTEMPTED', 'SENT', 'BOUNCED', 'SUPPRESSED', 'FAILED'], '') AS send_state,
+    '' AS reason,
+    count() AS deliveries,
+    countIf(n_delivered > 0) AS delivered,
+    countIf(n_opened > 0) AS opened,
+    countIf(converted = 1) AS converted_n,
+    countIf(state = 2 AND n_sdk > 0) AS sdk,
+    toUInt64(sum(n_dev)), toUInt64(sum(n_sent)), toUInt64(sum(n_bounced)), toUInt64(sum(n_failed)),
+    toUInt64(sum(n_suppressed)), toUInt64(sum(n_pending)), toUInt64(sum(n_delivered)), toUInt64(sum(n_opened))
+FROM (` + maskStates(rangeWhere+notRetried(excludeRetried)) + `)
+GROUP BY bucket, state`
+}
 
-// maskDeliveriesSQL decodes delivery_masks into deliverySendsCore's columns.
-// byteCount(x) counts the devices whose byte has its low bit set in x (x has
-// only bits 0, 8, 16, …): multiplying by 0x0101010101010101 sums the bytes
-// into the top byte.
-var maskDeliveriesSQL = func() string {
+// failuresFastSQL counts the fast path's FAILED deliveries by reason: only
+// deliveries with a delivery_failures row (a few percent) are decoded.
+// Params: workspace_id, campaign_id, from, to (mask rows); the same four
+// for the delivery_failures id list; the same four for retriedSQL when
+// excludeRetried; the same four for the reasons. Columns: reason, count.
+func failuresFastSQL(excludeRetried bool) string {
+	return `
+SELECT if(bitAnd(fl, 1024) != 0, pr, fr) AS reason, count()
+FROM (` + maskStates(rangeWhere+" AND delivery_id IN (SELECT delivery_id FROM delivery_failures WHERE "+rangeWhere+")"+notRetried(excludeRetried)) + `)
+ANY INNER JOIN (
+    SELECT delivery_id, minIfMerge(presend_reason) AS pr, argMinIfMerge(failed_reason) AS fr
+    FROM delivery_failures
+    WHERE ` + rangeWhere + `
+    GROUP BY delivery_id
+) USING delivery_id
+WHERE state = 5
+GROUP BY reason`
+}
+
+// rangeWhere selects a campaign's pre-aggregated rows in a creation range.
+// Params: workspace_id, campaign_id, from, to.
+const rangeWhere = "workspace_id = ? AND campaign_id = ? AND delivery_created >= ? AND delivery_created < ?"
+
+// notRetried leaves out the retried deliveries (the exact path counts
+// them); only added when there are some. Params: as retriedSQL.
+func notRetried(excludeRetried bool) string {
+	if !excludeRetried {
+		return ""
+	}
+	return " AND delivery_id NOT IN (" + retriedSQL + ")"
+}
+
+// maskStates decodes delivery_masks rows (grouped by delivery) into
+// deliverySendsCore's counts and a numeric send state. A count of devices
+// is cnt(x) for an x with only bits 0, 8, 16, …: multiplying by
+// 0x0101010101010101 sums the bytes into the top byte.
+func maskStates(where string) string {
 	const L = "72340172838076673" // 0x0101010101010101
 	b := func(m string, k int) string {
 		return fmt.Sprintf("bitAnd(bitShiftRight(%s, %d), %s)", m, k, L)
@@ -182,7 +232,9 @@ var maskDeliveriesSQL = func() string {
 	suppressed := func(m string) string { return and(b(m, 5), not(b(m, 2)), not(b(m, 3)), not(b(m, 4))) }
 	return `
 SELECT
+    delivery_id,
     created,
+    fl,
     ` + both(present) + ` AS n_dev,
     ` + both(sent) + ` AS n_sent,
     ` + both(bounced) + ` AS n_bounced,
@@ -193,28 +245,24 @@ SELECT
     ` + both(func(m string) string { return b(m, 7) }) + ` AS n_opened,
     ` + both(func(m string) string { return or(b(m, 1), b(m, 6)) }) + ` AS n_sdk,
     toUInt8(bitAnd(fl, 512) != 0) AS converted,
-    multiIf(bitAnd(fl, 1024) != 0, 'FAILED',
-            n_dev = 0 OR n_pending > 0, 'ATTEMPTED',
-            n_sent > 0, 'SENT',
-            n_suppressed = n_dev, 'SUPPRESSED',
-            n_failed = 0, 'BOUNCED',
-            'FAILED') AS send_state,
-    multiIf(bitAnd(fl, 1024) != 0, pr, send_state = 'FAILED', fr, '') AS failure_reason
+    multiIf(bitAnd(fl, 1024) != 0, 5,
+            n_dev = 0 OR n_pending > 0, 1,
+            n_sent > 0, 2,
+            n_suppressed = n_dev, 4,
+            n_failed = 0, 3,
+            5) AS state
 FROM (
     SELECT
         delivery_id,
         any(delivery_created) AS created,
         groupBitOrMerge(m0) AS m0,
         groupBitOrMerge(m1) AS m1,
-        groupBitOrMerge(flags) AS fl,
-        minIfMerge(presend_reason) AS pr,
-        argMinIfMerge(failed_reason) AS fr
+        groupBitOrMerge(flags) AS fl
     FROM delivery_masks
-    WHERE workspace_id = ? AND campaign_id = ? AND delivery_created >= ? AND delivery_created < ?
-      AND delivery_id NOT IN (` + retriedSQL + `)
+    WHERE ` + where + `
     GROUP BY delivery_id
 )`
-}()
+}
 
 // createdSQL counts a campaign's deliveries per bucket, those without any
 // event yet included, from the campaign_created rollup. Params:

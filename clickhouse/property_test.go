@@ -203,6 +203,15 @@ func TestPropertyStatusesAndOverview(t *testing.T) {
 					}
 				}
 			}
+			// FailuresByReason alone agrees with the overview's.
+			all := model.ComputeOverview(ds, c, start.Add(-time.Hour), start.Add(10*24*time.Hour), clickhouse.Day)
+			fr, err := store.FailuresByReason(ctx, ws, c, start.Add(-time.Hour), start.Add(10*24*time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(all.FailuresByReason, fr, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("FailuresByReason %s (-model +SQL):\n%s", c, diff)
+			}
 			// The campaign_funnel view gives the all-time figures.
 			w := model.ComputeOverview(ds, c, start.Add(-time.Hour), start.Add(10*24*time.Hour), clickhouse.Day)
 			var sent, bounced, suppressed, failed, delivered, opened, converted uint64

@@ -7,11 +7,14 @@
 -- before it was targeted (targeted.status_code = 1), 2 sent, 3 bounced,
 -- 4 failed, 5 suppressed, 6 delivered or opened, 7 opened); flags holds
 -- the delivery-level kinds (device_index 255) as 1 << the kind's value
--- (512 converted, 1024 presend_failed, 2 a retry round's start);
--- presend_reason and failed_reason (the reason of the failed device with
--- the smallest index) feed failures by reason. Every state is an OR or a
--- min, so a duplicate event never changes it. A delivery targets at most
--- 16 devices (jobs.MaxDevices).
+-- (512 converted, 1024 presend_failed, 2 a retry round's start). Every
+-- state is an OR, so a duplicate event never changes it. A delivery
+-- targets at most 16 devices (jobs.MaxDevices).
+--
+-- delivery_failures: the same key, only for deliveries with a failed or
+-- presend_failed event (a few percent): presend_reason, and failed_reason
+-- (the reason of the failed device with the smallest index), for failures
+-- by reason. Kept apart so the overview's main pass reads no strings.
 CREATE TABLE IF NOT EXISTS delivery_masks (
     workspace_id String,
     campaign_id UUID,
@@ -20,9 +23,7 @@ CREATE TABLE IF NOT EXISTS delivery_masks (
     round UInt16,
     m0 AggregateFunction(groupBitOr, UInt64),
     m1 AggregateFunction(groupBitOr, UInt64),
-    flags AggregateFunction(groupBitOr, UInt16),
-    presend_reason AggregateFunction(minIf, String, UInt8),
-    failed_reason AggregateFunction(argMinIf, String, Tuple(UInt8, String), UInt8)
+    flags AggregateFunction(groupBitOr, UInt16)
 ) ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(delivery_created)
 ORDER BY (workspace_id, campaign_id, delivery_created, delivery_id, round)
@@ -32,9 +33,7 @@ SELECT
     workspace_id, campaign_id, delivery_created, delivery_id, round,
     groupBitOrState(if(device_index < 8, bitShiftLeft(toUInt64(multiIf(kind = 'targeted', if(status_code = 1, 3, 1), kind = 'sent', 4, kind = 'bounced', 8, kind = 'failed', 16, kind = 'suppressed', 32, kind = 'delivered', 64, kind = 'opened', 192, 0)), toUInt8(device_index * 8)), toUInt64(0))) AS m0,
     groupBitOrState(if(device_index >= 8 AND device_index < 16, bitShiftLeft(toUInt64(multiIf(kind = 'targeted', if(status_code = 1, 3, 1), kind = 'sent', 4, kind = 'bounced', 8, kind = 'failed', 16, kind = 'suppressed', 32, kind = 'delivered', 64, kind = 'opened', 192, 0)), toUInt8((device_index - 8) * 8)), toUInt64(0))) AS m1,
-    groupBitOrState(if(device_index = 255, bitShiftLeft(toUInt16(1), toUInt8(toInt8(kind))), toUInt16(0))) AS flags,
-    minIfState(reason, toUInt8(kind = 'presend_failed')) AS presend_reason,
-    argMinIfState(reason, tuple(device_index, reason), toUInt8(kind = 'failed' AND device_index < 255)) AS failed_reason
+    groupBitOrState(if(device_index = 255, bitShiftLeft(toUInt16(1), toUInt8(toInt8(kind))), toUInt16(0))) AS flags
 FROM events
 GROUP BY workspace_id, campaign_id, delivery_created, delivery_id, round
 ;
@@ -45,10 +44,38 @@ SELECT
     workspace_id, campaign_id, delivery_created, delivery_id, round,
     groupBitOrState(if(device_index < 8, bitShiftLeft(toUInt64(multiIf(kind = 'targeted', if(status_code = 1, 3, 1), kind = 'sent', 4, kind = 'bounced', 8, kind = 'failed', 16, kind = 'suppressed', 32, kind = 'delivered', 64, kind = 'opened', 192, 0)), toUInt8(device_index * 8)), toUInt64(0))),
     groupBitOrState(if(device_index >= 8 AND device_index < 16, bitShiftLeft(toUInt64(multiIf(kind = 'targeted', if(status_code = 1, 3, 1), kind = 'sent', 4, kind = 'bounced', 8, kind = 'failed', 16, kind = 'suppressed', 32, kind = 'delivered', 64, kind = 'opened', 192, 0)), toUInt8((device_index - 8) * 8)), toUInt64(0))),
-    groupBitOrState(if(device_index = 255, bitShiftLeft(toUInt16(1), toUInt8(toInt8(kind))), toUInt16(0))),
+    groupBitOrState(if(device_index = 255, bitShiftLeft(toUInt16(1), toUInt8(toInt8(kind))), toUInt16(0)))
+FROM events
+GROUP BY workspace_id, campaign_id, delivery_created, delivery_id, round
+;
+CREATE TABLE IF NOT EXISTS delivery_failures (
+    workspace_id String,
+    campaign_id UUID,
+    delivery_created DateTime,
+    delivery_id UUID,
+    round UInt16,
+    presend_reason AggregateFunction(minIf, String, UInt8),
+    failed_reason AggregateFunction(argMinIf, String, Tuple(UInt8, String), UInt8)
+) ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(delivery_created)
+ORDER BY (workspace_id, campaign_id, delivery_created, delivery_id, round)
+;
+CREATE MATERIALIZED VIEW IF NOT EXISTS delivery_failures_mv TO delivery_failures AS
+SELECT
+    workspace_id, campaign_id, delivery_created, delivery_id, round,
+    minIfState(reason, toUInt8(kind = 'presend_failed')) AS presend_reason,
+    argMinIfState(reason, tuple(device_index, reason), toUInt8(kind = 'failed' AND device_index < 255)) AS failed_reason
+FROM events
+WHERE kind IN ('failed', 'presend_failed')
+GROUP BY workspace_id, campaign_id, delivery_created, delivery_id, round
+;
+INSERT INTO delivery_failures
+SELECT
+    workspace_id, campaign_id, delivery_created, delivery_id, round,
     minIfState(reason, toUInt8(kind = 'presend_failed')),
     argMinIfState(reason, tuple(device_index, reason), toUInt8(kind = 'failed' AND device_index < 255))
 FROM events
+WHERE kind IN ('failed', 'presend_failed')
 GROUP BY workspace_id, campaign_id, delivery_created, delivery_id, round
 ;
 -- campaign_created: deliveries created per campaign and hour (SummingMergeTree:

@@ -158,6 +158,7 @@ func parseConfig(name string, args []string) (app.Config, *devFlags, error) {
 	dur(&c.SendTimeout, "send-timeout", "HERALD_SEND_TIMEOUT", 10*time.Second, "timeout of one provider request")
 	dur(&c.EventInterval, "event-interval", "HERALD_EVENT_INTERVAL", 50*time.Millisecond, "how often buffered events are inserted into ClickHouse")
 	dur(&c.EventClaimIdle, "event-claim-idle", "HERALD_EVENT_CLAIM_IDLE", 30*time.Second, "idle time after which a dead process's buffered events are taken over")
+	num(&c.BroadcastBatch, "broadcast-batch", "HERALD_BROADCAST_BATCH", 500, "deliveries one broadcast fan-out task creates")
 	var bufMax int
 	num(&bufMax, "event-buffer-max", "HERALD_EVENT_BUFFER_MAX", 1_000_000, "most buffered events before reports get 503")
 	str(&c.APNSHost, "apns-host", "HERALD_APNS_HOST", "", "APNS endpoint (default Apple's production host)")
