@@ -10,9 +10,9 @@ import (
 
 // selectDeliveryAnyWorkspace: params created_at lower and upper bound (the
 // UUIDv7 time ±2 s), id; columns workspace_id, campaign_id, message_id,
-// person_id, audience, token, data, created_us. For the unauthenticated SDK
-// endpoints, which know only the delivery id.
-const selectDeliveryAnyWorkspace = `SELECT workspace_id, campaign_id, message_id, person_id, toString(audience), token, data, created_us
+// person_id, audience, token, data, overrides, created_us. For the
+// unauthenticated SDK endpoints, which know only the delivery id.
+const selectDeliveryAnyWorkspace = `SELECT workspace_id, campaign_id, message_id, person_id, toString(audience), token, data, overrides, created_us
 FROM deliveries FINAL
 WHERE created_at >= ? AND created_at <= ? AND id = ?
 LIMIT 1`
@@ -23,7 +23,7 @@ func (s *Store) FindDelivery(ctx context.Context, id uuid.UUID) (Delivery, error
 	t := DeliveryTime(id)
 	var us uint64
 	err := s.conn.QueryRow(ctx, selectDeliveryAnyWorkspace, t.Add(-2*time.Second), t.Add(2*time.Second), id).
-		Scan(&d.WorkspaceID, &d.CampaignID, &d.MessageID, &d.PersonID, &d.Audience, &d.Token, &d.Data, &us)
+		Scan(&d.WorkspaceID, &d.CampaignID, &d.MessageID, &d.PersonID, &d.Audience, &d.Token, &d.Data, &d.Overrides, &us)
 	if err == nil {
 		d.CreatedAt = time.UnixMicro(int64(us)).UTC()
 	}

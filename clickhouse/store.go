@@ -58,6 +58,17 @@ func (s *Store) WorkspaceByKeyHash(ctx context.Context, hash string) (Workspace,
 	return w, rowErr("workspace", err)
 }
 
+// selectWorkspaceBySiteID: param site_id; columns id, name, key_hash, site_id, created_at.
+const selectWorkspaceBySiteID = `SELECT id, name, key_hash, site_id, created_at FROM workspaces FINAL WHERE site_id = ? LIMIT 1`
+
+// WorkspaceBySiteID finds the workspace of a Track API site id; ErrNotFound
+// when none has it. The caller still checks the API key against KeyHash.
+func (s *Store) WorkspaceBySiteID(ctx context.Context, siteID string) (Workspace, error) {
+	var w Workspace
+	err := s.conn.QueryRow(ctx, selectWorkspaceBySiteID, siteID).Scan(&w.ID, &w.Name, &w.KeyHash, &w.SiteID, &w.CreatedAt)
+	return w, rowErr("workspace", err)
+}
+
 // Person is a customer profile; Attributes is a JSON object.
 type Person struct {
 	WorkspaceID  string
@@ -261,7 +272,10 @@ type Delivery struct {
 	Audience    string // ALL_DEVICES, LAST_USED, CUSTOM_TOKEN
 	Token       string // the CUSTOM_TOKEN target
 	Data        string // JSON object bound as event.* / trigger.*
-	CreatedAt   time.Time
+	// Overrides replaces fields of the message for this delivery (a JSON
+	// object written by jobs.Overrides; '' = none), from POST /v1/send/push.
+	Overrides string
+	CreatedAt time.Time
 }
 
 // DeliveryTime is the creation time encoded in a UUIDv7 delivery id.
@@ -271,18 +285,19 @@ func DeliveryTime(id uuid.UUID) time.Time {
 }
 
 // insertDelivery: params workspace_id, id, campaign_id, message_id,
-// person_id, audience, token, data, created_at, created_us.
-const insertDelivery = `INSERT INTO deliveries (workspace_id, id, campaign_id, message_id, person_id, audience, token, data, created_at, created_us)`
+// person_id, audience, token, data, overrides, created_at, created_us.
+const insertDelivery = `INSERT INTO deliveries (workspace_id, id, campaign_id, message_id, person_id, audience, token, data, overrides, created_at, created_us)`
 
 // CreateDelivery records a delivery.
 func (s *Store) CreateDelivery(ctx context.Context, d Delivery) error {
-	return s.insertOne(ctx, "delivery", insertDelivery, d.WorkspaceID, d.ID, d.CampaignID, d.MessageID, d.PersonID, d.Audience, d.Token, d.Data, d.CreatedAt, micros(d.CreatedAt))
+	return s.insertOne(ctx, "delivery", insertDelivery, d.WorkspaceID, d.ID, d.CampaignID, d.MessageID, d.PersonID, d.Audience, d.Token, d.Data, d.Overrides, d.CreatedAt, micros(d.CreatedAt))
 }
 
 // selectDelivery: params workspace_id, created_at lower and upper bound (the
 // time in the UUIDv7 id, ±2 s, so the primary key prunes), id; columns
-// campaign_id, message_id, person_id, audience, token, data, created_at, created_us.
-const selectDelivery = `SELECT campaign_id, message_id, person_id, toString(audience), token, data, created_at, created_us
+// campaign_id, message_id, person_id, audience, token, data, overrides,
+// created_at, created_us.
+const selectDelivery = `SELECT campaign_id, message_id, person_id, toString(audience), token, data, overrides, created_at, created_us
 FROM deliveries FINAL
 WHERE workspace_id = ? AND created_at >= ? AND created_at <= ? AND id = ?`
 
@@ -292,7 +307,7 @@ func (s *Store) Delivery(ctx context.Context, workspaceID string, id uuid.UUID) 
 	t := DeliveryTime(id)
 	var us uint64
 	err := s.conn.QueryRow(ctx, selectDelivery, workspaceID, t.Add(-2*time.Second), t.Add(2*time.Second), id).
-		Scan(&d.CampaignID, &d.MessageID, &d.PersonID, &d.Audience, &d.Token, &d.Data, &d.CreatedAt, &us)
+		Scan(&d.CampaignID, &d.MessageID, &d.PersonID, &d.Audience, &d.Token, &d.Data, &d.Overrides, &d.CreatedAt, &us)
 	if err == nil {
 		d.CreatedAt = time.UnixMicro(int64(us))
 	}

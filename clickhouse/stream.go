@@ -48,6 +48,9 @@ type StreamOptions struct {
 	// MaxLen is the most events the stream holds, inserted or not; a Write
 	// that would go above it returns ErrBufferFull. Default 1,000,000.
 	MaxLen int64
+	// OnInserted, when set, is called with every batch after it is in
+	// ClickHouse (the live-update publisher uses it). It must not block long.
+	OnInserted func(ctx context.Context, events []Event)
 }
 
 func (o StreamOptions) withDefaults() StreamOptions {
@@ -536,6 +539,9 @@ func (w *StreamWriter) process(ctx context.Context, msgs []redis.XMessage) error
 			return err
 		}
 		w.inserted.Add(uint64(len(events)))
+		if w.opts.OnInserted != nil {
+			w.opts.OnInserted(ctx, events)
+		}
 	}
 	rctx, cancel := context.WithTimeout(ctx, redisTimeout)
 	defer cancel()

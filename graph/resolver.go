@@ -7,6 +7,8 @@ import (
 	"context"
 	"log/slog"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/heraldpush/herald/clickhouse"
 	"github.com/heraldpush/herald/jobs"
 	"github.com/heraldpush/herald/render"
@@ -21,7 +23,9 @@ type Resolver struct {
 	Events jobs.EventWriter
 	// Targets caches which tokens each delivery targeted (may be nil).
 	Targets *jobs.TargetCache
-	Logger  *slog.Logger
+	// Redis carries live updates (pub/sub) for subscriptions.
+	Redis  redis.UniversalClient
+	Logger *slog.Logger
 }
 
 type workspaceKey struct{}

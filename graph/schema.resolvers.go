@@ -16,7 +16,6 @@ import (
 	"github.com/heraldpush/herald/domain"
 	"github.com/heraldpush/herald/graph/generated"
 	"github.com/heraldpush/herald/graph/model"
-	"github.com/heraldpush/herald/jobs"
 	"github.com/heraldpush/herald/providers"
 )
 
@@ -262,45 +261,12 @@ func (r *mutationResolver) SendPush(ctx context.Context, input model.SendPushInp
 	if err != nil {
 		return nil, err
 	}
-	msgID, err := parseID("input.messageId", input.MessageID)
-	if err != nil {
-		return nil, err
-	}
-	if err := validPersonID("input.personId", input.PersonID); err != nil {
-		return nil, err
-	}
-	audience := model.AudienceAllDevices
+	req := SendRequest{Workspace: ws, MessageID: input.MessageID, PersonID: input.PersonID, Token: strOr(input.Token), Data: input.Data}
 	if input.Audience != nil {
-		audience = *input.Audience
+		req.Audience = *input.Audience
 	}
-	token := strOr(input.Token)
-	if audience == model.AudienceCustomToken && token == "" {
-		return nil, badInput("input.token", "CUSTOM_TOKEN needs a token")
-	}
-	if audience != model.AudienceCustomToken && token != "" {
-		return nil, badInput("input.token", "a token is only used with audience CUSTOM_TOKEN")
-	}
-	data, err := encodeJSON("input.data", input.Data)
+	d, err := r.Send(ctx, req)
 	if err != nil {
-		return nil, err
-	}
-	msg, err := r.Store.Message(ctx, ws, msgID)
-	if errors.Is(err, clickhouse.ErrNotFound) {
-		return nil, badInput("input.messageId", "no push message with id %s", input.MessageID)
-	}
-	if err != nil {
-		return nil, err
-	}
-	id, err := uuid.NewV7()
-	if err != nil {
-		return nil, err
-	}
-	d := clickhouse.Delivery{WorkspaceID: ws, ID: id, CampaignID: msg.CampaignID, MessageID: msg.ID, PersonID: input.PersonID,
-		Audience: string(audience), Token: token, Data: data, CreatedAt: clickhouse.DeliveryTime(id).UTC()}
-	if err := r.Store.CreateDelivery(ctx, d); err != nil {
-		return nil, err
-	}
-	if err := r.Queue.Deliver(ctx, jobs.DeliverPayload{WorkspaceID: ws, DeliveryID: id.String()}); err != nil {
 		return nil, err
 	}
 	return deliveryModel(d, clickhouse.DeliveryStatus{Status: string(domain.DeliveryAttempted)}), nil
@@ -460,6 +426,16 @@ func (r *queryResolver) Broadcast(ctx context.Context, id string) (*model.Broadc
 	return r.broadcastByID(ctx, id)
 }
 
+// DeliveryUpdated is the resolver for the deliveryUpdated field.
+func (r *subscriptionResolver) DeliveryUpdated(ctx context.Context, id string) (<-chan *model.Delivery, error) {
+	return r.deliveryUpdated(ctx, id)
+}
+
+// CampaignOverviewUpdated is the resolver for the campaignOverviewUpdated field.
+func (r *subscriptionResolver) CampaignOverviewUpdated(ctx context.Context, campaignID string) (<-chan *model.CampaignOverview, error) {
+	return r.campaignOverviewUpdated(ctx, campaignID)
+}
+
 // Broadcast returns generated.BroadcastResolver implementation.
 func (r *Resolver) Broadcast() generated.BroadcastResolver { return &broadcastResolver{r} }
 
@@ -484,13 +460,17 @@ func (r *Resolver) PushMessage() generated.PushMessageResolver { return &pushMes
 // Query returns generated.QueryResolver implementation.
 func (r *Resolver) Query() generated.QueryResolver { return &queryResolver{r} }
 
+// Subscription returns generated.SubscriptionResolver implementation.
+func (r *Resolver) Subscription() generated.SubscriptionResolver { return &subscriptionResolver{r} }
+
 type (
-	broadcastResolver   struct{ *Resolver }
-	campaignResolver    struct{ *Resolver }
-	deliveryResolver    struct{ *Resolver }
-	deliveryLogResolver struct{ *Resolver }
-	mutationResolver    struct{ *Resolver }
-	personResolver      struct{ *Resolver }
-	pushMessageResolver struct{ *Resolver }
-	queryResolver       struct{ *Resolver }
+	broadcastResolver    struct{ *Resolver }
+	campaignResolver     struct{ *Resolver }
+	deliveryResolver     struct{ *Resolver }
+	deliveryLogResolver  struct{ *Resolver }
+	mutationResolver     struct{ *Resolver }
+	personResolver       struct{ *Resolver }
+	pushMessageResolver  struct{ *Resolver }
+	queryResolver        struct{ *Resolver }
+	subscriptionResolver struct{ *Resolver }
 )

@@ -253,7 +253,8 @@ func (w *Worker) makePlan(ctx context.Context, d clickhouse.Delivery) (plan, err
 	return pl, nil
 }
 
-// renderPush renders the message's Liquid fields for the person.
+// renderPush renders the message's Liquid fields, with the delivery's
+// overrides applied, for the person.
 func (w *Worker) renderPush(d clickhouse.Delivery, person clickhouse.Person, m clickhouse.Message) (providers.Push, error) {
 	customer := map[string]any{}
 	if person.Attributes != "" {
@@ -272,6 +273,13 @@ func (w *Worker) renderPush(d clickhouse.Delivery, person clickhouse.Person, m c
 	}
 	fields, custom, err := MessageFields(m)
 	if err != nil {
+		return providers.Push{}, err
+	}
+	overrides, err := DecodeOverrides(d.Overrides)
+	if err != nil {
+		return providers.Push{}, err
+	}
+	if err := overrides.Apply(fields, custom); err != nil {
 		return providers.Push{}, err
 	}
 	out, err := w.render.Render(fields, customer, data)

@@ -139,9 +139,17 @@ func (e *Engine) Render(fields map[string]string, customer map[string]any, data 
 }
 
 // parse parses the rewritten template src of the field name.
-func (e *Engine) parse(name, src string) (*liquid.Template, error) {
+func (e *Engine) parse(name, src string) (tpl *liquid.Template, err error) {
+	// osteele/liquid v1.6.0 panics on some input (an integer literal out of
+	// range, found by FuzzRender): a template that crashes the parser is a
+	// syntax error of that field.
+	defer func() {
+		if p := recover(); p != nil {
+			tpl, err = nil, &FieldError{Field: name, Err: syntaxError{fmt.Errorf("Liquid syntax error: %v", p)}}
+		}
+	}()
 	rewritten, _ := rewrite(src)
-	tpl, err := e.liquid.ParseString(rewritten)
+	tpl, err = e.liquid.ParseString(rewritten)
 	if err == nil {
 		return tpl, nil
 	}

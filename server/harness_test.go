@@ -29,11 +29,11 @@ import (
 // env is one running Herald: API over real HTTP, worker, simulators, and its
 // own ClickHouse database and Redis DB.
 type env struct {
-	t     *testing.T
-	app   *app.App
-	http  *httptest.Server
-	apns  *apnssim.Server
-	fcm   *fcmsim.Server
+	t      *testing.T
+	app    *app.App
+	http   *httptest.Server
+	apns   *apnssim.Server
+	fcm    *fcmsim.Server
 	inspc  *asynq.Inspector
 	cfg    app.Config
 	worker *asynq.Server

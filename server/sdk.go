@@ -26,58 +26,85 @@ type sdkHandler struct {
 	logger   *slog.Logger
 }
 
-// pushEventBody is POST /push/events and /api/v1/push/events.
-type pushEventBody struct {
-	DeliveryID string          `json:"delivery_id"`
-	Event      string          `json:"event"`
-	DeviceID   string          `json:"device_id"`
-	Timestamp  json.RawMessage `json:"timestamp"`
-}
-
-// metricsBody is POST /api/v1/metrics.
-type metricsBody struct {
-	DeliveryID string          `json:"delivery_id"`
-	Metric     string          `json:"metric"`
-	Recipient  string          `json:"recipient"`
-	Timestamp  json.RawMessage `json:"timestamp"`
-}
-
 func (h *sdkHandler) pushEvents(w http.ResponseWriter, r *http.Request) {
-	var b pushEventBody
-	if !decodeBody(w, r, &b) {
-		return
-	}
-	h.report(w, r, b.DeliveryID, b.Event, "event", b.DeviceID, "device_id", b.Timestamp)
+	h.serve(w, r, pushEventsFormat)
 }
 
 func (h *sdkHandler) metrics(w http.ResponseWriter, r *http.Request) {
-	var b metricsBody
-	if !decodeBody(w, r, &b) {
-		return
-	}
-	h.report(w, r, b.DeliveryID, b.Metric, "metric", b.Recipient, "recipient", b.Timestamp)
+	h.serve(w, r, metricsFormat)
 }
 
-func (h *sdkHandler) report(w http.ResponseWriter, r *http.Request, deliveryID, event, eventField, token, tokenField string, ts json.RawMessage) {
-	if deliveryID == "" {
-		writeError(w, http.StatusBadRequest, "delivery_id is required")
-		return
+// reportFormat names the fields of one of the report endpoints' bodies.
+type reportFormat int
+
+const (
+	pushEventsFormat reportFormat = iota // {"delivery_id","event","device_id","timestamp"}
+	metricsFormat                        // {"delivery_id","metric","recipient","timestamp"}
+)
+
+// reportError is a 400 with the message to show.
+type reportError string
+
+func (e reportError) Error() string { return string(e) }
+
+// parseReport checks a report body and returns what it reports. It is pure
+// (no I/O), so it is fuzzed on its own: it never panics, and what it
+// accepts has a delivery id, a known metric, a token and a sane time.
+func parseReport(raw []byte, f reportFormat) (graph.MetricReport, error) {
+	var body struct {
+		DeliveryID string          `json:"delivery_id"`
+		Event      string          `json:"event"`
+		Metric     string          `json:"metric"`
+		DeviceID   string          `json:"device_id"`
+		Recipient  string          `json:"recipient"`
+		Timestamp  json.RawMessage `json:"timestamp"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if err := dec.Decode(&body); err != nil {
+		return graph.MetricReport{}, reportError("body is not a valid JSON object: " + err.Error())
+	}
+	if dec.More() {
+		return graph.MetricReport{}, reportError("body has data after the JSON object")
+	}
+	event, eventField, token, tokenField := body.Event, "event", body.DeviceID, "device_id"
+	if f == metricsFormat {
+		event, eventField, token, tokenField = body.Metric, "metric", body.Recipient, "recipient"
+	}
+	if body.DeliveryID == "" {
+		return graph.MetricReport{}, reportError("delivery_id is required")
 	}
 	if token == "" {
-		writeError(w, http.StatusBadRequest, tokenField+" is required (the device token the push was sent to)")
-		return
+		return graph.MetricReport{}, reportError(tokenField + " is required (the device token the push was sent to)")
+	}
+	if len(token) > maxTokenLen || len(body.DeliveryID) > maxTokenLen {
+		return graph.MetricReport{}, reportError(fmt.Sprintf("delivery_id and %s are at most %d characters", tokenField, maxTokenLen))
 	}
 	metric, err := domain.ParseMetric(event)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, eventField+": "+err.Error())
-		return
+		return graph.MetricReport{}, reportError(eventField + ": " + err.Error())
 	}
-	at, err := parseUnixSeconds(ts)
+	at, err := parseUnixSeconds(body.Timestamp)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "timestamp: "+err.Error())
+		return graph.MetricReport{}, reportError("timestamp: " + err.Error())
+	}
+	return graph.MetricReport{DeliveryID: body.DeliveryID, Metric: metric, Token: token, At: at}, nil
+}
+
+// maxTokenLen bounds ids and tokens in reports (FCM tokens are the longest).
+const maxTokenLen = 4096
+
+func (h *sdkHandler) serve(w http.ResponseWriter, r *http.Request, f reportFormat) {
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxReportBytes))
+	if err != nil {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", maxReportBytes))
 		return
 	}
-	err = h.resolver.ReportMetric(r.Context(), graph.MetricReport{DeliveryID: deliveryID, Metric: metric, Token: token, At: at})
+	m, err := parseReport(raw, f)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	err = h.resolver.ReportMetric(r.Context(), m)
 	var in *graph.InputError
 	var nf *graph.NotFoundError
 	switch {

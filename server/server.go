@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	coderws "github.com/coder/websocket"
+
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
@@ -36,6 +38,9 @@ type Options struct {
 	Dev bool
 	// Health reports whether the services Herald needs answer.
 	Health func(ctx context.Context) error
+	// WebsocketOrigins are the host patterns of other origins allowed to
+	// open subscriptions (same-origin and origin-less clients always are).
+	WebsocketOrigins []string
 	// Stats reports the event writer's buffer, for /metrics.
 	Stats func(ctx context.Context) (clickhouse.StreamStats, error)
 }
@@ -43,6 +48,41 @@ type Options struct {
 // New returns Herald's HTTP handler.
 func New(o Options) http.Handler {
 	gql := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: o.Resolver}))
+	auth := &authenticator{store: o.Store, cache: map[string]cached{}}
+	// Subscriptions: graphql-transport-ws and the legacy graphql-ws, the
+	// key in connection_init's payload ({"Authorization": "Bearer <key>"}).
+	gql.AddTransport(transport.Websocket{
+		KeepAlivePingInterval: 10 * time.Second,
+		InitTimeout:           10 * time.Second,
+		Implementation: transport.CoderWebsocketImplementation{AcceptOptions: coderws.AcceptOptions{
+			OriginPatterns: o.WebsocketOrigins,
+		}},
+		InitFunc: func(ctx context.Context, p transport.InitPayload) (context.Context, *transport.InitPayload, error) {
+			key := p.Authorization()
+			if key == "" {
+				key = p.GetString("authorization")
+			}
+			if key == "" {
+				key = p.GetString("apiKey")
+			}
+			key = strings.TrimSpace(strings.TrimPrefix(key, "Bearer "))
+			// 4403 Forbidden: graphql-transport-ws's close code for a refused
+			// connection_init; clients do not retry it.
+			refuse := func() (context.Context, *transport.InitPayload, error) {
+				ctx = transport.WithWebsocketCloseCode(ctx, 4403)
+				ctx = transport.AppendCloseReason(ctx, "Forbidden: missing or invalid API key")
+				return ctx, nil, graph.ErrUnauthenticated
+			}
+			if key == "" {
+				return refuse()
+			}
+			ws, err := auth.workspace(ctx, key)
+			if err != nil {
+				return refuse()
+			}
+			return graph.WithWorkspace(ctx, ws), nil, nil
+		},
+	})
 	gql.AddTransport(transport.Options{})
 	gql.AddTransport(transport.GET{})
 	gql.AddTransport(transport.POST{})
@@ -51,8 +91,6 @@ func New(o Options) http.Handler {
 	if o.Dev {
 		gql.Use(extension.Introspection{})
 	}
-	auth := &authenticator{store: o.Store, cache: map[string]cached{}}
-
 	sdk := &sdkHandler{resolver: o.Resolver, logger: o.Logger.With("component", "sdk")}
 
 	mux := http.NewServeMux()
@@ -60,6 +98,7 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("POST /push/events", sdk.pushEvents)
 	mux.HandleFunc("POST /api/v1/push/events", sdk.pushEvents)
 	mux.HandleFunc("POST /api/v1/metrics", sdk.metrics)
+	registerTrack(mux, o)
 	if o.Dev {
 		mux.Handle("/{$}", playground.Handler("Herald", "/graphql"))
 	}

@@ -235,6 +235,9 @@ type SendPushInput struct {
 	Data map[string]any `json:"data,omitempty"`
 }
 
+type Subscription struct {
+}
+
 type TrackEventInput struct {
 	PersonID string         `json:"personId"`
 	Name     string         `json:"name"`

@@ -153,7 +153,8 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*App, error) {
 	// the insert succeeded.
 	events, err := clickhouse.NewStreamWriter(rdb, ch, clickhouse.StreamOptions{
 		Stream: "herald:events:" + cfg.ClickHouseDatabase, Interval: cfg.EventInterval, MaxLen: cfg.EventBufferMax,
-		ClaimIdle: cfg.EventClaimIdle,
+		ClaimIdle:  cfg.EventClaimIdle,
+		OnInserted: jobs.PublishChanges(rdb, logger.With("component", "changes")),
 	}, logger.With("component", "events"))
 	if err != nil {
 		ch.Close()
@@ -179,7 +180,7 @@ func (a *App) Close() {
 // Handler is the HTTP API.
 func (a *App) Handler() http.Handler {
 	return server.New(server.Options{
-		Resolver: &graph.Resolver{Store: a.Store, Queue: jobs.NewQueue(a.Asynq, a.Redis), Render: render.New(), Events: a.Events, Targets: jobs.NewTargetCache(a.Redis, 0), Logger: a.Logger.With("component", "graph")},
+		Resolver: &graph.Resolver{Store: a.Store, Queue: jobs.NewQueue(a.Asynq, a.Redis), Render: render.New(), Events: a.Events, Targets: jobs.NewTargetCache(a.Redis, 0), Redis: a.Redis, Logger: a.Logger.With("component", "graph")},
 		Store:    a.Store,
 		Logger:   a.Logger.With("component", "server"),
 		Dev:      a.Cfg.Dev,

@@ -1,0 +1,123 @@
+package graph
+
+import (
+	"context"
+	"errors"
+
+	"github.com/google/uuid"
+
+	"github.com/heraldpush/herald/clickhouse"
+	"github.com/heraldpush/herald/graph/model"
+	"github.com/heraldpush/herald/jobs"
+	"github.com/heraldpush/herald/render"
+)
+
+// SendRequest is one message to one person: GraphQL sendPush and the REST
+// transactional send (POST /v1/send/push) both make one.
+type SendRequest struct {
+	Workspace string
+	MessageID string
+	PersonID  string
+	Audience  model.Audience // "" = ALL_DEVICES
+	Token     string         // the CUSTOM_TOKEN target
+	// Data is bound as event.* and trigger.* in the templates.
+	Data map[string]any
+	// Overrides replace the message's fields (REST only). Their Liquid is
+	// checked here; an error names the field as "overrides.<title|body|…>".
+	Overrides jobs.Overrides
+}
+
+// ErrMessageNotFound is wrapped by Send's error for an unknown message id (a
+// BAD_USER_INPUT on input.messageId in GraphQL; REST answers 404).
+var ErrMessageNotFound = errors.New("push message not found")
+
+// messageNotFound is bad input on field that also matches ErrMessageNotFound.
+type messageNotFound struct{ *InputError }
+
+func (e messageNotFound) Unwrap() []error { return []error{e.InputError, ErrMessageNotFound} }
+
+// Send validates a send, records the delivery and queues its deliver task;
+// the worker then renders, checks and sends (README "How a push is sent").
+// Input errors are *InputError with GraphQL's field names (input.messageId,
+// input.personId, input.token, input.data).
+func (r *Resolver) Send(ctx context.Context, req SendRequest) (clickhouse.Delivery, error) {
+	ws := req.Workspace
+	msgID, err := parseID("input.messageId", req.MessageID)
+	if err != nil {
+		return clickhouse.Delivery{}, err
+	}
+	if err := validPersonID("input.personId", req.PersonID); err != nil {
+		return clickhouse.Delivery{}, err
+	}
+	audience := req.Audience
+	if audience == "" {
+		audience = model.AudienceAllDevices
+	}
+	if !audience.IsValid() {
+		return clickhouse.Delivery{}, badInput("input.audience", "unknown audience %q", audience)
+	}
+	if audience == model.AudienceCustomToken && req.Token == "" {
+		return clickhouse.Delivery{}, badInput("input.token", "CUSTOM_TOKEN needs a token")
+	}
+	if audience != model.AudienceCustomToken && req.Token != "" {
+		return clickhouse.Delivery{}, badInput("input.token", "a token is only used with audience CUSTOM_TOKEN")
+	}
+	data, err := encodeJSON("input.data", req.Data)
+	if err != nil {
+		return clickhouse.Delivery{}, err
+	}
+	overrides, err := r.checkOverrides(req.Overrides)
+	if err != nil {
+		return clickhouse.Delivery{}, err
+	}
+	msg, err := r.Store.Message(ctx, ws, msgID)
+	if errors.Is(err, clickhouse.ErrNotFound) {
+		return clickhouse.Delivery{}, messageNotFound{&InputError{Field: "input.messageId", Message: "no push message with id " + req.MessageID}}
+	}
+	if err != nil {
+		return clickhouse.Delivery{}, err
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return clickhouse.Delivery{}, err
+	}
+	d := clickhouse.Delivery{WorkspaceID: ws, ID: id, CampaignID: msg.CampaignID, MessageID: msg.ID, PersonID: req.PersonID,
+		Audience: string(audience), Token: req.Token, Data: data, Overrides: overrides, CreatedAt: clickhouse.DeliveryTime(id).UTC()}
+	if err := r.Store.CreateDelivery(ctx, d); err != nil {
+		return clickhouse.Delivery{}, err
+	}
+	if err := r.Queue.Deliver(ctx, jobs.DeliverPayload{WorkspaceID: ws, DeliveryID: id.String()}); err != nil {
+		return clickhouse.Delivery{}, err
+	}
+	return d, nil
+}
+
+// checkOverrides parses every overriding template and returns the overrides
+// as stored ("" when none).
+func (r *Resolver) checkOverrides(o jobs.Overrides) (string, error) {
+	if o.IsZero() {
+		return "", nil
+	}
+	fields, custom := map[string]string{}, map[string]string{}
+	if err := o.Apply(fields, custom); err != nil {
+		return "", badInput("overrides.data", "%v", err)
+	}
+	if err := r.Render.Check(fields); err != nil {
+		var fe *render.FieldError
+		if errors.As(err, &fe) {
+			return "", badInput("overrides."+fe.Field, "%v", fe.Err)
+		}
+		return "", badInput("overrides", "%v", err)
+	}
+	s, err := o.Encode()
+	if err != nil {
+		return "", badInput("overrides", "%v", err)
+	}
+	return s, nil
+}
+
+// WorkspaceOf returns the workspace WithWorkspace put in ctx ("" when none).
+func WorkspaceOf(ctx context.Context) string {
+	id, _ := workspace(ctx)
+	return id
+}

@@ -1,0 +1,208 @@
+package graph
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/heraldpush/herald/clickhouse"
+	"github.com/heraldpush/herald/graph/model"
+	"github.com/heraldpush/herald/jobs"
+)
+
+// Subscriptions send the current value first, then every change. A change
+// is announced on Redis pub/sub (jobs.PublishChanges) after its events are
+// in ClickHouse; the subscriber then re-reads the value and sends it if it
+// differs from the last one sent. A slow re-check (recheckEvery) covers a
+// lost announcement.
+const (
+	recheckEvery = 5 * time.Second
+	// campaignEvery is the least time between two overview updates: a
+	// broadcast to a million people must not flood the clients.
+	campaignEvery = 400 * time.Millisecond
+)
+
+// subscribe opens a Redis subscription and waits until Redis confirms it,
+// so no change between this call and the first read is missed.
+func (r *Resolver) subscribe(ctx context.Context, channel string) (*redis.PubSub, error) {
+	sub := r.Redis.Subscribe(ctx, channel)
+	if _, err := sub.Receive(ctx); err != nil {
+		sub.Close()
+		return nil, err
+	}
+	return sub, nil
+}
+
+func (r *Resolver) deliveryUpdated(ctx context.Context, id string) (<-chan *model.Delivery, error) {
+	if _, err := workspace(ctx); err != nil {
+		return nil, err
+	}
+	if _, err := parseID("id", id); err != nil {
+		return nil, err
+	}
+	q := &queryResolver{r}
+	first, err := q.Delivery(ctx, id) // NOT_FOUND for another workspace's delivery
+	if err != nil {
+		return nil, err
+	}
+	sub, err := r.subscribe(ctx, jobs.DeliveryChannel(id))
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan *model.Delivery, 1)
+	go func() {
+		defer close(out)
+		defer sub.Close()
+		// Re-read after subscribing: a change may have landed in between.
+		cur, err := q.Delivery(ctx, id)
+		if err != nil {
+			cur = first
+		}
+		last := fingerprint(cur)
+		select {
+		case out <- cur:
+		case <-ctx.Done():
+			return
+		}
+		msgs := sub.Channel()
+		tick := time.NewTicker(recheckEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case _, ok := <-msgs:
+				if !ok {
+					return
+				}
+				drain(msgs)
+			case <-tick.C:
+			}
+			d, err := q.Delivery(ctx, id)
+			if err != nil {
+				if ctx.Err() == nil {
+					r.Logger.Warn("deliveryUpdated: re-read failed", "delivery", id, "err", err)
+				}
+				continue
+			}
+			if fp := fingerprint(d); fp != last {
+				last = fp
+				select {
+				case out <- d:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out, nil
+}
+
+func (r *Resolver) campaignOverviewUpdated(ctx context.Context, campaignID string) (<-chan *model.CampaignOverview, error) {
+	ws, err := workspace(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cid, err := parseID("campaignId", campaignID)
+	if err != nil {
+		return nil, err
+	}
+	c, err := r.Store.Campaign(ctx, ws, cid)
+	if errors.Is(err, clickhouse.ErrNotFound) {
+		return nil, notFound("campaign", campaignID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	camp := campaignModel(c)
+	read := func() (*model.CampaignOverview, error) { return r.overview(ctx, camp, nil, nil, nil) }
+	sub, err := r.subscribe(ctx, jobs.CampaignChannel(campaignID))
+	if err != nil {
+		return nil, err
+	}
+	first, err := read()
+	if err != nil {
+		sub.Close()
+		return nil, err
+	}
+	out := make(chan *model.CampaignOverview, 1)
+	go func() {
+		defer close(out)
+		defer sub.Close()
+		last := overviewFingerprint(first)
+		select {
+		case out <- first:
+		case <-ctx.Done():
+			return
+		}
+		msgs := sub.Channel()
+		tick := time.NewTicker(recheckEvery)
+		defer tick.Stop()
+		var lastSent time.Time
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case _, ok := <-msgs:
+				if !ok {
+					return
+				}
+			case <-tick.C:
+			}
+			// Coalesce: wait out the minimum gap, folding every
+			// announcement that arrives meanwhile into one read.
+			if wait := campaignEvery - time.Since(lastSent); wait > 0 {
+				timer := time.NewTimer(wait)
+				select {
+				case <-ctx.Done():
+					timer.Stop()
+					return
+				case <-timer.C:
+				}
+			}
+			drain(msgs)
+			o, err := read()
+			if err != nil {
+				if ctx.Err() == nil {
+					r.Logger.Warn("campaignOverviewUpdated: re-read failed", "campaign", campaignID, "err", err)
+				}
+				continue
+			}
+			if fp := overviewFingerprint(o); fp != last {
+				last, lastSent = fp, time.Now()
+				select {
+				case out <- o:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out, nil
+}
+
+// drain discards announcements already queued: one re-read answers them all.
+func drain(msgs <-chan *redis.Message) {
+	for {
+		select {
+		case <-msgs:
+		default:
+			return
+		}
+	}
+}
+
+func fingerprint(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// overviewFingerprint ignores the range's end (it moves with the clock).
+func overviewFingerprint(o *model.CampaignOverview) string {
+	c := *o
+	c.To = time.Time{}
+	return fingerprint(c)
+}

@@ -1,0 +1,474 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/heraldpush/herald/clickhouse"
+	"github.com/heraldpush/herald/graph"
+	"github.com/heraldpush/herald/graph/model"
+	"github.com/heraldpush/herald/jobs"
+)
+
+// maxTrackBytes bounds a Track or send request's body. Customer.io allows
+// 32 KB of attributes per call; 64 KB leaves room for JSON overhead.
+const maxTrackBytes = 64 << 10
+
+// trackHandler serves Customer.io's Track API (HTTP Basic auth: site id and
+// API key) and its transactional push API (Bearer API key), with
+// Customer.io's error shape {"meta":{"error":"…"}}:
+// https://docs.customer.io/integrations/api/track/ and
+// https://docs.customer.io/integrations/api/app/tag/send-messages/sendPush/
+type trackHandler struct {
+	resolver *graph.Resolver
+	store    *clickhouse.Store
+	bearer   *authenticator
+	logger   *slog.Logger
+
+	mu    sync.Mutex
+	sites map[string]cached // by HashKey(site id + ":" + key): hits only
+}
+
+// registerTrack adds the Track API and the transactional send to mux.
+func registerTrack(mux *http.ServeMux, o Options) {
+	h := &trackHandler{resolver: o.Resolver, store: o.Store, logger: o.Logger.With("component", "track"),
+		bearer: &authenticator{store: o.Store, cache: map[string]cached{}}, sites: map[string]cached{}}
+	mux.HandleFunc("PUT /api/v1/customers/{id}", h.basic(h.identify))
+	mux.HandleFunc("PUT /api/v1/customers/{id}/devices", h.basic(h.addDevice))
+	mux.HandleFunc("DELETE /api/v1/customers/{id}/devices/{token}", h.basic(h.deleteDevice))
+	mux.HandleFunc("POST /api/v1/customers/{id}/events", h.basic(h.event))
+	mux.HandleFunc("POST /v1/send/push", h.sendPush)
+}
+
+// writeMeta is how errors leave the Customer.io-compatible Track and send
+// endpoints: Customer.io's {"meta":{"error": message}}.
+func writeMeta(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]any{"meta": map[string]string{"error": msg}})
+}
+
+// basic authenticates HTTP Basic site id : API key; both must belong to one
+// workspace. The workspace goes into the context as GraphQL's Bearer does.
+func (h *trackHandler) basic(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		unauthorized := func(msg string) {
+			w.Header().Set("WWW-Authenticate", `Basic realm="herald"`)
+			writeMeta(w, http.StatusUnauthorized, msg)
+		}
+		site, key, ok := r.BasicAuth()
+		if !ok || site == "" || key == "" {
+			unauthorized("missing credentials: use HTTP Basic auth with your site id as the username and your API key as the password")
+			return
+		}
+		ws, err := h.siteWorkspace(r.Context(), site, key)
+		switch {
+		case err == nil:
+			next(w, r.WithContext(graph.WithWorkspace(r.Context(), ws)))
+		case errors.Is(err, clickhouse.ErrNotFound):
+			unauthorized("unauthorized: the site id and API key do not match a workspace")
+		default:
+			h.logger.ErrorContext(r.Context(), "track auth failed", "err", err)
+			writeMeta(w, http.StatusServiceUnavailable, "cannot check the credentials now; retry later")
+		}
+	}
+}
+
+// siteWorkspace returns the workspace whose site id is site and whose API
+// key is key; clickhouse.ErrNotFound when there is none.
+func (h *trackHandler) siteWorkspace(ctx context.Context, site, key string) (string, error) {
+	ck := HashKey(site + ":" + key)
+	h.mu.Lock()
+	c, ok := h.sites[ck]
+	h.mu.Unlock()
+	if ok && time.Now().Before(c.until) {
+		return c.workspace, nil
+	}
+	w, err := h.store.WorkspaceBySiteID(ctx, site)
+	if err != nil {
+		return "", err
+	}
+	if subtle.ConstantTimeCompare([]byte(w.KeyHash), []byte(HashKey(key))) != 1 {
+		return "", clickhouse.ErrNotFound
+	}
+	h.mu.Lock()
+	if len(h.sites) > 10000 {
+		h.sites = map[string]cached{}
+	}
+	h.sites[ck] = cached{w.ID, time.Now().Add(authCacheTTL)}
+	h.mu.Unlock()
+	return w.ID, nil
+}
+
+// decodeTrack reads one JSON value into v; on failure it answers 413 or 400
+// (naming the field of a wrongly typed value) and returns false.
+func decodeTrack(w http.ResponseWriter, r *http.Request, v any) bool {
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxTrackBytes))
+	if err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			writeMeta(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", maxTrackBytes))
+		} else {
+			writeMeta(w, http.StatusBadRequest, "cannot read the body: "+err.Error())
+		}
+		return false
+	}
+	if len(bytes.TrimSpace(raw)) == 0 {
+		writeMeta(w, http.StatusBadRequest, "body is empty: send a JSON object")
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &te) && te.Field != "":
+			writeMeta(w, http.StatusBadRequest, fmt.Sprintf("%s: must be %s, got %s", te.Field, jsonKind(te.Type.Kind().String()), te.Value))
+		case errors.As(err, &te):
+			writeMeta(w, http.StatusBadRequest, "body must be a JSON object, got "+te.Value)
+		default:
+			writeMeta(w, http.StatusBadRequest, "body is not valid JSON: "+err.Error())
+		}
+		return false
+	}
+	if dec.More() {
+		writeMeta(w, http.StatusBadRequest, "body has data after the JSON object")
+		return false
+	}
+	return true
+}
+
+// jsonKind names a Go kind as a JSON type.
+func jsonKind(kind string) string {
+	switch kind {
+	case "string":
+		return "a string"
+	case "bool":
+		return "true or false"
+	case "map", "struct":
+		return "an object"
+	case "slice", "array":
+		return "an array"
+	case "int", "int64", "float64", "uint16":
+		return "a number"
+	}
+	return kind
+}
+
+// fail answers a resolver error: bad input 400 (the field renamed to the
+// REST body's name by fields), not found 404, a full event buffer 503, and
+// anything else 500 (logged, not shown).
+func (h *trackHandler) fail(w http.ResponseWriter, r *http.Request, err error, fields map[string]string) {
+	var in *graph.InputError
+	var nf *graph.NotFoundError
+	switch {
+	case errors.As(err, &in):
+		field := in.Field
+		if f, ok := fields[field]; ok {
+			field = f
+		} else if rest, ok := strings.CutPrefix(field, "overrides.data."); ok {
+			field = "custom_data." + rest
+		}
+		writeMeta(w, http.StatusBadRequest, field+": "+in.Message)
+	case errors.As(err, &nf):
+		writeMeta(w, http.StatusNotFound, nf.Error())
+	case errors.Is(err, graph.ErrUnauthenticated):
+		writeMeta(w, http.StatusUnauthorized, err.Error())
+	case isOverloaded(err):
+		w.Header().Set("Retry-After", "1")
+		writeMeta(w, http.StatusServiceUnavailable, "Herald is catching up; retry after 1 second")
+	default:
+		h.logger.ErrorContext(r.Context(), "track request failed", "path", r.URL.Path, "err", err)
+		writeMeta(w, http.StatusInternalServerError, "internal error; retry later")
+	}
+}
+
+// identify is PUT /api/v1/customers/{id}: the body's top-level keys are the
+// person's attributes, merged into the stored ones (null removes a key);
+// "unsubscribed" sets the flag; "_update": true only updates an existing
+// person. The person is created when new.
+func (h *trackHandler) identify(w http.ResponseWriter, r *http.Request) {
+	var body map[string]any
+	if !decodeTrack(w, r, &body) {
+		return
+	}
+	if body == nil {
+		writeMeta(w, http.StatusBadRequest, "body must be a JSON object of attributes")
+		return
+	}
+	id := r.PathValue("id")
+	in := model.IdentifyPersonInput{ID: id, Attributes: map[string]any{}}
+	for k, v := range body {
+		switch k {
+		case "unsubscribed":
+			if v == nil {
+				continue
+			}
+			b, ok := v.(bool)
+			if !ok {
+				writeMeta(w, http.StatusBadRequest, fmt.Sprintf("unsubscribed: must be true or false, got %v", v))
+				return
+			}
+			in.Unsubscribed = &b
+		case "id":
+			if s, ok := v.(string); !ok || s != id {
+				writeMeta(w, http.StatusBadRequest, "id: differs from the identifier in the path; changing a customer's id is not supported")
+				return
+			}
+		case "_update":
+		default:
+			in.Attributes[k] = v
+		}
+	}
+	if update, _ := body["_update"].(bool); update {
+		if _, err := h.store.Person(r.Context(), mustWorkspace(r), id); errors.Is(err, clickhouse.ErrNotFound) {
+			writeJSON(w, http.StatusOK, map[string]any{}) // as Customer.io: no person is created
+			return
+		} else if err != nil {
+			h.fail(w, r, err, nil)
+			return
+		}
+	}
+	if _, err := h.resolver.Mutation().IdentifyPerson(r.Context(), in); err != nil {
+		h.fail(w, r, err, map[string]string{"input.id": "identifier", "input.attributes": "body"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{})
+}
+
+// mustWorkspace is the workspace basic put in the context.
+func mustWorkspace(r *http.Request) string {
+	return graph.WorkspaceOf(r.Context())
+}
+
+// deviceBody is PUT /api/v1/customers/{id}/devices.
+type deviceBody struct {
+	Device *struct {
+		ID         *string         `json:"id"`
+		Platform   *string         `json:"platform"`
+		LastUsed   json.RawMessage `json:"last_used"`
+		Attributes map[string]any  `json:"attributes"`
+	} `json:"device"`
+}
+
+// addDevice is PUT /api/v1/customers/{id}/devices: adds or updates a device
+// (registering a token again clears its bounced/suppressed state); the
+// person is created when new, as Customer.io does.
+func (h *trackHandler) addDevice(w http.ResponseWriter, r *http.Request) {
+	var b deviceBody
+	if !decodeTrack(w, r, &b) {
+		return
+	}
+	switch {
+	case b.Device == nil:
+		writeMeta(w, http.StatusBadRequest, `device: required: {"device": {"id": "<token>", "platform": "ios"|"android"}}`)
+		return
+	case b.Device.ID == nil || *b.Device.ID == "":
+		writeMeta(w, http.StatusBadRequest, "device.id: required (the device token)")
+		return
+	case b.Device.Platform == nil:
+		writeMeta(w, http.StatusBadRequest, `device.platform: required ("ios" or "android")`)
+		return
+	}
+	var platform model.Platform
+	switch strings.ToLower(*b.Device.Platform) {
+	case "ios":
+		platform = model.PlatformIos
+	case "android":
+		platform = model.PlatformAndroid
+	default:
+		writeMeta(w, http.StatusBadRequest, fmt.Sprintf(`device.platform: must be "ios" or "android", got %q`, *b.Device.Platform))
+		return
+	}
+	in := model.RegisterDeviceInput{PersonID: r.PathValue("id"), Token: *b.Device.ID, Platform: platform, Attributes: b.Device.Attributes}
+	lastUsed, err := parseUnixSeconds(b.Device.LastUsed)
+	if err != nil {
+		writeMeta(w, http.StatusBadRequest, "device.last_used: "+err.Error())
+		return
+	}
+	if !lastUsed.IsZero() {
+		in.LastUsedAt = &lastUsed
+	}
+	if _, err := h.resolver.Mutation().RegisterDevice(r.Context(), in); err != nil {
+		h.fail(w, r, err, map[string]string{"input.personId": "identifier", "input.token": "device.id", "input.attributes": "device.attributes"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{})
+}
+
+// deleteDevice is DELETE /api/v1/customers/{id}/devices/{token}. An unknown
+// (or already removed) device is 404, as GraphQL removeDevice's NOT_FOUND:
+// a caller that deletes the wrong token learns it.
+func (h *trackHandler) deleteDevice(w http.ResponseWriter, r *http.Request) {
+	if _, err := h.resolver.Mutation().RemoveDevice(r.Context(), r.PathValue("id"), r.PathValue("token")); err != nil {
+		h.fail(w, r, err, map[string]string{"personId": "identifier"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{})
+}
+
+// eventBody is POST /api/v1/customers/{id}/events.
+type eventBody struct {
+	Name      *string         `json:"name"`
+	Data      map[string]any  `json:"data"`
+	Timestamp json.RawMessage `json:"timestamp"`
+	ID        *string         `json:"id"`
+}
+
+// event is POST /api/v1/customers/{id}/events: the same path as GraphQL
+// trackEvent, conversions included. Customer.io's event id (a ULID by their
+// advice) deduplicates: a UUID is used as is, any other id is mapped to a
+// UUIDv5, so the same id twice is one event.
+func (h *trackHandler) event(w http.ResponseWriter, r *http.Request) {
+	var b eventBody
+	if !decodeTrack(w, r, &b) {
+		return
+	}
+	if b.Name == nil {
+		writeMeta(w, http.StatusBadRequest, "name: required (the event's name)")
+		return
+	}
+	at, err := parseUnixSeconds(b.Timestamp)
+	if err != nil {
+		writeMeta(w, http.StatusBadRequest, "timestamp: "+err.Error())
+		return
+	}
+	e := graph.TrackedEvent{Workspace: mustWorkspace(r), PersonID: r.PathValue("id"), Name: *b.Name, Data: b.Data, At: at}
+	if b.ID != nil && *b.ID != "" {
+		if u, err := uuid.Parse(*b.ID); err == nil {
+			e.ID = u.String()
+		} else {
+			e.ID = uuid.NewSHA1(eventIDSpace, []byte(*b.ID)).String()
+		}
+	}
+	if err := h.resolver.TrackEvent(r.Context(), e); err != nil {
+		h.fail(w, r, err, map[string]string{"input.personId": "identifier", "input.name": "name", "input.timestamp": "timestamp", "input.data": "data", "input.id": "id"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{})
+}
+
+// eventIDSpace is the UUIDv5 namespace of Track API event ids that are not UUIDs.
+var eventIDSpace = uuid.MustParse("6f1d0a8e-2b7c-4d51-9a63-0c4e8b2f7d10")
+
+// sendPushBody is POST /v1/send/push, Customer.io's transactional push.
+type sendPushBody struct {
+	TransactionalMessageID *string                    `json:"transactional_message_id"`
+	MessageID              *string                    `json:"message_id"`
+	Identifiers            map[string]json.RawMessage `json:"identifiers"`
+	To                     *string                    `json:"to"`
+	Title                  *string                    `json:"title"`
+	Message                *string                    `json:"message"`
+	ImageURL               *string                    `json:"image_url"`
+	Link                   *string                    `json:"link"`
+	Sound                  *string                    `json:"sound"`
+	CustomData             map[string]any             `json:"custom_data"`
+	MessageData            map[string]any             `json:"message_data"`
+}
+
+// sendPush is POST /v1/send/push with Authorization: Bearer <API key>. It
+// makes the same delivery as GraphQL sendPush, with the overrides applied
+// by the worker, and answers {"delivery_id", "queued_at"}.
+func (h *trackHandler) sendPush(w http.ResponseWriter, r *http.Request) {
+	key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	key = strings.TrimSpace(key)
+	if !ok || key == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="herald"`)
+		writeMeta(w, http.StatusUnauthorized, "missing credentials: send Authorization: Bearer <workspace API key>")
+		return
+	}
+	ws, err := h.bearer.workspace(r.Context(), key)
+	if errors.Is(err, clickhouse.ErrNotFound) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="herald"`)
+		writeMeta(w, http.StatusUnauthorized, "unauthorized: unknown API key")
+		return
+	}
+	if err != nil {
+		h.logger.ErrorContext(r.Context(), "send auth failed", "err", err)
+		writeMeta(w, http.StatusServiceUnavailable, "cannot check the API key now; retry later")
+		return
+	}
+	var b sendPushBody
+	if !decodeTrack(w, r, &b) {
+		return
+	}
+	msgField, msgID := "transactional_message_id", b.TransactionalMessageID
+	if msgID == nil {
+		msgField, msgID = "message_id", b.MessageID
+	}
+	if msgID == nil || *msgID == "" {
+		writeMeta(w, http.StatusBadRequest, "transactional_message_id: required (the id of a Herald push message)")
+		return
+	}
+	person, msg := personIdentifier(b.Identifiers)
+	if msg != "" {
+		writeMeta(w, http.StatusBadRequest, msg)
+		return
+	}
+	req := graph.SendRequest{Workspace: ws, MessageID: *msgID, PersonID: person, Audience: model.AudienceAllDevices, Data: b.MessageData}
+	if b.To != nil {
+		switch *b.To {
+		case "", "all":
+		case "last_used":
+			req.Audience = model.AudienceLastUsed
+		default:
+			req.Audience, req.Token = model.AudienceCustomToken, *b.To
+		}
+	}
+	req.Overrides = jobs.Overrides{Title: strOr(b.Title), Body: strOr(b.Message), Link: strOr(b.Link), Image: strOr(b.ImageURL),
+		Sound: strOr(b.Sound), Data: b.CustomData}
+	d, err := h.resolver.Send(graph.WithWorkspace(r.Context(), ws), req)
+	if errors.Is(err, graph.ErrMessageNotFound) {
+		// Customer.io's App API answers 404 "The transactional message does
+		// not exist" for an unknown id: the body is well-formed, the
+		// message it names is missing.
+		writeMeta(w, http.StatusNotFound, fmt.Sprintf("%s: no push message with id %s", msgField, *msgID))
+		return
+	}
+	if err != nil {
+		h.fail(w, r, err, map[string]string{"input.messageId": msgField, "input.personId": "identifiers.id", "input.token": "to",
+			"input.data": "message_data", "overrides.title": "title", "overrides.body": "message", "overrides.link": "link",
+			"overrides.image": "image_url", "overrides.sound": "sound", "overrides.data": "custom_data", "overrides": "body"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"delivery_id": d.ID.String(), "queued_at": d.CreatedAt.Unix()})
+}
+
+// personIdentifier reads identifiers: exactly one of them, and only id is
+// supported (Herald has no email or cio_id lookup). It returns the id, or an
+// error message for a 400.
+func personIdentifier(ids map[string]json.RawMessage) (string, string) {
+	if ids == nil {
+		return "", `identifiers: required: {"id": "<person id>"}`
+	}
+	for k := range ids {
+		if k != "id" {
+			return "", fmt.Sprintf("identifiers.%s: only id is supported; identify the person by id", k)
+		}
+	}
+	raw, ok := ids["id"]
+	if !ok {
+		return "", `identifiers.id: required`
+	}
+	var id string
+	if err := json.Unmarshal(raw, &id); err != nil {
+		return "", "identifiers.id: must be a string, got " + string(raw)
+	}
+	return id, ""
+}
+
+func strOr(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
