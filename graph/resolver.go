@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/heraldpush/herald/clickhouse"
+	"github.com/heraldpush/herald/internal/secret"
 	"github.com/heraldpush/herald/jobs"
 	"github.com/heraldpush/herald/render"
 )
@@ -24,8 +25,10 @@ type Resolver struct {
 	// Targets caches which tokens each delivery targeted (may be nil).
 	Targets *jobs.TargetCache
 	// Redis carries live updates (pub/sub) for subscriptions.
-	Redis  redis.UniversalClient
-	Logger *slog.Logger
+	Redis redis.UniversalClient
+	// Secrets seals push credentials before they are stored.
+	Secrets *secret.Box
+	Logger  *slog.Logger
 }
 
 type workspaceKey struct{}

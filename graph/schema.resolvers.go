@@ -202,7 +202,11 @@ func (r *mutationResolver) SetPushCredentials(ctx context.Context, input model.P
 		out = append(out, stored{string(providers.Android), string(b)})
 	}
 	for _, s := range out {
-		if err := r.Store.PutCredentials(ctx, ws, s.platform, s.data); err != nil {
+		sealed, err := r.sealCredentials(ws, s.platform, s.data)
+		if err != nil {
+			return false, err
+		}
+		if err := r.Store.PutCredentials(ctx, ws, s.platform, sealed); err != nil {
 			return false, err
 		}
 	}

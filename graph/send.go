@@ -121,3 +121,13 @@ func WorkspaceOf(ctx context.Context) string {
 	id, _ := workspace(ctx)
 	return id
 }
+
+// sealCredentials encrypts credentials JSON with AES-GCM under
+// HERALD_SECRET_KEY, bound to the workspace and platform; only the worker
+// opens them, and no API returns them.
+func (r *Resolver) sealCredentials(ws, platform, data string) (string, error) {
+	if r.Secrets == nil {
+		return "", errors.New("no secret key configured: cannot store credentials")
+	}
+	return r.Secrets.Seal([]byte(data), jobs.CredentialsAAD(ws, platform)), nil
+}

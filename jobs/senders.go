@@ -46,7 +46,7 @@ func (c *senderCache) get(ctx context.Context, workspace, platform string, versi
 	if !ok {
 		return nil, fmt.Errorf("credentials for %s were removed", platform)
 	}
-	s, err = BuildSender(ctx, platform, cr.Data, c.cfg)
+	s, err = BuildSender(ctx, workspace, platform, cr.Data, c.cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -61,8 +61,19 @@ func (c *senderCache) get(ctx context.Context, workspace, platform string, versi
 	return s, nil
 }
 
-// BuildSender makes a provider client from stored credentials JSON.
-func BuildSender(ctx context.Context, platform, data string, cfg Config) (providers.Sender, error) {
+// CredentialsAAD binds sealed credentials to their workspace and platform.
+func CredentialsAAD(workspace, platform string) []byte { return []byte(workspace + "/" + platform) }
+
+// BuildSender makes a provider client from stored (sealed) credentials.
+func BuildSender(ctx context.Context, workspace, platform, sealed string, cfg Config) (providers.Sender, error) {
+	if cfg.Secrets == nil {
+		return nil, fmt.Errorf("no secret key: set HERALD_SECRET_KEY to open push credentials")
+	}
+	plain, err := cfg.Secrets.Open(sealed, CredentialsAAD(workspace, platform))
+	if err != nil {
+		return nil, fmt.Errorf("%s credentials: %w", platform, err)
+	}
+	data := string(plain)
 	switch providers.Platform(platform) {
 	case providers.IOS:
 		var c providers.APNSCredentials

@@ -17,6 +17,7 @@ import (
 
 	"github.com/heraldpush/herald/clickhouse"
 	"github.com/heraldpush/herald/domain"
+	"github.com/heraldpush/herald/internal/secret"
 	"github.com/heraldpush/herald/providers"
 	"github.com/heraldpush/herald/render"
 )
@@ -44,6 +45,8 @@ type Config struct {
 	PlanTTL time.Duration
 	// BroadcastBatch is how many deliveries one fan-out task creates. Default 500.
 	BroadcastBatch int
+	// Secrets opens the push credentials sealed at rest.
+	Secrets *secret.Box
 }
 
 // EventWriter stores events, returning once they are durable.

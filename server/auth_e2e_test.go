@@ -1,6 +1,8 @@
 package server_test
 
 import (
+	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -108,5 +110,44 @@ func TestBadInput(t *testing.T) {
 				t.Errorf("error %q (field %q) does not name %q: %+v", msg, field, tc.field, r.Errors)
 			}
 		})
+	}
+}
+
+// Push credentials are sealed at rest and no API returns them.
+func TestCredentialsSealedAtRest(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c := e.withCredentials(e.workspace("a"))
+	var data []string
+	rows, err := e.app.CH.Query(context.Background(), "SELECT data FROM push_credentials WHERE workspace_id = ?", c.workspaceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var d string
+		if err := rows.Scan(&d); err != nil {
+			t.Fatal(err)
+		}
+		data = append(data, d)
+	}
+	rows.Close()
+	if len(data) != 2 {
+		t.Fatalf("%d credential rows, want 2", len(data))
+	}
+	for _, d := range data {
+		if !strings.HasPrefix(d, "v1:") || strings.Contains(d, "PRIVATE KEY") || strings.Contains(d, "private_key") || strings.Contains(d, "KEY0000001") {
+			t.Errorf("stored credentials are not sealed: %.80q…", d)
+		}
+	}
+	// They still work: the worker opens them to send.
+	c.person("p1", nil, false)
+	c.device("p1", "IOS", sim.Token("5e", 1), time.Time{})
+	c.device("p1", "ANDROID", sim.Token("5e", 2), time.Time{})
+	if d := c.waitFinal(c.send(c.message("a", "b"), "p1", "ALL_DEVICES", "")); d.Status != "SENT" {
+		t.Errorf("status %s with sealed credentials, want SENT", d.Status)
+	}
+	// The schema has no field that could return them.
+	r := c.do(`{ __type(name: "Query") { fields { name } } }`, nil)
+	if b, _ := json.Marshal(r); strings.Contains(strings.ToLower(string(b)), "credential") {
+		t.Errorf("a query exposes credentials: %s", b)
 	}
 }

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/http"
@@ -70,6 +71,7 @@ func (e *env) startServe(addr string) *exec.Cmd {
 		"HERALD_REDIS_ADDR="+e.cfg.RedisAddr,
 		fmt.Sprintf("HERALD_REDIS_DB=%d", e.cfg.RedisDB),
 		"HERALD_EVENT_CLAIM_IDLE=1s",
+		"HERALD_SECRET_KEY="+hex.EncodeToString(e.cfg.SecretKey),
 	)
 	if os.Getenv("HERALD_TEST_LOG") != "" {
 		cmd.Stderr = os.Stderr

@@ -21,6 +21,7 @@ import (
 	"github.com/heraldpush/herald/clickhouse/chtest"
 	"github.com/heraldpush/herald/internal/app"
 	"github.com/heraldpush/herald/internal/redistest"
+	"github.com/heraldpush/herald/internal/secret"
 	"github.com/heraldpush/herald/providers/sim/apnssim"
 	"github.com/heraldpush/herald/providers/sim/fcmsim"
 	"github.com/heraldpush/herald/server"
@@ -73,7 +74,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 		RedisAddr: redistest.Addr(), RedisDB: rdb.Options().DB,
 		Concurrency: 20, RetryBase: o.retryBase, RetryMax: 4 * o.retryBase, PollInterval: 20 * time.Millisecond,
 		SendTimeout: 3 * time.Second, EventClaimIdle: time.Second, BroadcastBatch: o.broadcastBatch,
-		APNSHost: e.apns.URL(), APNSRootCAs: e.apns.RootCAs(), FCMEndpoint: e.fcm.URL(),
+		SecretKey: testSecretKey(t),
+		APNSHost:  e.apns.URL(), APNSRootCAs: e.apns.RootCAs(), FCMEndpoint: e.fcm.URL(),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -96,6 +98,14 @@ func newEnv(t *testing.T, o envOptions) *env {
 	t.Cleanup(e.http.Close)
 	e.inspc = asynq.NewInspectorFromRedisClient(a.Redis)
 	return e
+}
+
+func testSecretKey(t *testing.T) []byte {
+	k, err := secret.ParseKey(secret.NewKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
 
 // restartWorker stops the worker (letting running tasks finish, as on a

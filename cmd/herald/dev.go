@@ -17,6 +17,7 @@ import (
 
 	"github.com/heraldpush/herald/clickhouse"
 	"github.com/heraldpush/herald/internal/app"
+	"github.com/heraldpush/herald/internal/secret"
 	"github.com/heraldpush/herald/providers/sim"
 	"github.com/heraldpush/herald/providers/sim/apnssim"
 	"github.com/heraldpush/herald/providers/sim/devicesim"
@@ -54,6 +55,12 @@ func dev(ctx context.Context, cfg app.Config, d *devFlags, logger *slog.Logger) 
 		cfg.PollInterval = 200 * time.Millisecond
 	}
 
+	if cfg.SecretKey == nil { // dev keeps its own key beside dev.env
+		var err error
+		if cfg.SecretKey, err = devSecret(filepath.Join(d.stateDir, "secret.key")); err != nil {
+			return err
+		}
+	}
 	a, err := app.Open(ctx, cfg, logger)
 	if err != nil {
 		return err
@@ -105,6 +112,21 @@ func dev(ctx context.Context, cfg app.Config, d *devFlags, logger *slog.Logger) 
 			fmt.Printf("\nHerald is running at %s (GraphiQL at %s/)\nAPI key: %s\n(written to %s)\n\n", url, url, key, envFile)
 		}()
 	})
+}
+
+// devSecret reads the dev secret key from path, making one the first time.
+func devSecret(path string) ([]byte, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		return secret.ParseKey(string(b))
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	k := secret.NewKey()
+	if err := os.WriteFile(path, []byte(k+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("write %s: %w", path, err)
+	}
+	return secret.ParseKey(k)
 }
 
 func readEnvFile(path string) map[string]string {

@@ -27,6 +27,7 @@ import (
 
 	"github.com/heraldpush/herald/clickhouse"
 	"github.com/heraldpush/herald/internal/app"
+	"github.com/heraldpush/herald/internal/secret"
 	"github.com/heraldpush/herald/server"
 )
 
@@ -60,11 +61,17 @@ func run(args []string, logger *slog.Logger) error {
 		if err != nil {
 			return err
 		}
+		if cfg.SecretKey == nil {
+			return errNoSecret
+		}
 		return serve(ctx, cfg, logger, false)
 	case "worker":
 		cfg, _, err := parseConfig("worker", rest)
 		if err != nil {
 			return err
+		}
+		if cfg.SecretKey == nil {
+			return errNoSecret
 		}
 		return worker(ctx, cfg, logger)
 	case "migrate":
@@ -111,6 +118,9 @@ func run(args []string, logger *slog.Logger) error {
 	}
 	return fmt.Errorf("unknown command %q\n%s", cmd, usage)
 }
+
+// errNoSecret: serve and worker seal and open push credentials with it.
+var errNoSecret = errors.New("HERALD_SECRET_KEY is not set: it encrypts push credentials at rest; make one with `openssl rand -hex 32` and give the same key to every serve and worker process")
 
 // devFlags are the extra settings of `herald dev`.
 type devFlags struct {
@@ -189,6 +199,13 @@ func parseConfig(name string, args []string) (app.Config, *devFlags, error) {
 		return c, nil, err
 	}
 	c.EventBufferMax = int64(bufMax)
+	if v := os.Getenv("HERALD_SECRET_KEY"); v != "" {
+		key, err := secret.ParseKey(v)
+		if err != nil {
+			return c, nil, fmt.Errorf("HERALD_SECRET_KEY: %w", err)
+		}
+		c.SecretKey = key
+	}
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)
 		if err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/heraldpush/herald/clickhouse"
 	"github.com/heraldpush/herald/graph"
+	"github.com/heraldpush/herald/internal/secret"
 	"github.com/heraldpush/herald/jobs"
 	"github.com/heraldpush/herald/render"
 	"github.com/heraldpush/herald/server"
@@ -65,6 +66,9 @@ type Config struct {
 	// BroadcastBatch is how many deliveries one broadcast fan-out task
 	// creates. Default 500.
 	BroadcastBatch int
+	// SecretKey (32 bytes, from HERALD_SECRET_KEY) seals push credentials at
+	// rest. serve and worker refuse to start without it; dev makes one.
+	SecretKey []byte
 	// Dev turns on GraphiQL and introspection.
 	Dev bool
 }
@@ -119,13 +123,14 @@ func (c *Config) Validate() error {
 
 // App holds Herald's open connections and services.
 type App struct {
-	Cfg    Config
-	CH     driver.Conn
-	Redis  *redis.Client
-	Store  *clickhouse.Store
-	Events *clickhouse.StreamWriter
-	Asynq  *asynq.Client
-	Logger *slog.Logger
+	Cfg     Config
+	CH      driver.Conn
+	Redis   *redis.Client
+	Store   *clickhouse.Store
+	Events  *clickhouse.StreamWriter
+	Asynq   *asynq.Client
+	Secrets *secret.Box
+	Logger  *slog.Logger
 }
 
 // Open connects to ClickHouse and Redis and applies the migrations.
@@ -161,8 +166,17 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*App, error) {
 		rdb.Close()
 		return nil, err
 	}
+	var box *secret.Box
+	if cfg.SecretKey != nil {
+		if box, err = secret.New(cfg.SecretKey); err != nil {
+			ch.Close()
+			rdb.Close()
+			return nil, err
+		}
+	}
 	a := &App{
-		Cfg: cfg, CH: ch, Redis: rdb, Store: clickhouse.NewStore(ch),
+		Secrets: box,
+		Cfg:     cfg, CH: ch, Redis: rdb, Store: clickhouse.NewStore(ch),
 		Events: events,
 		Asynq:  asynq.NewClientFromRedisClient(rdb),
 		Logger: logger,
@@ -180,7 +194,7 @@ func (a *App) Close() {
 // Handler is the HTTP API.
 func (a *App) Handler() http.Handler {
 	return server.New(server.Options{
-		Resolver: &graph.Resolver{Store: a.Store, Queue: jobs.NewQueue(a.Asynq, a.Redis), Render: render.New(), Events: a.Events, Targets: jobs.NewTargetCache(a.Redis, 0), Redis: a.Redis, Logger: a.Logger.With("component", "graph")},
+		Resolver: &graph.Resolver{Store: a.Store, Queue: jobs.NewQueue(a.Asynq, a.Redis), Render: render.New(), Events: a.Events, Targets: jobs.NewTargetCache(a.Redis, 0), Redis: a.Redis, Secrets: a.Secrets, Logger: a.Logger.With("component", "graph")},
 		Store:    a.Store,
 		Logger:   a.Logger.With("component", "server"),
 		Dev:      a.Cfg.Dev,
@@ -204,7 +218,7 @@ func (a *App) Health(ctx context.Context) error {
 func (a *App) StartWorker() (*asynq.Server, error) {
 	w := jobs.NewWorker(a.Store, a.Events, a.Redis, a.Asynq, jobs.Config{
 		MaxRetry: a.Cfg.MaxRetry, APNSHost: a.Cfg.APNSHost, APNSRootCAs: a.Cfg.APNSRootCAs,
-		FCMEndpoint: a.Cfg.FCMEndpoint, SendTimeout: a.Cfg.SendTimeout, BroadcastBatch: a.Cfg.BroadcastBatch,
+		FCMEndpoint: a.Cfg.FCMEndpoint, SendTimeout: a.Cfg.SendTimeout, BroadcastBatch: a.Cfg.BroadcastBatch, Secrets: a.Secrets,
 	}, a.Logger.With("component", "worker"))
 	srv := asynq.NewServerFromRedisClient(a.Redis, asynq.Config{
 		Concurrency:              a.Cfg.Concurrency,
