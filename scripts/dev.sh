@@ -35,8 +35,23 @@ bin/herald migrate || die "migrations failed: see the error above"
 if healthy; then
 	log "herald dev already answers at $url/healthz (pid $(cat "$pid_file" 2>/dev/null || echo unknown)); not starting another (restart: kill \"\$(cat $pid_file)\" and run this again)"
 else
-	if [[ -f "$pid_file" ]] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
-		die "herald dev (pid $(cat "$pid_file")) is running but $url/healthz does not answer: see $log_file, stop it with kill $(cat "$pid_file"), then run this again"
+	if [[ -f "$pid_file" ]] && kill -0 "$(cat "$pid_file")" 2>/dev/null &&
+		grep -q "herald" "/proc/$(cat "$pid_file")/cmdline" 2>/dev/null; then
+		# It may be starting up or shutting down (a stop takes up to ~10 s).
+		log "herald dev (pid $(cat "$pid_file")) exists but does not answer yet; waiting up to 20 s"
+		for i in $(seq 1 40); do
+			healthy && break
+			kill -0 "$(cat "$pid_file")" 2>/dev/null || break
+			sleep 0.5
+		done
+		if kill -0 "$(cat "$pid_file")" 2>/dev/null && ! healthy; then
+			die "herald dev (pid $(cat "$pid_file")) is running but $url/healthz does not answer: see $log_file, stop it with kill $(cat "$pid_file"), then run this again"
+		fi
+	fi
+	if healthy; then
+		log "herald dev answers at $url/healthz"
+		cat "$env_file"
+		exit 0
 	fi
 	log "starting bin/herald dev (log: $log_file)"
 	nohup bin/herald dev >>"$log_file" 2>&1 </dev/null &
