@@ -42,6 +42,10 @@ func parseID(field, id string) (uuid.UUID, error) {
 	return u, nil
 }
 
+// maxJSONBytes bounds a JSON argument (attributes, custom data, trigger
+// data): Customer.io allows 100 KB per profile; a push payload is 4 KB.
+const maxJSONBytes = 32 << 10
+
 func encodeJSON(field string, m map[string]any) (string, error) {
 	if m == nil {
 		return "{}", nil
@@ -49,6 +53,9 @@ func encodeJSON(field string, m map[string]any) (string, error) {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return "", badInput(field, "not JSON-encodable: %v", err)
+	}
+	if len(b) > maxJSONBytes {
+		return "", badInput(field, "is %d bytes of JSON, over the %d-byte limit", len(b), maxJSONBytes)
 	}
 	return string(b), nil
 }

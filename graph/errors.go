@@ -68,7 +68,7 @@ func ErrorPresenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 			var ge *gqlerror.Error
 			if errors.As(err, &ge) && ge.Extensions != nil && ge.Extensions["code"] != nil {
 				// gqlgen's own parse/validation errors: bad input from the client.
-				if c, _ := ge.Extensions["code"].(string); c == "GRAPHQL_VALIDATION_FAILED" || c == "GRAPHQL_PARSE_FAILED" {
+				if c, _ := ge.Extensions["code"].(string); c == "GRAPHQL_VALIDATION_FAILED" || c == "GRAPHQL_PARSE_FAILED" || c == "COMPLEXITY_LIMIT_EXCEEDED" {
 					setCode(gerr, CodeBadUserInput)
 					if len(gerr.Path) > 0 { // a variable's value: name it
 						field := gerr.Path.String()

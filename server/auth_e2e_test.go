@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -149,5 +150,32 @@ func TestCredentialsSealedAtRest(t *testing.T) {
 	r := c.do(`{ __type(name: "Query") { fields { name } } }`, nil)
 	if b, _ := json.Marshal(r); strings.Contains(strings.ToLower(string(b)), "credential") {
 		t.Errorf("a query exposes credentials: %s", b)
+	}
+}
+
+// Limits: query cost, body size, JSON argument size.
+func TestRequestLimits(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c := e.workspace("a")
+	r := c.do(`{ deliveries(first: 100) { edges { node { campaign { overview { sent series { start } } } } } } }`, nil)
+	if r.code() != "BAD_USER_INPUT" || !strings.Contains(r.Errors[0].Message, "complexity") {
+		t.Errorf("costly query: %+v", r.Errors)
+	}
+	if r := c.do(`{ deliveries(first: 10) { edges { node { id } } } }`, nil); r.code() != "" {
+		t.Errorf("cheap query refused: %+v", r.Errors)
+	}
+	big := strings.Repeat("x", 40<<10)
+	r = c.do(`mutation($in: IdentifyPersonInput!) { identifyPerson(input: $in) { id } }`, vars{"in": vars{"id": "p", "attributes": vars{"bio": big}}})
+	if r.code() != "BAD_USER_INPUT" || r.Errors[0].Extensions["field"] != "input.attributes" {
+		t.Errorf("40 KB attributes: %+v", r.Errors)
+	}
+	huge := `{"query":"{ __typename }","variables":{"x":"` + strings.Repeat("y", 2<<20) + `"}}`
+	resp, err := http.Post(c.url, "application/json", strings.NewReader(huge))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("2 MB request: %d, want 413", resp.StatusCode)
 	}
 }

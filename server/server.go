@@ -47,7 +47,9 @@ type Options struct {
 
 // New returns Herald's HTTP handler.
 func New(o Options) http.Handler {
-	gql := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: o.Resolver}))
+	gql := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: o.Resolver, Complexity: graph.Complexity()}))
+	gql.Use(extension.FixedComplexityLimit(graph.MaxComplexity))
+	gql.Use(graph.DepthLimit{Max: graph.MaxDepth})
 	auth := &authenticator{store: o.Store, cache: map[string]cached{}}
 	// Subscriptions: graphql-transport-ws and the legacy graphql-ws, the
 	// key in connection_init's payload ({"Authorization": "Bearer <key>"}).
@@ -94,7 +96,7 @@ func New(o Options) http.Handler {
 	sdk := &sdkHandler{resolver: o.Resolver, logger: o.Logger.With("component", "sdk")}
 
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", auth.middleware(gql))
+	mux.Handle("/graphql", auth.middleware(limitBody(gql, maxGraphQLBody)))
 	mux.HandleFunc("POST /push/events", sdk.pushEvents)
 	mux.HandleFunc("POST /api/v1/push/events", sdk.pushEvents)
 	mux.HandleFunc("POST /api/v1/metrics", sdk.metrics)
@@ -130,6 +132,21 @@ func New(o Options) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	return mux
+}
+
+// maxGraphQLBody bounds a GraphQL request (a query and its variables).
+const maxGraphQLBody = 1 << 20
+
+// limitBody refuses bodies over n bytes with 413 and a JSON message.
+func limitBody(next http.Handler, n int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > n {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", n))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, n)
+		next.ServeHTTP(w, r)
+	})
 }
 
 // NewAPIKey returns a new random API key and its hash; only the hash is stored.
