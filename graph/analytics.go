@@ -308,6 +308,9 @@ func (r *Resolver) broadcast(ctx context.Context, in model.BroadcastInput) (*mod
 	if err != nil {
 		return nil, err
 	}
+	if err := r.allowSend(ctx, ws); err != nil {
+		return nil, err
+	}
 	msgID, err := parseID("input.messageId", in.MessageID)
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/gqlerror"
@@ -36,6 +37,26 @@ func badInput(field, format string, args ...any) error {
 	return &InputError{Field: field, Message: fmt.Sprintf(format, args...)}
 }
 
+// CodeRateLimited is extensions.code for a request over a rate limit;
+// extensions.retryAfter says in how many seconds to retry.
+const CodeRateLimited = "RATE_LIMITED"
+
+// RateLimitError is a request over a per-workspace rate limit.
+type RateLimitError struct{ RetryAfter time.Duration }
+
+func (e *RateLimitError) Error() string {
+	return fmt.Sprintf("rate limit exceeded: retry in %s", e.RetryAfter.Round(time.Millisecond))
+}
+
+// RetryAfterSeconds is the Retry-After header's value (at least 1).
+func (e *RateLimitError) RetryAfterSeconds() int {
+	s := int((e.RetryAfter + time.Second - 1) / time.Second)
+	if s < 1 {
+		s = 1
+	}
+	return s
+}
+
 // NotFoundError is a missing object (or one of another workspace).
 type NotFoundError struct{ What, ID string }
 
@@ -50,7 +71,12 @@ func ErrorPresenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 		gerr := graphql.DefaultErrorPresenter(ctx, err)
 		var in *InputError
 		var nf *NotFoundError
+		var rl *RateLimitError
 		switch {
+		case errors.As(err, &rl):
+			gerr.Message = rl.Error()
+			setCode(gerr, CodeRateLimited)
+			gerr.Extensions["retryAfter"] = rl.RetryAfterSeconds()
 		case errors.As(err, &in):
 			gerr.Message = in.Error()
 			setCode(gerr, CodeBadUserInput)

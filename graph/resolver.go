@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/heraldpush/herald/clickhouse"
+	"github.com/heraldpush/herald/internal/ratelimit"
 	"github.com/heraldpush/herald/internal/secret"
 	"github.com/heraldpush/herald/jobs"
 	"github.com/heraldpush/herald/render"
@@ -28,7 +29,10 @@ type Resolver struct {
 	Redis redis.UniversalClient
 	// Secrets seals push credentials before they are stored.
 	Secrets *secret.Box
-	Logger  *slog.Logger
+	// Limiter and SendRate bound sends per workspace per second (0: no limit).
+	Limiter  *ratelimit.Limiter
+	SendRate int
+	Logger   *slog.Logger
 }
 
 type workspaceKey struct{}

@@ -42,6 +42,9 @@ func (e messageNotFound) Unwrap() []error { return []error{e.InputError, ErrMess
 // input.personId, input.token, input.data).
 func (r *Resolver) Send(ctx context.Context, req SendRequest) (clickhouse.Delivery, error) {
 	ws := req.Workspace
+	if err := r.allowSend(ctx, ws); err != nil {
+		return clickhouse.Delivery{}, err
+	}
 	msgID, err := parseID("input.messageId", req.MessageID)
 	if err != nil {
 		return clickhouse.Delivery{}, err
@@ -130,4 +133,20 @@ func (r *Resolver) sealCredentials(ws, platform, data string) (string, error) {
 		return "", errors.New("no secret key configured: cannot store credentials")
 	}
 	return r.Secrets.Seal([]byte(data), jobs.CredentialsAAD(ws, platform)), nil
+}
+
+// allowSend applies the per-workspace send rate (sendPush, the REST send
+// API and broadcasts), shared by every server process through Redis.
+func (r *Resolver) allowSend(ctx context.Context, ws string) error {
+	if r.Limiter == nil {
+		return nil
+	}
+	ok, retry, err := r.Limiter.Allow(ctx, "send:"+ws, r.SendRate)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return &RateLimitError{RetryAfter: retry}
+	}
+	return nil
 }

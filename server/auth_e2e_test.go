@@ -179,3 +179,55 @@ func TestRequestLimits(t *testing.T) {
 		t.Errorf("2 MB request: %d, want 413", resp.StatusCode)
 	}
 }
+
+// Rate limits: sends per workspace (GraphQL RATE_LIMITED, REST 429) and
+// reports per client IP (429 with Retry-After).
+func TestRateLimits(t *testing.T) {
+	e := newEnv(t, envOptions{sendRate: 3, reportRate: 4})
+	c := e.withCredentials(e.workspace("a"))
+	c.person("p1", nil, false)
+	c.device("p1", "IOS", sim.Token("7a", 1), time.Time{})
+	msg := c.message("Hello", "there")
+	// Start at the beginning of a second: the windows are one second long.
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
+	limited := 0
+	for i := 0; i < 6; i++ {
+		r := c.do(`mutation($in: SendPushInput!) { sendPush(input: $in) { id } }`, vars{"in": vars{"messageId": msg, "personId": "p1"}})
+		if r.code() == "RATE_LIMITED" {
+			limited++
+			if ra, _ := r.Errors[0].Extensions["retryAfter"].(float64); ra < 1 {
+				t.Errorf("retryAfter = %v", r.Errors[0].Extensions["retryAfter"])
+			}
+		} else if r.code() != "" {
+			t.Fatalf("send %d: %+v", i, r.Errors)
+		}
+	}
+	if limited != 3 {
+		t.Errorf("%d of 6 sends rate limited, want 3 (limit 3/s)", limited)
+	}
+	// Another workspace has its own budget.
+	b := e.withCredentials(e.workspace("b"))
+	b.person("p1", nil, false)
+	if r := b.do(`mutation($in: SendPushInput!) { sendPush(input: $in) { id } }`, vars{"in": vars{"messageId": b.message("x", "y"), "personId": "p1"}}); r.code() != "" {
+		t.Errorf("other workspace limited: %+v", r.Errors)
+	}
+
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
+	statuses := map[int]int{}
+	var retryAfter string
+	for i := 0; i < 7; i++ {
+		resp, err := http.Post(e.http.URL+"/push/events", "application/json",
+			strings.NewReader(`{"delivery_id":"01a21986-a4b5-77f5-980c-5ddb5edcfc53","event":"opened","device_id":"x"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		statuses[resp.StatusCode]++
+		if resp.StatusCode == http.StatusTooManyRequests {
+			retryAfter = resp.Header.Get("Retry-After")
+		}
+	}
+	if statuses[http.StatusNotFound] != 4 || statuses[http.StatusTooManyRequests] != 3 || retryAfter != "1" {
+		t.Errorf("reports: %v, Retry-After %q; want 4×404 then 3×429 with Retry-After 1", statuses, retryAfter)
+	}
+}

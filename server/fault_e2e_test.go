@@ -71,6 +71,7 @@ func (e *env) startServe(addr string) *exec.Cmd {
 		"HERALD_REDIS_ADDR="+e.cfg.RedisAddr,
 		fmt.Sprintf("HERALD_REDIS_DB=%d", e.cfg.RedisDB),
 		"HERALD_EVENT_CLAIM_IDLE=1s",
+		"HERALD_REPORT_RATE=-1", "HERALD_SEND_RATE=-1",
 		"HERALD_SECRET_KEY="+hex.EncodeToString(e.cfg.SecretKey),
 	)
 	if os.Getenv("HERALD_TEST_LOG") != "" {

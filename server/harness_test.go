@@ -43,6 +43,8 @@ type env struct {
 type envOptions struct {
 	retryBase      time.Duration // default 10ms
 	broadcastBatch int           // default 500
+	sendRate       int           // sends per workspace per second; default no limit
+	reportRate     int           // reports per IP per second; default no limit
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -74,7 +76,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		RedisAddr: redistest.Addr(), RedisDB: rdb.Options().DB,
 		Concurrency: 20, RetryBase: o.retryBase, RetryMax: 4 * o.retryBase, PollInterval: 20 * time.Millisecond,
 		SendTimeout: 3 * time.Second, EventClaimIdle: time.Second, BroadcastBatch: o.broadcastBatch,
-		SecretKey: testSecretKey(t),
+		SecretKey: testSecretKey(t), SendRate: orNoLimit(o.sendRate), ReportRate: orNoLimit(o.reportRate),
 		APNSHost:  e.apns.URL(), APNSRootCAs: e.apns.RootCAs(), FCMEndpoint: e.fcm.URL(),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -98,6 +100,13 @@ func newEnv(t *testing.T, o envOptions) *env {
 	t.Cleanup(e.http.Close)
 	e.inspc = asynq.NewInspectorFromRedisClient(a.Redis)
 	return e
+}
+
+func orNoLimit(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 func testSecretKey(t *testing.T) []byte {

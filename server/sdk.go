@@ -8,11 +8,14 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/heraldpush/herald/domain"
 	"github.com/heraldpush/herald/graph"
+	"github.com/heraldpush/herald/internal/ratelimit"
 )
 
 // maxReportBytes bounds an SDK report's body; real ones are ~150 bytes.
@@ -24,6 +27,9 @@ const maxReportBytes = 16 << 10
 type sdkHandler struct {
 	resolver *graph.Resolver
 	logger   *slog.Logger
+	// limiter and perIP bound reports per client IP per second (0: no limit).
+	limiter *ratelimit.Limiter
+	perIP   int
 }
 
 func (h *sdkHandler) pushEvents(w http.ResponseWriter, r *http.Request) {
@@ -94,6 +100,19 @@ func parseReport(raw []byte, f reportFormat) (graph.MetricReport, error) {
 const maxTokenLen = 4096
 
 func (h *sdkHandler) serve(w http.ResponseWriter, r *http.Request, f reportFormat) {
+	if h.limiter != nil {
+		ip, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			ip = r.RemoteAddr
+		}
+		ok, retry, err := h.limiter.Allow(r.Context(), "report:"+ip, h.perIP)
+		if err == nil && !ok {
+			rl := &graph.RateLimitError{RetryAfter: retry}
+			w.Header().Set("Retry-After", strconv.Itoa(rl.RetryAfterSeconds()))
+			writeError(w, http.StatusTooManyRequests, rl.Error())
+			return
+		}
+	}
 	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxReportBytes))
 	if err != nil {
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", maxReportBytes))

@@ -27,6 +27,7 @@ import (
 	"github.com/heraldpush/herald/clickhouse"
 	"github.com/heraldpush/herald/graph"
 	"github.com/heraldpush/herald/graph/generated"
+	"github.com/heraldpush/herald/internal/ratelimit"
 )
 
 // Options configure the HTTP handler.
@@ -38,6 +39,10 @@ type Options struct {
 	Dev bool
 	// Health reports whether the services Herald needs answer.
 	Health func(ctx context.Context) error
+	// Limiter and ReportRatePerIP bound the unauthenticated report
+	// endpoints per client IP per second (0: no limit).
+	Limiter         *ratelimit.Limiter
+	ReportRatePerIP int
 	// WebsocketOrigins are the host patterns of other origins allowed to
 	// open subscriptions (same-origin and origin-less clients always are).
 	WebsocketOrigins []string
@@ -93,7 +98,7 @@ func New(o Options) http.Handler {
 	if o.Dev {
 		gql.Use(extension.Introspection{})
 	}
-	sdk := &sdkHandler{resolver: o.Resolver, logger: o.Logger.With("component", "sdk")}
+	sdk := &sdkHandler{resolver: o.Resolver, logger: o.Logger.With("component", "sdk"), limiter: o.Limiter, perIP: o.ReportRatePerIP}
 
 	mux := http.NewServeMux()
 	mux.Handle("/graphql", auth.middleware(limitBody(gql, maxGraphQLBody)))

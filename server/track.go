@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -170,7 +171,11 @@ func jsonKind(kind string) string {
 func (h *trackHandler) fail(w http.ResponseWriter, r *http.Request, err error, fields map[string]string) {
 	var in *graph.InputError
 	var nf *graph.NotFoundError
+	var rl *graph.RateLimitError
 	switch {
+	case errors.As(err, &rl):
+		w.Header().Set("Retry-After", strconv.Itoa(rl.RetryAfterSeconds()))
+		writeMeta(w, http.StatusTooManyRequests, rl.Error())
 	case errors.As(err, &in):
 		field := in.Field
 		if f, ok := fields[field]; ok {

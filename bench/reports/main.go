@@ -50,7 +50,7 @@ func run(n, clients int, chAddr, redisAddr string) error {
 	_, _ = rand.Read(b)
 	db := "herald_bench_" + hex.EncodeToString(b)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	a, err := app.Open(ctx, app.Config{ClickHouseAddr: chAddr, ClickHouseDatabase: db, RedisAddr: redisAddr, RedisDB: 14}, logger)
+	a, err := app.Open(ctx, app.Config{ClickHouseAddr: chAddr, ClickHouseDatabase: db, RedisAddr: redisAddr, RedisDB: 14, ReportRate: -1}, logger)
 	if err != nil {
 		return err
 	}

@@ -169,6 +169,8 @@ func parseConfig(name string, args []string) (app.Config, *devFlags, error) {
 	dur(&c.EventInterval, "event-interval", "HERALD_EVENT_INTERVAL", 50*time.Millisecond, "how often buffered events are inserted into ClickHouse")
 	dur(&c.EventClaimIdle, "event-claim-idle", "HERALD_EVENT_CLAIM_IDLE", 30*time.Second, "idle time after which a dead process's buffered events are taken over")
 	num(&c.BroadcastBatch, "broadcast-batch", "HERALD_BROADCAST_BATCH", 500, "deliveries one broadcast fan-out task creates")
+	num(&c.SendRate, "send-rate", "HERALD_SEND_RATE", 500, "sends per workspace per second (-1: no limit)")
+	num(&c.ReportRate, "report-rate", "HERALD_REPORT_RATE", 200, "SDK reports per client IP per second (-1: no limit)")
 	var bufMax int
 	num(&bufMax, "event-buffer-max", "HERALD_EVENT_BUFFER_MAX", 1_000_000, "most buffered events before reports get 503")
 	str(&c.APNSHost, "apns-host", "HERALD_APNS_HOST", "", "APNS endpoint (default Apple's production host)")

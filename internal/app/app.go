@@ -18,6 +18,7 @@ import (
 
 	"github.com/heraldpush/herald/clickhouse"
 	"github.com/heraldpush/herald/graph"
+	"github.com/heraldpush/herald/internal/ratelimit"
 	"github.com/heraldpush/herald/internal/secret"
 	"github.com/heraldpush/herald/jobs"
 	"github.com/heraldpush/herald/render"
@@ -66,6 +67,10 @@ type Config struct {
 	// BroadcastBatch is how many deliveries one broadcast fan-out task
 	// creates. Default 500.
 	BroadcastBatch int
+	// SendRate bounds sends (sendPush, REST send, broadcast) per workspace
+	// per second; ReportRate bounds SDK reports per client IP per second.
+	// Defaults 500 and 200; negative means no limit.
+	SendRate, ReportRate int
 	// SecretKey (32 bytes, from HERALD_SECRET_KEY) seals push credentials at
 	// rest. serve and worker refuse to start without it; dev makes one.
 	SecretKey []byte
@@ -100,6 +105,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.SendTimeout <= 0 {
 		c.SendTimeout = 10 * time.Second
+	}
+	if c.SendRate == 0 {
+		c.SendRate = 500
+	}
+	if c.ReportRate == 0 {
+		c.ReportRate = 200
 	}
 	if c.EventInterval <= 0 {
 		c.EventInterval = 50 * time.Millisecond
@@ -193,8 +204,10 @@ func (a *App) Close() {
 
 // Handler is the HTTP API.
 func (a *App) Handler() http.Handler {
+	limiter := ratelimit.New(a.Redis, "herald:rate")
 	return server.New(server.Options{
-		Resolver: &graph.Resolver{Store: a.Store, Queue: jobs.NewQueue(a.Asynq, a.Redis), Render: render.New(), Events: a.Events, Targets: jobs.NewTargetCache(a.Redis, 0), Redis: a.Redis, Secrets: a.Secrets, Logger: a.Logger.With("component", "graph")},
+		Limiter: limiter, ReportRatePerIP: a.Cfg.ReportRate,
+		Resolver: &graph.Resolver{Store: a.Store, Queue: jobs.NewQueue(a.Asynq, a.Redis), Render: render.New(), Events: a.Events, Targets: jobs.NewTargetCache(a.Redis, 0), Redis: a.Redis, Secrets: a.Secrets, Limiter: limiter, SendRate: a.Cfg.SendRate, Logger: a.Logger.With("component", "graph")},
 		Store:    a.Store,
 		Logger:   a.Logger.With("component", "server"),
 		Dev:      a.Cfg.Dev,
