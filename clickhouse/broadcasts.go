@@ -175,3 +175,67 @@ func (s *Store) ExistingDeliveries(ctx context.Context, workspaceID string, crea
 	}
 	return out, rows.Err()
 }
+
+// selectPersonsByIDs: params workspace_id, ids (GroupSet); columns id,
+// attributes, unsubscribed, created_at.
+const selectPersonsByIDs = `SELECT id, attributes, unsubscribed, created_at FROM persons FINAL WHERE workspace_id = ? AND id IN ?`
+
+// PersonsByIDs reads many persons at once (a broadcast batch); absent ids
+// are left out.
+func (s *Store) PersonsByIDs(ctx context.Context, workspaceID string, ids []string) (map[string]Person, error) {
+	out := map[string]Person{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := s.conn.Query(ctx, selectPersonsByIDs, workspaceID, clickhouse.GroupSet{Value: anySlice(ids)})
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: persons by ids: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		p := Person{WorkspaceID: workspaceID}
+		var unsub uint8
+		if err := rows.Scan(&p.ID, &p.Attributes, &unsub, &p.CreatedAt); err != nil {
+			return nil, fmt.Errorf("clickhouse: scan person: %w", err)
+		}
+		p.Unsubscribed = unsub == 1
+		out[p.ID] = p
+	}
+	return out, rows.Err()
+}
+
+// selectDevicesByPersons: params workspace_id, person ids (GroupSet);
+// columns person_id, token, platform, last_used, attributes, state of the
+// devices that are not removed.
+const selectDevicesByPersons = `SELECT person_id, token, toString(platform), last_used, attributes, toString(state)
+FROM devices FINAL
+WHERE workspace_id = ? AND person_id IN ? AND removed = 0`
+
+// DevicesByPersons reads the current devices of many persons at once.
+func (s *Store) DevicesByPersons(ctx context.Context, workspaceID string, ids []string) (map[string][]Device, error) {
+	out := map[string][]Device{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := s.conn.Query(ctx, selectDevicesByPersons, workspaceID, clickhouse.GroupSet{Value: anySlice(ids)})
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: devices by persons: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		d := Device{WorkspaceID: workspaceID}
+		if err := rows.Scan(&d.PersonID, &d.Token, &d.Platform, &d.LastUsed, &d.Attributes, &d.State); err != nil {
+			return nil, fmt.Errorf("clickhouse: scan device: %w", err)
+		}
+		out[d.PersonID] = append(out[d.PersonID], d)
+	}
+	return out, rows.Err()
+}
+
+func anySlice(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}

@@ -132,9 +132,21 @@ func (w *Worker) HandleFanout(ctx context.Context, t *asynq.Task) error {
 	if err := w.store.CreateDeliveries(ctx, fresh); err != nil {
 		return err
 	}
+	// Read the batch's people and devices at once; each deliver task gets
+	// its part and reads nothing itself.
+	people, err := w.store.PersonsByIDs(ctx, p.WorkspaceID, persons)
+	if err != nil {
+		return err
+	}
+	devices, err := w.store.DevicesByPersons(ctx, p.WorkspaceID, persons)
+	if err != nil {
+		return err
+	}
 	for i, d := range ds {
+		person, found := people[d.PersonID]
+		snap := &Snapshot{Delivery: d, PersonFound: found, Person: person, Devices: devices[d.PersonID]}
 		t, err := NewDeliverTask(DeliverPayload{WorkspaceID: p.WorkspaceID, DeliveryID: d.ID.String(),
-			BroadcastID: p.BroadcastID, BroadcastIndex: p.Batch*size + i})
+			BroadcastID: p.BroadcastID, BroadcastIndex: p.Batch*size + i, Snapshot: snap})
 		if err != nil {
 			return err
 		}

@@ -43,6 +43,8 @@ type DeliverPayload struct {
 	// task record the broadcast's progress.
 	BroadcastID    string `json:"broadcast_id,omitempty"`
 	BroadcastIndex int    `json:"broadcast_index,omitempty"`
+	// Snapshot, when set (by a broadcast's fan-out), saves the task its reads.
+	Snapshot *Snapshot `json:"snapshot,omitempty"`
 }
 
 // NewDeliverTask builds the deliver task of a delivery round. Its task id is
@@ -59,16 +61,19 @@ func NewDeliverTask(p DeliverPayload) (*asynq.Task, error) {
 
 // SendPayload is one device of a delivery round with the rendered push.
 type SendPayload struct {
-	WorkspaceID     string         `json:"workspace_id"`
-	CampaignID      string         `json:"campaign_id"`
-	DeliveryID      string         `json:"delivery_id"`
-	DeliveryCreated time.Time      `json:"delivery_created"`
-	Round           uint16         `json:"round"`
-	DeviceIndex     uint8          `json:"device_index"`
-	PersonID        string         `json:"person_id"`
-	Platform        string         `json:"platform"`
-	CredVersion     uint64         `json:"cred_version"`
-	Push            providers.Push `json:"push"`
+	WorkspaceID     string    `json:"workspace_id"`
+	CampaignID      string    `json:"campaign_id"`
+	DeliveryID      string    `json:"delivery_id"`
+	DeliveryCreated time.Time `json:"delivery_created"`
+	Round           uint16    `json:"round"`
+	DeviceIndex     uint8     `json:"device_index"`
+	PersonID        string    `json:"person_id"`
+	Platform        string    `json:"platform"`
+	CredVersion     uint64    `json:"cred_version"`
+	// DeviceState is the device's send state when the round was planned;
+	// an accepted push to an "ok" device changes nothing.
+	DeviceState string         `json:"device_state,omitempty"`
+	Push        providers.Push `json:"push"`
 }
 
 // NewSendTask builds a device's send task; maxRetry is the number of

@@ -56,15 +56,17 @@ type EventWriter interface {
 
 // Worker handles Herald's tasks.
 type Worker struct {
-	store   *clickhouse.Store
-	events  EventWriter
-	rdb     redis.UniversalClient
-	client  *asynq.Client
-	render  *render.Engine
-	senders *senderCache
-	targets *TargetCache
-	cfg     Config
-	logger  *slog.Logger
+	store    *clickhouse.Store
+	events   EventWriter
+	rdb      redis.UniversalClient
+	client   *asynq.Client
+	render   *render.Engine
+	senders  *senderCache
+	targets  *TargetCache
+	messages *ttlCache[string, clickhouse.Message]
+	creds    *ttlCache[string, map[string]clickhouse.Credentials]
+	cfg      Config
+	logger   *slog.Logger
 }
 
 // NewWorker builds a worker; client enqueues the send tasks.
@@ -84,6 +86,8 @@ func NewWorker(store *clickhouse.Store, events EventWriter, rdb redis.UniversalC
 	return &Worker{
 		store: store, events: events, rdb: rdb, client: client, render: render.New(),
 		senders: newSenderCache(store, cfg), targets: NewTargetCache(rdb, 0), cfg: cfg, logger: logger,
+		messages: newTTLCache[string, clickhouse.Message](time.Minute),
+		creds:    newTTLCache[string, map[string]clickhouse.Credentials](5 * time.Second),
 	}
 }
 
@@ -111,6 +115,8 @@ type planDevice struct {
 	Suppressed bool   `json:"suppressed,omitempty"`
 	// Reporting: the token had reported a metric before (SDK coverage).
 	Reporting bool `json:"reporting,omitempty"`
+	// State is the device's send state when planned.
+	State string `json:"state,omitempty"`
 }
 
 // planKey: a round's plan (JSON), set once with SET NX.
@@ -135,14 +141,18 @@ func (w *Worker) HandleDeliver(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return fmt.Errorf("jobs: deliver payload id: %v: %w", err, asynq.SkipRetry)
 	}
-	d, err := w.store.Delivery(ctx, p.WorkspaceID, id)
-	if errors.Is(err, clickhouse.ErrNotFound) {
-		return fmt.Errorf("jobs: delivery %s: %w", p.DeliveryID, asynq.SkipRetry)
+	var d clickhouse.Delivery
+	if p.Snapshot != nil && p.Snapshot.Delivery.ID == id {
+		d = p.Snapshot.Delivery
+	} else {
+		p.Snapshot = nil
+		if d, err = w.store.Delivery(ctx, p.WorkspaceID, id); errors.Is(err, clickhouse.ErrNotFound) {
+			return fmt.Errorf("jobs: delivery %s: %w", p.DeliveryID, asynq.SkipRetry)
+		} else if err != nil {
+			return err
+		}
 	}
-	if err != nil {
-		return err
-	}
-	pl, err := w.loadOrMakePlan(ctx, d, p.Round)
+	pl, err := w.loadOrMakePlan(ctx, d, p.Round, p.Snapshot)
 	if err != nil {
 		return err
 	}
@@ -152,7 +162,7 @@ func (w *Worker) HandleDeliver(ctx context.Context, t *asynq.Task) error {
 	return w.markDone(ctx, p)
 }
 
-func (w *Worker) loadOrMakePlan(ctx context.Context, d clickhouse.Delivery, round uint16) (plan, error) {
+func (w *Worker) loadOrMakePlan(ctx context.Context, d clickhouse.Delivery, round uint16, snap *Snapshot) (plan, error) {
 	key := planKey(d.ID.String(), round)
 	var pl plan
 	b, err := w.rdb.Get(ctx, key).Bytes()
@@ -162,7 +172,7 @@ func (w *Worker) loadOrMakePlan(ctx context.Context, d clickhouse.Delivery, roun
 	if !errors.Is(err, redis.Nil) {
 		return pl, fmt.Errorf("jobs: read plan: %w", err)
 	}
-	pl, err = w.makePlan(ctx, d)
+	pl, err = w.makePlan(ctx, d, snap)
 	if err != nil {
 		return pl, err
 	}
@@ -186,20 +196,31 @@ func (w *Worker) loadOrMakePlan(ctx context.Context, d clickhouse.Delivery, roun
 }
 
 // makePlan runs the pre-send checks in DESIGN.md's order.
-func (w *Worker) makePlan(ctx context.Context, d clickhouse.Delivery) (plan, error) {
+func (w *Worker) makePlan(ctx context.Context, d clickhouse.Delivery, snap *Snapshot) (plan, error) {
 	fail := func(reason string) (plan, error) { return plan{PresendReason: reason}, nil }
 
-	person, err := w.store.Person(ctx, d.WorkspaceID, d.PersonID)
-	if errors.Is(err, clickhouse.ErrNotFound) {
-		return fail(domain.ReasonCustomerNotFound)
-	}
-	if err != nil {
-		return plan{}, err
+	var person clickhouse.Person
+	var err error
+	if snap != nil {
+		if !snap.PersonFound {
+			return fail(domain.ReasonCustomerNotFound)
+		}
+		person = snap.Person
+	} else {
+		person, err = w.store.Person(ctx, d.WorkspaceID, d.PersonID)
+		if errors.Is(err, clickhouse.ErrNotFound) {
+			return fail(domain.ReasonCustomerNotFound)
+		}
+		if err != nil {
+			return plan{}, err
+		}
 	}
 	if person.Unsubscribed {
 		return fail(domain.ReasonCustomerUnsubscribed)
 	}
-	msg, err := w.store.Message(ctx, d.WorkspaceID, d.MessageID)
+	msg, err := w.messages.get(d.WorkspaceID+"/"+d.MessageID.String(), func() (clickhouse.Message, error) {
+		return w.store.Message(ctx, d.WorkspaceID, d.MessageID)
+	})
 	if err != nil {
 		return plan{}, fmt.Errorf("jobs: message of delivery %s: %w", d.ID, err)
 	}
@@ -212,8 +233,10 @@ func (w *Worker) makePlan(ctx context.Context, d clickhouse.Delivery) (plan, err
 		return plan{}, fmt.Errorf("jobs: render: %v: %w", err, asynq.SkipRetry)
 	}
 
-	stored, err := w.store.Devices(ctx, d.WorkspaceID, d.PersonID)
-	if err != nil {
+	var stored []clickhouse.Device
+	if snap != nil {
+		stored = snap.Devices
+	} else if stored, err = w.store.Devices(ctx, d.WorkspaceID, d.PersonID); err != nil {
 		return plan{}, err
 	}
 	all := make([]domain.Device, len(stored))
@@ -228,7 +251,9 @@ func (w *Worker) makePlan(ctx context.Context, d clickhouse.Delivery) (plan, err
 		picked = picked[:MaxDevices] // the most recently used
 	}
 
-	creds, err := w.store.Credentials(ctx, d.WorkspaceID)
+	creds, err := w.creds.get(d.WorkspaceID, func() (map[string]clickhouse.Credentials, error) {
+		return w.store.Credentials(ctx, d.WorkspaceID)
+	})
 	if err != nil {
 		return plan{}, err
 	}
@@ -243,7 +268,7 @@ func (w *Worker) makePlan(ctx context.Context, d clickhouse.Delivery) (plan, err
 	pl := plan{Push: push, CredVersions: map[string]uint64{}}
 	for i, dev := range picked {
 		pd := planDevice{Index: uint8(i), Token: dev.Token, Platform: string(dev.Platform), Suppressed: dev.State == domain.DeviceSuppressed,
-			Reporting: reporting[dev.Token]}
+			Reporting: reporting[dev.Token], State: string(dev.State)}
 		if !pd.Suppressed {
 			c, ok := creds[pd.Platform]
 			if !ok {
@@ -353,6 +378,9 @@ func (w *Worker) carryOut(ctx context.Context, d clickhouse.Delivery, round uint
 	for i, pd := range pl.Devices {
 		dds[i] = clickhouse.DeliveryDevice{Index: pd.Index, Token: pd.Token, Platform: pd.Platform}
 		t := ev(pd.Index, clickhouse.KindTargeted, "")
+		// The token and platform ride on the targeted event; a materialized
+		// view writes the delivery_devices row from it (0009).
+		t.Token, t.ProviderID = pd.Token, pd.Platform
 		if pd.Reporting {
 			t.StatusCode = 1 // the overview's SDK coverage reads this
 		}
@@ -360,9 +388,6 @@ func (w *Worker) carryOut(ctx context.Context, d clickhouse.Delivery, round uint
 		if pd.Suppressed {
 			events = append(events, ev(pd.Index, clickhouse.KindSuppressed, "device is suppressed"))
 		}
-	}
-	if err := w.store.PutDeliveryDevices(ctx, d, round, dds); err != nil {
-		return err
 	}
 	if err := w.targets.Put(ctx, d, round, dds); err != nil {
 		return err
@@ -379,7 +404,7 @@ func (w *Worker) carryOut(ctx context.Context, d clickhouse.Delivery, round uint
 		t, err := NewSendTask(SendPayload{
 			WorkspaceID: d.WorkspaceID, CampaignID: d.CampaignID.String(), DeliveryID: d.ID.String(),
 			DeliveryCreated: d.CreatedAt, Round: round, DeviceIndex: pd.Index, PersonID: d.PersonID,
-			Platform: pd.Platform, CredVersion: pl.CredVersions[pd.Platform], Push: push,
+			Platform: pd.Platform, CredVersion: pl.CredVersions[pd.Platform], Push: push, DeviceState: pd.State,
 		}, w.cfg.MaxRetry)
 		if err != nil {
 			return err
@@ -474,6 +499,9 @@ func (w *Worker) HandleSend(ctx context.Context, t *asynq.Task) error {
 func (w *Worker) updateDevice(ctx context.Context, p SendPayload, o providers.Outcome) error {
 	if o != providers.Accepted && o != providers.BadToken && o != providers.Unregistered {
 		return nil
+	}
+	if o == providers.Accepted && (p.DeviceState == "" || p.DeviceState == string(domain.DeviceOK)) {
+		return nil // nothing to reset: spare the read
 	}
 	dev, err := w.store.Device(ctx, p.WorkspaceID, p.PersonID, p.Push.Token)
 	if errors.Is(err, clickhouse.ErrNotFound) || (err == nil && dev.Removed) {
