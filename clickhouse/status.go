@@ -14,7 +14,9 @@ import (
 // attempts, status (PENDING SENT FAILED BOUNCED SUPPRESSED, a device's final
 // state, furthest first), last_error (the newest provider error),
 // failed_reason (why the device FAILED), provider_id, sent_us, delivered_us,
-// opened_us, converted_us (0 when absent), newest_round. Conversions are
+// opened_us, converted_us (0 when absent), newest_round, targeted_token and
+// targeted_platform (the device's token and platform as its targeted event
+// carries them since 0009; empty for older rows, which delivery_devices has). Conversions are
 // delivery-level events (device_index 255).
 //
 // A conversion belongs to the delivery, not to a round, so converted rows
@@ -33,12 +35,14 @@ SELECT
             'PENDING') AS status,
     argMaxIf(reason, at_us, kind IN ('attempt', 'failed', 'bounced') AND reason != '') AS last_error,
     minIf(reason, kind = 'failed') AS failed_reason,
-    anyIf(provider_id, kind = 'sent') AS provider_id,
+    anyIf(provider_id, kind = 'sent') AS sent_provider_id,
     minIf(at_us, kind = 'sent') AS sent_us,
     minIf(at_us, kind IN ('delivered', 'opened')) AS delivered_us,
     minIf(at_us, kind = 'opened') AS opened_us,
     minIf(at_us, kind = 'converted') AS converted_us,
-    max(round) AS newest_round
+    max(round) AS newest_round,
+    anyIf(token, kind = 'targeted' AND token != '') AS targeted_token,
+    anyIf(provider_id, kind = 'targeted' AND token != '') AS targeted_platform
 FROM events
 WHERE workspace_id = ? AND campaign_id = ? AND delivery_id = ?
   AND (round = ? OR kind = 'converted')
@@ -169,7 +173,8 @@ func (s *Store) StatusOfRound(ctx context.Context, d Delivery, round uint16) (De
 		var presendReason, failedReason string
 		var attempts uint64
 		var sUS, dUS, oUS, cUS uint64
-		if err := rows.Scan(&ds.Index, &presend, &presendReason, &attempts, &ds.Status, &ds.LastError, &failedReason, &ds.ProviderID, &sUS, &dUS, &oUS, &cUS, &st.Round); err != nil {
+		var newest uint16
+		if err := rows.Scan(&ds.Index, &presend, &presendReason, &attempts, &ds.Status, &ds.LastError, &failedReason, &ds.ProviderID, &sUS, &dUS, &oUS, &cUS, &newest, &ds.Token, &ds.Platform); err != nil {
 			return st, fmt.Errorf("clickhouse: scan device send: %w", err)
 		}
 		if ds.Index == DeliveryLevel {
@@ -183,7 +188,13 @@ func (s *Store) StatusOfRound(ctx context.Context, d Delivery, round uint16) (De
 		return st, fmt.Errorf("clickhouse: device sends: %w", err)
 	}
 	st.Round = round
-	if len(st.Devices) == 0 {
+	missing := false
+	for _, ds := range st.Devices {
+		if ds.Token == "" {
+			missing = true
+		}
+	}
+	if !missing {
 		return st, nil
 	}
 	tokens, err := s.DeliveryDevices(ctx, d.WorkspaceID, d.ID, st.Round)
@@ -191,7 +202,7 @@ func (s *Store) StatusOfRound(ctx context.Context, d Delivery, round uint16) (De
 		return st, err
 	}
 	for i := range st.Devices {
-		if dd, ok := tokens[st.Devices[i].Index]; ok {
+		if dd, ok := tokens[st.Devices[i].Index]; ok && st.Devices[i].Token == "" {
 			st.Devices[i].Token, st.Devices[i].Platform = dd.Token, dd.Platform
 		}
 	}

@@ -77,7 +77,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		Concurrency: 20, RetryBase: o.retryBase, RetryMax: 4 * o.retryBase, PollInterval: 20 * time.Millisecond,
 		SendTimeout: 3 * time.Second, EventClaimIdle: time.Second, BroadcastBatch: o.broadcastBatch,
 		SecretKey: testSecretKey(t), SendRate: orNoLimit(o.sendRate), ReportRate: orNoLimit(o.reportRate),
-		APNSHost:  e.apns.URL(), APNSRootCAs: e.apns.RootCAs(), FCMEndpoint: e.fcm.URL(),
+		APNSHost: e.apns.URL(), APNSRootCAs: e.apns.RootCAs(), FCMEndpoint: e.fcm.URL(),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -356,7 +356,11 @@ func get(m map[string]any, path ...string) any {
 func fmtDevices(d delivery) string {
 	var b bytes.Buffer
 	for _, dv := range d.Devices {
-		fmt.Fprintf(&b, "%s…:%s/%d ", dv.Token[:8], dv.Status, dv.Attempts)
+		tok := dv.Token
+		if len(tok) > 8 {
+			tok = tok[:8]
+		}
+		fmt.Fprintf(&b, "%s…:%s/%d ", tok, dv.Status, dv.Attempts)
 	}
 	return b.String()
 }
