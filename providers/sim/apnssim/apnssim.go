@@ -28,6 +28,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v4"
@@ -51,6 +52,8 @@ type Server struct {
 	// goroutine, after the answer is written) with each accepted push's
 	// token and body: the device simulator of `herald dev` uses it.
 	OnAccepted func(token string, body []byte)
+
+	outage atomic.Bool
 
 	logger *slog.Logger
 
@@ -77,6 +80,10 @@ func New(logger *slog.Logger) *Server {
 	}
 	return &Server{logger: logger.With("component", "apnssim"), keys: make(map[string]tokenKey)}
 }
+
+// SetOutage makes every push request answer 503 (counted as usual) while
+// on, as a provider outage would.
+func (s *Server) SetOutage(on bool) { s.outage.Store(on) }
 
 // Start generates the CA and the server certificate and serves HTTP/2 over
 // TLS on addr ("127.0.0.1:0" picks a free port).
@@ -270,6 +277,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	nth := s.Record(token, Request{Headers: r.Header.Clone(), Body: body, Time: time.Now()})
 	log := s.logger.With("token", token, "n", nth)
 
+	if s.outage.Load() {
+		s.fail(w, http.StatusServiceUnavailable, "ServiceUnavailable", token)
+		return
+	}
 	if status, reason := s.authenticate(r); status != 0 {
 		log.Debug("auth failed", "reason", reason)
 		s.fail(w, status, reason, token)

@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v4"
@@ -51,6 +52,8 @@ type Server struct {
 	// goroutine, after the answer is written) with each accepted push's
 	// token and body: the device simulator of `herald dev` uses it.
 	OnAccepted func(token string, body []byte)
+
+	outage atomic.Bool
 
 	logger *slog.Logger
 
@@ -83,6 +86,10 @@ func New(logger *slog.Logger) *Server {
 		tokens:   make(map[string]accessToken),
 	}
 }
+
+// SetOutage makes every push request answer 503 (counted as usual) while
+// on, as a provider outage would.
+func (s *Server) SetOutage(on bool) { s.outage.Store(on) }
 
 // Start serves plain HTTP on addr ("127.0.0.1:0" picks a free port).
 func (s *Server) Start(addr string) error {
@@ -267,6 +274,10 @@ func (s *Server) serveSend(w http.ResponseWriter, r *http.Request) {
 	nth := s.Record(token, Request{Headers: r.Header.Clone(), Body: body, Time: time.Now()})
 	log := s.logger.With("token", token, "n", nth)
 
+	if s.outage.Load() {
+		writeError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "The service is currently unavailable.", "UNAVAILABLE")
+		return
+	}
 	if status, code, msg := s.authorize(r, project); status != 0 {
 		log.Debug("auth failed", "status", code)
 		writeError(w, status, code, msg, "")
