@@ -106,6 +106,14 @@ func NewAPNS(c APNSCredentials, o APNSOptions) (Sender, error) {
 		tr.TLSClientConfig = &tls.Config{}
 	}
 	tr.TLSClientConfig.RootCAs = o.RootCAs
+	if cert != nil {
+		// With TLS 1.3 the server checks a client certificate after the
+		// client's handshake has finished, so a refused certificate shows
+		// up later as a broken pipe (which looks transient). TLS 1.2, which
+		// APNS accepts, refuses it inside the handshake, with the alert we
+		// classify as a permanent credentials error.
+		tr.TLSClientConfig.MaxVersion = tls.VersionTLS12
+	}
 	client.Host = o.Host
 	if client.Host == "" {
 		client.Host = apns2.HostProduction
