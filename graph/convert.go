@@ -2,7 +2,6 @@ package graph
 
 import (
 	"encoding/json"
-	"fmt"
 	"strings"
 	"time"
 	"unicode"
@@ -142,5 +141,3 @@ func strOr(p *string) string {
 	}
 	return *p
 }
-
-func fieldf(parent, name string) string { return fmt.Sprintf("%s.%s", parent, name) }

@@ -142,25 +142,6 @@ func (h *sdkHandler) serve(w http.ResponseWriter, r *http.Request, f reportForma
 	}
 }
 
-// decodeBody reads one JSON object; on failure it answers 400 and returns false.
-func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxReportBytes))
-	if err != nil {
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", maxReportBytes))
-		return false
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if err := dec.Decode(v); err != nil {
-		writeError(w, http.StatusBadRequest, "body is not a valid JSON object: "+err.Error())
-		return false
-	}
-	if dec.More() {
-		writeError(w, http.StatusBadRequest, "body has data after the JSON object")
-		return false
-	}
-	return true
-}
-
 // parseUnixSeconds reads a timestamp in unix seconds (an integer, or a
 // number with a fraction); absent, null or 0 means now.
 func parseUnixSeconds(raw json.RawMessage) (time.Time, error) {
