@@ -237,9 +237,11 @@ func (r *Resolver) history(ctx context.Context, d *model.Delivery) ([]*model.Del
 	if err != nil {
 		return nil, err
 	}
-	row, err := r.Store.Delivery(ctx, ws, uuid.MustParse(d.ID))
-	if err != nil {
-		return nil, err
+	// The parent resolver already read the delivery: rebuild its key
+	// rather than reading the row again.
+	row := clickhouse.Delivery{WorkspaceID: ws, ID: uuid.MustParse(d.ID), CreatedAt: d.CreatedAt}
+	if d.CampaignID != "" {
+		row.CampaignID = uuid.MustParse(d.CampaignID)
 	}
 	rounds, err := r.Store.Rounds(ctx, row)
 	if err != nil {
@@ -258,30 +260,39 @@ func (r *Resolver) history(ctx context.Context, d *model.Delivery) ([]*model.Del
 	return out, nil
 }
 
+// deliveryStatus reads a delivery of the caller's workspace and computes
+// its status: BAD_USER_INPUT for a malformed id, NOT_FOUND for an unknown
+// one (or another workspace's).
+func (r *Resolver) deliveryStatus(ctx context.Context, id string) (clickhouse.Delivery, clickhouse.DeliveryStatus, error) {
+	ws, err := workspace(ctx)
+	if err != nil {
+		return clickhouse.Delivery{}, clickhouse.DeliveryStatus{}, err
+	}
+	u, err := parseID("id", id)
+	if err != nil {
+		return clickhouse.Delivery{}, clickhouse.DeliveryStatus{}, err
+	}
+	d, err := r.Store.Delivery(ctx, ws, u)
+	if errors.Is(err, clickhouse.ErrNotFound) {
+		return d, clickhouse.DeliveryStatus{}, notFound("delivery", id)
+	}
+	if err != nil {
+		return d, clickhouse.DeliveryStatus{}, err
+	}
+	st, err := r.Store.Status(ctx, d)
+	return d, st, err
+}
+
 // retryDelivery starts a new round of a FAILED delivery. The round's first
 // event (a delivery-level "targeted" row) is written before the task is
 // queued, so the delivery reads ATTEMPTED at once; two retries racing pick
 // the same round and its task id, so they make one round.
 func (r *Resolver) retryDelivery(ctx context.Context, id string) (*model.Delivery, error) {
-	ws, err := workspace(ctx)
+	d, st, err := r.deliveryStatus(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	u, err := parseID("id", id)
-	if err != nil {
-		return nil, err
-	}
-	d, err := r.Store.Delivery(ctx, ws, u)
-	if errors.Is(err, clickhouse.ErrNotFound) {
-		return nil, notFound("delivery", id)
-	}
-	if err != nil {
-		return nil, err
-	}
-	st, err := r.Store.Status(ctx, d)
-	if err != nil {
-		return nil, err
-	}
+	ws := d.WorkspaceID
 	if st.Status != string(domain.DeliveryFailed) {
 		return nil, badInput("id", "delivery is %s: only FAILED deliveries can be retried", st.Status)
 	}

@@ -398,22 +398,7 @@ func (r *queryResolver) PushMessage(ctx context.Context, id string) (*model.Push
 
 // Delivery is the resolver for the delivery field.
 func (r *queryResolver) Delivery(ctx context.Context, id string) (*model.Delivery, error) {
-	ws, err := workspace(ctx)
-	if err != nil {
-		return nil, err
-	}
-	u, err := parseID("id", id)
-	if err != nil {
-		return nil, err
-	}
-	d, err := r.Store.Delivery(ctx, ws, u)
-	if errors.Is(err, clickhouse.ErrNotFound) {
-		return nil, notFound("delivery", id)
-	}
-	if err != nil {
-		return nil, err
-	}
-	st, err := r.Store.Status(ctx, d)
+	d, st, err := r.deliveryStatus(ctx, id)
 	if err != nil {
 		return nil, err
 	}
