@@ -4,13 +4,9 @@ package server_test
 
 import (
 	"context"
-	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,40 +45,8 @@ func TestReportsSurviveClickHouseStop(t *testing.T) {
 		reports = append(reports, report{id.String(), dd[0].Token, "delivered"}, report{id.String(), dd[0].Token, "opened"})
 	}
 
-	var next, acked atomic.Int64
-	var mu sync.Mutex
-	ackedSet := map[report]bool{}
-	var wg sync.WaitGroup
-	for w := 0; w < 2; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(len(reports)) {
-					return
-				}
-				r := reports[i]
-				body := fmt.Sprintf(`{"delivery_id":%q,"event":%q,"device_id":%q}`, r.delivery, r.event, r.token)
-				for {
-					resp, err := http.Post(e.http.URL+"/push/events", "application/json", strings.NewReader(body))
-					if err == nil {
-						resp.Body.Close()
-						if resp.StatusCode == 200 {
-							mu.Lock()
-							ackedSet[r] = true
-							mu.Unlock()
-							acked.Add(1)
-							break
-						}
-					}
-					time.Sleep(20 * time.Millisecond)
-				}
-				time.Sleep(150 * time.Millisecond) // spread the reports over the outage
-			}
-		}()
-	}
-	for acked.Load() < int64(len(reports))/4 {
+	stream := streamReports(e.http.URL, reports, 2, 150*time.Millisecond) // spread over the outage
+	for stream.acked.Load() < int64(len(reports))/4 {
 		time.Sleep(5 * time.Millisecond)
 	}
 	// Restart exactly the server that runs (same config and data folder),
@@ -100,9 +64,9 @@ func TestReportsSurviveClickHouseStop(t *testing.T) {
 	if out, err := exec.Command("kill", pid).CombinedOutput(); err != nil {
 		t.Fatalf("stop ClickHouse: %v %s", err, out)
 	}
-	stoppedAt := acked.Load()
+	stoppedAt := stream.acked.Load()
 	time.Sleep(time.Minute) // DESIGN: down for a minute loses nothing acknowledged
-	duringStop := acked.Load() - stoppedAt
+	duringStop := stream.acked.Load() - stoppedAt
 	for exec.Command("kill", "-0", pid).Run() == nil && !zombie(pid) {
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -118,8 +82,8 @@ func TestReportsSurviveClickHouseStop(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	wg.Wait()
-	t.Logf("acknowledged %d before the stop, %d while ClickHouse was down, %d in all", stoppedAt, duringStop, acked.Load())
+	stream.wait()
+	t.Logf("acknowledged %d before the stop, %d while ClickHouse was down, %d in all", stoppedAt, duringStop, stream.acked.Load())
 	if duringStop == 0 {
 		t.Errorf("no report was acknowledged while ClickHouse was down")
 	}
@@ -128,33 +92,7 @@ func TestReportsSurviveClickHouseStop(t *testing.T) {
 	if err := e.app.Events.Flush(flushCtx); err != nil {
 		t.Fatalf("flush after the restart: %v", err)
 	}
-	found := map[[2]string]uint64{}
-	rows, err := e.app.CH.Query(ctx, `SELECT toString(delivery_id), toString(kind), uniqExact(device_index, attempt) FROM events
-		WHERE workspace_id = ? AND kind IN ('delivered', 'opened') GROUP BY delivery_id, kind`, c.workspaceID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var d, k string
-		var n uint64
-		if err := rows.Scan(&d, &k, &n); err != nil {
-			t.Fatal(err)
-		}
-		found[[2]string{d, k}] = n
-	}
-	missing, dup := 0, 0
-	for r := range ackedSet {
-		switch n := found[[2]string{r.delivery, r.event}]; {
-		case n == 0:
-			missing++
-		case n > 1:
-			dup++
-		}
-	}
-	if len(ackedSet) != len(reports) || missing != 0 || dup != 0 {
-		t.Errorf("acknowledged %d of %d; missing %d, counted twice %d", len(ackedSet), len(reports), missing, dup)
-	}
+	e.checkAckedOnce(c.workspaceID, stream.set, len(reports))
 }
 
 // zombie reports a process that exited but was not reaped yet.

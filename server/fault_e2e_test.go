@@ -125,52 +125,19 @@ func TestReportsSurviveSIGKILL(t *testing.T) {
 
 	addr := freeAddr(t)
 	proc := e.startServe(addr)
-	var next, acked atomic.Int64
-	var mu sync.Mutex
-	ackedSet := map[report]bool{}
-	var wg sync.WaitGroup
-	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			client := &http.Client{Timeout: 5 * time.Second}
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(len(reports)) {
-					return
-				}
-				r := reports[i]
-				body := fmt.Sprintf(`{"delivery_id":%q,"event":%q,"device_id":%q}`, r.delivery, r.event, r.token)
-				for { // an SDK retries until it gets an answer
-					resp, err := client.Post("http://"+addr+"/push/events", "application/json", strings.NewReader(body))
-					if err == nil {
-						resp.Body.Close()
-						if resp.StatusCode == 200 {
-							mu.Lock()
-							ackedSet[r] = true
-							mu.Unlock()
-							acked.Add(1)
-							break
-						}
-					}
-					time.Sleep(20 * time.Millisecond)
-				}
-				time.Sleep(2 * time.Millisecond)
-			}
-		}()
-	}
-	for acked.Load() < int64(len(reports))*2/5 {
+	stream := streamReports("http://"+addr, reports, 4, 2*time.Millisecond)
+	for stream.acked.Load() < int64(len(reports))*2/5 {
 		time.Sleep(5 * time.Millisecond)
 	}
 	if err := proc.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	_, _ = proc.Process.Wait()
-	atKill := acked.Load()
+	atKill := stream.acked.Load()
 	time.Sleep(300 * time.Millisecond)
 	e.startServe(addr)
-	wg.Wait()
-	t.Logf("%d reports acknowledged before the SIGKILL, %d in all", atKill, acked.Load())
+	stream.wait()
+	t.Logf("%d reports acknowledged before the SIGKILL, %d in all", atKill, stream.acked.Load())
 
 	// The killed process's unacknowledged buffer entries are taken over by a
 	// live writer after the claim idle time; wait until the buffer is empty.
@@ -188,10 +155,67 @@ func TestReportsSurviveSIGKILL(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	rows, err := e.app.CH.Query(ctx, `SELECT toString(delivery_id), toString(kind), count() FROM events FINAL
-		WHERE workspace_id = ? AND kind IN ('delivered', 'opened') GROUP BY delivery_id, kind`, c.workspaceID)
+	e.checkAckedOnce(c.workspaceID, stream.set, len(reports))
+}
+
+// reportStream posts reports the way an SDK does: each one retried until
+// the server answers 200.
+type reportStream struct {
+	acked atomic.Int64
+	set   map[report]bool // acknowledged reports (read after wait)
+	mu    sync.Mutex
+	wg    sync.WaitGroup
+}
+
+// streamReports posts reports to base+"/push/events" from workers
+// goroutines, pausing gap after each acknowledged one.
+func streamReports(base string, reports []report, workers int, gap time.Duration) *reportStream {
+	s := &reportStream{set: map[report]bool{}}
+	var next atomic.Int64
+	for w := 0; w < workers; w++ {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			client := &http.Client{Timeout: 5 * time.Second}
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(len(reports)) {
+					return
+				}
+				r := reports[i]
+				body := fmt.Sprintf(`{"delivery_id":%q,"event":%q,"device_id":%q}`, r.delivery, r.event, r.token)
+				for {
+					resp, err := client.Post(base+"/push/events", "application/json", strings.NewReader(body))
+					if err == nil {
+						resp.Body.Close()
+						if resp.StatusCode == http.StatusOK {
+							s.mu.Lock()
+							s.set[r] = true
+							s.mu.Unlock()
+							s.acked.Add(1)
+							break
+						}
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				time.Sleep(gap)
+			}
+		}()
+	}
+	return s
+}
+
+func (s *reportStream) wait() { s.wg.Wait() }
+
+// checkAckedOnce checks that every acknowledged report is in ClickHouse as
+// exactly one event (one distinct device and attempt per delivery and
+// metric), and that all total reports were acknowledged.
+func (e *env) checkAckedOnce(ws string, acked map[report]bool, total int) {
+	e.t.Helper()
+	rows, err := e.app.CH.Query(context.Background(), `SELECT toString(delivery_id), toString(kind), uniqExact(device_index, attempt) FROM events
+		WHERE workspace_id = ? AND kind IN ('delivered', 'opened') GROUP BY delivery_id, kind`, ws)
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
 	defer rows.Close()
 	found := map[[2]string]uint64{}
@@ -199,12 +223,12 @@ func TestReportsSurviveSIGKILL(t *testing.T) {
 		var d, k string
 		var n uint64
 		if err := rows.Scan(&d, &k, &n); err != nil {
-			t.Fatal(err)
+			e.t.Fatal(err)
 		}
 		found[[2]string{d, k}] = n
 	}
 	missing, dup := 0, 0
-	for r := range ackedSet {
+	for r := range acked {
 		switch n := found[[2]string{r.delivery, r.event}]; {
 		case n == 0:
 			missing++
@@ -212,7 +236,7 @@ func TestReportsSurviveSIGKILL(t *testing.T) {
 			dup++
 		}
 	}
-	if len(ackedSet) != len(reports) || missing != 0 || dup != 0 {
-		t.Errorf("acknowledged %d of %d; missing %d, counted twice %d", len(ackedSet), len(reports), missing, dup)
+	if len(acked) != total || missing != 0 || dup != 0 {
+		e.t.Errorf("acknowledged %d of %d; missing %d, counted twice %d", len(acked), total, missing, dup)
 	}
 }
