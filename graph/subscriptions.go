@@ -52,53 +52,12 @@ func (r *Resolver) deliveryUpdated(ctx context.Context, id string) (<-chan *mode
 	if err != nil {
 		return nil, err
 	}
-	out := make(chan *model.Delivery, 1)
-	go func() {
-		defer close(out)
-		defer sub.Close()
-		// Re-read after subscribing: a change may have landed in between.
-		cur, err := q.Delivery(ctx, id)
-		if err != nil {
-			cur = first
-		}
-		last := fingerprint(cur)
-		select {
-		case out <- cur:
-		case <-ctx.Done():
-			return
-		}
-		msgs := sub.Channel()
-		tick := time.NewTicker(recheckEvery)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case _, ok := <-msgs:
-				if !ok {
-					return
-				}
-				drain(msgs)
-			case <-tick.C:
-			}
-			d, err := q.Delivery(ctx, id)
-			if err != nil {
-				if ctx.Err() == nil {
-					r.Logger.Warn("deliveryUpdated: re-read failed", "delivery", id, "err", err)
-				}
-				continue
-			}
-			if fp := fingerprint(d); fp != last {
-				last = fp
-				select {
-				case out <- d:
-				case <-ctx.Done():
-					return
-				}
-			}
-		}
-	}()
-	return out, nil
+	// Re-read after subscribing: a change may have landed in between.
+	read := func() (*model.Delivery, error) { return q.Delivery(ctx, id) }
+	if cur, err := read(); err == nil {
+		first = cur
+	}
+	return watch(ctx, r, sub, first, read, fingerprint, 0, "deliveryUpdated "+id), nil
 }
 
 func (r *Resolver) campaignOverviewUpdated(ctx context.Context, campaignID string) (<-chan *model.CampaignOverview, error) {
@@ -128,11 +87,20 @@ func (r *Resolver) campaignOverviewUpdated(ctx context.Context, campaignID strin
 		sub.Close()
 		return nil, err
 	}
-	out := make(chan *model.CampaignOverview, 1)
+	return watch(ctx, r, sub, first, read, overviewFingerprint, campaignEvery, "campaignOverviewUpdated "+campaignID), nil
+}
+
+// watch sends first, then every value read after a change announcement (or
+// every recheckEvery) that differs from the last one sent by key; with
+// minGap > 0 it waits out at least minGap between sends, folding every
+// announcement that arrives meanwhile into one read. It closes the channel
+// and the Redis subscription when ctx ends.
+func watch[T any](ctx context.Context, r *Resolver, sub *redis.PubSub, first T, read func() (T, error), key func(T) string, minGap time.Duration, what string) <-chan T {
+	out := make(chan T, 1)
 	go func() {
 		defer close(out)
 		defer sub.Close()
-		last := overviewFingerprint(first)
+		last := key(first)
 		select {
 		case out <- first:
 		case <-ctx.Done():
@@ -152,9 +120,7 @@ func (r *Resolver) campaignOverviewUpdated(ctx context.Context, campaignID strin
 				}
 			case <-tick.C:
 			}
-			// Coalesce: wait out the minimum gap, folding every
-			// announcement that arrives meanwhile into one read.
-			if wait := campaignEvery - time.Since(lastSent); wait > 0 {
+			if wait := minGap - time.Since(lastSent); wait > 0 {
 				timer := time.NewTimer(wait)
 				select {
 				case <-ctx.Done():
@@ -164,24 +130,24 @@ func (r *Resolver) campaignOverviewUpdated(ctx context.Context, campaignID strin
 				}
 			}
 			drain(msgs)
-			o, err := read()
+			v, err := read()
 			if err != nil {
 				if ctx.Err() == nil {
-					r.Logger.Warn("campaignOverviewUpdated: re-read failed", "campaign", campaignID, "err", err)
+					r.Logger.Warn("subscription re-read failed", "subscription", what, "err", err)
 				}
 				continue
 			}
-			if fp := overviewFingerprint(o); fp != last {
-				last, lastSent = fp, time.Now()
+			if k := key(v); k != last {
+				last, lastSent = k, time.Now()
 				select {
-				case out <- o:
+				case out <- v:
 				case <-ctx.Done():
 					return
 				}
 			}
 		}
 	}()
-	return out, nil
+	return out
 }
 
 // drain discards announcements already queued: one re-read answers them all.
@@ -195,7 +161,7 @@ func drain(msgs <-chan *redis.Message) {
 	}
 }
 
-func fingerprint(v any) string {
+func fingerprint[T any](v T) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
