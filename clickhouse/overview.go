@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -77,80 +76,41 @@ const (
 )
 
 // Overview computes a campaign's funnel for deliveries created in [from, to).
+//
+// The deliveries' figures are grouped by the hour they were created in.
+// A whole hour whose events have not changed since it was last computed
+// (hour_changes, see 0010_overview_hours.sql) is read from overview_hours;
+// the other hours, and the partial hours at the ends of the range, are
+// computed from delivery_masks (and the events of retried deliveries), and
+// those that have settled are stored for the next call.
 func (s *Store) Overview(ctx context.Context, workspaceID string, campaignID uuid.UUID, from, to time.Time, g Granularity) (Overview, error) {
 	if g != Day {
 		g = Hour
 	}
 	o := Overview{From: from, To: to, FailuresByReason: map[string]uint64{}}
 	from, to = from.UTC().Truncate(time.Second), to.UTC().Truncate(time.Second)
-	rangeArgs := []any{workspaceID, campaignID, from, to}
-	var retried uint64
-	if err := s.conn.QueryRow(ctx, countRetriedSQL, rangeArgs...).Scan(&retried); err != nil {
-		return o, fmt.Errorf("clickhouse: overview retried: %w", err)
-	}
-	r4 := func(times int, lead ...any) []any {
-		out := append([]any{}, lead...)
-		for i := 0; i < times; i++ {
-			out = append(out, rangeArgs...)
-		}
-		return out
-	}
-	ex := retried > 0
 
-	// Three independent parts run at once, each into its own partial.
-	parts := make([]*overviewPart, 3)
-	for i := range parts {
-		parts[i] = newOverviewPart()
-	}
-	errs := make([]error, 3)
-	var wg sync.WaitGroup
-	wg.Add(3)
-	go func() { // created: whole hours from the rollup, partial hours from deliveries
-		defer wg.Done()
-		p := parts[0]
-		fromH, toH := from.Truncate(time.Hour), to.Truncate(time.Hour)
-		if fromH.Before(from) {
-			fromH = fromH.Add(time.Hour)
-		}
-		if fromH.Before(toH) {
-			if errs[0] = s.addCreated(ctx, p, createdSQL, string(g), workspaceID, campaignID, fromH, toH); errs[0] != nil {
-				return
-			}
-			errs[0] = s.addCreated(ctx, p, createdEdgesSQL, string(g), workspaceID, campaignID, from, fromH, toH, to)
-		} else {
-			errs[0] = s.addCreated(ctx, p, createdEdgesSQL, string(g), workspaceID, campaignID, from, to, from, from)
-		}
+	// The created counts and the hours' groups are independent queries.
+	created := newOverviewPart()
+	var createdErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		createdErr = s.addCreatedRange(ctx, created, g, workspaceID, campaignID, from, to)
 	}()
-	go func() { // the funnel: the fast path, and the exact one for retried deliveries
-		defer wg.Done()
-		p := parts[1]
-		n := 1
-		if ex {
-			n = 2
-		}
-		if errs[1] = s.addOverviewGroups(ctx, p, false, overviewFastSQL(ex), r4(n, string(g))...); errs[1] != nil || !ex {
-			return
-		}
-		errs[1] = s.addOverviewGroups(ctx, p, true, overviewRetriedSQL, r4(2, string(g))...)
-	}()
-	go func() { // failures by reason of the fast path
-		defer wg.Done()
-		n := 3
-		if ex {
-			n = 4
-		}
-		errs[2] = s.addFailures(ctx, parts[2], failuresFastSQL(ex), r4(n)...)
-	}()
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	rows, err := s.overviewRows(ctx, workspaceID, campaignID, from, to)
+	<-done
+	if err := errors.Join(err, createdErr); err != nil {
 		return o, err
 	}
+	p := newOverviewPart()
+	for _, r := range rows {
+		p.add(r, g)
+	}
 	buckets := map[time.Time]*Bucket{}
-	var withEvents uint64
-	for _, p := range parts {
-		o.merge(&p.o)
-		withEvents += p.withEvents
-		for t, b := range p.buckets {
+	for _, part := range []*overviewPart{created, p} {
+		o.merge(&part.o)
+		for t, b := range part.buckets {
 			if buckets[t] == nil {
 				buckets[t] = &Bucket{Start: t}
 			}
@@ -158,8 +118,8 @@ func (s *Store) Overview(ctx context.Context, workspaceID string, campaignID uui
 		}
 	}
 	// Deliveries without any event yet are in flight.
-	if o.Created > withEvents {
-		o.Attempted += o.Created - withEvents
+	if o.Created > p.withEvents {
+		o.Attempted += o.Created - p.withEvents
 	}
 	o.Sends = o.Sent + o.Bounced + o.Suppressed
 	o.Recipients = o.Sends - o.Suppressed - o.Bounced
@@ -173,6 +133,289 @@ func (s *Store) Overview(ctx context.Context, workspaceID string, campaignID uui
 	}
 	sort.Slice(o.Series, func(i, j int) bool { return o.Series[i].Start.Before(o.Series[j].Start) })
 	return o, nil
+}
+
+// addCreatedRange adds the deliveries created in [from, to): whole hours
+// from the campaign_created rollup, partial hours from deliveries.
+func (s *Store) addCreatedRange(ctx context.Context, p *overviewPart, g Granularity, workspaceID string, campaignID uuid.UUID, from, to time.Time) error {
+	fromH, toH := ceilHour(from), to.Truncate(time.Hour)
+	if !fromH.Before(toH) {
+		return s.addCreated(ctx, p, createdEdgesSQL, string(g), workspaceID, campaignID, from, to, from, from)
+	}
+	if err := s.addCreated(ctx, p, createdSQL, string(g), workspaceID, campaignID, fromH, toH); err != nil {
+		return err
+	}
+	return s.addCreated(ctx, p, createdEdgesSQL, string(g), workspaceID, campaignID, from, fromH, toH, to)
+}
+
+// ceilHour is the first whole hour at or after t.
+func ceilHour(t time.Time) time.Time {
+	h := t.Truncate(time.Hour)
+	if h.Before(t) {
+		h = h.Add(time.Hour)
+	}
+	return h
+}
+
+// groupRow is one group of a campaign's deliveries created in one hour:
+// those with send state State (ATTEMPTED, SENT, BOUNCED, SUPPRESSED or
+// FAILED) and their figures; or, with State "REASON", the N FAILED
+// deliveries whose failure reason is Reason; or, with State "", the mark
+// of a stored computation.
+type groupRow struct {
+	Hour                                 time.Time
+	State, Reason                        string
+	N, Delivered, Opened, Converted, SDK uint64
+	Devices                              DeviceTotals
+}
+
+// overviewRows returns the hour groups of a campaign's deliveries created
+// in [from, to) that have events: stored hours that are still current,
+// and the rest computed (see Overview).
+func (s *Store) overviewRows(ctx context.Context, workspaceID string, campaignID uuid.UUID, from, to time.Time) ([]groupRow, error) {
+	fromH, toH := ceilHour(from), to.Truncate(time.Hour)
+	if s.overviewSettle <= 0 || !fromH.Before(toH) {
+		return s.computeRows(ctx, workspaceID, campaignID, from, to)
+	}
+	var now time.Time
+	if err := s.conn.QueryRow(ctx, "SELECT now()").Scan(&now); err != nil {
+		return nil, fmt.Errorf("clickhouse: overview: %w", err)
+	}
+	changed, err := s.hourChanges(ctx, workspaceID, campaignID, fromH, toH)
+	if err != nil {
+		return nil, err
+	}
+	stored, err := s.storedHours(ctx, workspaceID, campaignID, fromH, toH)
+	if err != nil {
+		return nil, err
+	}
+
+	// Keep the stored hours computed after their last change; compute the
+	// rest, and the partial hours at the ends, in a few spans.
+	var rows []groupRow
+	current := map[time.Time]bool{}
+	var settled []time.Time
+	var todo []span
+	if from.Before(fromH) {
+		todo = append(todo, span{from, fromH})
+	}
+	if toH.Before(to) {
+		todo = append(todo, span{toH, to})
+	}
+	for h, c := range changed {
+		if st, ok := stored[h]; ok && c.Add(s.overviewSettle).Before(st.computed) {
+			current[h] = true
+			rows = append(rows, st.rows...)
+			continue
+		}
+		if c.Add(s.overviewSettle).Before(now) {
+			settled = append(settled, h)
+		}
+		todo = append(todo, span{h, h.Add(time.Hour)})
+	}
+	var computed []groupRow
+	for _, sp := range mergeSpans(todo, overviewSpanGap, overviewMaxSpans) {
+		rs, err := s.computeRows(ctx, workspaceID, campaignID, sp.from, sp.to)
+		if err != nil {
+			return nil, err
+		}
+		computed = append(computed, rs...)
+	}
+	for _, r := range computed {
+		if !current[r.Hour] {
+			rows = append(rows, r)
+		}
+	}
+	if len(settled) > 0 {
+		// The answer is complete without them: a failed store (a cancelled
+		// request, say) only means computing these hours again next time.
+		// An hour's rows and mark are in one part, so none is half stored.
+		_ = s.storeHours(ctx, workspaceID, campaignID, now, settled, computed)
+	}
+	return rows, nil
+}
+
+// How Overview groups the hours it computes: spans less than
+// overviewSpanGap apart are computed as one, and at most overviewMaxSpans
+// spans are computed (each takes three or four queries).
+const (
+	overviewSpanGap  = 6 * time.Hour
+	overviewMaxSpans = 4
+)
+
+// span is a time range [from, to).
+type span struct{ from, to time.Time }
+
+// mergeSpans sorts spans and joins those that overlap or are less than gap
+// apart, then joins the closest neighbours until at most max remain.
+func mergeSpans(spans []span, gap time.Duration, max int) []span {
+	if len(spans) == 0 {
+		return nil
+	}
+	spans = append([]span(nil), spans...)
+	sort.Slice(spans, func(i, j int) bool { return spans[i].from.Before(spans[j].from) })
+	out := []span{spans[0]}
+	for _, sp := range spans[1:] {
+		last := &out[len(out)-1]
+		if sp.from.Sub(last.to) < gap {
+			if sp.to.After(last.to) {
+				last.to = sp.to
+			}
+			continue
+		}
+		out = append(out, sp)
+	}
+	for len(out) > max {
+		best := 0
+		for i := 1; i < len(out)-1; i++ {
+			if out[i+1].from.Sub(out[i].to) < out[best+1].from.Sub(out[best].to) {
+				best = i
+			}
+		}
+		out[best].to = out[best+1].to
+		out = append(out[:best+1], out[best+2:]...)
+	}
+	return out
+}
+
+// hourChanges reads when the events of each hour of a campaign's
+// deliveries created in [fromH, toH) last changed; an hour without events
+// has no entry.
+func (s *Store) hourChanges(ctx context.Context, workspaceID string, campaignID uuid.UUID, fromH, toH time.Time) (map[time.Time]time.Time, error) {
+	rows, err := s.conn.Query(ctx, hourChangesSQL, workspaceID, campaignID, fromH, toH)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: overview hour changes: %w", err)
+	}
+	defer rows.Close()
+	out := map[time.Time]time.Time{}
+	for rows.Next() {
+		var h, c time.Time
+		if err := rows.Scan(&h, &c); err != nil {
+			return nil, fmt.Errorf("clickhouse: scan overview hour changes: %w", err)
+		}
+		out[h.UTC()] = c
+	}
+	return out, rows.Err()
+}
+
+// storedHour is the newest stored computation of an hour.
+type storedHour struct {
+	computed time.Time
+	rows     []groupRow
+}
+
+// storedHours reads the newest stored computation of each hour in [fromH,
+// toH) (its mark row left out).
+func (s *Store) storedHours(ctx context.Context, workspaceID string, campaignID uuid.UUID, fromH, toH time.Time) (map[time.Time]*storedHour, error) {
+	rows, err := s.conn.Query(ctx, storedHoursSQL, workspaceID, campaignID, fromH, toH)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: overview stored hours: %w", err)
+	}
+	defer rows.Close()
+	out := map[time.Time]*storedHour{}
+	for rows.Next() {
+		var r groupRow
+		var computed time.Time
+		d := &r.Devices
+		if err := rows.Scan(&r.Hour, &computed, &r.State, &r.Reason, &r.N, &r.Delivered, &r.Opened, &r.Converted, &r.SDK,
+			&d.Targeted, &d.Sent, &d.Bounced, &d.Failed, &d.Suppressed, &d.Pending, &d.Delivered, &d.Opened); err != nil {
+			return nil, fmt.Errorf("clickhouse: scan overview stored hours: %w", err)
+		}
+		r.Hour = r.Hour.UTC()
+		st := out[r.Hour]
+		if st == nil || st.computed.Before(computed) {
+			st = &storedHour{computed: computed}
+			out[r.Hour] = st
+		} else if computed.Before(st.computed) {
+			continue
+		}
+		if r.State != "" {
+			st.rows = append(st.rows, r)
+		}
+	}
+	return out, rows.Err()
+}
+
+// storeHours writes the computed groups of the given hours, with a mark
+// row each, as computed at now, in one insert.
+func (s *Store) storeHours(ctx context.Context, workspaceID string, campaignID uuid.UUID, now time.Time, hours []time.Time, computed []groupRow) error {
+	keep := map[time.Time]bool{}
+	for _, h := range hours {
+		keep[h] = true
+	}
+	batch, err := s.conn.PrepareBatch(ctx, insertOverviewHours)
+	if err != nil {
+		return fmt.Errorf("clickhouse: prepare overview hours: %w", err)
+	}
+	defer batch.Close()
+	add := func(r groupRow) error {
+		d := r.Devices
+		return batch.Append(workspaceID, campaignID, r.Hour, now, r.State, r.Reason, r.N, r.Delivered, r.Opened, r.Converted, r.SDK,
+			d.Targeted, d.Sent, d.Bounced, d.Failed, d.Suppressed, d.Pending, d.Delivered, d.Opened)
+	}
+	for _, h := range hours {
+		if err := add(groupRow{Hour: h}); err != nil {
+			return fmt.Errorf("clickhouse: append overview hour: %w", err)
+		}
+	}
+	for _, r := range computed {
+		if keep[r.Hour] {
+			if err := add(r); err != nil {
+				return fmt.Errorf("clickhouse: append overview hour: %w", err)
+			}
+		}
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("clickhouse: insert overview hours: %w", err)
+	}
+	return nil
+}
+
+// computeRows computes the hour groups of a campaign's deliveries created
+// in [from, to) that have events: the fast path over delivery_masks, its
+// failures by reason, and the exact path for retried deliveries.
+func (s *Store) computeRows(ctx context.Context, workspaceID string, campaignID uuid.UUID, from, to time.Time) ([]groupRow, error) {
+	rangeArgs := []any{workspaceID, campaignID, from, to}
+	var retried uint64
+	if err := s.conn.QueryRow(ctx, countRetriedSQL, rangeArgs...).Scan(&retried); err != nil {
+		return nil, fmt.Errorf("clickhouse: overview retried: %w", err)
+	}
+	ex := retried > 0
+	r4 := func(times int, lead ...any) []any {
+		out := append([]any{}, lead...)
+		for i := 0; i < times; i++ {
+			out = append(out, rangeArgs...)
+		}
+		return out
+	}
+	n := 1
+	if ex {
+		n = 2
+	}
+	// The funnel (with the exact path) and the failures run at once.
+	var groups, failures []groupRow
+	var groupsErr, failuresErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		failures, failuresErr = s.failureRows(ctx, failuresFastSQL(ex), r4(n+2)...)
+	}()
+	groups, groupsErr = s.groupRows(ctx, overviewFastSQL(ex), r4(n, string(Hour))...)
+	if groupsErr == nil && ex {
+		var exact []groupRow
+		exact, groupsErr = s.groupRows(ctx, overviewRetriedSQL, r4(2, string(Hour))...)
+		for _, r := range exact {
+			groups = append(groups, r)
+			if r.State == "FAILED" {
+				groups = append(groups, groupRow{Hour: r.Hour, State: "REASON", Reason: r.Reason, N: r.N})
+			}
+		}
+	}
+	<-done
+	if err := errors.Join(groupsErr, failuresErr); err != nil {
+		return nil, err
+	}
+	return append(groups, failures...), nil
 }
 
 // overviewPart is what one of the overview's concurrent queries adds up.
@@ -244,77 +487,91 @@ func (s *Store) addCreated(ctx context.Context, p *overviewPart, query string, a
 	return rows.Err()
 }
 
-// addOverviewGroups runs one of the overview's group queries and adds its
-// rows into o.
-func (s *Store) addOverviewGroups(ctx context.Context, p *overviewPart, reasons bool, query string, args ...any) error {
-	o, bucket := &p.o, p.bucket
-	rows, err := s.conn.Query(ctx, query, args...)
-	if err != nil {
-		return fmt.Errorf("clickhouse: overview: %w", err)
+// add folds one hour group into the part, its time-series point in the
+// bucket of granularity g.
+func (p *overviewPart) add(r groupRow, g Granularity) {
+	o := &p.o
+	t := r.Hour
+	if g == Day {
+		t = t.Truncate(24 * time.Hour)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var t time.Time
-		var state, reason string
-		var n, delivered, opened, converted, sdk uint64
-		var d DeviceTotals
-		if err := rows.Scan(&t, &state, &reason, &n, &delivered, &opened, &converted, &sdk,
-			&d.Targeted, &d.Sent, &d.Bounced, &d.Failed, &d.Suppressed, &d.Pending, &d.Delivered, &d.Opened); err != nil {
-			return fmt.Errorf("clickhouse: scan overview: %w", err)
-		}
-		b := bucket(t)
-		p.withEvents += n
-		switch state {
-		case "ATTEMPTED":
-			o.Attempted += n
-		case "SENT":
-			o.Sent += n
-			b.Sent += n
-		case "BOUNCED":
-			o.Bounced += n
-			b.Bounced += n
-		case "SUPPRESSED":
-			o.Suppressed += n
-			b.Suppressed += n
-		case "FAILED":
-			o.Failed += n
-			b.Failed += n
-			if reasons {
-				o.FailuresByReason[reason] += n
-			}
-		}
-		o.Delivered += delivered
-		o.Opened += opened
-		o.Converted += converted
-		b.Delivered += delivered
-		b.Opened += opened
-		b.Converted += converted
-		o.SDKRecipients += sdk
-		o.Devices.add(d)
+	if r.State == "REASON" {
+		o.FailuresByReason[r.Reason] += r.N
+		return
 	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("clickhouse: overview: %w", err)
+	if r.State == "" {
+		return
 	}
-	return nil
+	b := p.bucket(t)
+	p.withEvents += r.N
+	switch r.State {
+	case "ATTEMPTED":
+		o.Attempted += r.N
+	case "SENT":
+		o.Sent += r.N
+		b.Sent += r.N
+	case "BOUNCED":
+		o.Bounced += r.N
+		b.Bounced += r.N
+	case "SUPPRESSED":
+		o.Suppressed += r.N
+		b.Suppressed += r.N
+	case "FAILED":
+		o.Failed += r.N
+		b.Failed += r.N
+	}
+	o.Delivered += r.Delivered
+	o.Opened += r.Opened
+	o.Converted += r.Converted
+	b.Delivered += r.Delivered
+	b.Opened += r.Opened
+	b.Converted += r.Converted
+	o.SDKRecipients += r.SDK
+	o.Devices.add(r.Devices)
 }
 
-// addFailures adds the fast path's failures by reason.
-func (s *Store) addFailures(ctx context.Context, p *overviewPart, query string, args ...any) error {
-	o := &p.o
+// groupRows runs one of the overview's group queries (columns as
+// overviewGroups).
+func (s *Store) groupRows(ctx context.Context, query string, args ...any) ([]groupRow, error) {
 	rows, err := s.conn.Query(ctx, query, args...)
 	if err != nil {
-		return fmt.Errorf("clickhouse: failures by reason: %w", err)
+		return nil, fmt.Errorf("clickhouse: overview: %w", err)
 	}
 	defer rows.Close()
+	var out []groupRow
 	for rows.Next() {
-		var reason string
-		var n uint64
-		if err := rows.Scan(&reason, &n); err != nil {
-			return fmt.Errorf("clickhouse: scan failures by reason: %w", err)
+		var r groupRow
+		d := &r.Devices
+		if err := rows.Scan(&r.Hour, &r.State, &r.Reason, &r.N, &r.Delivered, &r.Opened, &r.Converted, &r.SDK,
+			&d.Targeted, &d.Sent, &d.Bounced, &d.Failed, &d.Suppressed, &d.Pending, &d.Delivered, &d.Opened); err != nil {
+			return nil, fmt.Errorf("clickhouse: scan overview: %w", err)
 		}
-		o.FailuresByReason[reason] += n
+		r.Hour = r.Hour.UTC()
+		out = append(out, r)
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("clickhouse: overview: %w", err)
+	}
+	return out, nil
+}
+
+// failureRows runs failuresFastSQL: REASON rows by hour.
+func (s *Store) failureRows(ctx context.Context, query string, args ...any) ([]groupRow, error) {
+	rows, err := s.conn.Query(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: failures by reason: %w", err)
+	}
+	defer rows.Close()
+	var out []groupRow
+	for rows.Next() {
+		r := groupRow{State: "REASON"}
+		if err := rows.Scan(&r.Hour, &r.Reason, &r.N); err != nil {
+			return nil, fmt.Errorf("clickhouse: scan failures by reason: %w", err)
+		}
+		r.Hour = r.Hour.UTC()
+		out = append(out, r)
+	}
+	return out, rows.Err()
 }
 
 func (d *DeviceTotals) add(x DeviceTotals) {
@@ -345,7 +602,6 @@ func (s *Store) FailuresByReason(ctx context.Context, workspaceID string, campai
 	if err := s.conn.QueryRow(ctx, countRetriedSQL, rangeArgs...).Scan(&retried); err != nil {
 		return nil, fmt.Errorf("clickhouse: failures retried: %w", err)
 	}
-	p := newOverviewPart()
 	n := 3
 	if retried > 0 {
 		n = 4
@@ -354,14 +610,24 @@ func (s *Store) FailuresByReason(ctx context.Context, workspaceID string, campai
 	for i := 0; i < n; i++ {
 		args = append(args, rangeArgs...)
 	}
-	if err := s.addFailures(ctx, p, failuresFastSQL(retried > 0), args...); err != nil {
+	rows, err := s.failureRows(ctx, failuresFastSQL(retried > 0), args...)
+	if err != nil {
 		return nil, err
 	}
+	out := map[string]uint64{}
+	for _, r := range rows {
+		out[r.Reason] += r.N
+	}
 	if retried > 0 {
-		exact := append(append([]any{string(Day)}, rangeArgs...), rangeArgs...)
-		if err := s.addOverviewGroups(ctx, p, true, overviewRetriedSQL, exact...); err != nil {
+		exact, err := s.groupRows(ctx, overviewRetriedSQL, append(append([]any{string(Hour)}, rangeArgs...), rangeArgs...)...)
+		if err != nil {
 			return nil, err
 		}
+		for _, r := range exact {
+			if r.State == "FAILED" {
+				out[r.Reason] += r.N
+			}
+		}
 	}
-	return p.o.FailuresByReason, nil
+	return out, nil
 }

@@ -167,10 +167,11 @@ GROUP BY bucket, state`
 // deliveries with a delivery_failures row (a few percent) are decoded.
 // Params: workspace_id, campaign_id, from, to (mask rows); the same four
 // for the delivery_failures id list; the same four for retriedSQL when
-// excludeRetried; the same four for the reasons. Columns: reason, count.
+// excludeRetried; the same four for the reasons. Columns: bucket (the
+// hour the delivery was created), reason, count.
 func failuresFastSQL(excludeRetried bool) string {
 	return `
-SELECT if(bitAnd(fl, 1024) != 0, pr, fr) AS reason, count()
+SELECT toStartOfHour(created) AS bucket, if(bitAnd(fl, 1024) != 0, pr, fr) AS reason, count()
 FROM (` + maskStates(rangeWhere+" AND delivery_id IN (SELECT delivery_id FROM delivery_failures WHERE "+rangeWhere+")"+notRetried(excludeRetried)) + `)
 ANY INNER JOIN (
     SELECT delivery_id, minIfMerge(presend_reason) AS pr, argMinIfMerge(failed_reason) AS fr
@@ -179,7 +180,7 @@ ANY INNER JOIN (
     GROUP BY delivery_id
 ) USING delivery_id
 WHERE state = 5
-GROUP BY reason`
+GROUP BY bucket, reason`
 }
 
 // rangeWhere selects a campaign's pre-aggregated rows in a creation range.
@@ -288,3 +289,25 @@ GROUP BY bucket`
 var countRetriedSQL = "SELECT count() FROM (" + retriedSQL + ")"
 
 func sprintfCore(where string) string { return strings.Replace(deliverySendsCore, "%s", where, 1) }
+
+// hourChangesSQL reads when the events of each hour of a campaign's
+// deliveries last changed. Params: workspace_id, campaign_id, from, to
+// (whole hours). Columns: hour, changed.
+const hourChangesSQL = `
+SELECT hour, maxMerge(changed)
+FROM hour_changes
+WHERE workspace_id = ? AND campaign_id = ? AND hour >= ? AND hour < ?
+GROUP BY hour`
+
+// storedHoursSQL reads the stored computations of a campaign's hours.
+// Params: workspace_id, campaign_id, from, to (whole hours). Columns: hour,
+// computed, send_state, reason, then as overviewGroups from deliveries.
+const storedHoursSQL = `
+SELECT hour, computed, send_state, reason, deliveries, delivered, opened, converted, sdk,
+    dev_targeted, dev_sent, dev_bounced, dev_failed, dev_suppressed, dev_pending, dev_delivered, dev_opened
+FROM overview_hours
+WHERE workspace_id = ? AND campaign_id = ? AND hour >= ? AND hour < ?`
+
+const insertOverviewHours = `INSERT INTO overview_hours (workspace_id, campaign_id, hour, computed, send_state, reason,
+    deliveries, delivered, opened, converted, sdk,
+    dev_targeted, dev_sent, dev_bounced, dev_failed, dev_suppressed, dev_pending, dev_delivered, dev_opened)`

@@ -57,14 +57,28 @@ func TestPropertyStatusesAndOverview(t *testing.T) {
 	if err := store.CreateDeliveries(ctx, rows); err != nil {
 		t.Fatal(err)
 	}
-	var events []clickhouse.Event
-	for _, d := range ds {
+	// The events go in twice: first all but the app's reports (delivered,
+	// opened, converted) of 5% of the histories (early), then those (late),
+	// as reports arrive after the sends, so the overview's stored hours
+	// (see Store.Overview) are kept for the hours without late events and
+	// recomputed for the others.
+	store.SetOverviewSettle(time.Second)
+	var early, late []clickhouse.Event
+	dsEarly := make([]model.Delivery, len(ds))
+	for i, d := range ds {
 		for r := range d.Devices {
 			if err := store.PutDeliveryDevices(ctx, d.Delivery, uint16(r), d.RoundDevices(uint16(r))); err != nil {
 				t.Fatal(err)
 			}
 		}
+		lateReports := rng.Float64() < 0.05
+		dsEarly[i] = d
+		dsEarly[i].Events = nil
 		for _, e := range d.Events {
+			isLate := lateReports && (e.Kind == clickhouse.KindDelivered || e.Kind == clickhouse.KindOpened || e.Kind == clickhouse.KindConverted)
+			if !isLate {
+				dsEarly[i].Events = append(dsEarly[i].Events, e)
+			}
 			if (e.Kind == clickhouse.KindDelivered || e.Kind == clickhouse.KindOpened) && e.Token == "" {
 				for _, dd := range d.RoundDevices(e.Round) {
 					if dd.Index == e.DeviceIndex {
@@ -72,13 +86,70 @@ func TestPropertyStatusesAndOverview(t *testing.T) {
 					}
 				}
 			}
-			events = append(events, e)
+			if !isLate {
+				early = append(early, e)
+			} else {
+				late = append(late, e)
+			}
 		}
 	}
-	if err := clickhouse.InsertEvents(ctx, conn, events); err != nil {
+	if err := clickhouse.InsertEvents(ctx, conn, early); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("wrote %d deliveries, %d event rows", len(ds), len(events))
+	t.Logf("wrote %d deliveries, %d early event rows", len(ds), len(early))
+
+	norm := cmp.Options{
+		cmpopts.EquateApprox(0, 1e-9),
+		cmpopts.EquateEmpty(),
+		cmp.Transformer("utc", func(t time.Time) time.Time { return t.UTC() }),
+	}
+	ranges := [][2]time.Time{
+		{start.Add(-time.Hour), start.Add(10 * 24 * time.Hour)},
+		{start.Add(2*24*time.Hour + 17*time.Minute), start.Add(5*24*time.Hour + 3*time.Hour + 11*time.Second)},
+	}
+	// checkOverviews compares every campaign's overview over each range and
+	// granularity with the model of the histories hs.
+	checkOverviews := func(t *testing.T, hs []model.Delivery) {
+		t.Helper()
+		for _, c := range campaigns {
+			for _, r := range ranges {
+				for _, g := range []clickhouse.Granularity{clickhouse.Day, clickhouse.Hour} {
+					got, err := store.Overview(ctx, ws, c, r[0], r[1], g)
+					if err != nil {
+						t.Fatal(err)
+					}
+					w := model.ComputeOverview(hs, c, r[0], r[1], g)
+					if diff := cmp.Diff(w, got, norm); diff != "" {
+						t.Errorf("campaign %s, %s..%s by %s (-model +SQL):\n%s", c, r[0].Format(time.RFC3339), r[1].Format(time.RFC3339), g, diff)
+					}
+				}
+			}
+		}
+	}
+	storedHours := func() (n uint64) {
+		if err := conn.QueryRow(ctx, "SELECT uniqExact(campaign_id, hour) FROM overview_hours WHERE workspace_id = ?", ws).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	t.Run("overview before the late events", func(t *testing.T) {
+		time.Sleep(2100 * time.Millisecond) // every hour settled (1 s margin, whole seconds)
+		checkOverviews(t, dsEarly)          // computes and stores them
+		n := storedHours()
+		if n == 0 {
+			t.Fatal("no hour was stored")
+		}
+		checkOverviews(t, dsEarly) // from the stored hours
+		if m := storedHours(); m != n {
+			t.Errorf("stored hours went from %d to %d with no new event", n, m)
+		}
+		t.Logf("%d campaign hours stored", n)
+	})
+
+	if err := clickhouse.InsertEvents(ctx, conn, late); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("wrote %d late event rows", len(late))
 
 	want := map[uuid.UUID]model.Result{}
 	for _, d := range ds {
@@ -181,28 +252,13 @@ func TestPropertyStatusesAndOverview(t *testing.T) {
 	})
 
 	t.Run("overview", func(t *testing.T) {
-		ranges := [][2]time.Time{
-			{start.Add(-time.Hour), start.Add(10 * 24 * time.Hour)},
-			{start.Add(2*24*time.Hour + 17*time.Minute), start.Add(5*24*time.Hour + 3*time.Hour + 11*time.Second)},
-		}
-		norm := cmp.Options{
-			cmpopts.EquateApprox(0, 1e-9),
-			cmpopts.EquateEmpty(),
-			cmp.Transformer("utc", func(t time.Time) time.Time { return t.UTC() }),
-		}
+		// Right after the late events (their hours recomputed, the others
+		// stored), and again once those have settled and been stored.
+		checkOverviews(t, ds)
+		time.Sleep(2100 * time.Millisecond)
+		checkOverviews(t, ds)
+		checkOverviews(t, ds)
 		for _, c := range campaigns {
-			for _, r := range ranges {
-				for _, g := range []clickhouse.Granularity{clickhouse.Day, clickhouse.Hour} {
-					got, err := store.Overview(ctx, ws, c, r[0], r[1], g)
-					if err != nil {
-						t.Fatal(err)
-					}
-					w := model.ComputeOverview(ds, c, r[0], r[1], g)
-					if diff := cmp.Diff(w, got, norm); diff != "" {
-						t.Errorf("campaign %s, %s..%s by %s (-model +SQL):\n%s", c, r[0].Format(time.RFC3339), r[1].Format(time.RFC3339), g, diff)
-					}
-				}
-			}
 			// FailuresByReason alone agrees with the overview's.
 			all := model.ComputeOverview(ds, c, start.Add(-time.Hour), start.Add(10*24*time.Hour), clickhouse.Day)
 			fr, err := store.FailuresByReason(ctx, ws, c, start.Add(-time.Hour), start.Add(10*24*time.Hour))

@@ -17,10 +17,27 @@ var ErrNotFound = errors.New("not found")
 // Store reads and writes Herald's entities. It is safe for concurrent use.
 type Store struct {
 	conn driver.Conn
+	// overviewSettle is how long after its events last changed an hour's
+	// stored overview figures may be used (see Overview); 0 turns the
+	// stored figures off.
+	overviewSettle time.Duration
 }
 
+// DefaultOverviewSettle is the margin between an hour's last change and a
+// computation of it that Overview keeps. The change time is taken after
+// the rows are written, so any margin is safe; this one also covers a
+// ClickHouse whose views take now() at the start of the insert.
+const DefaultOverviewSettle = 30 * time.Second
+
 // NewStore returns a Store over an open connection.
-func NewStore(conn driver.Conn) *Store { return &Store{conn: conn} }
+func NewStore(conn driver.Conn) *Store {
+	return &Store{conn: conn, overviewSettle: DefaultOverviewSettle}
+}
+
+// SetOverviewSettle sets the margin of Overview's stored hours (see
+// DefaultOverviewSettle); 0 makes Overview compute every hour. Call it
+// before the Store is used.
+func (s *Store) SetOverviewSettle(d time.Duration) { s.overviewSettle = d }
 
 // Conn returns the underlying connection (for tests and the event writer).
 func (s *Store) Conn() driver.Conn { return s.conn }
