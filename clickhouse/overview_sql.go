@@ -311,3 +311,17 @@ WHERE workspace_id = ? AND campaign_id = ? AND hour >= ? AND hour < ?`
 const insertOverviewHours = `INSERT INTO overview_hours (workspace_id, campaign_id, hour, computed, send_state, reason,
     deliveries, delivered, opened, converted, sdk,
     dev_targeted, dev_sent, dev_bounced, dev_failed, dev_suppressed, dev_pending, dev_delivered, dev_opened)`
+
+// settledHoursSQL lists the campaigns with hours that changed at or after a
+// time and have settled, with the first and last such hour. Params: since,
+// the settle margin in whole seconds. Columns: workspace_id, campaign_id,
+// first hour, last hour.
+const settledHoursSQL = `
+SELECT workspace_id, campaign_id, min(hour), max(hour)
+FROM (
+    SELECT workspace_id, campaign_id, hour, maxMerge(changed) AS c
+    FROM hour_changes
+    GROUP BY workspace_id, campaign_id, hour
+)
+WHERE c >= ? AND toUInt32(c) + ? < toUInt32(now())
+GROUP BY workspace_id, campaign_id`

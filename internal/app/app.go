@@ -64,6 +64,9 @@ type Config struct {
 	// EventClaimIdle is how long a crashed process's unacknowledged events
 	// wait before another process inserts them. Default 30s.
 	EventClaimIdle time.Duration
+	// OverviewRefresh is how often a worker stores the settled overview
+	// hours of recently changed campaigns (jobs.RefreshOverviews); 0 never.
+	OverviewRefresh time.Duration
 	// BroadcastBatch is how many deliveries one broadcast fan-out task
 	// creates. Default 500.
 	BroadcastBatch int
@@ -142,6 +145,9 @@ type App struct {
 	Asynq   *asynq.Client
 	Secrets *secret.Box
 	Logger  *slog.Logger
+
+	// stop ends the background loops started with the worker.
+	stop context.CancelFunc
 }
 
 // Open connects to ClickHouse and Redis and applies the migrations.
@@ -191,12 +197,14 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*App, error) {
 		Events: events,
 		Asynq:  asynq.NewClientFromRedisClient(rdb),
 		Logger: logger,
+		stop:   func() {},
 	}
 	return a, nil
 }
 
 // Close flushes the event writer and closes the connections.
 func (a *App) Close() {
+	a.stop()
 	a.Events.Close()
 	a.CH.Close()
 	a.Redis.Close()
@@ -249,6 +257,12 @@ func (a *App) StartWorker() (*asynq.Server, error) {
 	w.Register(mux)
 	if err := srv.Start(mux); err != nil {
 		return nil, fmt.Errorf("worker: start: %w", err)
+	}
+	if a.Cfg.OverviewRefresh > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		prev := a.stop
+		a.stop = func() { cancel(); prev() }
+		go jobs.RefreshOverviews(ctx, a.Store, a.Redis, "herald:overview-refresh:"+a.Cfg.ClickHouseDatabase, a.Cfg.OverviewRefresh, a.Logger.With("component", "overviews"))
 	}
 	return srv, nil
 }
