@@ -123,7 +123,48 @@ func (s *Store) DeliveryLogs(ctx context.Context, workspaceID string, f LogFilte
 	return out, cur, nil
 }
 
+// How logPage reads back in time: the newest logWindow first, then windows
+// logWindowGrowth times longer each, until the page is full or the filter's
+// start is reached. The deliveries table is sorted by (workspace, time), so
+// a window reads only its own rows; 18.16 cannot stop a sorted read early.
+const (
+	logWindow       = time.Hour
+	logWindowGrowth = 4
+	logWindowMax    = 50 * 365 * 24 * time.Hour
+)
+
+// logPage reads up to limit deliveries matching f created before to, newest
+// first, strictly after the cursor (see DeliveryLogs), window by window.
 func (s *Store) logPage(ctx context.Context, workspaceID string, f LogFilter, to time.Time, after *LogCursor, limit int) ([]LogRow, error) {
+	from := f.From
+	if epoch := time.Unix(0, 0); from.Before(epoch) {
+		from = epoch
+	}
+	hi := to
+	if after != nil {
+		// Rows of the cursor's own second may follow it.
+		if c := time.UnixMicro(int64(after.CreatedUS)).Truncate(time.Second).Add(time.Second); c.Before(hi) {
+			hi = c
+		}
+	}
+	var out []LogRow
+	for w := logWindow; len(out) < limit && hi.After(from); w *= logWindowGrowth {
+		lo := hi.Add(-w)
+		if w >= logWindowMax || lo.Before(from) {
+			lo = from
+		}
+		rows, err := s.logWindowRows(ctx, workspaceID, f, lo, hi, after, limit-len(out))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rows...)
+		hi = lo
+	}
+	return out, nil
+}
+
+// logWindowRows runs selectLogPage over deliveries created in [from, to).
+func (s *Store) logWindowRows(ctx context.Context, workspaceID string, f LogFilter, from, to time.Time, after *LogCursor, limit int) ([]LogRow, error) {
 	flag := func(b bool) uint8 {
 		if b {
 			return 1
@@ -139,7 +180,7 @@ func (s *Store) logPage(ctx context.Context, workspaceID string, f LogFilter, to
 	}
 	rows, err := s.conn.Query(ctx, selectLogPage, workspaceID,
 		flag(f.CampaignID != uuid.Nil), f.CampaignID, flag(f.MessageID != uuid.Nil), f.MessageID, f.PersonID, f.PersonID,
-		f.From, to, flag(after != nil), cSec, cUS, cUS, cID, limit)
+		from, to, flag(after != nil), cSec, cUS, cUS, cID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: delivery logs: %w", err)
 	}
