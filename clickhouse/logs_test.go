@@ -16,9 +16,9 @@ import (
 
 // TestDeliveryLogsAcrossWindows pages through deliveries created in bursts
 // and gaps over 60 days (several in one second, none for days) and densely
-// in the last 12 hours, with page
-// sizes, filters and ranges, and checks each walk against the list sorted
-// in Go: every matching delivery once, newest first, none skipped.
+// in the last 12 hours, with page sizes, filters and ranges, and checks
+// each walk against the list sorted in Go: every matching delivery once,
+// newest first, none skipped.
 func TestDeliveryLogsAcrossWindows(t *testing.T) {
 	ctx := context.Background()
 	conn := chtest.New(t)
