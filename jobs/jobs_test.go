@@ -1,12 +1,17 @@
 package jobs
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/heraldpush/herald/clickhouse"
+	"github.com/heraldpush/herald/internal/redistest"
 )
 
 func TestRetryDelayDoublesAndCaps(t *testing.T) {
@@ -60,5 +65,44 @@ func TestTaskIDsAreStable(t *testing.T) {
 	}
 	if got, want := finalKey("d", 2, 3), "herald:final:d:2:3"; got != want {
 		t.Errorf("finalKey = %s, want %s", got, want)
+	}
+}
+
+// A task that fails while Redis is down returns its error only once Redis
+// answers again (so asynq can record the retry); one that succeeds, or
+// whose context ends, returns at once.
+func TestAwaitRedisHoldsFailuresUntilRedisAnswers(t *testing.T) {
+	rs := redistest.NewServer(t)
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr()})
+	defer rdb.Close()
+	w := &Worker{rdb: rdb}
+	failing := w.awaitRedis(asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return errors.New("boom") }))
+	ok := w.awaitRedis(asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return nil }))
+	task := asynq.NewTask("t", nil)
+	rs.Kill()
+
+	if err := ok.ProcessTask(context.Background(), task); err != nil {
+		t.Errorf("succeeding task: %v, want nil", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := failing.ProcessTask(ctx, task); err == nil || err.Error() != "boom" {
+		t.Errorf("failing task, context ended: %v, want boom", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- failing.ProcessTask(context.Background(), task) }()
+	select {
+	case err := <-done:
+		t.Fatalf("failing task returned %v while Redis was down", err)
+	case <-time.After(time.Second):
+	}
+	rs.Start()
+	select {
+	case err := <-done:
+		if err == nil || err.Error() != "boom" {
+			t.Errorf("failing task: %v, want boom", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("failing task still waiting 10s after Redis came back")
 	}
 }

@@ -93,9 +93,47 @@ func NewWorker(store *clickhouse.Store, events EventWriter, rdb redis.UniversalC
 
 // Register adds the handlers to mux.
 func (w *Worker) Register(mux *asynq.ServeMux) {
+	mux.Use(w.awaitRedis)
 	mux.HandleFunc(TypeDeliver, w.HandleDeliver)
 	mux.HandleFunc(TypeSend, w.HandleSend)
 	mux.HandleFunc(TypeFanout, w.HandleFanout)
+}
+
+// redisPoll is how often awaitRedis pings a Redis that does not answer.
+const redisPoll = 200 * time.Millisecond
+
+// awaitRedis holds a failed task's error until Redis answers, so that
+// asynq records the failure and schedules the retry at once. A task fails
+// when Redis goes away mid-task, and asynq then cannot record it: its
+// retry of that write reuses a context it has already canceled (asynq
+// v0.26 processor.retry, since hibiken/asynq#926), so the task would stay
+// active until its lease expires and the recoverer, which runs once a
+// minute and takes leases expired over 30 s ago, retries it — up to two
+// minutes after Redis is back. While the handler waits, asynq's heartbeat
+// keeps extending the lease once Redis answers; if the lease expires first,
+// ctx ends and the recoverer takes over as before. A task that succeeded
+// has just written to Redis (its last step is a Redis write), so it does
+// not wait.
+func (w *Worker) awaitRedis(next asynq.Handler) asynq.Handler {
+	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		err := next.ProcessTask(ctx, t)
+		if err == nil {
+			return nil
+		}
+		for ctx.Err() == nil {
+			pctx, cancel := context.WithTimeout(ctx, time.Second)
+			perr := w.rdb.Ping(pctx).Err()
+			cancel()
+			if perr == nil {
+				break
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(redisPoll):
+			}
+		}
+		return err
+	})
 }
 
 // plan is what a deliver task decided for a round. It is stored in Redis

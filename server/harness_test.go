@@ -45,6 +45,7 @@ type envOptions struct {
 	broadcastBatch int           // default 500
 	sendRate       int           // sends per workspace per second; default no limit
 	reportRate     int           // reports per IP per second; default no limit
+	redisAddr      string        // a private Redis (its DB 0); default a test DB of the shared one
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -53,7 +54,10 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if os.Getenv("HERALD_TEST_LOG") != "" {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	rdb := redistest.New(t)
+	redisAddr, redisDB := o.redisAddr, 0
+	if redisAddr == "" {
+		redisAddr, redisDB = redistest.Addr(), redistest.New(t).Options().DB
+	}
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	db := "herald_e2e_" + hex.EncodeToString(b)
@@ -73,7 +77,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}
 	cfg := app.Config{
 		ClickHouseAddr: chtest.Addr(), ClickHouseDatabase: db,
-		RedisAddr: redistest.Addr(), RedisDB: rdb.Options().DB,
+		RedisAddr: redisAddr, RedisDB: redisDB,
 		Concurrency: 20, RetryBase: o.retryBase, RetryMax: 4 * o.retryBase, PollInterval: 20 * time.Millisecond,
 		SendTimeout: 3 * time.Second, EventClaimIdle: time.Second, BroadcastBatch: o.broadcastBatch,
 		SecretKey: testSecretKey(t), SendRate: orNoLimit(o.sendRate), ReportRate: orNoLimit(o.reportRate),

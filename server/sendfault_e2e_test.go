@@ -91,6 +91,35 @@ func (c *client) progress(id string) (queued, done int) {
 	return int(get(p, "broadcast", "queued").(float64)), int(get(p, "broadcast", "done").(float64))
 }
 
+// waitProgress polls a broadcast until at least min of its deliveries are
+// done and returns how many are, failing the test after timeout.
+func (c *client) waitProgress(id string, min int, timeout time.Duration) int {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if _, done := c.progress(id); done >= min {
+			return done
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("broadcast did not reach %d deliveries done in %v", min, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// slowBroadcastSetup gives a new workspace with credentials n people with
+// one device each, whose tokens the simulators accept after 250 ms (so a
+// broadcast takes a while), and a message; it stops the in-process worker
+// and starts a `herald worker` process instead.
+func (e *env) slowBroadcastSetup(n int) (c *client, msg string, tokenOf func(int) string, worker *exec.Cmd) {
+	e.t.Helper()
+	c = e.withCredentials(e.workspace("a"))
+	e.worker.Shutdown()
+	tokenOf = func(i int) string { return sim.Token("5100", i) }
+	e.loadPeople(c.workspaceID, n, tokenOf)
+	return c, c.message("Hello", "news"), tokenOf, e.startWorkerProcess("20ms")
+}
+
 // sentAndFailed counts device sends with a sent / failed event.
 func (e *env) sentAndFailed(ws string) (sent, failed uint64) {
 	e.t.Helper()
@@ -103,69 +132,46 @@ func (e *env) sentAndFailed(ws string) (sent, failed uint64) {
 	return sent, failed
 }
 
-// SIGKILL the worker in the middle of a 1,000-person broadcast and start
-// another: every device ends with exactly one SENT, and each token reached
-// the simulators once — except pushes the kill caught between the
-// provider's acceptance and the record, which are sent again with the same
-// collapse id.
-func TestBroadcastSurvivesWorkerSIGKILL(t *testing.T) {
-	e := newEnv(t, envOptions{})
-	c := e.withCredentials(e.workspace("a"))
-	e.worker.Shutdown() // the worker runs as its own process here
-	const n = 1000
-	tokenOf := func(i int) string { return sim.Token("5100", i) } // 250 ms each: the broadcast takes a while
-	e.loadPeople(c.workspaceID, n, tokenOf)
-	msg := c.message("Hello", "news")
-	worker := e.startWorkerProcess("20ms")
-	id := c.broadcastAll(msg)
-
-	deadline := time.Now().Add(60 * time.Second)
+// waitAllSent waits until n device sends of the workspace are SENT, failing
+// the test as soon as one is FAILED or when timeout passes.
+func (e *env) waitAllSent(ws string, n int, timeout time.Duration) {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
 	for {
-		if _, done := c.progress(id); done >= n/4 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("broadcast did not reach a quarter in 60s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err := worker.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_, _ = worker.Process.Wait()
-	_, doneAtKill := c.progress(id)
-	e.startWorkerProcess("20ms")
-
-	// Tasks the dead worker held come back when their lease expires (~30 s).
-	deadline = time.Now().Add(150 * time.Second)
-	for {
-		sent, failed := e.sentAndFailed(c.workspaceID)
+		sent, failed := e.sentAndFailed(ws)
 		if failed > 0 {
-			t.Fatalf("%d device sends FAILED", failed)
+			e.t.Fatalf("%d device sends FAILED", failed)
 		}
-		if sent == n {
-			break
+		if sent == uint64(n) {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d devices SENT after the restart", sent, n)
+			e.t.Fatalf("only %d of %d devices SENT after %v", sent, n, timeout)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// checkSentOnce checks a broadcast to n people with one device each: one
+// delivery per person, exactly one SENT per device, and each token (from
+// tokenOf; even i on APNS, odd on FCM) reached the simulators once, or
+// twice with the same collapse id — those it counts and returns.
+func (e *env) checkSentOnce(ws string, n int, tokenOf func(int) string) (twice int) {
+	e.t.Helper()
 	// Exactly one SENT per device, and the deliveries once per person.
 	var rows, perDevice uint64
-	if err := e.app.CH.QueryRow(context.Background(), `SELECT count(), max(c) FROM (SELECT delivery_id, device_index, uniqExact(kind) AS c
-		FROM events WHERE workspace_id = ? AND kind = 'sent' GROUP BY delivery_id, device_index)`, c.workspaceID).Scan(&rows, &perDevice); err != nil {
-		t.Fatal(err)
+	if err := e.app.CH.QueryRow(context.Background(), `SELECT count(), max(c) FROM (SELECT delivery_id, device_index, uniqExact(attempt) AS c
+		FROM events WHERE workspace_id = ? AND kind = 'sent' GROUP BY delivery_id, device_index)`, ws).Scan(&rows, &perDevice); err != nil {
+		e.t.Fatal(err)
 	}
 	var deliveries uint64
-	if err := e.app.CH.QueryRow(context.Background(), "SELECT uniqExact(id), uniqExact(person_id) FROM deliveries WHERE workspace_id = ?", c.workspaceID).Scan(&deliveries, new(uint64)); err != nil {
-		t.Fatal(err)
+	if err := e.app.CH.QueryRow(context.Background(), "SELECT uniqExact(id), uniqExact(person_id) FROM deliveries WHERE workspace_id = ?", ws).Scan(&deliveries, new(uint64)); err != nil {
+		e.t.Fatal(err)
 	}
-	if rows != n || perDevice != 1 || deliveries != n {
-		t.Errorf("sent rows %d (max per device %d), deliveries %d; want %d, 1, %d", rows, perDevice, deliveries, n, n)
+	if rows != uint64(n) || perDevice != 1 || deliveries != uint64(n) {
+		e.t.Errorf("sent rows %d (max per device %d), deliveries %d; want %d, 1, %d", rows, perDevice, deliveries, n, n)
 	}
 	// Requests per token: one, or two with the same collapse id.
-	twice := 0
 	for i := 0; i < n; i++ {
 		tok := tokenOf(i)
 		var reqs int
@@ -194,9 +200,33 @@ func TestBroadcastSurvivesWorkerSIGKILL(t *testing.T) {
 		case reqs == 2 && keys[0] == keys[1] && keys[0] != "":
 			twice++
 		default:
-			t.Errorf("token %d: %d requests with collapse ids %v", i, reqs, keys)
+			e.t.Errorf("token %d: %d requests with collapse ids %v", i, reqs, keys)
 		}
 	}
+	return twice
+}
+
+// SIGKILL the worker in the middle of a 1,000-person broadcast and start
+// another: every device ends with exactly one SENT, and each token reached
+// the simulators once — except pushes the kill caught between the
+// provider's acceptance and the record, which are sent again with the same
+// collapse id.
+func TestBroadcastSurvivesWorkerSIGKILL(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	const n = 1000
+	c, msg, tokenOf, worker := e.slowBroadcastSetup(n)
+	id := c.broadcastAll(msg)
+	c.waitProgress(id, n/4, 60*time.Second)
+	if err := worker.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = worker.Process.Wait()
+	_, doneAtKill := c.progress(id)
+	e.startWorkerProcess("20ms")
+
+	// Tasks the dead worker held come back when their lease expires (~30 s).
+	e.waitAllSent(c.workspaceID, n, 150*time.Second)
+	twice := e.checkSentOnce(c.workspaceID, n, tokenOf)
 	t.Logf("killed at %d of %d done; %d pushes were sent twice (the kill fell between the provider's acceptance and the record), each with one collapse id", doneAtKill, n, twice)
 	if twice > 20 { // at most the worker's concurrency was in flight
 		t.Errorf("%d tokens received two pushes, more than the 20 sends in flight", twice)
@@ -216,16 +246,7 @@ func TestBroadcastSurvivesProviderOutage(t *testing.T) {
 	msg := c.message("Hello", "news")
 	e.startWorkerProcess("1500ms") // 10 retries span about a minute
 	id := c.broadcastAll(msg)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if _, done := c.progress(id); done >= n/4 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("broadcast did not start")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	c.waitProgress(id, n/4, 60*time.Second)
 	e.apns.SetOutage(true)
 	e.fcm.SetOutage(true)
 	before := e.apns.Total() + e.fcm.Total()
@@ -233,20 +254,7 @@ func TestBroadcastSurvivesProviderOutage(t *testing.T) {
 	during := e.apns.Total() + e.fcm.Total() - before
 	e.apns.SetOutage(false)
 	e.fcm.SetOutage(false)
-	deadline = time.Now().Add(120 * time.Second)
-	for {
-		sent, failed := e.sentAndFailed(c.workspaceID)
-		if failed > 0 {
-			t.Fatalf("%d device sends FAILED after the outage", failed)
-		}
-		if sent == n {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d SENT two minutes after the outage", sent, n)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+	e.waitAllSent(c.workspaceID, n, 120*time.Second)
 	t.Logf("%d requests got 503 during the 30 s outage; all %d devices SENT afterwards", during, n)
 	if during == 0 {
 		t.Error("no request reached the providers during the outage: the test did not test anything")

@@ -6,6 +6,8 @@
 // herald:test:db (a counter that spreads tests over the numbers) and
 // herald:test:db:<n> (held by the test using database n, expiring after
 // claimTTL in case a test process dies).
+//
+// A fault test that stops Redis runs its own instead: NewServer.
 package redistest
 
 import (
