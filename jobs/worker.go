@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -45,6 +46,13 @@ type Config struct {
 	PlanTTL time.Duration
 	// BroadcastBatch is how many deliveries one fan-out task creates. Default 500.
 	BroadcastBatch int
+	// Concurrency is the most deliveries a worker's fan-out tasks carry out
+	// at once, together (each fan-out task carries out its batch). Default 50.
+	Concurrency int
+	// RetryBase and RetryMax are the backoff of a device's retries (see
+	// RetryDelay): the delay before the send task that takes over a
+	// transient first attempt. Defaults 1s and 10m.
+	RetryBase, RetryMax time.Duration
 	// Secrets opens the push credentials sealed at rest.
 	Secrets *secret.Box
 }
@@ -67,9 +75,11 @@ type Worker struct {
 	creds    *ttlCache[string, map[string]clickhouse.Credentials]
 	cfg      Config
 	logger   *slog.Logger
+	// slots bounds the deliveries that fan-out tasks carry out at once.
+	slots chan struct{}
 }
 
-// NewWorker builds a worker; client enqueues the send tasks.
+// NewWorker builds a worker; client enqueues the send and fan-out tasks.
 func NewWorker(store *clickhouse.Store, events EventWriter, rdb redis.UniversalClient, client *asynq.Client, cfg Config, logger *slog.Logger) *Worker {
 	if cfg.MaxRetry <= 0 {
 		cfg.MaxRetry = 10
@@ -83,11 +93,21 @@ func NewWorker(store *clickhouse.Store, events EventWriter, rdb redis.UniversalC
 	if cfg.BroadcastBatch <= 0 {
 		cfg.BroadcastBatch = 500
 	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 50
+	}
+	if cfg.RetryBase <= 0 {
+		cfg.RetryBase = time.Second
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = 10 * time.Minute
+	}
 	return &Worker{
 		store: store, events: events, rdb: rdb, client: client, render: render.New(),
 		senders: newSenderCache(store, cfg), targets: NewTargetCache(rdb, 0), cfg: cfg, logger: logger,
 		messages: newTTLCache[string, clickhouse.Message](time.Minute),
 		creds:    newTTLCache[string, map[string]clickhouse.Credentials](5 * time.Second),
+		slots:    make(chan struct{}, cfg.Concurrency),
 	}
 }
 
@@ -131,7 +151,7 @@ func finalKey(deliveryID string, round uint16, idx uint8) string {
 }
 
 // HandleDeliver runs the pre-send checks of DESIGN.md in order, records the
-// targeted and suppressed devices, and enqueues one send task per device.
+// targeted and suppressed devices, and makes each device's first attempt.
 func (w *Worker) HandleDeliver(ctx context.Context, t *asynq.Task) error {
 	var p DeliverPayload
 	if err := json.Unmarshal(t.Payload(), &p); err != nil {
@@ -152,6 +172,12 @@ func (w *Worker) HandleDeliver(ctx context.Context, t *asynq.Task) error {
 			return err
 		}
 	}
+	return w.deliver(ctx, p, d)
+}
+
+// deliver loads or makes a delivery round's plan, carries it out and, for a
+// broadcast's delivery, records the broadcast's progress.
+func (w *Worker) deliver(ctx context.Context, p DeliverPayload, d clickhouse.Delivery) error {
 	pl, err := w.loadOrMakePlan(ctx, d, p.Round, p.Snapshot)
 	if err != nil {
 		return err
@@ -363,7 +389,10 @@ func MessageFields(m clickhouse.Message) (map[string]string, map[string]string, 
 	return fields, custom, nil
 }
 
-// carryOut records a plan and enqueues its sends; every step is idempotent.
+// carryOut records a plan and makes each device's first attempt; every
+// step is idempotent, so a task that runs it again (after a crash, or
+// asynq's at-least-once delivery) records nothing twice and pushes no
+// device whose outcome is recorded (see firstAttempts).
 func (w *Worker) carryOut(ctx context.Context, d clickhouse.Delivery, round uint16, pl plan) error {
 	now := time.Now()
 	ev := func(idx uint8, kind, reason string) clickhouse.Event {
@@ -395,30 +424,101 @@ func (w *Worker) carryOut(ctx context.Context, d clickhouse.Delivery, round uint
 	if err := w.events.Write(ctx, events...); err != nil {
 		return err
 	}
+	var sends []SendPayload
 	for _, pd := range pl.Devices {
 		if pd.Suppressed {
 			continue
 		}
 		push := pl.Push
 		push.Token = pd.Token
-		t, err := NewSendTask(SendPayload{
+		sends = append(sends, SendPayload{
 			WorkspaceID: d.WorkspaceID, CampaignID: d.CampaignID.String(), DeliveryID: d.ID.String(),
 			DeliveryCreated: d.CreatedAt, Round: round, DeviceIndex: pd.Index, PersonID: d.PersonID,
 			Platform: pd.Platform, CredVersion: pl.CredVersions[pd.Platform], Push: push, DeviceState: pd.State,
-		}, w.cfg.MaxRetry)
-		if err != nil {
-			return err
-		}
-		if err := enqueue(ctx, w.client, t); err != nil {
-			return err
-		}
+		})
 	}
-	return nil
+	return w.firstAttempts(ctx, sends)
 }
 
-// HandleSend makes one attempt at one device and records the attempt and,
-// when there is one, the final outcome. Transient failures return an error
-// so asynq retries with backoff; after the last retry the device is FAILED.
+// handoffKey: set once a device's first attempt failed transiently and its
+// retries were handed to a send task; a deliver task that runs again and
+// finds it queues that task again (a no-op if it is queued) instead of
+// making the first attempt again.
+func handoffKey(deliveryID string, round uint16, idx uint8) string {
+	return fmt.Sprintf("herald:handoff:%s:%d:%d", deliveryID, round, idx)
+}
+
+// firstAttempts makes the first attempt at each device of a round, in
+// parallel, in the deliver task itself: one task per delivery instead of
+// one more per device. A device whose final outcome is recorded (finalKey)
+// is skipped, so a re-run pushes again only the devices a crash caught
+// between the provider's answer and the record — as a re-run send task
+// would. A transient failure hands the device's retries to a send task.
+func (w *Worker) firstAttempts(ctx context.Context, sends []SendPayload) error {
+	if len(sends) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, 2*len(sends))
+	for _, p := range sends {
+		keys = append(keys, finalKey(p.DeliveryID, p.Round, p.DeviceIndex), handoffKey(p.DeliveryID, p.Round, p.DeviceIndex))
+	}
+	marks, err := w.rdb.MGet(ctx, keys...).Result()
+	if err != nil {
+		return fmt.Errorf("jobs: check outcomes: %w", err)
+	}
+	errs := make([]error, len(sends))
+	var wg sync.WaitGroup
+	for i, p := range sends {
+		switch {
+		case marks[2*i] != nil: // recorded by an earlier run
+			continue
+		case marks[2*i+1] != nil: // handed off by an earlier run
+			errs[i] = w.handoff(ctx, p)
+			continue
+		}
+		if len(sends) == 1 {
+			errs[i] = w.firstAttempt(ctx, p)
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = w.firstAttempt(ctx, p)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// firstAttempt makes a device's first attempt and, when it failed
+// transiently and retries are allowed, hands the device to a send task.
+func (w *Worker) firstAttempt(ctx context.Context, p SendPayload) error {
+	final, _, err := w.attempt(ctx, p, 1, w.cfg.MaxRetry == 0)
+	if err != nil || final {
+		return err
+	}
+	if err := w.rdb.Set(ctx, handoffKey(p.DeliveryID, p.Round, p.DeviceIndex), "1", w.cfg.PlanTTL).Err(); err != nil {
+		return fmt.Errorf("jobs: mark hand-off: %w", err)
+	}
+	return w.handoff(ctx, p)
+}
+
+// handoff queues the send task that makes a device's retries, after the
+// first retry delay. Its task id is (delivery, round, device), so queueing
+// it again is a no-op.
+func (w *Worker) handoff(ctx context.Context, p SendPayload) error {
+	p.Attempts = 1
+	t, err := NewSendTask(p, w.cfg.MaxRetry, asynq.ProcessIn(RetryDelay(w.cfg.RetryBase, w.cfg.RetryMax)(0, nil, nil)))
+	if err != nil {
+		return err
+	}
+	return enqueue(ctx, w.client, t)
+}
+
+// HandleSend makes one retry attempt at one device and records the attempt
+// and, when there is one, the final outcome. Transient failures return an
+// error so asynq retries with backoff; after the last retry the device is
+// FAILED.
 func (w *Worker) HandleSend(ctx context.Context, t *asynq.Task) error {
 	var p SendPayload
 	if err := json.Unmarshal(t.Payload(), &p); err != nil {
@@ -430,20 +530,33 @@ func (w *Worker) HandleSend(ctx context.Context, t *asynq.Task) error {
 	} else if n > 0 {
 		return nil // recorded by an earlier run of this task
 	}
-	deliveryID, err := uuid.Parse(p.DeliveryID)
-	if err != nil {
-		return fmt.Errorf("jobs: send payload id: %v: %w", err, asynq.SkipRetry)
-	}
-	campaignID, _ := uuid.Parse(p.CampaignID)
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, ok := asynq.GetMaxRetry(ctx)
 	if !ok {
-		maxRetry = w.cfg.MaxRetry
+		maxRetry = w.cfg.MaxRetry - int(p.Attempts)
 	}
-	attempt := uint16(retried + 1)
+	attempt := p.Attempts + uint16(retried+1)
+	final, res, err := w.attempt(ctx, p, attempt, retried >= maxRetry)
+	if err != nil || final {
+		return err
+	}
+	return fmt.Errorf("jobs: attempt %d to %s: transient: %s", attempt, p.Platform, res.Reason)
+}
+
+// attempt makes attempt number n at one device and records it and, when
+// there is one, the final outcome: the events first, then the device's
+// send state, then finalKey, so a crash before finalKey leaves the device
+// to be tried again with the same event identities. last makes a
+// transient failure final (FAILED, retries exhausted). It reports whether
+// the outcome is final, and the provider's answer.
+func (w *Worker) attempt(ctx context.Context, p SendPayload, n uint16, last bool) (final bool, res providers.Result, err error) {
+	deliveryID, err := uuid.Parse(p.DeliveryID)
+	if err != nil {
+		return false, res, fmt.Errorf("jobs: send payload id: %v: %w", err, asynq.SkipRetry)
+	}
+	campaignID, _ := uuid.Parse(p.CampaignID)
 
 	sender, err := w.senders.get(ctx, p.WorkspaceID, p.Platform, p.CredVersion)
-	var res providers.Result
 	if err != nil {
 		// Stored credentials that do not build a client cannot be fixed by retrying.
 		res = providers.Result{Outcome: providers.Permanent, Reason: err.Error()}
@@ -460,10 +573,9 @@ func (w *Worker) HandleSend(ctx context.Context, t *asynq.Task) error {
 			DeliveryCreated: p.DeliveryCreated, At: now}
 	}
 	attemptEv := ev(clickhouse.KindAttempt)
-	attemptEv.Attempt = attempt
+	attemptEv.Attempt = n
 	attemptEv.ProviderID = res.MessageID
 	events := []clickhouse.Event{attemptEv}
-	var final bool
 	switch res.Outcome {
 	case providers.Accepted:
 		e := ev(clickhouse.KindSent)
@@ -474,25 +586,26 @@ func (w *Worker) HandleSend(ctx context.Context, t *asynq.Task) error {
 	case providers.Permanent:
 		events, final = append(events, ev(clickhouse.KindFailed)), true
 	default: // Transient
-		if retried >= maxRetry {
+		if last {
 			e := ev(clickhouse.KindFailed)
-			e.Reason = fmt.Sprintf("retries exhausted after %d attempts: %s", attempt, res.Reason)
+			e.Reason = fmt.Sprintf("retries exhausted after %d attempts: %s", n, res.Reason)
 			events, final = append(events, e), true
 		}
 	}
 	if err := w.events.Write(ctx, events...); err != nil {
-		return err // retried; the attempt row is rewritten with the same identity
+		return false, res, err // retried; the attempt row is rewritten with the same identity
 	}
-	if final {
-		if err := w.updateDevice(ctx, p, res.Outcome); err != nil {
-			return err
-		}
-		if err := w.rdb.Set(ctx, fk, res.Outcome.String(), w.cfg.PlanTTL).Err(); err != nil {
-			return fmt.Errorf("jobs: mark outcome: %w", err)
-		}
-		return nil
+	if !final {
+		return false, res, nil
 	}
-	return fmt.Errorf("jobs: attempt %d to %s: transient: %s", attempt, p.Platform, res.Reason)
+	if err := w.updateDevice(ctx, p, res.Outcome); err != nil {
+		return false, res, err
+	}
+	fk := finalKey(p.DeliveryID, p.Round, p.DeviceIndex)
+	if err := w.rdb.Set(ctx, fk, res.Outcome.String(), w.cfg.PlanTTL).Err(); err != nil {
+		return false, res, fmt.Errorf("jobs: mark outcome: %w", err)
+	}
+	return true, res, nil
 }
 
 // updateDevice applies the bounce rules to the device's send state.
