@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -93,7 +92,9 @@ func (w *Worker) HandleFanout(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
-	msg, err := w.store.Message(ctx, p.WorkspaceID, b.MessageID)
+	msg, err := w.messages.get(p.WorkspaceID+"/"+b.MessageID.String(), func() (clickhouse.Message, error) {
+		return w.store.Message(ctx, p.WorkspaceID, b.MessageID)
+	})
 	if err != nil {
 		return err
 	}
@@ -105,6 +106,18 @@ func (w *Worker) HandleFanout(ctx context.Context, t *asynq.Task) error {
 		}
 	} else if lo := p.Batch * size; lo < len(b.PersonIDs) {
 		persons = b.PersonIDs[lo:min(lo+size, len(b.PersonIDs))]
+	}
+	// Queue the next batch as soon as its start is known, so that batches
+	// run side by side on the worker's task slots.
+	if len(persons) == size {
+		next := FanoutPayload{WorkspaceID: p.WorkspaceID, BroadcastID: p.BroadcastID, Batch: p.Batch + 1, After: persons[len(persons)-1]}
+		nt, err := NewFanoutTask(next)
+		if err != nil {
+			return err
+		}
+		if err := enqueue(ctx, w.client, nt); err != nil {
+			return err
+		}
 	}
 	ds := make([]clickhouse.Delivery, len(persons))
 	for i, person := range persons {
@@ -147,58 +160,30 @@ func (w *Worker) HandleFanout(ctx context.Context, t *asynq.Task) error {
 	if err := w.rdb.HSet(ctx, queuedKey(p.BroadcastID), strconv.Itoa(p.Batch), len(ds)).Err(); err != nil {
 		return fmt.Errorf("jobs: broadcast progress: %w", err)
 	}
-	// Queue the next batch before carrying out this one, so that batches
-	// run side by side on the worker's task slots.
-	if len(persons) == size {
-		next := FanoutPayload{WorkspaceID: p.WorkspaceID, BroadcastID: p.BroadcastID, Batch: p.Batch + 1, After: persons[len(persons)-1]}
-		nt, err := NewFanoutTask(next)
-		if err != nil {
-			return err
-		}
-		if err := enqueue(ctx, w.client, nt); err != nil {
-			return err
-		}
-	}
 	return w.deliverBatch(ctx, p, ds, people, devices)
 }
 
 // deliverBatch carries out a batch's deliveries in the fan-out task, as
-// their deliver tasks would (HandleDeliver), at most Config.Concurrency at
-// once across the worker's fan-out tasks: two queue operations per batch
-// instead of several per delivery. The crash guarantees are those of a
-// deliver task that runs again: a fan-out task that dies mid-batch is run
-// again by asynq, and so is every delivery of its batch, each of which
-// follows its stored plan and skips the devices whose outcome is recorded
-// (see carryOut). A delivery that fails for good (asynq.SkipRetry) is
-// logged and left, as its deliver task would have been archived; any other
-// error fails the task, and the whole batch is run again.
+// their deliver tasks would (HandleDeliver), together (deliverAll): a few
+// Redis round trips for the batch's plans and records, and no queue
+// operation per delivery. The crash guarantees are those of a deliver task
+// that runs again: a fan-out task that dies mid-batch is run again by
+// asynq, and so is every delivery of its batch, each of which follows its
+// stored plan and skips the devices whose outcome is recorded. A delivery
+// that fails for good (asynq.SkipRetry) is logged and left, as its deliver
+// task would have been archived; any other error fails the task, and the
+// whole batch is run again.
 func (w *Worker) deliverBatch(ctx context.Context, p FanoutPayload, ds []clickhouse.Delivery,
 	people map[string]clickhouse.Person, devices map[string][]clickhouse.Device) error {
-	errs := make([]error, len(ds))
-	var wg sync.WaitGroup
+	rs := make([]round, len(ds))
 	for i, d := range ds {
-		select {
-		case w.slots <- struct{}{}:
-		case <-ctx.Done():
-			wg.Wait()
-			return ctx.Err()
-		}
-		wg.Add(1)
-		go func() {
-			defer func() {
-				<-w.slots
-				wg.Done()
-			}()
-			person, found := people[d.PersonID]
-			dp := DeliverPayload{WorkspaceID: p.WorkspaceID, DeliveryID: d.ID.String(), BroadcastID: p.BroadcastID,
-				BroadcastIndex: p.Batch*w.cfg.BroadcastBatch + i,
-				Snapshot:       &Snapshot{Delivery: d, PersonFound: found, Person: person, Devices: devices[d.PersonID]}}
-			errs[i] = w.deliver(ctx, dp, d)
-		}()
+		person, found := people[d.PersonID]
+		rs[i] = round{d: d, p: DeliverPayload{WorkspaceID: p.WorkspaceID, DeliveryID: d.ID.String(), BroadcastID: p.BroadcastID,
+			BroadcastIndex: p.Batch*w.cfg.BroadcastBatch + i,
+			Snapshot:       &Snapshot{Delivery: d, PersonFound: found, Person: person, Devices: devices[d.PersonID]}}}
 	}
-	wg.Wait()
 	var retry []error
-	for i, err := range errs {
+	for i, err := range w.deliverAll(ctx, rs) {
 		switch {
 		case err == nil:
 		case errors.Is(err, asynq.SkipRetry):

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -172,57 +171,13 @@ func (w *Worker) HandleDeliver(ctx context.Context, t *asynq.Task) error {
 			return err
 		}
 	}
-	return w.deliver(ctx, p, d)
+	return w.deliverAll(ctx, []round{{p: p, d: d}})[0]
 }
 
-// deliver loads or makes a delivery round's plan, carries it out and, for a
-// broadcast's delivery, records the broadcast's progress.
-func (w *Worker) deliver(ctx context.Context, p DeliverPayload, d clickhouse.Delivery) error {
-	pl, err := w.loadOrMakePlan(ctx, d, p.Round, p.Snapshot)
-	if err != nil {
-		return err
-	}
-	if err := w.carryOut(ctx, d, p.Round, pl); err != nil {
-		return err
-	}
-	return w.markDone(ctx, p)
-}
-
-func (w *Worker) loadOrMakePlan(ctx context.Context, d clickhouse.Delivery, round uint16, snap *Snapshot) (plan, error) {
-	key := planKey(d.ID.String(), round)
-	var pl plan
-	b, err := w.rdb.Get(ctx, key).Bytes()
-	if err == nil {
-		return pl, json.Unmarshal(b, &pl)
-	}
-	if !errors.Is(err, redis.Nil) {
-		return pl, fmt.Errorf("jobs: read plan: %w", err)
-	}
-	pl, err = w.makePlan(ctx, d, snap)
-	if err != nil {
-		return pl, err
-	}
-	b, err = json.Marshal(pl)
-	if err != nil {
-		return pl, fmt.Errorf("jobs: marshal plan: %w", err)
-	}
-	ok, err := w.rdb.SetNX(ctx, key, b, w.cfg.PlanTTL).Result()
-	if err != nil {
-		return pl, fmt.Errorf("jobs: store plan: %w", err)
-	}
-	if !ok { // another run of this task stored its plan first: follow it
-		b, err := w.rdb.Get(ctx, key).Bytes()
-		if err != nil {
-			return pl, fmt.Errorf("jobs: read plan: %w", err)
-		}
-		pl = plan{}
-		return pl, json.Unmarshal(b, &pl)
-	}
-	return pl, nil
-}
-
-// makePlan runs the pre-send checks in DESIGN.md's order.
-func (w *Worker) makePlan(ctx context.Context, d clickhouse.Delivery, snap *Snapshot) (plan, error) {
+// makePlan runs the pre-send checks in DESIGN.md's order. reporting, when
+// not nil, holds the workspace's reporting flags of (at least) the person's
+// device tokens, read beforehand for a whole batch.
+func (w *Worker) makePlan(ctx context.Context, d clickhouse.Delivery, snap *Snapshot, reporting map[string]bool) (plan, error) {
 	fail := func(reason string) (plan, error) { return plan{PresendReason: reason}, nil }
 
 	var person clickhouse.Person
@@ -287,9 +242,10 @@ func (w *Worker) makePlan(ctx context.Context, d clickhouse.Delivery, snap *Snap
 	for i, dev := range picked {
 		tokens[i] = dev.Token
 	}
-	reporting, err := w.targets.Reporting(ctx, d.WorkspaceID, tokens)
-	if err != nil {
-		return plan{}, err
+	if reporting == nil {
+		if reporting, err = w.targets.Reporting(ctx, d.WorkspaceID, tokens); err != nil {
+			return plan{}, err
+		}
 	}
 	pl := plan{Push: push, CredVersions: map[string]uint64{}}
 	for i, dev := range picked {
@@ -389,105 +345,12 @@ func MessageFields(m clickhouse.Message) (map[string]string, map[string]string, 
 	return fields, custom, nil
 }
 
-// carryOut records a plan and makes each device's first attempt; every
-// step is idempotent, so a task that runs it again (after a crash, or
-// asynq's at-least-once delivery) records nothing twice and pushes no
-// device whose outcome is recorded (see firstAttempts).
-func (w *Worker) carryOut(ctx context.Context, d clickhouse.Delivery, round uint16, pl plan) error {
-	now := time.Now()
-	ev := func(idx uint8, kind, reason string) clickhouse.Event {
-		return clickhouse.Event{WorkspaceID: d.WorkspaceID, CampaignID: d.CampaignID, DeliveryID: d.ID, Round: round,
-			DeviceIndex: idx, Kind: kind, Reason: reason, DeliveryCreated: d.CreatedAt, At: now}
-	}
-	if pl.PresendReason != "" {
-		return w.events.Write(ctx, ev(clickhouse.DeliveryLevel, clickhouse.KindPresendFailed, pl.PresendReason))
-	}
-	dds := make([]clickhouse.DeliveryDevice, len(pl.Devices))
-	var events []clickhouse.Event
-	for i, pd := range pl.Devices {
-		dds[i] = clickhouse.DeliveryDevice{Index: pd.Index, Token: pd.Token, Platform: pd.Platform}
-		t := ev(pd.Index, clickhouse.KindTargeted, "")
-		// The token and platform ride on the targeted event; a materialized
-		// view writes the delivery_devices row from it (0009).
-		t.Token, t.ProviderID = pd.Token, pd.Platform
-		if pd.Reporting {
-			t.StatusCode = 1 // the overview's SDK coverage reads this
-		}
-		events = append(events, t)
-		if pd.Suppressed {
-			events = append(events, ev(pd.Index, clickhouse.KindSuppressed, "device is suppressed"))
-		}
-	}
-	if err := w.targets.Put(ctx, d, round, dds); err != nil {
-		return err
-	}
-	if err := w.events.Write(ctx, events...); err != nil {
-		return err
-	}
-	var sends []SendPayload
-	for _, pd := range pl.Devices {
-		if pd.Suppressed {
-			continue
-		}
-		push := pl.Push
-		push.Token = pd.Token
-		sends = append(sends, SendPayload{
-			WorkspaceID: d.WorkspaceID, CampaignID: d.CampaignID.String(), DeliveryID: d.ID.String(),
-			DeliveryCreated: d.CreatedAt, Round: round, DeviceIndex: pd.Index, PersonID: d.PersonID,
-			Platform: pd.Platform, CredVersion: pl.CredVersions[pd.Platform], Push: push, DeviceState: pd.State,
-		})
-	}
-	return w.firstAttempts(ctx, sends)
-}
-
 // handoffKey: set once a device's first attempt failed transiently and its
 // retries were handed to a send task; a deliver task that runs again and
 // finds it queues that task again (a no-op if it is queued) instead of
 // making the first attempt again.
 func handoffKey(deliveryID string, round uint16, idx uint8) string {
 	return fmt.Sprintf("herald:handoff:%s:%d:%d", deliveryID, round, idx)
-}
-
-// firstAttempts makes the first attempt at each device of a round, in
-// parallel, in the deliver task itself: one task per delivery instead of
-// one more per device. A device whose final outcome is recorded (finalKey)
-// is skipped, so a re-run pushes again only the devices a crash caught
-// between the provider's answer and the record — as a re-run send task
-// would. A transient failure hands the device's retries to a send task.
-func (w *Worker) firstAttempts(ctx context.Context, sends []SendPayload) error {
-	if len(sends) == 0 {
-		return nil
-	}
-	keys := make([]string, 0, 2*len(sends))
-	for _, p := range sends {
-		keys = append(keys, finalKey(p.DeliveryID, p.Round, p.DeviceIndex), handoffKey(p.DeliveryID, p.Round, p.DeviceIndex))
-	}
-	marks, err := w.rdb.MGet(ctx, keys...).Result()
-	if err != nil {
-		return fmt.Errorf("jobs: check outcomes: %w", err)
-	}
-	errs := make([]error, len(sends))
-	var wg sync.WaitGroup
-	for i, p := range sends {
-		switch {
-		case marks[2*i] != nil: // recorded by an earlier run
-			continue
-		case marks[2*i+1] != nil: // handed off by an earlier run
-			errs[i] = w.handoff(ctx, p)
-			continue
-		}
-		if len(sends) == 1 {
-			errs[i] = w.firstAttempt(ctx, p)
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = w.firstAttempt(ctx, p)
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
 }
 
 // firstAttempt makes a device's first attempt and, when it failed
