@@ -201,7 +201,9 @@ func (w *Worker) markDone(ctx context.Context, p DeliverPayload) error {
 	if p.BroadcastID == "" {
 		return nil
 	}
-	if err := w.rdb.SetBit(ctx, doneKey(p.BroadcastID), int64(p.BroadcastIndex), 1).Err(); err != nil {
+	if err := w.mark(ctx, func(ctx context.Context, rp redis.Pipeliner) redis.Cmder {
+		return rp.SetBit(ctx, doneKey(p.BroadcastID), int64(p.BroadcastIndex), 1)
+	}); err != nil {
 		return fmt.Errorf("jobs: broadcast progress: %w", err)
 	}
 	return nil

@@ -17,6 +17,7 @@ import (
 
 	"github.com/heraldpush/herald/clickhouse"
 	"github.com/heraldpush/herald/domain"
+	"github.com/heraldpush/herald/internal/groupcommit"
 	"github.com/heraldpush/herald/internal/secret"
 	"github.com/heraldpush/herald/providers"
 	"github.com/heraldpush/herald/render"
@@ -76,6 +77,36 @@ type Worker struct {
 	logger   *slog.Logger
 	// slots bounds the deliveries that fan-out tasks carry out at once.
 	slots chan struct{}
+	// marks group-commits the send path's one-command Redis writes (see mark).
+	marks *groupcommit.Committer[markCmd]
+}
+
+// markCmd adds one Redis command to a pipeline.
+type markCmd func(ctx context.Context, p redis.Pipeliner) redis.Cmder
+
+// mark runs one Redis write of the send path (a finalKey, a broadcast's
+// done bit) and returns once Redis has it. Concurrent marks share one
+// pipeline (groupcommit); each is a plain SET or SETBIT, safe to repeat.
+func (w *Worker) mark(ctx context.Context, c markCmd) error {
+	return w.marks.Do(ctx, c)
+}
+
+// runMarks sends a batch of marks in one pipeline.
+func (w *Worker) runMarks(ctx context.Context, cs []markCmd) []error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cmds := make([]redis.Cmder, len(cs))
+	_, _ = w.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, c := range cs {
+			cmds[i] = c(ctx, p)
+		}
+		return nil
+	})
+	errs := make([]error, len(cs))
+	for i, c := range cmds {
+		errs[i] = c.Err()
+	}
+	return errs
 }
 
 // NewWorker builds a worker; client enqueues the send and fan-out tasks.
@@ -101,13 +132,15 @@ func NewWorker(store *clickhouse.Store, events EventWriter, rdb redis.UniversalC
 	if cfg.RetryMax <= 0 {
 		cfg.RetryMax = 10 * time.Minute
 	}
-	return &Worker{
+	w := &Worker{
 		store: store, events: events, rdb: rdb, client: client, render: render.New(),
 		senders: newSenderCache(store, cfg), targets: NewTargetCache(rdb, 0), cfg: cfg, logger: logger,
 		messages: newTTLCache[string, clickhouse.Message](time.Minute),
 		creds:    newTTLCache[string, map[string]clickhouse.Credentials](5 * time.Second),
 		slots:    make(chan struct{}, cfg.Concurrency),
 	}
+	w.marks = groupcommit.New(256, w.runMarks)
+	return w
 }
 
 // Register adds the handlers to mux.
@@ -465,7 +498,9 @@ func (w *Worker) attempt(ctx context.Context, p SendPayload, n uint16, last bool
 		return false, res, err
 	}
 	fk := finalKey(p.DeliveryID, p.Round, p.DeviceIndex)
-	if err := w.rdb.Set(ctx, fk, res.Outcome.String(), w.cfg.PlanTTL).Err(); err != nil {
+	if err := w.mark(ctx, func(ctx context.Context, p redis.Pipeliner) redis.Cmder {
+		return p.Set(ctx, fk, res.Outcome.String(), w.cfg.PlanTTL)
+	}); err != nil {
 		return false, res, fmt.Errorf("jobs: mark outcome: %w", err)
 	}
 	return true, res, nil
