@@ -18,6 +18,8 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/heraldpush/herald/internal/groupcommit"
 )
 
 // ErrBufferFull is returned by StreamWriter.Write when the Redis stream
@@ -143,6 +145,9 @@ type StreamWriter struct {
 	done      chan struct{}
 	closeOnce sync.Once
 
+	// commit group-commits concurrent Writes (writeGroups).
+	commit *groupcommit.Committer[[]any]
+
 	// Owned by the loop goroutine.
 	readOwn     bool      // re-read our own pending entries (ID 0) before new ones
 	claimCursor string    // XAUTOCLAIM position; "0-0" starts a new scan
@@ -165,6 +170,7 @@ func NewStreamWriter(rdb redis.UniversalClient, conn driver.Conn, o StreamOption
 		readOwn:     true, // a restarted process with a fixed Consumer name
 		claimCursor: "0-0",
 	}
+	w.commit = groupcommit.New(maxGroups, w.writeGroups)
 	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
 	defer cancel()
 	if err := w.createGroup(ctx); err != nil {
@@ -184,31 +190,49 @@ func (w *StreamWriter) createGroup(ctx context.Context) error {
 	return nil
 }
 
-// writeScript appends events to the stream unless that would take it above
-// its maximum length, atomically, so concurrent writers cannot overshoot.
+// writeScript appends groups of events to the stream, each group unless
+// that would take the stream above its maximum length, atomically, so
+// concurrent writers cannot overshoot. A group is one Write call's events:
+// concurrent calls share one script run (see StreamWriter.commit).
 //
 //	KEYS[1]: the stream
 //	ARGV[1]: MaxLen
-//	ARGV[2..]: one JSON-encoded event each, stored as field "event"
-//	Returns the number of entries added, or -1 (nothing added) when
-//	XLEN + #events > MaxLen.
+//	ARGV[2]: the number of groups, g
+//	ARGV[3..2+g]: each group's number of events
+//	ARGV[3+g..]: the groups' events in order, one JSON-encoded event each,
+//	stored as field "event"
+//	Returns, per group, the number of entries added, or -1 (nothing of
+//	that group added) when XLEN + #group > MaxLen.
 var writeScript = redis.NewScript(`
-local n = #ARGV - 1
-if redis.call("XLEN", KEYS[1]) + n > tonumber(ARGV[1]) then
-	return -1
+local max = tonumber(ARGV[1])
+local g = tonumber(ARGV[2])
+local pos = 3 + g
+local out = {}
+for k = 1, g do
+	local n = tonumber(ARGV[2 + k])
+	if redis.call("XLEN", KEYS[1]) + n > max then
+		out[k] = -1
+	else
+		for i = pos, pos + n - 1 do
+			redis.call("XADD", KEYS[1], "*", "event", ARGV[i])
+		end
+		out[k] = n
+	end
+	pos = pos + n
 end
-for i = 2, #ARGV do
-	redis.call("XADD", KEYS[1], "*", "event", ARGV[i])
-end
-return n
+return out
 `)
+
+// maxGroups is the most Write calls that share one script run.
+const maxGroups = 256
 
 // Write appends events to the stream and returns once Redis accepted them:
 // that is the acknowledgement point, before the ClickHouse insert. All of
 // the events are written or none. It returns ErrBufferFull, writing
 // nothing, when the stream would hold more than MaxLen events, and rejects
 // an event whose Kind the events table does not know (such a row would fail
-// every insert of its batch).
+// every insert of its batch). Concurrent calls are group-committed: their
+// events go to Redis in one script run, each call's all or none.
 func (w *StreamWriter) Write(ctx context.Context, events ...Event) error {
 	if len(events) == 0 {
 		return nil
@@ -218,8 +242,7 @@ func (w *StreamWriter) Write(ctx context.Context, events ...Event) error {
 		return fmt.Errorf("clickhouse: stream writer closed")
 	default:
 	}
-	args := make([]any, 0, len(events)+1)
-	args = append(args, w.opts.MaxLen)
+	group := make([]any, 0, len(events))
 	for _, e := range events {
 		if !knownKind(e.Kind) {
 			return fmt.Errorf("clickhouse: write event: unknown kind %q", e.Kind)
@@ -228,16 +251,38 @@ func (w *StreamWriter) Write(ctx context.Context, events ...Event) error {
 		if err != nil {
 			return fmt.Errorf("clickhouse: encode event: %w", err)
 		}
-		args = append(args, b)
+		group = append(group, b)
 	}
-	n, err := writeScript.Run(ctx, w.rdb, []string{w.opts.Stream}, args...).Int64()
-	if err != nil {
-		return fmt.Errorf("clickhouse: write events to %s: %w", w.opts.Stream, err)
+	return w.commit.Do(ctx, group)
+}
+
+// writeGroups runs writeScript once for the groups of events of several
+// Write calls and returns each call's result.
+func (w *StreamWriter) writeGroups(ctx context.Context, groups [][]any) []error {
+	args := make([]any, 0, 2+len(groups))
+	args = append(args, w.opts.MaxLen, len(groups))
+	for _, g := range groups {
+		args = append(args, len(g))
 	}
-	if n < 0 {
-		return ErrBufferFull
+	for _, g := range groups {
+		args = append(args, g...)
 	}
-	return nil
+	errs := make([]error, len(groups))
+	rctx, cancel := context.WithTimeout(ctx, redisTimeout)
+	defer cancel()
+	ns, err := writeScript.Run(rctx, w.rdb, []string{w.opts.Stream}, args...).Int64Slice()
+	if err == nil && len(ns) != len(groups) {
+		err = fmt.Errorf("%d results for %d groups", len(ns), len(groups))
+	}
+	for i := range groups {
+		switch {
+		case err != nil:
+			errs[i] = fmt.Errorf("clickhouse: write events to %s: %w", w.opts.Stream, err)
+		case ns[i] < 0:
+			errs[i] = ErrBufferFull
+		}
+	}
+	return errs
 }
 
 // StreamStats describe the stream, for health checks and metrics.

@@ -74,7 +74,8 @@ func BroadcastDeliveryID(broadcastID uuid.UUID, created time.Time, personID stri
 	return u
 }
 
-// HandleFanout creates one batch of deliveries and queues their deliver tasks.
+// HandleFanout creates one batch of deliveries, queues the next batch, and
+// carries out the batch's deliveries (deliverBatch).
 func (w *Worker) HandleFanout(ctx context.Context, t *asynq.Task) error {
 	var p FanoutPayload
 	if err := json.Unmarshal(t.Payload(), &p); err != nil {
@@ -91,7 +92,9 @@ func (w *Worker) HandleFanout(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
-	msg, err := w.store.Message(ctx, p.WorkspaceID, b.MessageID)
+	msg, err := w.messages.get(p.WorkspaceID+"/"+b.MessageID.String(), func() (clickhouse.Message, error) {
+		return w.store.Message(ctx, p.WorkspaceID, b.MessageID)
+	})
 	if err != nil {
 		return err
 	}
@@ -103,6 +106,18 @@ func (w *Worker) HandleFanout(ctx context.Context, t *asynq.Task) error {
 		}
 	} else if lo := p.Batch * size; lo < len(b.PersonIDs) {
 		persons = b.PersonIDs[lo:min(lo+size, len(b.PersonIDs))]
+	}
+	// Queue the next batch as soon as its start is known, so that batches
+	// run side by side on the worker's task slots.
+	if len(persons) == size {
+		next := FanoutPayload{WorkspaceID: p.WorkspaceID, BroadcastID: p.BroadcastID, Batch: p.Batch + 1, After: persons[len(persons)-1]}
+		nt, err := NewFanoutTask(next)
+		if err != nil {
+			return err
+		}
+		if err := enqueue(ctx, w.client, nt); err != nil {
+			return err
+		}
 	}
 	ds := make([]clickhouse.Delivery, len(persons))
 	for i, person := range persons {
@@ -132,8 +147,8 @@ func (w *Worker) HandleFanout(ctx context.Context, t *asynq.Task) error {
 	if err := w.store.CreateDeliveries(ctx, fresh); err != nil {
 		return err
 	}
-	// Read the batch's people and devices at once; each deliver task gets
-	// its part and reads nothing itself.
+	// Read the batch's people and devices at once; each delivery gets its
+	// part and reads nothing itself.
 	people, err := w.store.PersonsByIDs(ctx, p.WorkspaceID, persons)
 	if err != nil {
 		return err
@@ -142,38 +157,53 @@ func (w *Worker) HandleFanout(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
-	for i, d := range ds {
-		person, found := people[d.PersonID]
-		snap := &Snapshot{Delivery: d, PersonFound: found, Person: person, Devices: devices[d.PersonID]}
-		t, err := NewDeliverTask(DeliverPayload{WorkspaceID: p.WorkspaceID, DeliveryID: d.ID.String(),
-			BroadcastID: p.BroadcastID, BroadcastIndex: p.Batch*size + i, Snapshot: snap})
-		if err != nil {
-			return err
-		}
-		if err := enqueue(ctx, w.client, t); err != nil {
-			return err
-		}
-	}
 	if err := w.rdb.HSet(ctx, queuedKey(p.BroadcastID), strconv.Itoa(p.Batch), len(ds)).Err(); err != nil {
 		return fmt.Errorf("jobs: broadcast progress: %w", err)
 	}
-	if len(persons) < size {
-		return nil // the last batch
-	}
-	next := FanoutPayload{WorkspaceID: p.WorkspaceID, BroadcastID: p.BroadcastID, Batch: p.Batch + 1, After: persons[len(persons)-1]}
-	nt, err := NewFanoutTask(next)
-	if err != nil {
-		return err
-	}
-	return enqueue(ctx, w.client, nt)
+	return w.deliverBatch(ctx, p, ds, people, devices)
 }
 
-// markDone records that a broadcast's delivery finished its deliver task.
+// deliverBatch carries out a batch's deliveries in the fan-out task, as
+// their deliver tasks would (HandleDeliver), together (deliverAll): a few
+// Redis round trips for the batch's plans and records, and no queue
+// operation per delivery. The crash guarantees are those of a deliver task
+// that runs again: a fan-out task that dies mid-batch is run again by
+// asynq, and so is every delivery of its batch, each of which follows its
+// stored plan and skips the devices whose outcome is recorded. A delivery
+// that fails for good (asynq.SkipRetry) is logged and left, as its deliver
+// task would have been archived; any other error fails the task, and the
+// whole batch is run again.
+func (w *Worker) deliverBatch(ctx context.Context, p FanoutPayload, ds []clickhouse.Delivery,
+	people map[string]clickhouse.Person, devices map[string][]clickhouse.Device) error {
+	rs := make([]round, len(ds))
+	for i, d := range ds {
+		person, found := people[d.PersonID]
+		rs[i] = round{d: d, p: DeliverPayload{WorkspaceID: p.WorkspaceID, DeliveryID: d.ID.String(), BroadcastID: p.BroadcastID,
+			BroadcastIndex: p.Batch*w.cfg.BroadcastBatch + i,
+			Snapshot:       &Snapshot{Delivery: d, PersonFound: found, Person: person, Devices: devices[d.PersonID]}}}
+	}
+	var retry []error
+	for i, err := range w.deliverAll(ctx, rs) {
+		switch {
+		case err == nil:
+		case errors.Is(err, asynq.SkipRetry):
+			w.logger.Error("broadcast delivery failed for good", "broadcast", p.BroadcastID, "delivery", ds[i].ID, "err", err)
+		default:
+			retry = append(retry, err)
+		}
+	}
+	return errors.Join(retry...)
+}
+
+// markDone records that a broadcast's delivery was carried out: its
+// devices' first attempts made, or its pre-send failure recorded.
 func (w *Worker) markDone(ctx context.Context, p DeliverPayload) error {
 	if p.BroadcastID == "" {
 		return nil
 	}
-	if err := w.rdb.SetBit(ctx, doneKey(p.BroadcastID), int64(p.BroadcastIndex), 1).Err(); err != nil {
+	if err := w.mark(ctx, func(ctx context.Context, rp redis.Pipeliner) redis.Cmder {
+		return rp.SetBit(ctx, doneKey(p.BroadcastID), int64(p.BroadcastIndex), 1)
+	}); err != nil {
 		return fmt.Errorf("jobs: broadcast progress: %w", err)
 	}
 	return nil

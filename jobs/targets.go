@@ -48,20 +48,37 @@ func targetsKey(id uuid.UUID) string { return "herald:targets:" + id.String() }
 
 // Put records a round's targeted devices.
 func (c *TargetCache) Put(ctx context.Context, d clickhouse.Delivery, round uint16, devices []clickhouse.DeliveryDevice) error {
-	if len(devices) == 0 {
-		return nil
-	}
-	vals := make([]any, 0, 2*len(devices))
-	for _, dd := range devices {
-		vals = append(vals, dd.Token, fmt.Sprintf("%s|%s|%d|%d|%d", d.WorkspaceID, d.CampaignID, d.CreatedAt.UnixMicro(), round, dd.Index))
-	}
-	key := targetsKey(d.ID)
+	return c.PutAll(ctx, []TargetsOf{{Delivery: d, Round: round, Devices: devices}})
+}
+
+// TargetsOf is a delivery round's targeted devices.
+type TargetsOf struct {
+	Delivery clickhouse.Delivery
+	Round    uint16
+	Devices  []clickhouse.DeliveryDevice
+}
+
+// PutAll records several rounds' targeted devices in one MULTI.
+func (c *TargetCache) PutAll(ctx context.Context, all []TargetsOf) error {
+	var n int
 	_, err := c.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, key, vals...)
-		p.Expire(ctx, key, c.ttl)
+		for _, t := range all {
+			if len(t.Devices) == 0 {
+				continue
+			}
+			d := t.Delivery
+			vals := make([]any, 0, 2*len(t.Devices))
+			for _, dd := range t.Devices {
+				vals = append(vals, dd.Token, fmt.Sprintf("%s|%s|%d|%d|%d", d.WorkspaceID, d.CampaignID, d.CreatedAt.UnixMicro(), t.Round, dd.Index))
+			}
+			key := targetsKey(d.ID)
+			p.HSet(ctx, key, vals...)
+			p.Expire(ctx, key, c.ttl)
+			n++
+		}
 		return nil
 	})
-	if err != nil {
+	if err != nil && n > 0 {
 		return fmt.Errorf("jobs: cache targets: %w", err)
 	}
 	return nil

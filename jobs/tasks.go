@@ -1,6 +1,9 @@
 // Package jobs holds Herald's Asynq task types and their handlers: a deliver
-// task checks a delivery and fans it out into one send task per device; a
-// send task makes one attempt at one device and records what happened.
+// task checks a delivery and makes each device's first attempt itself; a
+// device whose first attempt fails transiently is handed to a send task,
+// which makes one attempt per run, with asynq's backoff between runs. A
+// broadcast's fan-out task carries out its batch's deliveries itself, with
+// bounded concurrency, instead of queueing a deliver task for each.
 package jobs
 
 import (
@@ -18,9 +21,9 @@ import (
 
 // Task types.
 const (
-	// TypeDeliver checks a delivery round and enqueues its device sends.
+	// TypeDeliver checks a delivery round and makes its devices' first attempts.
 	TypeDeliver = "push:deliver"
-	// TypeSend makes one attempt to push one device of a delivery round.
+	// TypeSend makes one retry attempt to push one device of a delivery round.
 	TypeSend = "push:send"
 )
 
@@ -74,18 +77,25 @@ type SendPayload struct {
 	// an accepted push to an "ok" device changes nothing.
 	DeviceState string         `json:"device_state,omitempty"`
 	Push        providers.Push `json:"push"`
+	// Attempts is how many attempts were made before the task's first
+	// run (the deliver task's inline first attempt): the task's attempt
+	// numbers and backoff continue from there.
+	Attempts uint16 `json:"attempts,omitempty"`
 }
 
 // NewSendTask builds a device's send task; maxRetry is the number of
-// retries after the first attempt (DESIGN.md: ten).
-func NewSendTask(p SendPayload, maxRetry int) (*asynq.Task, error) {
+// retries after the device's first attempt (DESIGN.md: ten), so the task
+// itself runs at most maxRetry+1-p.Attempts times.
+func NewSendTask(p SendPayload, maxRetry int, opts ...asynq.Option) (*asynq.Task, error) {
 	b, err := json.Marshal(p)
 	if err != nil {
 		return nil, fmt.Errorf("jobs: marshal send payload: %w", err)
 	}
-	return asynq.NewTask(TypeSend, b,
+	opts = append([]asynq.Option{
 		asynq.TaskID(fmt.Sprintf("send:%s:%d:%d", p.DeliveryID, p.Round, p.DeviceIndex)),
-		asynq.Queue(QueueSend), asynq.MaxRetry(maxRetry), asynq.Retention(retention)), nil
+		asynq.Queue(QueueSend), asynq.MaxRetry(max(maxRetry-int(p.Attempts), 0)), asynq.Retention(retention),
+	}, opts...)
+	return asynq.NewTask(TypeSend, b, opts...), nil
 }
 
 // Queue enqueues tasks for the API.
@@ -115,9 +125,20 @@ func enqueue(ctx context.Context, c *asynq.Client, t *asynq.Task) error {
 }
 
 // RetryDelay is the backoff between attempts: base·2^n, capped at max, with
-// up to 20% jitter.
+// up to 20% jitter, where n counts the device's failed attempts less one.
+// For a send task that continues a deliver task's attempts (Attempts > 0)
+// n is shifted by those, so the schedule is the same as if every attempt
+// had been one of its runs.
 func RetryDelay(base, max time.Duration) asynq.RetryDelayFunc {
-	return func(n int, _ error, _ *asynq.Task) time.Duration {
+	return func(n int, _ error, t *asynq.Task) time.Duration {
+		if t != nil && t.Type() == TypeSend {
+			var p struct {
+				Attempts int `json:"attempts"`
+			}
+			if json.Unmarshal(t.Payload(), &p) == nil {
+				n += p.Attempts
+			}
+		}
 		d := base
 		for i := 0; i < n && d < max; i++ {
 			d *= 2

@@ -17,6 +17,7 @@ import (
 
 	"github.com/heraldpush/herald/clickhouse"
 	"github.com/heraldpush/herald/domain"
+	"github.com/heraldpush/herald/internal/groupcommit"
 	"github.com/heraldpush/herald/internal/secret"
 	"github.com/heraldpush/herald/providers"
 	"github.com/heraldpush/herald/render"
@@ -45,6 +46,13 @@ type Config struct {
 	PlanTTL time.Duration
 	// BroadcastBatch is how many deliveries one fan-out task creates. Default 500.
 	BroadcastBatch int
+	// Concurrency is the most deliveries a worker's fan-out tasks carry out
+	// at once, together (each fan-out task carries out its batch). Default 50.
+	Concurrency int
+	// RetryBase and RetryMax are the backoff of a device's retries (see
+	// RetryDelay): the delay before the send task that takes over a
+	// transient first attempt. Defaults 1s and 10m.
+	RetryBase, RetryMax time.Duration
 	// Secrets opens the push credentials sealed at rest.
 	Secrets *secret.Box
 }
@@ -67,9 +75,41 @@ type Worker struct {
 	creds    *ttlCache[string, map[string]clickhouse.Credentials]
 	cfg      Config
 	logger   *slog.Logger
+	// slots bounds the deliveries that fan-out tasks carry out at once.
+	slots chan struct{}
+	// marks group-commits the send path's one-command Redis writes (see mark).
+	marks *groupcommit.Committer[markCmd]
 }
 
-// NewWorker builds a worker; client enqueues the send tasks.
+// markCmd adds one Redis command to a pipeline.
+type markCmd func(ctx context.Context, p redis.Pipeliner) redis.Cmder
+
+// mark runs one Redis write of the send path (a finalKey, a broadcast's
+// done bit) and returns once Redis has it. Concurrent marks share one
+// pipeline (groupcommit); each is a plain SET or SETBIT, safe to repeat.
+func (w *Worker) mark(ctx context.Context, c markCmd) error {
+	return w.marks.Do(ctx, c)
+}
+
+// runMarks sends a batch of marks in one pipeline.
+func (w *Worker) runMarks(ctx context.Context, cs []markCmd) []error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cmds := make([]redis.Cmder, len(cs))
+	_, _ = w.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, c := range cs {
+			cmds[i] = c(ctx, p)
+		}
+		return nil
+	})
+	errs := make([]error, len(cs))
+	for i, c := range cmds {
+		errs[i] = c.Err()
+	}
+	return errs
+}
+
+// NewWorker builds a worker; client enqueues the send and fan-out tasks.
 func NewWorker(store *clickhouse.Store, events EventWriter, rdb redis.UniversalClient, client *asynq.Client, cfg Config, logger *slog.Logger) *Worker {
 	if cfg.MaxRetry <= 0 {
 		cfg.MaxRetry = 10
@@ -83,12 +123,24 @@ func NewWorker(store *clickhouse.Store, events EventWriter, rdb redis.UniversalC
 	if cfg.BroadcastBatch <= 0 {
 		cfg.BroadcastBatch = 500
 	}
-	return &Worker{
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 50
+	}
+	if cfg.RetryBase <= 0 {
+		cfg.RetryBase = time.Second
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = 10 * time.Minute
+	}
+	w := &Worker{
 		store: store, events: events, rdb: rdb, client: client, render: render.New(),
 		senders: newSenderCache(store, cfg), targets: NewTargetCache(rdb, 0), cfg: cfg, logger: logger,
 		messages: newTTLCache[string, clickhouse.Message](time.Minute),
 		creds:    newTTLCache[string, map[string]clickhouse.Credentials](5 * time.Second),
+		slots:    make(chan struct{}, cfg.Concurrency),
 	}
+	w.marks = groupcommit.New(256, w.runMarks)
+	return w
 }
 
 // Register adds the handlers to mux.
@@ -169,7 +221,7 @@ func finalKey(deliveryID string, round uint16, idx uint8) string {
 }
 
 // HandleDeliver runs the pre-send checks of DESIGN.md in order, records the
-// targeted and suppressed devices, and enqueues one send task per device.
+// targeted and suppressed devices, and makes each device's first attempt.
 func (w *Worker) HandleDeliver(ctx context.Context, t *asynq.Task) error {
 	var p DeliverPayload
 	if err := json.Unmarshal(t.Payload(), &p); err != nil {
@@ -190,51 +242,13 @@ func (w *Worker) HandleDeliver(ctx context.Context, t *asynq.Task) error {
 			return err
 		}
 	}
-	pl, err := w.loadOrMakePlan(ctx, d, p.Round, p.Snapshot)
-	if err != nil {
-		return err
-	}
-	if err := w.carryOut(ctx, d, p.Round, pl); err != nil {
-		return err
-	}
-	return w.markDone(ctx, p)
+	return w.deliverAll(ctx, []round{{p: p, d: d}})[0]
 }
 
-func (w *Worker) loadOrMakePlan(ctx context.Context, d clickhouse.Delivery, round uint16, snap *Snapshot) (plan, error) {
-	key := planKey(d.ID.String(), round)
-	var pl plan
-	b, err := w.rdb.Get(ctx, key).Bytes()
-	if err == nil {
-		return pl, json.Unmarshal(b, &pl)
-	}
-	if !errors.Is(err, redis.Nil) {
-		return pl, fmt.Errorf("jobs: read plan: %w", err)
-	}
-	pl, err = w.makePlan(ctx, d, snap)
-	if err != nil {
-		return pl, err
-	}
-	b, err = json.Marshal(pl)
-	if err != nil {
-		return pl, fmt.Errorf("jobs: marshal plan: %w", err)
-	}
-	ok, err := w.rdb.SetNX(ctx, key, b, w.cfg.PlanTTL).Result()
-	if err != nil {
-		return pl, fmt.Errorf("jobs: store plan: %w", err)
-	}
-	if !ok { // another run of this task stored its plan first: follow it
-		b, err := w.rdb.Get(ctx, key).Bytes()
-		if err != nil {
-			return pl, fmt.Errorf("jobs: read plan: %w", err)
-		}
-		pl = plan{}
-		return pl, json.Unmarshal(b, &pl)
-	}
-	return pl, nil
-}
-
-// makePlan runs the pre-send checks in DESIGN.md's order.
-func (w *Worker) makePlan(ctx context.Context, d clickhouse.Delivery, snap *Snapshot) (plan, error) {
+// makePlan runs the pre-send checks in DESIGN.md's order. reporting, when
+// not nil, holds the workspace's reporting flags of (at least) the person's
+// device tokens, read beforehand for a whole batch.
+func (w *Worker) makePlan(ctx context.Context, d clickhouse.Delivery, snap *Snapshot, reporting map[string]bool) (plan, error) {
 	fail := func(reason string) (plan, error) { return plan{PresendReason: reason}, nil }
 
 	var person clickhouse.Person
@@ -299,9 +313,10 @@ func (w *Worker) makePlan(ctx context.Context, d clickhouse.Delivery, snap *Snap
 	for i, dev := range picked {
 		tokens[i] = dev.Token
 	}
-	reporting, err := w.targets.Reporting(ctx, d.WorkspaceID, tokens)
-	if err != nil {
-		return plan{}, err
+	if reporting == nil {
+		if reporting, err = w.targets.Reporting(ctx, d.WorkspaceID, tokens); err != nil {
+			return plan{}, err
+		}
 	}
 	pl := plan{Push: push, CredVersions: map[string]uint64{}}
 	for i, dev := range picked {
@@ -401,62 +416,43 @@ func MessageFields(m clickhouse.Message) (map[string]string, map[string]string, 
 	return fields, custom, nil
 }
 
-// carryOut records a plan and enqueues its sends; every step is idempotent.
-func (w *Worker) carryOut(ctx context.Context, d clickhouse.Delivery, round uint16, pl plan) error {
-	now := time.Now()
-	ev := func(idx uint8, kind, reason string) clickhouse.Event {
-		return clickhouse.Event{WorkspaceID: d.WorkspaceID, CampaignID: d.CampaignID, DeliveryID: d.ID, Round: round,
-			DeviceIndex: idx, Kind: kind, Reason: reason, DeliveryCreated: d.CreatedAt, At: now}
-	}
-	if pl.PresendReason != "" {
-		return w.events.Write(ctx, ev(clickhouse.DeliveryLevel, clickhouse.KindPresendFailed, pl.PresendReason))
-	}
-	dds := make([]clickhouse.DeliveryDevice, len(pl.Devices))
-	var events []clickhouse.Event
-	for i, pd := range pl.Devices {
-		dds[i] = clickhouse.DeliveryDevice{Index: pd.Index, Token: pd.Token, Platform: pd.Platform}
-		t := ev(pd.Index, clickhouse.KindTargeted, "")
-		// The token and platform ride on the targeted event; a materialized
-		// view writes the delivery_devices row from it (0009).
-		t.Token, t.ProviderID = pd.Token, pd.Platform
-		if pd.Reporting {
-			t.StatusCode = 1 // the overview's SDK coverage reads this
-		}
-		events = append(events, t)
-		if pd.Suppressed {
-			events = append(events, ev(pd.Index, clickhouse.KindSuppressed, "device is suppressed"))
-		}
-	}
-	if err := w.targets.Put(ctx, d, round, dds); err != nil {
-		return err
-	}
-	if err := w.events.Write(ctx, events...); err != nil {
-		return err
-	}
-	for _, pd := range pl.Devices {
-		if pd.Suppressed {
-			continue
-		}
-		push := pl.Push
-		push.Token = pd.Token
-		t, err := NewSendTask(SendPayload{
-			WorkspaceID: d.WorkspaceID, CampaignID: d.CampaignID.String(), DeliveryID: d.ID.String(),
-			DeliveryCreated: d.CreatedAt, Round: round, DeviceIndex: pd.Index, PersonID: d.PersonID,
-			Platform: pd.Platform, CredVersion: pl.CredVersions[pd.Platform], Push: push, DeviceState: pd.State,
-		}, w.cfg.MaxRetry)
-		if err != nil {
-			return err
-		}
-		if err := enqueue(ctx, w.client, t); err != nil {
-			return err
-		}
-	}
-	return nil
+// handoffKey: set once a device's first attempt failed transiently and its
+// retries were handed to a send task; a deliver task that runs again and
+// finds it queues that task again (a no-op if it is queued) instead of
+// making the first attempt again.
+func handoffKey(deliveryID string, round uint16, idx uint8) string {
+	return fmt.Sprintf("herald:handoff:%s:%d:%d", deliveryID, round, idx)
 }
 
-// HandleSend makes one attempt at one device and records the attempt and,
-// when there is one, the final outcome. Transient failures return an error
-// so asynq retries with backoff; after the last retry the device is FAILED.
+// firstAttempt makes a device's first attempt and, when it failed
+// transiently and retries are allowed, hands the device to a send task.
+func (w *Worker) firstAttempt(ctx context.Context, p SendPayload) error {
+	final, _, err := w.attempt(ctx, p, 1, w.cfg.MaxRetry == 0)
+	if err != nil || final {
+		return err
+	}
+	if err := w.rdb.Set(ctx, handoffKey(p.DeliveryID, p.Round, p.DeviceIndex), "1", w.cfg.PlanTTL).Err(); err != nil {
+		return fmt.Errorf("jobs: mark hand-off: %w", err)
+	}
+	return w.handoff(ctx, p)
+}
+
+// handoff queues the send task that makes a device's retries, after the
+// first retry delay. Its task id is (delivery, round, device), so queueing
+// it again is a no-op.
+func (w *Worker) handoff(ctx context.Context, p SendPayload) error {
+	p.Attempts = 1
+	t, err := NewSendTask(p, w.cfg.MaxRetry, asynq.ProcessIn(RetryDelay(w.cfg.RetryBase, w.cfg.RetryMax)(0, nil, nil)))
+	if err != nil {
+		return err
+	}
+	return enqueue(ctx, w.client, t)
+}
+
+// HandleSend makes one retry attempt at one device and records the attempt
+// and, when there is one, the final outcome. Transient failures return an
+// error so asynq retries with backoff; after the last retry the device is
+// FAILED.
 func (w *Worker) HandleSend(ctx context.Context, t *asynq.Task) error {
 	var p SendPayload
 	if err := json.Unmarshal(t.Payload(), &p); err != nil {
@@ -468,20 +464,33 @@ func (w *Worker) HandleSend(ctx context.Context, t *asynq.Task) error {
 	} else if n > 0 {
 		return nil // recorded by an earlier run of this task
 	}
-	deliveryID, err := uuid.Parse(p.DeliveryID)
-	if err != nil {
-		return fmt.Errorf("jobs: send payload id: %v: %w", err, asynq.SkipRetry)
-	}
-	campaignID, _ := uuid.Parse(p.CampaignID)
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, ok := asynq.GetMaxRetry(ctx)
 	if !ok {
-		maxRetry = w.cfg.MaxRetry
+		maxRetry = w.cfg.MaxRetry - int(p.Attempts)
 	}
-	attempt := uint16(retried + 1)
+	attempt := p.Attempts + uint16(retried+1)
+	final, res, err := w.attempt(ctx, p, attempt, retried >= maxRetry)
+	if err != nil || final {
+		return err
+	}
+	return fmt.Errorf("jobs: attempt %d to %s: transient: %s", attempt, p.Platform, res.Reason)
+}
+
+// attempt makes attempt number n at one device and records it and, when
+// there is one, the final outcome: the events first, then the device's
+// send state, then finalKey, so a crash before finalKey leaves the device
+// to be tried again with the same event identities. last makes a
+// transient failure final (FAILED, retries exhausted). It reports whether
+// the outcome is final, and the provider's answer.
+func (w *Worker) attempt(ctx context.Context, p SendPayload, n uint16, last bool) (final bool, res providers.Result, err error) {
+	deliveryID, err := uuid.Parse(p.DeliveryID)
+	if err != nil {
+		return false, res, fmt.Errorf("jobs: send payload id: %v: %w", err, asynq.SkipRetry)
+	}
+	campaignID, _ := uuid.Parse(p.CampaignID)
 
 	sender, err := w.senders.get(ctx, p.WorkspaceID, p.Platform, p.CredVersion)
-	var res providers.Result
 	if err != nil {
 		// Stored credentials that do not build a client cannot be fixed by retrying.
 		res = providers.Result{Outcome: providers.Permanent, Reason: err.Error()}
@@ -498,10 +507,9 @@ func (w *Worker) HandleSend(ctx context.Context, t *asynq.Task) error {
 			DeliveryCreated: p.DeliveryCreated, At: now}
 	}
 	attemptEv := ev(clickhouse.KindAttempt)
-	attemptEv.Attempt = attempt
+	attemptEv.Attempt = n
 	attemptEv.ProviderID = res.MessageID
 	events := []clickhouse.Event{attemptEv}
-	var final bool
 	switch res.Outcome {
 	case providers.Accepted:
 		e := ev(clickhouse.KindSent)
@@ -512,25 +520,28 @@ func (w *Worker) HandleSend(ctx context.Context, t *asynq.Task) error {
 	case providers.Permanent:
 		events, final = append(events, ev(clickhouse.KindFailed)), true
 	default: // Transient
-		if retried >= maxRetry {
+		if last {
 			e := ev(clickhouse.KindFailed)
-			e.Reason = fmt.Sprintf("retries exhausted after %d attempts: %s", attempt, res.Reason)
+			e.Reason = fmt.Sprintf("retries exhausted after %d attempts: %s", n, res.Reason)
 			events, final = append(events, e), true
 		}
 	}
 	if err := w.events.Write(ctx, events...); err != nil {
-		return err // retried; the attempt row is rewritten with the same identity
+		return false, res, err // retried; the attempt row is rewritten with the same identity
 	}
-	if final {
-		if err := w.updateDevice(ctx, p, res.Outcome); err != nil {
-			return err
-		}
-		if err := w.rdb.Set(ctx, fk, res.Outcome.String(), w.cfg.PlanTTL).Err(); err != nil {
-			return fmt.Errorf("jobs: mark outcome: %w", err)
-		}
-		return nil
+	if !final {
+		return false, res, nil
 	}
-	return fmt.Errorf("jobs: attempt %d to %s: transient: %s", attempt, p.Platform, res.Reason)
+	if err := w.updateDevice(ctx, p, res.Outcome); err != nil {
+		return false, res, err
+	}
+	fk := finalKey(p.DeliveryID, p.Round, p.DeviceIndex)
+	if err := w.mark(ctx, func(ctx context.Context, p redis.Pipeliner) redis.Cmder {
+		return p.Set(ctx, fk, res.Outcome.String(), w.cfg.PlanTTL)
+	}); err != nil {
+		return false, res, fmt.Errorf("jobs: mark outcome: %w", err)
+	}
+	return true, res, nil
 }
 
 // updateDevice applies the bounce rules to the device's send state.

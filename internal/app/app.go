@@ -240,6 +240,7 @@ func (a *App) StartWorker() (*asynq.Server, error) {
 	w := jobs.NewWorker(a.Store, a.Events, a.Redis, a.Asynq, jobs.Config{
 		MaxRetry: a.Cfg.MaxRetry, APNSHost: a.Cfg.APNSHost, APNSRootCAs: a.Cfg.APNSRootCAs,
 		FCMEndpoint: a.Cfg.FCMEndpoint, SendTimeout: a.Cfg.SendTimeout, BroadcastBatch: a.Cfg.BroadcastBatch, Secrets: a.Secrets,
+		Concurrency: a.Cfg.Concurrency, RetryBase: a.Cfg.RetryBase, RetryMax: a.Cfg.RetryMax,
 	}, a.Logger.With("component", "worker"))
 	srv := asynq.NewServerFromRedisClient(a.Redis, asynq.Config{
 		Concurrency:              a.Cfg.Concurrency,

@@ -1,0 +1,335 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/heraldpush/herald/clickhouse"
+)
+
+// round is one delivery round to carry out: its deliver payload (with the
+// snapshot a fan-out read for it, if any) and its delivery row.
+type round struct {
+	p DeliverPayload
+	d clickhouse.Delivery
+}
+
+// deliverAll carries out delivery rounds together: a deliver task's one,
+// or a fan-out task's batch. For each round it loads or makes the plan,
+// records it, makes each device's first attempt and, for a broadcast's
+// delivery, records the broadcast's progress. The Redis reads and writes
+// of the plans and records are made once for all the rounds (a few round
+// trips per batch instead of several per delivery); the sends, and what
+// each records, stay per device. It returns one error per round.
+//
+// Every step is idempotent, so rounds that run again (a task re-run after
+// a crash, or asynq's at-least-once delivery) record nothing twice and push
+// no device whose outcome is recorded: plans are stored with SET NX before
+// anything is recorded and a second run follows the stored plan; events
+// have deterministic identities; a device's first attempt is skipped once
+// its finalKey or handoffKey is set (see firstAttempts).
+func (w *Worker) deliverAll(ctx context.Context, rs []round) []error {
+	errs := make([]error, len(rs))
+	plans, fresh := w.loadOrMakePlans(ctx, rs, errs)
+	w.record(ctx, rs, plans, errs)
+	marks := w.outcomeMarks(ctx, rs, plans, fresh, errs)
+
+	var wg sync.WaitGroup
+	for i, r := range rs {
+		if errs[i] != nil {
+			continue
+		}
+		select {
+		case w.slots <- struct{}{}:
+		case <-ctx.Done():
+			errs[i] = ctx.Err()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer func() {
+				<-w.slots
+				wg.Done()
+			}()
+			if err := w.firstAttempts(ctx, sendsOf(r, plans[i]), marks[i]); err != nil {
+				errs[i] = err
+				return
+			}
+			errs[i] = w.markDone(ctx, r.p)
+		}()
+	}
+	wg.Wait()
+	return errs
+}
+
+// loadOrMakePlans reads the rounds' stored plans with one MGET, makes the
+// missing ones (the device tokens' reporting flags read with one SMISMEMBER
+// for all the snapshots), and stores them with SET NX in one pipeline. A
+// plan that another run stored first is read back and followed. fresh[i]
+// says round i's plan was stored by this call: no attempt can have been
+// made under it yet. A round that fails gets its error in errs.
+func (w *Worker) loadOrMakePlans(ctx context.Context, rs []round, errs []error) (plans []plan, fresh []bool) {
+	plans, fresh = make([]plan, len(rs)), make([]bool, len(rs))
+	keys := make([]string, len(rs))
+	for i, r := range rs {
+		keys[i] = planKey(r.d.ID.String(), r.p.Round)
+	}
+	stored, err := w.rdb.MGet(ctx, keys...).Result()
+	if err != nil {
+		fillErr(errs, fmt.Errorf("jobs: read plans: %w", err))
+		return plans, fresh
+	}
+	var missing []int
+	for i, v := range stored {
+		if v == nil {
+			missing = append(missing, i)
+			continue
+		}
+		errs[i] = decodePlan(v, &plans[i])
+	}
+	if len(missing) == 0 {
+		return plans, fresh
+	}
+	reporting, err := w.batchReporting(ctx, rs, missing)
+	if err != nil {
+		fillErr(errs, err)
+		return plans, fresh
+	}
+	var made []int
+	for _, i := range missing {
+		if plans[i], errs[i] = w.makePlan(ctx, rs[i].d, rs[i].p.Snapshot, reporting); errs[i] == nil {
+			made = append(made, i)
+		}
+	}
+	setnx := make([]*redis.BoolCmd, len(made))
+	_, err = w.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for j, i := range made {
+			b, err := json.Marshal(plans[i])
+			if err != nil {
+				return fmt.Errorf("jobs: marshal plan: %w", err)
+			}
+			setnx[j] = p.SetNX(ctx, keys[i], b, w.cfg.PlanTTL)
+		}
+		return nil
+	})
+	if err != nil {
+		for _, i := range made {
+			errs[i] = fmt.Errorf("jobs: store plan: %w", err)
+		}
+		return plans, fresh
+	}
+	for j, i := range made {
+		if setnx[j].Val() {
+			fresh[i] = true
+			continue
+		}
+		// Another run of this round stored its plan first: follow it.
+		b, err := w.rdb.Get(ctx, keys[i]).Result()
+		if err != nil {
+			errs[i] = fmt.Errorf("jobs: read plan: %w", err)
+			continue
+		}
+		plans[i] = plan{}
+		errs[i] = decodePlan(b, &plans[i])
+	}
+	return plans, fresh
+}
+
+// batchReporting reads, with one SMISMEMBER, the reporting flags of every
+// device token in the snapshots of the rounds missing (all of one
+// workspace, as a fan-out batch is). It returns nil, and makePlan reads the
+// flags itself, when a round has no snapshot or the workspaces differ.
+func (w *Worker) batchReporting(ctx context.Context, rs []round, missing []int) (map[string]bool, error) {
+	ws := rs[missing[0]].d.WorkspaceID
+	var tokens []string
+	for _, i := range missing {
+		snap := rs[i].p.Snapshot
+		if snap == nil || rs[i].d.WorkspaceID != ws {
+			return nil, nil
+		}
+		for _, dev := range snap.Devices {
+			tokens = append(tokens, dev.Token)
+		}
+	}
+	return w.targets.Reporting(ctx, ws, tokens)
+}
+
+func decodePlan(v any, pl *plan) error {
+	s, _ := v.(string)
+	if err := json.Unmarshal([]byte(s), pl); err != nil {
+		return fmt.Errorf("jobs: decode plan: %w", err)
+	}
+	return nil
+}
+
+func fillErr(errs []error, err error) {
+	for i := range errs {
+		if errs[i] == nil {
+			errs[i] = err
+		}
+	}
+}
+
+// record writes what the rounds' plans decided, before any attempt: the
+// targeted devices (to the target cache, in one MULTI, and as targeted
+// events) and the suppressed ones, or the pre-send failure, as events in
+// one Write. Writing them again is harmless (same identities).
+func (w *Worker) record(ctx context.Context, rs []round, plans []plan, errs []error) {
+	now := time.Now()
+	var events []clickhouse.Event
+	var targets []TargetsOf
+	var recorded []int
+	for i, r := range rs {
+		if errs[i] != nil {
+			continue
+		}
+		recorded = append(recorded, i)
+		d, pl := r.d, plans[i]
+		ev := func(idx uint8, kind, reason string) clickhouse.Event {
+			return clickhouse.Event{WorkspaceID: d.WorkspaceID, CampaignID: d.CampaignID, DeliveryID: d.ID, Round: r.p.Round,
+				DeviceIndex: idx, Kind: kind, Reason: reason, DeliveryCreated: d.CreatedAt, At: now}
+		}
+		if pl.PresendReason != "" {
+			events = append(events, ev(clickhouse.DeliveryLevel, clickhouse.KindPresendFailed, pl.PresendReason))
+			continue
+		}
+		t := TargetsOf{Delivery: d, Round: r.p.Round, Devices: make([]clickhouse.DeliveryDevice, len(pl.Devices))}
+		for j, pd := range pl.Devices {
+			t.Devices[j] = clickhouse.DeliveryDevice{Index: pd.Index, Token: pd.Token, Platform: pd.Platform}
+			e := ev(pd.Index, clickhouse.KindTargeted, "")
+			// The token and platform ride on the targeted event; a materialized
+			// view writes the delivery_devices row from it (0009).
+			e.Token, e.ProviderID = pd.Token, pd.Platform
+			if pd.Reporting {
+				e.StatusCode = 1 // the overview's SDK coverage reads this
+			}
+			events = append(events, e)
+			if pd.Suppressed {
+				events = append(events, ev(pd.Index, clickhouse.KindSuppressed, "device is suppressed"))
+			}
+		}
+		targets = append(targets, t)
+	}
+	err := w.targets.PutAll(ctx, targets)
+	if err == nil {
+		err = w.events.Write(ctx, events...)
+	}
+	if err != nil {
+		for _, i := range recorded {
+			errs[i] = err
+		}
+	}
+}
+
+// sendsOf lists the send payloads of a round's plan: its devices that are
+// not suppressed, with the rendered push.
+func sendsOf(r round, pl plan) []SendPayload {
+	if pl.PresendReason != "" {
+		return nil
+	}
+	d := r.d
+	var sends []SendPayload
+	for _, pd := range pl.Devices {
+		if pd.Suppressed {
+			continue
+		}
+		push := pl.Push
+		push.Token = pd.Token
+		sends = append(sends, SendPayload{
+			WorkspaceID: d.WorkspaceID, CampaignID: d.CampaignID.String(), DeliveryID: d.ID.String(),
+			DeliveryCreated: d.CreatedAt, Round: r.p.Round, DeviceIndex: pd.Index, PersonID: d.PersonID,
+			Platform: pd.Platform, CredVersion: pl.CredVersions[pd.Platform], Push: push, DeviceState: pd.State,
+		})
+	}
+	return sends
+}
+
+// Marks of a device send, read before its first attempt.
+const (
+	markNone    = iota
+	markFinal   // finalKey is set: its outcome is recorded
+	markHandoff // handoffKey is set: a send task makes its attempts
+)
+
+// outcomeMarks reads, with one MGET, the finalKey and handoffKey of every
+// device to send of the rounds whose plan was not fresh (a fresh plan has
+// had no attempt yet). marks[i][j] belongs to sendsOf(rs[i])[j]; nil means
+// no marks.
+func (w *Worker) outcomeMarks(ctx context.Context, rs []round, plans []plan, fresh []bool, errs []error) [][]int {
+	marks := make([][]int, len(rs))
+	var keys []string
+	for i, r := range rs {
+		if errs[i] != nil || fresh[i] {
+			continue
+		}
+		for _, p := range sendsOf(r, plans[i]) {
+			keys = append(keys, finalKey(p.DeliveryID, p.Round, p.DeviceIndex), handoffKey(p.DeliveryID, p.Round, p.DeviceIndex))
+		}
+	}
+	if len(keys) == 0 {
+		return marks
+	}
+	vals, err := w.rdb.MGet(ctx, keys...).Result()
+	for i, r := range rs {
+		if errs[i] != nil || fresh[i] {
+			continue
+		}
+		if err != nil {
+			errs[i] = fmt.Errorf("jobs: check outcomes: %w", err)
+			continue
+		}
+		sends := sendsOf(r, plans[i])
+		marks[i] = make([]int, len(sends))
+		for j := range sends {
+			switch {
+			case vals[0] != nil:
+				marks[i][j] = markFinal
+			case vals[1] != nil:
+				marks[i][j] = markHandoff
+			}
+			vals = vals[2:]
+		}
+	}
+	return marks
+}
+
+// firstAttempts makes the first attempt at each device of a round, in
+// parallel, in the task that carries out the round: no task per device.
+// A device marked final is skipped, so a re-run pushes again only the
+// devices a crash caught between the provider's answer and the record —
+// as a re-run send task would; a device marked handed-off has its send
+// task queued again (a no-op if it is queued). A transient failure hands
+// the device's retries to a send task.
+func (w *Worker) firstAttempts(ctx context.Context, sends []SendPayload, marks []int) error {
+	errs := make([]error, len(sends))
+	var wg sync.WaitGroup
+	for i, p := range sends {
+		mark := markNone
+		if marks != nil {
+			mark = marks[i]
+		}
+		switch {
+		case mark == markFinal:
+			continue
+		case mark == markHandoff:
+			errs[i] = w.handoff(ctx, p)
+			continue
+		case len(sends) == 1:
+			errs[i] = w.firstAttempt(ctx, p)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = w.firstAttempt(ctx, p)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
