@@ -106,3 +106,49 @@ func TestAwaitRedisHoldsFailuresUntilRedisAnswers(t *testing.T) {
 		t.Fatal("failing task still waiting 10s after Redis came back")
 	}
 }
+
+// TestHoldRecordThroughRedisOutage: a record that fails while Redis is down
+// is written once Redis is back; one that fails while Redis answers is
+// given up after one more try.
+func TestHoldRecordThroughRedisOutage(t *testing.T) {
+	rs := redistest.NewServer(t)
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr()})
+	defer rdb.Close()
+	w := &Worker{rdb: rdb}
+	ctx := context.Background()
+
+	tries := 0
+	if err := w.holdRecord(ctx, func() error { tries++; return errors.New("not redis") }); err == nil || tries != 2 {
+		t.Errorf("failing record with Redis up: err %v after %d tries, want an error after 2", err, tries)
+	}
+
+	rs.Kill()
+	done := make(chan error, 1)
+	go func() {
+		done <- w.holdRecord(ctx, func() error { return rdb.Set(ctx, "held", "1", 0).Err() })
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("record returned %v while Redis was down", err)
+	case <-time.After(time.Second):
+	}
+	rs.Start()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("record after Redis came back: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("record still held 10s after Redis came back")
+	}
+	if v, err := rdb.Get(ctx, "held").Result(); err != nil || v != "1" {
+		t.Errorf("held record: %q, %v; want it written", v, err)
+	}
+
+	rs.Kill()
+	cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := w.holdRecord(cctx, func() error { return rdb.Set(cctx, "held", "2", 0).Err() }); err == nil {
+		t.Error("record with Redis down and the context ended: nil error")
+	}
+}

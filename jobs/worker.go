@@ -172,20 +172,49 @@ func (w *Worker) awaitRedis(next asynq.Handler) asynq.Handler {
 		if err == nil {
 			return nil
 		}
-		for ctx.Err() == nil {
-			pctx, cancel := context.WithTimeout(ctx, time.Second)
-			perr := w.rdb.Ping(pctx).Err()
-			cancel()
-			if perr == nil {
-				break
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(redisPoll):
-			}
-		}
+		w.waitRedis(ctx)
 		return err
 	})
+}
+
+// waitRedis pings Redis until it answers or ctx ends, and reports whether
+// it had to wait (Redis did not answer the first ping).
+func (w *Worker) waitRedis(ctx context.Context) (waited bool) {
+	for ctx.Err() == nil {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		perr := w.rdb.Ping(pctx).Err()
+		cancel()
+		if perr == nil {
+			return waited
+		}
+		waited = true
+		select {
+		case <-ctx.Done():
+		case <-time.After(redisPoll):
+		}
+	}
+	return waited
+}
+
+// holdRecord runs record, an idempotent write to Redis of something that
+// has already happened (a push the provider answered), and when it fails
+// waits for Redis and runs it again, for as long as Redis was away and ctx
+// lasts. Dropping the record instead would fail the task, and its re-run
+// would push the device again; held, a push made during a Redis outage is
+// recorded once Redis is back. It gives up when record fails again while
+// Redis answers (not an outage).
+func (w *Worker) holdRecord(ctx context.Context, record func() error) error {
+	err := record()
+	for err != nil && ctx.Err() == nil {
+		waited := w.waitRedis(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		if err = record(); err != nil && !waited {
+			break
+		}
+	}
+	return err
 }
 
 // plan is what a deliver task decided for a round. It is stored in Redis
@@ -526,7 +555,7 @@ func (w *Worker) attempt(ctx context.Context, p SendPayload, n uint16, last bool
 			events, final = append(events, e), true
 		}
 	}
-	if err := w.events.Write(ctx, events...); err != nil {
+	if err := w.holdRecord(ctx, func() error { return w.events.Write(ctx, events...) }); err != nil {
 		return false, res, err // retried; the attempt row is rewritten with the same identity
 	}
 	if !final {
@@ -536,8 +565,10 @@ func (w *Worker) attempt(ctx context.Context, p SendPayload, n uint16, last bool
 		return false, res, err
 	}
 	fk := finalKey(p.DeliveryID, p.Round, p.DeviceIndex)
-	if err := w.mark(ctx, func(ctx context.Context, p redis.Pipeliner) redis.Cmder {
-		return p.Set(ctx, fk, res.Outcome.String(), w.cfg.PlanTTL)
+	if err := w.holdRecord(ctx, func() error {
+		return w.mark(ctx, func(ctx context.Context, p redis.Pipeliner) redis.Cmder {
+			return p.Set(ctx, fk, res.Outcome.String(), w.cfg.PlanTTL)
+		})
 	}); err != nil {
 		return false, res, fmt.Errorf("jobs: mark outcome: %w", err)
 	}
