@@ -26,12 +26,12 @@ const lockPollInterval = 100 * time.Millisecond
 // Redis: the lock for name is the key name itself, set with
 // SET name token NX PX ttl, where token is random per Lock call so that only
 // its holder can release it.
-func NewRedisLocker(c *redis.Client) Locker {
+func NewRedisLocker(c redis.UniversalClient) Locker {
 	return &redisLocker{client: c}
 }
 
 type redisLocker struct {
-	client *redis.Client
+	client redis.UniversalClient
 }
 
 // unlockScript deletes a lock only if it still holds the caller's token, so

@@ -50,3 +50,9 @@ func workspace(ctx context.Context) (string, error) {
 	}
 	return id, nil
 }
+
+// lockDevice takes the lock on one device's row that the worker's bounce
+// rules also take (jobs.LockDevice).
+func (r *Resolver) lockDevice(ctx context.Context, workspaceID, personID, token string) (func(), error) {
+	return jobs.LockDevice(ctx, clickhouse.NewRedisLocker(r.Redis), workspaceID, personID, token)
+}

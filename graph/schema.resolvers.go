@@ -131,6 +131,11 @@ func (r *mutationResolver) RegisterDevice(ctx context.Context, input model.Regis
 	// Registering a token again clears its send state (bounced, suppressed).
 	d := clickhouse.Device{WorkspaceID: ws, PersonID: input.PersonID, Token: input.Token, Platform: string(input.Platform),
 		LastUsed: lastUsed, Attributes: attrs, State: string(domain.DeviceOK)}
+	unlock, err := r.lockDevice(ctx, ws, input.PersonID, input.Token)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	if err := r.Store.PutDevice(ctx, d); err != nil {
 		return nil, err
 	}
@@ -146,6 +151,11 @@ func (r *mutationResolver) RemoveDevice(ctx context.Context, personID string, to
 	if err := validPersonID("personId", personID); err != nil {
 		return false, err
 	}
+	unlock, err := r.lockDevice(ctx, ws, personID, token)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
 	d, err := r.Store.Device(ctx, ws, personID, token)
 	if errors.Is(err, clickhouse.ErrNotFound) || (err == nil && d.Removed) {
 		return false, notFound("device", token)

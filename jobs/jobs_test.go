@@ -23,8 +23,9 @@ func TestRetryDelayDoublesAndCaps(t *testing.T) {
 		{0, 100 * time.Millisecond, 120 * time.Millisecond},
 		{1, 200 * time.Millisecond, 240 * time.Millisecond},
 		{3, 800 * time.Millisecond, 960 * time.Millisecond},
-		{4, time.Second, 1200 * time.Millisecond},
-		{9, time.Second, 1200 * time.Millisecond},
+		// 1 s or more: rounded up to end on a whole second (dueInWholeSeconds).
+		{4, time.Second, 2200 * time.Millisecond},
+		{9, time.Second, 2200 * time.Millisecond},
 	} {
 		for i := 0; i < 50; i++ {
 			if d := f(tc.n, nil, nil); d < tc.min || d > tc.max {
@@ -150,5 +151,34 @@ func TestHoldRecordThroughRedisOutage(t *testing.T) {
 	defer cancel()
 	if err := w.holdRecord(cctx, func() error { return rdb.Set(cctx, "held", "2", 0).Err() }); err == nil {
 		t.Error("record with Redis down and the context ended: nil error")
+	}
+}
+
+// TestDueInWholeSeconds: a delay of a second or more ends on a whole second
+// no earlier than asked (asynq drops the fraction of a due time); shorter
+// ones are kept.
+func TestDueInWholeSeconds(t *testing.T) {
+	base := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		now  time.Duration // past base
+		d    time.Duration
+		want time.Duration
+	}{
+		{0, 1500 * time.Millisecond, 2 * time.Second},
+		{900 * time.Millisecond, 1200 * time.Millisecond, 2100 * time.Millisecond},
+		{900 * time.Millisecond, 1100 * time.Millisecond, 1100 * time.Millisecond},
+		{0, 2 * time.Second, 2 * time.Second},
+		{250 * time.Millisecond, 10 * time.Minute, 10*time.Minute + 750*time.Millisecond},
+		{300 * time.Millisecond, 400 * time.Millisecond, 400 * time.Millisecond},
+		{0, 10 * time.Millisecond, 10 * time.Millisecond},
+	} {
+		now := base.Add(tc.now)
+		got := dueInWholeSeconds(now, tc.d)
+		if got != tc.want {
+			t.Errorf("now +%v, delay %v: got %v, want %v", tc.now, tc.d, got, tc.want)
+		}
+		if tc.d >= time.Second && (got < tc.d || now.Add(got).Nanosecond() != 0) {
+			t.Errorf("now +%v, delay %v: %v is shorter or does not end on a whole second", tc.now, tc.d, got)
+		}
 	}
 }

@@ -146,6 +146,22 @@ func RetryDelay(base, max time.Duration) asynq.RetryDelayFunc {
 		if d > max {
 			d = max
 		}
-		return d + time.Duration(float64(d)*0.2*jitter())
+		return dueInWholeSeconds(time.Now(), d+time.Duration(float64(d)*0.2*jitter()))
 	}
+}
+
+// dueInWholeSeconds lengthens a delay of a second or more so that it ends
+// on a whole second. asynq keeps a task's due time in whole seconds,
+// dropping the fraction, so a task would otherwise run up to a second
+// early: a 1.5 s backoff could become 0.5 s. Shorter delays (tests) are
+// left as they are: asynq runs them at the next whole second or sooner.
+func dueInWholeSeconds(now time.Time, d time.Duration) time.Duration {
+	if d < time.Second {
+		return d
+	}
+	due := now.Add(d)
+	if t := due.Truncate(time.Second); t.Before(due) {
+		due = t.Add(time.Second)
+	}
+	return due.Sub(now)
 }

@@ -79,6 +79,8 @@ type Worker struct {
 	slots chan struct{}
 	// marks group-commits the send path's one-command Redis writes (see mark).
 	marks *groupcommit.Committer[markCmd]
+	// locks serialize changes to one device's row (LockDevice).
+	locks clickhouse.Locker
 }
 
 // markCmd adds one Redis command to a pipeline.
@@ -138,6 +140,7 @@ func NewWorker(store *clickhouse.Store, events EventWriter, rdb redis.UniversalC
 		messages: newTTLCache[string, clickhouse.Message](time.Minute),
 		creds:    newTTLCache[string, map[string]clickhouse.Credentials](5 * time.Second),
 		slots:    make(chan struct{}, cfg.Concurrency),
+		locks:    clickhouse.NewRedisLocker(rdb),
 	}
 	w.marks = groupcommit.New(256, w.runMarks)
 	return w
@@ -561,8 +564,8 @@ func (w *Worker) attempt(ctx context.Context, p SendPayload, n uint16, last bool
 	if !final {
 		return false, res, nil
 	}
-	if err := w.updateDevice(ctx, p, res.Outcome); err != nil {
-		return false, res, err
+	if err := w.holdRecord(ctx, func() error { return w.updateDevice(ctx, p, res.Outcome) }); err != nil {
+		return false, res, err // its lock is in Redis
 	}
 	fk := finalKey(p.DeliveryID, p.Round, p.DeviceIndex)
 	if err := w.holdRecord(ctx, func() error {
@@ -575,6 +578,18 @@ func (w *Worker) attempt(ctx context.Context, p SendPayload, n uint16, last bool
 	return true, res, nil
 }
 
+// deviceLockTTL bounds how long a dead holder keeps a device locked.
+const deviceLockTTL = 10 * time.Second
+
+// LockDevice takes the lock on one device's row, shared by every process
+// on the Redis: a change that reads the row (a bounce, a send after a
+// bounce, a removal) or overwrites it (a registration) holds it, so two
+// bounces of one token at once make it suppressed, as two in a row do, and
+// a registration is not undone by a bounce that read the row before it.
+func LockDevice(ctx context.Context, locks clickhouse.Locker, workspaceID, personID, token string) (unlock func(), err error) {
+	return locks.Lock(ctx, "herald:device-lock:"+workspaceID+":"+personID+":"+token, deviceLockTTL)
+}
+
 // updateDevice applies the bounce rules to the device's send state.
 func (w *Worker) updateDevice(ctx context.Context, p SendPayload, o providers.Outcome) error {
 	if o != providers.Accepted && o != providers.BadToken && o != providers.Unregistered {
@@ -583,6 +598,11 @@ func (w *Worker) updateDevice(ctx context.Context, p SendPayload, o providers.Ou
 	if o == providers.Accepted && (p.DeviceState == "" || p.DeviceState == string(domain.DeviceOK)) {
 		return nil // nothing to reset: spare the read
 	}
+	unlock, err := LockDevice(ctx, w.locks, p.WorkspaceID, p.PersonID, p.Push.Token)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	dev, err := w.store.Device(ctx, p.WorkspaceID, p.PersonID, p.Push.Token)
 	if errors.Is(err, clickhouse.ErrNotFound) || (err == nil && dev.Removed) {
 		return nil

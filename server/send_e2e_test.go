@@ -18,7 +18,7 @@ import (
 // flaky-2 (iOS). While the flaky device retries the delivery is ATTEMPTED;
 // then it is SENT with device statuses SENT / BOUNCED / SENT and 3 attempts.
 func TestSendAllDevicesWithFlakyDevice(t *testing.T) {
-	e := newEnv(t, envOptions{retryBase: 400 * time.Millisecond})
+	e := newEnv(t, envOptions{retryBase: time.Second}) // asynq due times are whole seconds: see jobs.dueInWholeSeconds
 	c := e.withCredentials(e.workspace("a"))
 	ok, bad, flaky := sim.Token("a11", 1), sim.Token("badd", 1), sim.Token("f1a2", 1)
 	c.person("p1", vars{"first_name": "Ada"}, false)
