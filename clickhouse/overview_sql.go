@@ -308,6 +308,9 @@ SELECT hour, computed, send_state, reason, deliveries, delivered, opened, conver
 FROM overview_hours
 WHERE workspace_id = ? AND campaign_id = ? AND hour >= ? AND hour < ?`
 
+// insertOverviewHours stores computed hour groups (Store.storeHours): a
+// batch of rows (workspace_id, campaign_id, hour, computed, send_state,
+// reason, then the figures as storedHoursSQL reads them).
 const insertOverviewHours = `INSERT INTO overview_hours (workspace_id, campaign_id, hour, computed, send_state, reason,
     deliveries, delivered, opened, converted, sdk,
     dev_targeted, dev_sent, dev_bounced, dev_failed, dev_suppressed, dev_pending, dev_delivered, dev_opened)`
