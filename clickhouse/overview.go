@@ -169,6 +169,15 @@ type groupRow struct {
 	Devices                              DeviceTotals
 }
 
+// fields points at the row's columns after its hour, in the order the
+// group queries and overview_hours have them: send_state, reason, then
+// the figures.
+func (r *groupRow) fields() []any {
+	d := &r.Devices
+	return []any{&r.State, &r.Reason, &r.N, &r.Delivered, &r.Opened, &r.Converted, &r.SDK,
+		&d.Targeted, &d.Sent, &d.Bounced, &d.Failed, &d.Suppressed, &d.Pending, &d.Delivered, &d.Opened}
+}
+
 // overviewRows returns the hour groups of a campaign's deliveries created
 // in [from, to) that have events: stored hours that are still current,
 // and the rest computed (see Overview).
@@ -316,9 +325,7 @@ func (s *Store) storedHours(ctx context.Context, workspaceID string, campaignID 
 	for rows.Next() {
 		var r groupRow
 		var computed time.Time
-		d := &r.Devices
-		if err := rows.Scan(&r.Hour, &computed, &r.State, &r.Reason, &r.N, &r.Delivered, &r.Opened, &r.Converted, &r.SDK,
-			&d.Targeted, &d.Sent, &d.Bounced, &d.Failed, &d.Suppressed, &d.Pending, &d.Delivered, &d.Opened); err != nil {
+		if err := rows.Scan(append([]any{&r.Hour, &computed}, r.fields()...)...); err != nil {
 			return nil, fmt.Errorf("clickhouse: scan overview stored hours: %w", err)
 		}
 		r.Hour = r.Hour.UTC()
@@ -349,9 +356,7 @@ func (s *Store) storeHours(ctx context.Context, workspaceID string, campaignID u
 	}
 	defer batch.Close()
 	add := func(r groupRow) error {
-		d := r.Devices
-		return batch.Append(workspaceID, campaignID, r.Hour, now, r.State, r.Reason, r.N, r.Delivered, r.Opened, r.Converted, r.SDK,
-			d.Targeted, d.Sent, d.Bounced, d.Failed, d.Suppressed, d.Pending, d.Delivered, d.Opened)
+		return batch.Append(append([]any{workspaceID, campaignID, r.Hour, now}, r.fields()...)...)
 	}
 	for _, h := range hours {
 		if err := add(groupRow{Hour: h}); err != nil {
@@ -371,45 +376,84 @@ func (s *Store) storeHours(ctx context.Context, workspaceID string, campaignID u
 	return nil
 }
 
+// campaignRange is a campaign's deliveries created in [from, to): the
+// params of rangeWhere, and whether some of them have a retry round (the
+// fast path then leaves those to the exact one).
+type campaignRange struct {
+	args    []any
+	retried bool
+}
+
+// campaignRange reads whether the range has retried deliveries.
+func (s *Store) campaignRange(ctx context.Context, workspaceID string, campaignID uuid.UUID, from, to time.Time) (campaignRange, error) {
+	r := campaignRange{args: []any{workspaceID, campaignID, from, to}}
+	var n uint64
+	if err := s.conn.QueryRow(ctx, countRetriedSQL, r.args...).Scan(&n); err != nil {
+		return r, fmt.Errorf("clickhouse: overview retried: %w", err)
+	}
+	r.retried = n > 0
+	return r, nil
+}
+
+// params is lead followed by the range's params times times, and once
+// more for the retried-delivery list when there is one (notRetried).
+func (r campaignRange) params(times int, lead ...any) []any {
+	if r.retried {
+		times++
+	}
+	out := append([]any{}, lead...)
+	for i := 0; i < times; i++ {
+		out = append(out, r.args...)
+	}
+	return out
+}
+
+// fastFailures runs failuresFastSQL over the range: REASON rows by hour.
+func (s *Store) fastFailures(ctx context.Context, r campaignRange) ([]groupRow, error) {
+	return s.failureRows(ctx, failuresFastSQL(r.retried), r.params(3)...)
+}
+
+// exactRows runs the exact path over the range's retried deliveries (none
+// when there are none), with a REASON row beside each FAILED group.
+func (s *Store) exactRows(ctx context.Context, r campaignRange) ([]groupRow, error) {
+	if !r.retried {
+		return nil, nil
+	}
+	exact, err := s.groupRows(ctx, overviewRetriedSQL, append([]any{string(Hour)}, append(r.args, r.args...)...)...)
+	if err != nil {
+		return nil, err
+	}
+	var out []groupRow
+	for _, g := range exact {
+		out = append(out, g)
+		if g.State == "FAILED" {
+			out = append(out, groupRow{Hour: g.Hour, State: "REASON", Reason: g.Reason, N: g.N})
+		}
+	}
+	return out, nil
+}
+
 // computeRows computes the hour groups of a campaign's deliveries created
 // in [from, to) that have events: the fast path over delivery_masks, its
 // failures by reason, and the exact path for retried deliveries.
 func (s *Store) computeRows(ctx context.Context, workspaceID string, campaignID uuid.UUID, from, to time.Time) ([]groupRow, error) {
-	rangeArgs := []any{workspaceID, campaignID, from, to}
-	var retried uint64
-	if err := s.conn.QueryRow(ctx, countRetriedSQL, rangeArgs...).Scan(&retried); err != nil {
-		return nil, fmt.Errorf("clickhouse: overview retried: %w", err)
-	}
-	ex := retried > 0
-	r4 := func(times int, lead ...any) []any {
-		out := append([]any{}, lead...)
-		for i := 0; i < times; i++ {
-			out = append(out, rangeArgs...)
-		}
-		return out
-	}
-	n := 1
-	if ex {
-		n = 2
+	r, err := s.campaignRange(ctx, workspaceID, campaignID, from, to)
+	if err != nil {
+		return nil, err
 	}
 	// The funnel (with the exact path) and the failures run at once.
-	var groups, failures []groupRow
-	var groupsErr, failuresErr error
+	var failures []groupRow
+	var failuresErr error
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		failures, failuresErr = s.failureRows(ctx, failuresFastSQL(ex), r4(n+2)...)
+		failures, failuresErr = s.fastFailures(ctx, r)
 	}()
-	groups, groupsErr = s.groupRows(ctx, overviewFastSQL(ex), r4(n, string(Hour))...)
-	if groupsErr == nil && ex {
+	groups, groupsErr := s.groupRows(ctx, overviewFastSQL(r.retried), r.params(1, string(Hour))...)
+	if groupsErr == nil {
 		var exact []groupRow
-		exact, groupsErr = s.groupRows(ctx, overviewRetriedSQL, r4(2, string(Hour))...)
-		for _, r := range exact {
-			groups = append(groups, r)
-			if r.State == "FAILED" {
-				groups = append(groups, groupRow{Hour: r.Hour, State: "REASON", Reason: r.Reason, N: r.N})
-			}
-		}
+		exact, groupsErr = s.exactRows(ctx, r)
+		groups = append(groups, exact...)
 	}
 	<-done
 	if err := errors.Join(groupsErr, failuresErr); err != nil {
@@ -541,9 +585,7 @@ func (s *Store) groupRows(ctx context.Context, query string, args ...any) ([]gro
 	var out []groupRow
 	for rows.Next() {
 		var r groupRow
-		d := &r.Devices
-		if err := rows.Scan(&r.Hour, &r.State, &r.Reason, &r.N, &r.Delivered, &r.Opened, &r.Converted, &r.SDK,
-			&d.Targeted, &d.Sent, &d.Bounced, &d.Failed, &d.Suppressed, &d.Pending, &d.Delivered, &d.Opened); err != nil {
+		if err := rows.Scan(append([]any{&r.Hour}, r.fields()...)...); err != nil {
 			return nil, fmt.Errorf("clickhouse: scan overview: %w", err)
 		}
 		r.Hour = r.Hour.UTC()
@@ -596,37 +638,22 @@ func ratio(a, b uint64) float64 {
 // to) by failure reason (the figure Overview also carries), reading only
 // the deliveries that have a failure (and the retried ones, exactly).
 func (s *Store) FailuresByReason(ctx context.Context, workspaceID string, campaignID uuid.UUID, from, to time.Time) (map[string]uint64, error) {
-	from, to = from.UTC().Truncate(time.Second), to.UTC().Truncate(time.Second)
-	rangeArgs := []any{workspaceID, campaignID, from, to}
-	var retried uint64
-	if err := s.conn.QueryRow(ctx, countRetriedSQL, rangeArgs...).Scan(&retried); err != nil {
-		return nil, fmt.Errorf("clickhouse: failures retried: %w", err)
+	r, err := s.campaignRange(ctx, workspaceID, campaignID, from.UTC().Truncate(time.Second), to.UTC().Truncate(time.Second))
+	if err != nil {
+		return nil, err
 	}
-	n := 3
-	if retried > 0 {
-		n = 4
+	fast, err := s.fastFailures(ctx, r)
+	if err != nil {
+		return nil, err
 	}
-	args := []any{}
-	for i := 0; i < n; i++ {
-		args = append(args, rangeArgs...)
-	}
-	rows, err := s.failureRows(ctx, failuresFastSQL(retried > 0), args...)
+	exact, err := s.exactRows(ctx, r)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]uint64{}
-	for _, r := range rows {
-		out[r.Reason] += r.N
-	}
-	if retried > 0 {
-		exact, err := s.groupRows(ctx, overviewRetriedSQL, append(append([]any{string(Hour)}, rangeArgs...), rangeArgs...)...)
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range exact {
-			if r.State == "FAILED" {
-				out[r.Reason] += r.N
-			}
+	for _, g := range append(fast, exact...) {
+		if g.State == "REASON" {
+			out[g.Reason] += g.N
 		}
 	}
 	return out, nil
