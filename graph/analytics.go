@@ -32,6 +32,37 @@ func pageSize(first *int) (int, error) {
 	return n, nil
 }
 
+// findByID reads one of the caller's workspace's rows by the id given in
+// argument arg: BAD_USER_INPUT naming arg for a malformed id, NOT_FOUND
+// ("<kind> <id>") when the workspace has no such row.
+func findByID[T any](ctx context.Context, arg, id, kind string, get func(context.Context, string, uuid.UUID) (T, error)) (ws string, v T, err error) {
+	if ws, err = workspace(ctx); err != nil {
+		return "", v, err
+	}
+	u, err := parseID(arg, id)
+	if err != nil {
+		return ws, v, err
+	}
+	v, err = get(ctx, ws, u)
+	if errors.Is(err, clickhouse.ErrNotFound) {
+		return ws, v, notFound(kind, id)
+	}
+	return ws, v, err
+}
+
+// pageArgs reads what every connection needs: the caller's workspace,
+// the page size and the position after which the page starts.
+func pageArgs(ctx context.Context, first *int, after *string) (ws string, n int, cur *clickhouse.LogCursor, err error) {
+	if ws, err = workspace(ctx); err != nil {
+		return "", 0, nil, err
+	}
+	if n, err = pageSize(first); err != nil {
+		return "", 0, nil, err
+	}
+	cur, err = decodeCursor(after)
+	return ws, n, cur, err
+}
+
 // encodeCursor makes an opaque cursor of a (created_us, id) position.
 func encodeCursor(c clickhouse.LogCursor) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatUint(c.CreatedUS, 10) + ":" + c.ID.String()))
@@ -111,15 +142,7 @@ func overviewModel(o clickhouse.Overview) *model.CampaignOverview {
 }
 
 func (r *Resolver) campaigns(ctx context.Context, first *int, after *string) (*model.CampaignConnection, error) {
-	ws, err := workspace(ctx)
-	if err != nil {
-		return nil, err
-	}
-	n, err := pageSize(first)
-	if err != nil {
-		return nil, err
-	}
-	cur, err := decodeCursor(after)
+	ws, n, cur, err := pageArgs(ctx, first, after)
 	if err != nil {
 		return nil, err
 	}
@@ -141,15 +164,7 @@ func (r *Resolver) campaigns(ctx context.Context, first *int, after *string) (*m
 }
 
 func (r *Resolver) deliveries(ctx context.Context, filter *model.DeliveryFilter, first *int, after *string) (*model.DeliveryConnection, error) {
-	ws, err := workspace(ctx)
-	if err != nil {
-		return nil, err
-	}
-	n, err := pageSize(first)
-	if err != nil {
-		return nil, err
-	}
-	cur, err := decodeCursor(after)
+	ws, n, cur, err := pageArgs(ctx, first, after)
 	if err != nil {
 		return nil, err
 	}
@@ -264,18 +279,7 @@ func (r *Resolver) history(ctx context.Context, d *model.Delivery) ([]*model.Del
 // its status: BAD_USER_INPUT for a malformed id, NOT_FOUND for an unknown
 // one (or another workspace's).
 func (r *Resolver) deliveryStatus(ctx context.Context, id string) (clickhouse.Delivery, clickhouse.DeliveryStatus, error) {
-	ws, err := workspace(ctx)
-	if err != nil {
-		return clickhouse.Delivery{}, clickhouse.DeliveryStatus{}, err
-	}
-	u, err := parseID("id", id)
-	if err != nil {
-		return clickhouse.Delivery{}, clickhouse.DeliveryStatus{}, err
-	}
-	d, err := r.Store.Delivery(ctx, ws, u)
-	if errors.Is(err, clickhouse.ErrNotFound) {
-		return d, clickhouse.DeliveryStatus{}, notFound("delivery", id)
-	}
+	_, d, err := findByID(ctx, "id", id, "delivery", r.Store.Delivery)
 	if err != nil {
 		return d, clickhouse.DeliveryStatus{}, err
 	}
@@ -375,18 +379,7 @@ func (r *Resolver) broadcast(ctx context.Context, in model.BroadcastInput) (*mod
 }
 
 func (r *Resolver) broadcastByID(ctx context.Context, id string) (*model.Broadcast, error) {
-	ws, err := workspace(ctx)
-	if err != nil {
-		return nil, err
-	}
-	u, err := parseID("id", id)
-	if err != nil {
-		return nil, err
-	}
-	b, err := r.Store.Broadcast(ctx, ws, u)
-	if errors.Is(err, clickhouse.ErrNotFound) {
-		return nil, notFound("broadcast", id)
-	}
+	_, b, err := findByID(ctx, "id", id, "broadcast", r.Store.Broadcast)
 	if err != nil {
 		return nil, err
 	}

@@ -371,14 +371,11 @@ func (r *queryResolver) Person(ctx context.Context, id string) (*model.Person, e
 
 // Campaign is the resolver for the campaign field.
 func (r *queryResolver) Campaign(ctx context.Context, id string) (*model.Campaign, error) {
-	if _, err := parseID("id", id); err != nil {
+	_, c, err := findByID(ctx, "id", id, "campaign", r.Store.Campaign)
+	if err != nil {
 		return nil, err
 	}
-	c, err := r.campaignByID(ctx, id)
-	if err == nil && c == nil {
-		return nil, notFound("campaign", id)
-	}
-	return c, err
+	return campaignModel(c), nil
 }
 
 // Campaigns is the resolver for the campaigns field.
@@ -388,18 +385,7 @@ func (r *queryResolver) Campaigns(ctx context.Context, first *int, after *string
 
 // PushMessage is the resolver for the pushMessage field.
 func (r *queryResolver) PushMessage(ctx context.Context, id string) (*model.PushMessage, error) {
-	ws, err := workspace(ctx)
-	if err != nil {
-		return nil, err
-	}
-	u, err := parseID("id", id)
-	if err != nil {
-		return nil, err
-	}
-	m, err := r.Store.Message(ctx, ws, u)
-	if errors.Is(err, clickhouse.ErrNotFound) {
-		return nil, notFound("push message", id)
-	}
+	_, m, err := findByID(ctx, "id", id, "push message", r.Store.Message)
 	if err != nil {
 		return nil, err
 	}

@@ -3,12 +3,10 @@ package graph
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/heraldpush/herald/clickhouse"
 	"github.com/heraldpush/herald/graph/model"
 	"github.com/heraldpush/herald/jobs"
 )
@@ -61,18 +59,7 @@ func (r *Resolver) deliveryUpdated(ctx context.Context, id string) (<-chan *mode
 }
 
 func (r *Resolver) campaignOverviewUpdated(ctx context.Context, campaignID string) (<-chan *model.CampaignOverview, error) {
-	ws, err := workspace(ctx)
-	if err != nil {
-		return nil, err
-	}
-	cid, err := parseID("campaignId", campaignID)
-	if err != nil {
-		return nil, err
-	}
-	c, err := r.Store.Campaign(ctx, ws, cid)
-	if errors.Is(err, clickhouse.ErrNotFound) {
-		return nil, notFound("campaign", campaignID)
-	}
+	_, c, err := findByID(ctx, "campaignId", campaignID, "campaign", r.Store.Campaign)
 	if err != nil {
 		return nil, err
 	}
