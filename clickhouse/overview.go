@@ -186,11 +186,7 @@ func (s *Store) overviewRows(ctx context.Context, workspaceID string, campaignID
 	if s.overviewSettle <= 0 || !fromH.Before(toH) {
 		return s.computeRows(ctx, workspaceID, campaignID, from, to)
 	}
-	var now time.Time
-	if err := s.conn.QueryRow(ctx, "SELECT now()").Scan(&now); err != nil {
-		return nil, fmt.Errorf("clickhouse: overview: %w", err)
-	}
-	changed, err := s.hourChanges(ctx, workspaceID, campaignID, fromH, toH)
+	changed, now, err := s.hourChanges(ctx, workspaceID, campaignID, fromH, toH)
 	if err != nil {
 		return nil, err
 	}
@@ -288,23 +284,24 @@ func mergeSpans(spans []span, gap time.Duration, max int) []span {
 }
 
 // hourChanges reads when the events of each hour of a campaign's
-// deliveries created in [fromH, toH) last changed; an hour without events
-// has no entry.
-func (s *Store) hourChanges(ctx context.Context, workspaceID string, campaignID uuid.UUID, fromH, toH time.Time) (map[time.Time]time.Time, error) {
+// deliveries created in [fromH, toH) last changed (an hour without events
+// has no entry), and the server's time as it read them (zero when no hour
+// has events: nothing is then computed or stored).
+func (s *Store) hourChanges(ctx context.Context, workspaceID string, campaignID uuid.UUID, fromH, toH time.Time) (changed map[time.Time]time.Time, now time.Time, err error) {
 	rows, err := s.conn.Query(ctx, hourChangesSQL, workspaceID, campaignID, fromH, toH)
 	if err != nil {
-		return nil, fmt.Errorf("clickhouse: overview hour changes: %w", err)
+		return nil, now, fmt.Errorf("clickhouse: overview hour changes: %w", err)
 	}
 	defer rows.Close()
-	out := map[time.Time]time.Time{}
+	changed = map[time.Time]time.Time{}
 	for rows.Next() {
 		var h, c time.Time
-		if err := rows.Scan(&h, &c); err != nil {
-			return nil, fmt.Errorf("clickhouse: scan overview hour changes: %w", err)
+		if err := rows.Scan(&h, &c, &now); err != nil {
+			return nil, now, fmt.Errorf("clickhouse: scan overview hour changes: %w", err)
 		}
-		out[h.UTC()] = c
+		changed[h.UTC()] = c
 	}
-	return out, rows.Err()
+	return changed, now, rows.Err()
 }
 
 // storedHour is the newest stored computation of an hour.

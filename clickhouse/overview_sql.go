@@ -292,9 +292,10 @@ func sprintfCore(where string) string { return strings.Replace(deliverySendsCore
 
 // hourChangesSQL reads when the events of each hour of a campaign's
 // deliveries last changed. Params: workspace_id, campaign_id, from, to
-// (whole hours). Columns: hour, changed.
+// (whole hours). Columns: hour, changed, now() (the time the computation
+// that follows is stored under).
 const hourChangesSQL = `
-SELECT hour, maxMerge(changed)
+SELECT hour, maxMerge(changed), now()
 FROM hour_changes
 WHERE workspace_id = ? AND campaign_id = ? AND hour >= ? AND hour < ?
 GROUP BY hour`
