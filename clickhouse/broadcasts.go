@@ -23,8 +23,8 @@ type Broadcast struct {
 }
 
 // insertBroadcast: params workspace_id, id, message_id, audience,
-// person_ids, all_persons, data, total, created_at, created_us.
-const insertBroadcast = `INSERT INTO broadcasts (workspace_id, id, message_id, audience, person_ids, all_persons, data, total, created_at, created_us)`
+// person_ids, all_persons, data, total, created_at.
+const insertBroadcast = `INSERT INTO broadcasts (workspace_id, id, message_id, audience, person_ids, all_persons, data, total, created_at)`
 
 // CreateBroadcast records a broadcast.
 func (s *Store) CreateBroadcast(ctx context.Context, b Broadcast) error {
@@ -32,21 +32,20 @@ func (s *Store) CreateBroadcast(ctx context.Context, b Broadcast) error {
 	if ids == nil {
 		ids = []string{}
 	}
-	return s.insertOne(ctx, "broadcast", insertBroadcast, b.WorkspaceID, b.ID, b.MessageID, b.Audience, ids, b2u(b.AllPersons), b.Data, b.Total, b.CreatedAt, micros(b.CreatedAt))
+	return s.insertOne(ctx, "broadcast", insertBroadcast, b.WorkspaceID, b.ID, b.MessageID, b.Audience, ids, b2u(b.AllPersons), b.Data, b.Total, b.CreatedAt)
 }
 
 // selectBroadcast: params workspace_id, id; columns message_id, audience,
-// person_ids, all_persons, data, total, created_us.
-const selectBroadcast = `SELECT message_id, toString(audience), person_ids, all_persons, data, total, created_us
+// person_ids, all_persons, data, total, created_at.
+const selectBroadcast = `SELECT message_id, toString(audience), person_ids, all_persons, data, total, created_at
 FROM broadcasts FINAL WHERE workspace_id = ? AND id = ?`
 
 // Broadcast reads a broadcast; ErrNotFound if absent.
 func (s *Store) Broadcast(ctx context.Context, workspaceID string, id uuid.UUID) (Broadcast, error) {
 	b := Broadcast{WorkspaceID: workspaceID, ID: id}
 	var all uint8
-	var us uint64
-	err := s.conn.QueryRow(ctx, selectBroadcast, workspaceID, id).Scan(&b.MessageID, &b.Audience, &b.PersonIDs, &all, &b.Data, &b.Total, &us)
-	b.AllPersons, b.CreatedAt = all == 1, time.UnixMicro(int64(us)).UTC()
+	err := s.conn.QueryRow(ctx, selectBroadcast, workspaceID, id).Scan(&b.MessageID, &b.Audience, &b.PersonIDs, &all, &b.Data, &b.Total, &b.CreatedAt)
+	b.AllPersons, b.CreatedAt = all == 1, b.CreatedAt.UTC()
 	return b, rowErr("broadcast", err)
 }
 
@@ -97,7 +96,7 @@ func (s *Store) CreateDeliveries(ctx context.Context, ds []Delivery) error {
 	}
 	defer batch.Close()
 	for _, d := range ds {
-		if err := batch.Append(d.WorkspaceID, d.ID, d.CampaignID, d.MessageID, d.PersonID, d.Audience, d.Token, d.Data, d.Overrides, d.CreatedAt, micros(d.CreatedAt)); err != nil {
+		if err := batch.Append(d.WorkspaceID, d.ID, d.CampaignID, d.MessageID, d.PersonID, d.Audience, d.Token, d.Data, d.Overrides); err != nil {
 			return fmt.Errorf("clickhouse: append delivery: %w", err)
 		}
 	}
@@ -107,25 +106,25 @@ func (s *Store) CreateDeliveries(ctx context.Context, ds []Delivery) error {
 	return nil
 }
 
-// selectCampaignPage: params workspace_id, cursor flag, cursor created_us
+// selectCampaignPage: params workspace_id, cursor flag, cursor created_at
 // (twice), cursor id, limit; columns id, name, goal_event,
-// goal_window_hours, created_us — newest first, strictly after the cursor.
-const selectCampaignPage = `SELECT id, name, goal_event, goal_window_hours, created_us
+// goal_window_hours, created_at — newest first, strictly after the cursor.
+const selectCampaignPage = `SELECT id, name, goal_event, goal_window_hours, created_at
 FROM campaigns FINAL
-WHERE workspace_id = ? AND (? = 0 OR created_us < ? OR (created_us = ? AND id < ?))
-ORDER BY created_us DESC, id DESC
+WHERE workspace_id = ? AND (? = 0 OR created_at < ? OR (created_at = ? AND id < ?))
+ORDER BY created_at DESC, id DESC
 LIMIT ?`
 
 // Campaigns pages a workspace's campaigns, newest first; the cursor is the
-// last row's (created_us, id).
+// last row's (created_at, id).
 func (s *Store) Campaigns(ctx context.Context, workspaceID string, after *LogCursor, limit int) ([]Campaign, []LogCursor, error) {
 	var flag uint8
-	var us uint64
+	at := time.Unix(0, 0).UTC()
 	id := uuid.Nil
 	if after != nil {
-		flag, us, id = 1, after.CreatedUS, after.ID
+		flag, at, id = 1, after.CreatedAt, after.ID
 	}
-	rows, err := s.conn.Query(ctx, selectCampaignPage, workspaceID, flag, us, us, id, limit)
+	rows, err := s.conn.Query(ctx, selectCampaignPage, workspaceID, flag, chTime(at), chTime(at), id, limit)
 	if err != nil {
 		return nil, nil, fmt.Errorf("clickhouse: campaigns: %w", err)
 	}
@@ -134,13 +133,12 @@ func (s *Store) Campaigns(ctx context.Context, workspaceID string, after *LogCur
 	var cursors []LogCursor
 	for rows.Next() {
 		c := Campaign{WorkspaceID: workspaceID}
-		var cus uint64
-		if err := rows.Scan(&c.ID, &c.Name, &c.GoalEvent, &c.GoalWindowHours, &cus); err != nil {
+		if err := rows.Scan(&c.ID, &c.Name, &c.GoalEvent, &c.GoalWindowHours, &c.CreatedAt); err != nil {
 			return nil, nil, fmt.Errorf("clickhouse: scan campaign: %w", err)
 		}
-		c.CreatedAt = time.UnixMicro(int64(cus)).UTC()
+		c.CreatedAt = c.CreatedAt.UTC()
 		out = append(out, c)
-		cursors = append(cursors, LogCursor{CreatedUS: cus, ID: c.ID})
+		cursors = append(cursors, LogCursor{CreatedAt: c.CreatedAt, ID: c.ID})
 	}
 	return out, cursors, rows.Err()
 }
@@ -161,7 +159,7 @@ func (s *Store) ExistingDeliveries(ctx context.Context, workspaceID string, crea
 	for i, id := range ids {
 		set[i] = id
 	}
-	rows, err := s.conn.Query(ctx, selectExistingDeliveries, workspaceID, created, clickhouse.GroupSet{Value: set})
+	rows, err := s.conn.Query(ctx, selectExistingDeliveries, workspaceID, chTime(created), clickhouse.GroupSet{Value: set})
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: existing deliveries: %w", err)
 	}

@@ -47,18 +47,16 @@ func (o Options) withDefaults() Options {
 
 func (o Options) driverOptions(database string) *ch.Options {
 	return &ch.Options{
-		Protocol: ch.Native, // the HTTP interface fails on 18.16
+		Protocol: ch.Native,
 		Addr:     []string{o.Addr},
 		Auth:     ch.Auth{Database: database, Username: o.Username, Password: o.Password},
 		ClientInfo: ch.ClientInfo{
 			Products: []struct{ Name, Version string }{{Name: "herald", Version: "dev"}},
 		},
-		// LZ4 is what clickhouse-client uses and works on 18.16 through 25.x.
+		// LZ4 is what clickhouse-client uses.
 		Compression:  &ch.Compression{Method: ch.CompressionLZ4},
 		DialTimeout:  5 * time.Second,
 		MaxOpenConns: o.MaxOpenConns,
-		// No Settings: every setting is sent with every query, and 18.16
-		// rejects any it does not know (code 115, Unknown setting).
 	}
 }
 

@@ -23,8 +23,13 @@ const (
 	KindPresendFailed = "presend_failed"
 )
 
-// DeliveryLevel is the device_index of delivery-level events (pre-send failures).
-const DeliveryLevel = 255
+// DeliveryLevel is the device_index of delivery-level events (pre-send
+// failures, conversions, the start of a retry round).
+const DeliveryLevel = 65535
+
+// MaxDevices is the most devices one delivery round can target: device
+// indexes are UInt16 and 65535 is DeliveryLevel.
+const MaxDevices = DeliveryLevel
 
 // Event is one row of the events table. (WorkspaceID, CampaignID,
 // DeliveryID, Round, DeviceIndex, Kind, Attempt) is its identity: writing the
@@ -34,21 +39,21 @@ type Event struct {
 	CampaignID      uuid.UUID
 	DeliveryID      uuid.UUID
 	Round           uint16
-	DeviceIndex     uint8
+	DeviceIndex     uint16
 	Kind            string
 	Attempt         uint16
 	StatusCode      uint16 // the provider's HTTP status; on targeted: 1 = the token had reported a metric before
 	Reason          string
 	ProviderID      string
-	Token           string // delivered/opened only: the reporting device's token
-	DeliveryCreated time.Time
+	Token           string    // delivered/opened only: the reporting device's token
+	DeliveryCreated time.Time // the delivery's id time; ClickHouse derives the stored one from the id
 	At              time.Time
 }
 
 // insertEvents: params workspace_id, campaign_id, delivery_id, round,
-// device_index, kind, attempt, status_code, reason, provider_id, token,
-// delivery_created, at, at_us.
-const insertEvents = `INSERT INTO events (workspace_id, campaign_id, delivery_id, round, device_index, kind, attempt, status_code, reason, provider_id, token, delivery_created, at, at_us)`
+// device_index, kind, attempt, status_code, reason, provider_id, token, at
+// (delivery_created comes from the delivery id).
+const insertEvents = `INSERT INTO events (workspace_id, campaign_id, delivery_id, round, device_index, kind, attempt, status_code, reason, provider_id, token, at)`
 
 // InsertEvents writes events in one batch.
 func InsertEvents(ctx context.Context, conn driver.Conn, events []Event) error {
@@ -59,7 +64,7 @@ func InsertEvents(ctx context.Context, conn driver.Conn, events []Event) error {
 	defer batch.Close()
 	for _, e := range events {
 		if err := batch.Append(e.WorkspaceID, e.CampaignID, e.DeliveryID, e.Round, e.DeviceIndex, e.Kind, e.Attempt,
-			e.StatusCode, e.Reason, e.ProviderID, e.Token, e.DeliveryCreated, e.At, uint64(e.At.UnixMicro())); err != nil {
+			e.StatusCode, e.Reason, e.ProviderID, e.Token, e.At); err != nil {
 			return fmt.Errorf("clickhouse: append event: %w", err)
 		}
 	}

@@ -18,9 +18,9 @@ type LogFilter struct {
 	From, To   time.Time
 }
 
-// LogCursor is a position in the newest-first order: (created_us, id).
+// LogCursor is a position in the newest-first order: (created_at, id).
 type LogCursor struct {
-	CreatedUS uint64
+	CreatedAt time.Time
 	ID        uuid.UUID
 }
 
@@ -37,30 +37,39 @@ type LogRow struct {
 
 // selectLogPage: params workspace_id, campaign filter flag, campaign_id,
 // message filter flag, message_id, person_id (” = any), person_id, from,
-// to, cursor flag, cursor created_at (seconds), cursor created_us (twice),
-// cursor id, limit. Columns: id, campaign_id, message_id, person_id,
-// audience, token, data, created_us — newest first, strictly after the
-// cursor, each delivery once (LIMIT 1 BY id: a re-run fan-out may have
-// written a row twice before the merge).
+// to, cursor flag, cursor created_at (twice), cursor id, limit. Columns:
+// id, campaign_id, message_id, person_id, audience, token, data,
+// created_at — newest first, strictly after the cursor, each delivery once
+// (LIMIT 1 BY id: a re-run fan-out may have written a row twice before the
+// merge).
 const selectLogPage = `
-SELECT id, campaign_id, message_id, person_id, toString(audience), token, data, created_us
+SELECT id, campaign_id, message_id, person_id, toString(audience), token, data, created_at
 FROM deliveries
 WHERE workspace_id = ?
   AND (? = 0 OR campaign_id = ?)
   AND (? = 0 OR message_id = ?)
   AND (? = '' OR person_id = ?)
   AND created_at >= ? AND created_at < ?
-  AND (? = 0 OR (created_at <= ? AND (created_us < ? OR (created_us = ? AND id < ?))))
-ORDER BY created_at DESC, created_us DESC, id DESC
+  AND (? = 0 OR created_at < ? OR (created_at = ? AND id < ?))
+ORDER BY created_at DESC, id DESC
 LIMIT 1 BY id
 LIMIT ?`
 
-// pageStatusSQL is deliverySendsCore for a set of deliveries. Params:
-// workspace_id, campaign ids (GroupSet), delivery ids (GroupSet), created
-// lower and upper bound. Columns: delivery_id, status, failure_reason,
-// n_dev, n_attempted, converted_us.
-var pageStatusSQL = `SELECT delivery_id, status, failure_reason, n_dev, n_attempted, converted_us FROM (` +
-	sprintfCore("workspace_id = ? AND campaign_id IN ? AND delivery_id IN ? AND delivery_created >= ? AND delivery_created <= ?") + `)`
+// pageStatusSQL reads a page's rows of delivery_status_in (the one status
+// definition). Params: workspace, created lower bound and upper bound
+// (exclusive; DateTime64(3) literals), delivery ids (GroupSet). Columns:
+// delivery_id, status, failure_reason, n_dev, n_attempted. A delivery
+// without a row has no events: ATTEMPTED.
+const pageStatusSQL = `SELECT delivery_id, toString(status), failure_reason, n_dev, n_attempted
+FROM delivery_status_in(workspace = ?, campaign = '00000000-0000-0000-0000-000000000000', from = ?, to = ?)
+WHERE delivery_id IN ?`
+
+// pageConversionsSQL reads the first conversion time of a page's converted
+// deliveries. Params: workspace_id, created lower and upper bound, delivery
+// ids (GroupSet). Columns: delivery_id, first conversion.
+const pageConversionsSQL = `SELECT delivery_id, min(at) FROM events
+WHERE workspace_id = ? AND delivery_created >= ? AND delivery_created <= ? AND delivery_id IN ? AND kind = 'converted'
+GROUP BY delivery_id`
 
 // logBatch is how many deliveries one round trip examines when a status
 // filter drops rows; logMaxBatches bounds the work of one page.
@@ -127,7 +136,7 @@ func (s *Store) DeliveryLogs(ctx context.Context, workspaceID string, f LogFilte
 // How logPage reads back in time: the newest logWindow first, then windows
 // logWindowGrowth times longer each, until the page is full or the filter's
 // start is reached. The deliveries table is sorted by (workspace, time), so
-// a window reads only its own rows; 18.16 cannot stop a sorted read early.
+// a window reads only its own rows.
 const (
 	logWindow       = time.Hour
 	logWindowGrowth = 4
@@ -143,8 +152,8 @@ func (s *Store) logPage(ctx context.Context, workspaceID string, f LogFilter, to
 	}
 	hi := to
 	if after != nil {
-		// Rows of the cursor's own second may follow it.
-		if c := time.UnixMicro(int64(after.CreatedUS)).Truncate(time.Second).Add(time.Second); c.Before(hi) {
+		// Rows of the cursor's own millisecond may follow it.
+		if c := after.CreatedAt.Add(time.Millisecond); c.Before(hi) {
 			hi = c
 		}
 	}
@@ -172,16 +181,14 @@ func (s *Store) logWindowRows(ctx context.Context, workspaceID string, f LogFilt
 		}
 		return 0
 	}
-	var cUS uint64
+	cAt := time.Unix(0, 0).UTC()
 	cID := uuid.Nil
-	cSec := time.Unix(0, 0)
 	if after != nil {
-		cUS, cID = after.CreatedUS, after.ID
-		cSec = time.UnixMicro(int64(after.CreatedUS))
+		cAt, cID = after.CreatedAt, after.ID
 	}
 	rows, err := s.conn.Query(ctx, selectLogPage, workspaceID,
 		flag(f.CampaignID != uuid.Nil), f.CampaignID, flag(f.MessageID != uuid.Nil), f.MessageID, f.PersonID, f.PersonID,
-		from, to, flag(after != nil), cSec, cUS, cUS, cID, limit)
+		chTime(from), chTime(to), flag(after != nil), chTime(cAt), chTime(cAt), cID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: delivery logs: %w", err)
 	}
@@ -189,12 +196,11 @@ func (s *Store) logWindowRows(ctx context.Context, workspaceID string, f LogFilt
 	var out []LogRow
 	for rows.Next() {
 		r := LogRow{Delivery: Delivery{WorkspaceID: workspaceID}, Status: "ATTEMPTED"}
-		var us uint64
-		if err := rows.Scan(&r.ID, &r.CampaignID, &r.MessageID, &r.PersonID, &r.Audience, &r.Token, &r.Data, &us); err != nil {
+		if err := rows.Scan(&r.ID, &r.CampaignID, &r.MessageID, &r.PersonID, &r.Audience, &r.Token, &r.Data, &r.CreatedAt); err != nil {
 			return nil, fmt.Errorf("clickhouse: scan delivery log: %w", err)
 		}
-		r.CreatedAt = time.UnixMicro(int64(us)).UTC()
-		r.Cursor = LogCursor{CreatedUS: us, ID: r.ID}
+		r.CreatedAt = r.CreatedAt.UTC()
+		r.Cursor = LogCursor{CreatedAt: r.CreatedAt, ID: r.ID}
 		out = append(out, r)
 	}
 	return out, rows.Err()
@@ -206,16 +212,10 @@ func (s *Store) pageStatuses(ctx context.Context, workspaceID string, page []Log
 		return nil
 	}
 	ids := make([]any, len(page))
-	campSet := map[uuid.UUID]bool{}
-	var camps []any
 	lo, hi := page[0].CreatedAt, page[0].CreatedAt
 	byID := make(map[uuid.UUID]*LogRow, len(page))
 	for i := range page {
 		ids[i] = page[i].ID
-		if !campSet[page[i].CampaignID] {
-			campSet[page[i].CampaignID] = true
-			camps = append(camps, page[i].CampaignID)
-		}
 		if page[i].CreatedAt.Before(lo) {
 			lo = page[i].CreatedAt
 		}
@@ -224,22 +224,47 @@ func (s *Store) pageStatuses(ctx context.Context, workspaceID string, page []Log
 		}
 		byID[page[i].ID] = &page[i]
 	}
-	rows, err := s.conn.Query(ctx, pageStatusSQL, workspaceID, clickhouse.GroupSet{Value: camps}, clickhouse.GroupSet{Value: ids},
-		lo.Add(-time.Second), hi.Add(time.Second))
+	set := clickhouse.GroupSet{Value: ids}
+	rows, err := s.conn.Query(ctx, pageStatusSQL, workspaceID, chTime(lo), chTime(hi.Add(time.Millisecond)), set)
 	if err != nil {
 		return fmt.Errorf("clickhouse: delivery log statuses: %w", err)
 	}
 	defer rows.Close()
+	var converted []any
 	for rows.Next() {
 		var id uuid.UUID
 		var st, reason string
-		var nDev, nAtt, convUS uint64
-		if err := rows.Scan(&id, &st, &reason, &nDev, &nAtt, &convUS); err != nil {
+		var nDev, nAtt uint32
+		if err := rows.Scan(&id, &st, &reason, &nDev, &nAtt); err != nil {
 			return fmt.Errorf("clickhouse: scan delivery log status: %w", err)
 		}
 		if r, ok := byID[id]; ok {
-			r.Status, r.FailureReason, r.DevicesTargeted, r.DevicesAttempted, r.ConvertedAt = st, reason, int(nDev), int(nAtt), usTime(convUS)
+			r.Status, r.FailureReason, r.DevicesTargeted, r.DevicesAttempted = st, reason, int(nDev), int(nAtt)
+			if st == "CONVERTED" {
+				converted = append(converted, id)
+			}
 		}
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("clickhouse: delivery log statuses: %w", err)
+	}
+	if len(converted) == 0 {
+		return nil
+	}
+	crows, err := s.conn.Query(ctx, pageConversionsSQL, workspaceID, chTime(lo), chTime(hi), clickhouse.GroupSet{Value: converted})
+	if err != nil {
+		return fmt.Errorf("clickhouse: delivery log conversions: %w", err)
+	}
+	defer crows.Close()
+	for crows.Next() {
+		var id uuid.UUID
+		var at time.Time
+		if err := crows.Scan(&id, &at); err != nil {
+			return fmt.Errorf("clickhouse: scan delivery log conversion: %w", err)
+		}
+		if r, ok := byID[id]; ok {
+			r.ConvertedAt = at.UTC()
+		}
+	}
+	return crows.Err()
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/heraldpush/herald/clickhouse"
 	"github.com/heraldpush/herald/clickhouse/chtest"
+	"github.com/heraldpush/herald/domain/model"
 )
 
 // TestDeliveryLogsAcrossWindows pages through deliveries created in bursts
@@ -28,6 +29,12 @@ func TestDeliveryLogsAcrossWindows(t *testing.T) {
 	campaigns := []uuid.UUID{uuid.New(), uuid.New()}
 	now := time.Now().UTC().Truncate(time.Second)
 	var all []clickhouse.Delivery
+	// delivery makes a delivery created at t (its id's millisecond).
+	delivery := func(t time.Time) clickhouse.Delivery {
+		id := model.UUIDAt(t)
+		return clickhouse.Delivery{WorkspaceID: ws, ID: id, CampaignID: campaigns[rng.IntN(2)], MessageID: uuid.New(),
+			PersonID: fmt.Sprintf("p%d", rng.IntN(5)), Audience: "ALL_DEVICES", CreatedAt: clickhouse.DeliveryTime(id)}
+	}
 	at := now.Add(-60 * 24 * time.Hour)
 	for at.Before(now) {
 		// A burst of 1–30 deliveries within a few seconds, then a gap of
@@ -37,27 +44,25 @@ func TestDeliveryLogsAcrossWindows(t *testing.T) {
 			if created.After(now) {
 				break
 			}
-			all = append(all, clickhouse.Delivery{WorkspaceID: ws, ID: uuid.New(), CampaignID: campaigns[rng.IntN(2)], MessageID: uuid.New(),
-				PersonID: fmt.Sprintf("p%d", rng.IntN(5)), Audience: "ALL_DEVICES", CreatedAt: created})
+			all = append(all, delivery(created))
 		}
 		at = at.Add(time.Duration(rng.Int64N(int64(96 * time.Hour))))
 	}
 	// The last 12 hours densely (every 0–4 min: pages of 50 need a second
 	// window), so that window edges fall between deliveries.
 	for at := now.Add(-12 * time.Hour); at.Before(now); at = at.Add(time.Duration(rng.IntN(240_000_000)) * time.Microsecond) {
-		all = append(all, clickhouse.Delivery{WorkspaceID: ws, ID: uuid.New(), CampaignID: campaigns[rng.IntN(2)], MessageID: uuid.New(),
-			PersonID: fmt.Sprintf("p%d", rng.IntN(5)), Audience: "ALL_DEVICES", CreatedAt: at})
+		all = append(all, delivery(at))
 	}
 	if err := store.CreateDeliveries(ctx, all); err != nil {
 		t.Fatal(err)
 	}
-	// Newest first: (created µs, id) descending, as the cursor orders them.
+	// Newest first: (created, id) descending, as the cursor orders them.
 	sort.Slice(all, func(i, j int) bool {
 		a, b := all[i].CreatedAt.UnixMicro(), all[j].CreatedAt.UnixMicro()
 		if a != b {
 			return a > b
 		}
-		return all[i].ID.String() > all[j].ID.String() // both are random v4; ClickHouse compares UUIDs differently
+		return all[i].ID.String() > all[j].ID.String() // ClickHouse orders UUIDs differently; only the times are compared
 	})
 	t.Logf("%d deliveries", len(all))
 

@@ -10,23 +10,19 @@ import (
 
 // selectDeliveryAnyWorkspace: params created_at lower and upper bound (the
 // UUIDv7 time ±2 s), id; columns workspace_id, campaign_id, message_id,
-// person_id, audience, token, data, overrides, created_us. For the
-// unauthenticated SDK endpoints, which know only the delivery id.
-const selectDeliveryAnyWorkspace = `SELECT workspace_id, campaign_id, message_id, person_id, toString(audience), token, data, overrides, created_us
+// person_id, audience, token, data, overrides. For the unauthenticated SDK
+// endpoints, which know only the delivery id.
+const selectDeliveryAnyWorkspace = `SELECT workspace_id, campaign_id, message_id, person_id, toString(audience), token, data, overrides
 FROM deliveries FINAL
-WHERE created_at >= ? AND created_at <= ? AND id = ?
+WHERE created_at = ? AND id = ?
 LIMIT 1`
 
 // FindDelivery reads a delivery by id alone; ErrNotFound if absent.
 func (s *Store) FindDelivery(ctx context.Context, id uuid.UUID) (Delivery, error) {
 	d := Delivery{ID: id}
-	t := DeliveryTime(id)
-	var us uint64
-	err := s.conn.QueryRow(ctx, selectDeliveryAnyWorkspace, t.Add(-2*time.Second), t.Add(2*time.Second), id).
-		Scan(&d.WorkspaceID, &d.CampaignID, &d.MessageID, &d.PersonID, &d.Audience, &d.Token, &d.Data, &d.Overrides, &us)
-	if err == nil {
-		d.CreatedAt = time.UnixMicro(int64(us)).UTC()
-	}
+	d.CreatedAt = DeliveryTime(id)
+	err := s.conn.QueryRow(ctx, selectDeliveryAnyWorkspace, chTime(d.CreatedAt), id).
+		Scan(&d.WorkspaceID, &d.CampaignID, &d.MessageID, &d.PersonID, &d.Audience, &d.Token, &d.Data, &d.Overrides)
 	return d, rowErr("delivery", err)
 }
 
@@ -38,7 +34,7 @@ ORDER BY round DESC LIMIT 1`
 
 // TargetedDevice finds the device index a delivery gave a token; ErrNotFound
 // when the delivery never targeted it.
-func (s *Store) TargetedDevice(ctx context.Context, workspaceID string, deliveryID uuid.UUID, token string) (round uint16, index uint8, err error) {
+func (s *Store) TargetedDevice(ctx context.Context, workspaceID string, deliveryID uuid.UUID, token string) (round uint16, index uint16, err error) {
 	err = s.conn.QueryRow(ctx, selectTargetedDevice, workspaceID, deliveryID, token).Scan(&round, &index)
 	return round, index, rowErr("targeted device", err)
 }
@@ -53,12 +49,12 @@ type PersonEvent struct {
 	At          time.Time
 }
 
-// insertPersonEvent: params workspace_id, person_id, id, name, data, at, at_us.
-const insertPersonEvent = `INSERT INTO person_events (workspace_id, person_id, id, name, data, at, at_us)`
+// insertPersonEvent: params workspace_id, person_id, id, name, data, at.
+const insertPersonEvent = `INSERT INTO person_events (workspace_id, person_id, id, name, data, at)`
 
 // PutPersonEvent records a person's event.
 func (s *Store) PutPersonEvent(ctx context.Context, e PersonEvent) error {
-	return s.insertOne(ctx, "person event", insertPersonEvent, e.WorkspaceID, e.PersonID, e.ID, e.Name, e.Data, e.At, micros(e.At))
+	return s.insertOne(ctx, "person event", insertPersonEvent, e.WorkspaceID, e.PersonID, e.ID, e.Name, e.Data, e.At)
 }
 
 // selectGoalCampaigns: params workspace_id, goal_event; columns id,
@@ -84,17 +80,19 @@ func (s *Store) GoalCampaigns(ctx context.Context, workspaceID, event string) ([
 }
 
 // selectNearestSent: params workspace_id, campaign_id, workspace_id,
-// campaign_id, person_id, created_at lower bound, created_at upper bound,
-// event time (µs), window start (µs); columns delivery_id, delivery_created,
-// sent_us: the person's delivery of the campaign whose first SENT device is
-// the latest one at or before the event and inside the goal window.
-const selectNearestSent = `SELECT delivery_id, any(delivery_created), min(at_us) AS sent_us
+// campaign_id, person_id, created_at lower bound, created_at upper bound
+// (also the events' delivery_created range), event time, window start;
+// columns delivery_id, first_sent: the person's delivery of the campaign
+// whose first SENT device is the latest one at or before the event and
+// inside the goal window.
+const selectNearestSent = `SELECT delivery_id, min(at) AS first_sent
 FROM events
 WHERE workspace_id = ? AND campaign_id = ? AND kind = 'sent'
   AND delivery_id IN (SELECT id FROM deliveries WHERE workspace_id = ? AND campaign_id = ? AND person_id = ? AND created_at >= ? AND created_at <= ?)
+  AND delivery_created >= ? AND delivery_created <= ?
 GROUP BY delivery_id
-HAVING sent_us <= ? AND sent_us >= ?
-ORDER BY sent_us DESC
+HAVING first_sent <= ? AND first_sent >= ?
+ORDER BY first_sent DESC
 LIMIT 1`
 
 // NearestSentDelivery finds the delivery a goal event at `at` converts, by
@@ -102,16 +100,16 @@ LIMIT 1`
 // before the event, within the window. ok is false when there is none.
 func (s *Store) NearestSentDelivery(ctx context.Context, workspaceID string, campaignID uuid.UUID, personID string, at time.Time, window time.Duration) (d Delivery, ok bool, err error) {
 	from := at.Add(-window)
-	var sentUS uint64
-	var created time.Time
+	var first time.Time
 	var id uuid.UUID
+	lo, hi := from.Add(-time.Hour), at
 	err = s.conn.QueryRow(ctx, selectNearestSent, workspaceID, campaignID, workspaceID, campaignID, personID,
-		from.Add(-time.Hour), at, micros(at), micros(from)).Scan(&id, &created, &sentUS)
+		chTime(lo), chTime(hi), chTime(lo), chTime(hi), chTime(at), chTime(from)).Scan(&id, &first)
 	if err != nil {
 		if rowErr("", err) != nil && isNotFound(rowErr("", err)) {
 			return d, false, nil
 		}
 		return d, false, fmt.Errorf("clickhouse: nearest sent delivery: %w", err)
 	}
-	return Delivery{WorkspaceID: workspaceID, ID: id, CampaignID: campaignID, PersonID: personID, CreatedAt: created}, true, nil
+	return Delivery{WorkspaceID: workspaceID, ID: id, CampaignID: campaignID, PersonID: personID, CreatedAt: DeliveryTime(id)}, true, nil
 }

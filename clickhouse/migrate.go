@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
@@ -27,7 +26,7 @@ var migrationFS embed.FS
 // statement ends at a ";" that ends a line (trailing spaces allowed), so a
 // ";" on a line of its own also ends one; a ";" elsewhere in a line does not.
 // Lines that start with "--" are comments and are dropped. Each statement is
-// sent in its own call, as 18.16 rejects multi-statement queries.
+// sent in its own call (the native protocol takes one statement a query).
 //
 // A migration is recorded in schema_migrations only after all its statements
 // succeed; if one fails, the next run starts that migration from its first
@@ -52,8 +51,7 @@ const createSchemaMigrations = `CREATE TABLE IF NOT EXISTS schema_migrations (
 const selectAppliedVersions = `SELECT version FROM schema_migrations`
 
 // insertSchemaMigration records one applied migration (batch columns:
-// version UInt32, name String, applied_at time.Time). Exec of INSERT … VALUES
-// hangs on 18.16, so this goes through PrepareBatch.
+// version UInt32, name String, applied_at time.Time).
 const insertSchemaMigration = `INSERT INTO schema_migrations (version, name, applied_at)`
 
 type migration struct {
@@ -100,10 +98,6 @@ func MigrateFS(ctx context.Context, conn driver.Conn, fsys fs.FS, lock Locker, l
 	}
 	defer unlock()
 
-	ctx, err = compatContext(ctx, conn)
-	if err != nil {
-		return err
-	}
 	if err := conn.Exec(ctx, createSchemaMigrations); err != nil {
 		return fmt.Errorf("clickhouse: migrate: create schema_migrations: %w", err)
 	}
@@ -133,22 +127,6 @@ func MigrateFS(ctx context.Context, conn driver.Conn, fsys fs.FS, lock Locker, l
 		logger.Debug("migrations up to date", "known", len(migrations))
 	}
 	return nil
-}
-
-// compatContext adds the settings old servers need for our schema: on 18.x,
-// LowCardinality columns need allow_experimental_low_cardinality_type. Newer
-// servers allow them by default, so nothing is sent to them.
-func compatContext(ctx context.Context, conn driver.Conn) (context.Context, error) {
-	v, err := conn.ServerVersion()
-	if err != nil {
-		return nil, fmt.Errorf("clickhouse: migrate: server version: %w", err)
-	}
-	if v.Version.Major >= 19 {
-		return ctx, nil
-	}
-	return ch.Context(ctx, ch.WithSettings(ch.Settings{
-		"allow_experimental_low_cardinality_type": 1,
-	})), nil
 }
 
 func appliedVersions(ctx context.Context, conn driver.Conn) (map[uint32]bool, error) {

@@ -75,22 +75,21 @@ const (
 	Day  Granularity = "DAY"
 )
 
-// Overview computes a campaign's funnel for deliveries created in [from, to).
+// Overview computes a campaign's funnel for deliveries created in [from,
+// to), its time series bucketed by g.
 //
-// The deliveries' figures are grouped by the hour they were created in.
-// A whole hour whose events have not changed since it was last computed
-// (hour_changes, see 0010_overview_hours.sql) is read from overview_hours;
-// the other hours, and the partial hours at the ends of the range, are
-// computed from delivery_masks (and the events of retried deliveries), and
-// those that have settled are stored for the next call.
+// Two queries run at once: the deliveries created per bucket (created
+// whole hours from the campaign_created rollup, the partial hours at the
+// ends from deliveries), and the deliveries with events grouped by hour,
+// send state and failure reason from delivery_status_in, the one status
+// definition. Deliveries without any event yet are in flight (ATTEMPTED).
 func (s *Store) Overview(ctx context.Context, workspaceID string, campaignID uuid.UUID, from, to time.Time, g Granularity) (Overview, error) {
 	if g != Day {
 		g = Hour
 	}
 	o := Overview{From: from, To: to, FailuresByReason: map[string]uint64{}}
-	from, to = from.UTC().Truncate(time.Second), to.UTC().Truncate(time.Second)
+	from, to = from.UTC().Truncate(time.Millisecond), to.UTC().Truncate(time.Millisecond)
 
-	// The created counts and the hours' groups are independent queries.
 	created := newOverviewPart()
 	var createdErr error
 	done := make(chan struct{})
@@ -98,7 +97,7 @@ func (s *Store) Overview(ctx context.Context, workspaceID string, campaignID uui
 		defer close(done)
 		createdErr = s.addCreatedRange(ctx, created, g, workspaceID, campaignID, from, to)
 	}()
-	rows, err := s.overviewRows(ctx, workspaceID, campaignID, from, to)
+	rows, err := s.groupRows(ctx, overviewSQL, workspaceID, campaignID, chTime(from), chTime(to))
 	<-done
 	if err := errors.Join(err, createdErr); err != nil {
 		return o, err
@@ -140,12 +139,12 @@ func (s *Store) Overview(ctx context.Context, workspaceID string, campaignID uui
 func (s *Store) addCreatedRange(ctx context.Context, p *overviewPart, g Granularity, workspaceID string, campaignID uuid.UUID, from, to time.Time) error {
 	fromH, toH := ceilHour(from), to.Truncate(time.Hour)
 	if !fromH.Before(toH) {
-		return s.addCreated(ctx, p, createdEdgesSQL, string(g), workspaceID, campaignID, from, to, from, from)
+		return s.addCreated(ctx, p, createdEdgesSQL, string(g), workspaceID, campaignID, chTime(from), chTime(to), chTime(from), chTime(from))
 	}
-	if err := s.addCreated(ctx, p, createdSQL, string(g), workspaceID, campaignID, fromH, toH); err != nil {
+	if err := s.addCreated(ctx, p, createdSQL, string(g), workspaceID, campaignID, chTime(fromH), chTime(toH)); err != nil {
 		return err
 	}
-	return s.addCreated(ctx, p, createdEdgesSQL, string(g), workspaceID, campaignID, from, fromH, toH, to)
+	return s.addCreated(ctx, p, createdEdgesSQL, string(g), workspaceID, campaignID, chTime(from), chTime(fromH), chTime(toH), chTime(to))
 }
 
 // ceilHour is the first whole hour at or after t.
@@ -159,9 +158,7 @@ func ceilHour(t time.Time) time.Time {
 
 // groupRow is one group of a campaign's deliveries created in one hour:
 // those with send state State (ATTEMPTED, SENT, BOUNCED, SUPPRESSED or
-// FAILED) and their figures; or, with State "REASON", the N FAILED
-// deliveries whose failure reason is Reason; or, with State "", the mark
-// of a stored computation.
+// FAILED) and, for FAILED, failure reason Reason, with their figures.
 type groupRow struct {
 	Hour                                 time.Time
 	State, Reason                        string
@@ -169,294 +166,11 @@ type groupRow struct {
 	Devices                              DeviceTotals
 }
 
-// fields points at the row's columns after its hour, in the order the
-// group queries and overview_hours have them: send_state, reason, then
-// the figures.
+// fields points at the row's columns after its hour, in overviewSQL's order.
 func (r *groupRow) fields() []any {
 	d := &r.Devices
 	return []any{&r.State, &r.Reason, &r.N, &r.Delivered, &r.Opened, &r.Converted, &r.SDK,
 		&d.Targeted, &d.Sent, &d.Bounced, &d.Failed, &d.Suppressed, &d.Pending, &d.Delivered, &d.Opened}
-}
-
-// overviewRows returns the hour groups of a campaign's deliveries created
-// in [from, to) that have events: stored hours that are still current,
-// and the rest computed (see Overview).
-func (s *Store) overviewRows(ctx context.Context, workspaceID string, campaignID uuid.UUID, from, to time.Time) ([]groupRow, error) {
-	fromH, toH := ceilHour(from), to.Truncate(time.Hour)
-	if s.overviewSettle <= 0 || !fromH.Before(toH) {
-		return s.computeRows(ctx, workspaceID, campaignID, from, to)
-	}
-	changed, now, err := s.hourChanges(ctx, workspaceID, campaignID, fromH, toH)
-	if err != nil {
-		return nil, err
-	}
-	stored, err := s.storedHours(ctx, workspaceID, campaignID, fromH, toH)
-	if err != nil {
-		return nil, err
-	}
-
-	// Keep the stored hours computed after their last change; compute the
-	// rest, and the partial hours at the ends, in a few spans.
-	var rows []groupRow
-	current := map[time.Time]bool{}
-	var settled []time.Time
-	var todo []span
-	if from.Before(fromH) {
-		todo = append(todo, span{from, fromH})
-	}
-	if toH.Before(to) {
-		todo = append(todo, span{toH, to})
-	}
-	for h, c := range changed {
-		if st, ok := stored[h]; ok && c.Add(s.overviewSettle).Before(st.computed) {
-			current[h] = true
-			rows = append(rows, st.rows...)
-			continue
-		}
-		if c.Add(s.overviewSettle).Before(now) {
-			settled = append(settled, h)
-		}
-		todo = append(todo, span{h, h.Add(time.Hour)})
-	}
-	var computed []groupRow
-	for _, sp := range mergeSpans(todo, overviewSpanGap, overviewMaxSpans) {
-		rs, err := s.computeRows(ctx, workspaceID, campaignID, sp.from, sp.to)
-		if err != nil {
-			return nil, err
-		}
-		computed = append(computed, rs...)
-	}
-	for _, r := range computed {
-		if !current[r.Hour] {
-			rows = append(rows, r)
-		}
-	}
-	if len(settled) > 0 {
-		// The answer is complete without them: a failed store (a cancelled
-		// request, say) only means computing these hours again next time.
-		// An hour's rows and mark are in one part, so none is half stored.
-		_ = s.storeHours(ctx, workspaceID, campaignID, now, settled, computed)
-	}
-	return rows, nil
-}
-
-// How Overview groups the hours it computes: spans less than
-// overviewSpanGap apart are computed as one, and at most overviewMaxSpans
-// spans are computed (each takes three or four queries).
-const (
-	overviewSpanGap  = 6 * time.Hour
-	overviewMaxSpans = 4
-)
-
-// span is a time range [from, to).
-type span struct{ from, to time.Time }
-
-// mergeSpans sorts spans and joins those that overlap or are less than gap
-// apart, then joins the closest neighbours until at most max remain.
-func mergeSpans(spans []span, gap time.Duration, max int) []span {
-	if len(spans) == 0 {
-		return nil
-	}
-	spans = append([]span(nil), spans...)
-	sort.Slice(spans, func(i, j int) bool { return spans[i].from.Before(spans[j].from) })
-	out := []span{spans[0]}
-	for _, sp := range spans[1:] {
-		last := &out[len(out)-1]
-		if sp.from.Sub(last.to) < gap {
-			if sp.to.After(last.to) {
-				last.to = sp.to
-			}
-			continue
-		}
-		out = append(out, sp)
-	}
-	for len(out) > max {
-		best := 0
-		for i := 1; i < len(out)-1; i++ {
-			if out[i+1].from.Sub(out[i].to) < out[best+1].from.Sub(out[best].to) {
-				best = i
-			}
-		}
-		out[best].to = out[best+1].to
-		out = append(out[:best+1], out[best+2:]...)
-	}
-	return out
-}
-
-// hourChanges reads when the events of each hour of a campaign's
-// deliveries created in [fromH, toH) last changed (an hour without events
-// has no entry), and the server's time as it read them (zero when no hour
-// has events: nothing is then computed or stored).
-func (s *Store) hourChanges(ctx context.Context, workspaceID string, campaignID uuid.UUID, fromH, toH time.Time) (changed map[time.Time]time.Time, now time.Time, err error) {
-	rows, err := s.conn.Query(ctx, hourChangesSQL, workspaceID, campaignID, fromH, toH)
-	if err != nil {
-		return nil, now, fmt.Errorf("clickhouse: overview hour changes: %w", err)
-	}
-	defer rows.Close()
-	changed = map[time.Time]time.Time{}
-	for rows.Next() {
-		var h, c time.Time
-		if err := rows.Scan(&h, &c, &now); err != nil {
-			return nil, now, fmt.Errorf("clickhouse: scan overview hour changes: %w", err)
-		}
-		changed[h.UTC()] = c
-	}
-	return changed, now, rows.Err()
-}
-
-// storedHour is the newest stored computation of an hour.
-type storedHour struct {
-	computed time.Time
-	rows     []groupRow
-}
-
-// storedHours reads the newest stored computation of each hour in [fromH,
-// toH) (its mark row left out).
-func (s *Store) storedHours(ctx context.Context, workspaceID string, campaignID uuid.UUID, fromH, toH time.Time) (map[time.Time]*storedHour, error) {
-	rows, err := s.conn.Query(ctx, storedHoursSQL, workspaceID, campaignID, fromH, toH)
-	if err != nil {
-		return nil, fmt.Errorf("clickhouse: overview stored hours: %w", err)
-	}
-	defer rows.Close()
-	out := map[time.Time]*storedHour{}
-	for rows.Next() {
-		var r groupRow
-		var computed time.Time
-		if err := rows.Scan(append([]any{&r.Hour, &computed}, r.fields()...)...); err != nil {
-			return nil, fmt.Errorf("clickhouse: scan overview stored hours: %w", err)
-		}
-		r.Hour = r.Hour.UTC()
-		st := out[r.Hour]
-		if st == nil || st.computed.Before(computed) {
-			st = &storedHour{computed: computed}
-			out[r.Hour] = st
-		} else if computed.Before(st.computed) {
-			continue
-		}
-		if r.State != "" {
-			st.rows = append(st.rows, r)
-		}
-	}
-	return out, rows.Err()
-}
-
-// storeHours writes the computed groups of the given hours, with a mark
-// row each, as computed at now, in one insert.
-func (s *Store) storeHours(ctx context.Context, workspaceID string, campaignID uuid.UUID, now time.Time, hours []time.Time, computed []groupRow) error {
-	keep := map[time.Time]bool{}
-	for _, h := range hours {
-		keep[h] = true
-	}
-	batch, err := s.conn.PrepareBatch(ctx, insertOverviewHours)
-	if err != nil {
-		return fmt.Errorf("clickhouse: prepare overview hours: %w", err)
-	}
-	defer batch.Close()
-	add := func(r groupRow) error {
-		return batch.Append(append([]any{workspaceID, campaignID, r.Hour, now}, r.fields()...)...)
-	}
-	for _, h := range hours {
-		if err := add(groupRow{Hour: h}); err != nil {
-			return fmt.Errorf("clickhouse: append overview hour: %w", err)
-		}
-	}
-	for _, r := range computed {
-		if keep[r.Hour] {
-			if err := add(r); err != nil {
-				return fmt.Errorf("clickhouse: append overview hour: %w", err)
-			}
-		}
-	}
-	if err := batch.Send(); err != nil {
-		return fmt.Errorf("clickhouse: insert overview hours: %w", err)
-	}
-	return nil
-}
-
-// campaignRange is a campaign's deliveries created in [from, to): the
-// params of rangeWhere, and whether some of them have a retry round (the
-// fast path then leaves those to the exact one).
-type campaignRange struct {
-	args    []any
-	retried bool
-}
-
-// campaignRange reads whether the range has retried deliveries.
-func (s *Store) campaignRange(ctx context.Context, workspaceID string, campaignID uuid.UUID, from, to time.Time) (campaignRange, error) {
-	r := campaignRange{args: []any{workspaceID, campaignID, from, to}}
-	var n uint64
-	if err := s.conn.QueryRow(ctx, countRetriedSQL, r.args...).Scan(&n); err != nil {
-		return r, fmt.Errorf("clickhouse: overview retried: %w", err)
-	}
-	r.retried = n > 0
-	return r, nil
-}
-
-// params is lead followed by the range's params times times, and once
-// more for the retried-delivery list when there is one (notRetried).
-func (r campaignRange) params(times int, lead ...any) []any {
-	if r.retried {
-		times++
-	}
-	out := append([]any{}, lead...)
-	for i := 0; i < times; i++ {
-		out = append(out, r.args...)
-	}
-	return out
-}
-
-// fastFailures runs failuresFastSQL over the range: REASON rows by hour.
-func (s *Store) fastFailures(ctx context.Context, r campaignRange) ([]groupRow, error) {
-	return s.failureRows(ctx, failuresFastSQL(r.retried), r.params(3)...)
-}
-
-// exactRows runs the exact path over the range's retried deliveries (none
-// when there are none), with a REASON row beside each FAILED group.
-func (s *Store) exactRows(ctx context.Context, r campaignRange) ([]groupRow, error) {
-	if !r.retried {
-		return nil, nil
-	}
-	exact, err := s.groupRows(ctx, overviewRetriedSQL, append([]any{string(Hour)}, append(r.args, r.args...)...)...)
-	if err != nil {
-		return nil, err
-	}
-	var out []groupRow
-	for _, g := range exact {
-		out = append(out, g)
-		if g.State == "FAILED" {
-			out = append(out, groupRow{Hour: g.Hour, State: "REASON", Reason: g.Reason, N: g.N})
-		}
-	}
-	return out, nil
-}
-
-// computeRows computes the hour groups of a campaign's deliveries created
-// in [from, to) that have events: the fast path over delivery_masks, its
-// failures by reason, and the exact path for retried deliveries.
-func (s *Store) computeRows(ctx context.Context, workspaceID string, campaignID uuid.UUID, from, to time.Time) ([]groupRow, error) {
-	r, err := s.campaignRange(ctx, workspaceID, campaignID, from, to)
-	if err != nil {
-		return nil, err
-	}
-	// The funnel (with the exact path) and the failures run at once.
-	var failures []groupRow
-	var failuresErr error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		failures, failuresErr = s.fastFailures(ctx, r)
-	}()
-	groups, groupsErr := s.groupRows(ctx, overviewFastSQL(r.retried), r.params(1, string(Hour))...)
-	if groupsErr == nil {
-		var exact []groupRow
-		exact, groupsErr = s.exactRows(ctx, r)
-		groups = append(groups, exact...)
-	}
-	<-done
-	if err := errors.Join(groupsErr, failuresErr); err != nil {
-		return nil, err
-	}
-	return append(groups, failures...), nil
 }
 
 // overviewPart is what one of the overview's concurrent queries adds up.
@@ -536,13 +250,6 @@ func (p *overviewPart) add(r groupRow, g Granularity) {
 	if g == Day {
 		t = t.Truncate(24 * time.Hour)
 	}
-	if r.State == "REASON" {
-		o.FailuresByReason[r.Reason] += r.N
-		return
-	}
-	if r.State == "" {
-		return
-	}
 	b := p.bucket(t)
 	p.withEvents += r.N
 	switch r.State {
@@ -560,6 +267,7 @@ func (p *overviewPart) add(r groupRow, g Granularity) {
 	case "FAILED":
 		o.Failed += r.N
 		b.Failed += r.N
+		o.FailuresByReason[r.Reason] += r.N
 	}
 	o.Delivered += r.Delivered
 	o.Opened += r.Opened
@@ -571,8 +279,7 @@ func (p *overviewPart) add(r groupRow, g Granularity) {
 	o.Devices.add(r.Devices)
 }
 
-// groupRows runs one of the overview's group queries (columns as
-// overviewGroups).
+// groupRows runs overviewSQL.
 func (s *Store) groupRows(ctx context.Context, query string, args ...any) ([]groupRow, error) {
 	rows, err := s.conn.Query(ctx, query, args...)
 	if err != nil {
@@ -594,25 +301,6 @@ func (s *Store) groupRows(ctx context.Context, query string, args ...any) ([]gro
 	return out, nil
 }
 
-// failureRows runs failuresFastSQL: REASON rows by hour.
-func (s *Store) failureRows(ctx context.Context, query string, args ...any) ([]groupRow, error) {
-	rows, err := s.conn.Query(ctx, query, args...)
-	if err != nil {
-		return nil, fmt.Errorf("clickhouse: failures by reason: %w", err)
-	}
-	defer rows.Close()
-	var out []groupRow
-	for rows.Next() {
-		r := groupRow{State: "REASON"}
-		if err := rows.Scan(&r.Hour, &r.Reason, &r.N); err != nil {
-			return nil, fmt.Errorf("clickhouse: scan failures by reason: %w", err)
-		}
-		r.Hour = r.Hour.UTC()
-		out = append(out, r)
-	}
-	return out, rows.Err()
-}
-
 func (d *DeviceTotals) add(x DeviceTotals) {
 	d.Targeted += x.Targeted
 	d.Sent += x.Sent
@@ -632,64 +320,21 @@ func ratio(a, b uint64) float64 {
 }
 
 // FailuresByReason counts a campaign's FAILED deliveries created in [from,
-// to) by failure reason (the figure Overview also carries), reading only
-// the deliveries that have a failure (and the retried ones, exactly).
+// to) by failure reason (the figure Overview also carries).
 func (s *Store) FailuresByReason(ctx context.Context, workspaceID string, campaignID uuid.UUID, from, to time.Time) (map[string]uint64, error) {
-	r, err := s.campaignRange(ctx, workspaceID, campaignID, from.UTC().Truncate(time.Second), to.UTC().Truncate(time.Second))
+	rows, err := s.conn.Query(ctx, failuresSQL, workspaceID, campaignID, chTime(from), chTime(to))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("clickhouse: failures by reason: %w", err)
 	}
-	fast, err := s.fastFailures(ctx, r)
-	if err != nil {
-		return nil, err
-	}
-	exact, err := s.exactRows(ctx, r)
-	if err != nil {
-		return nil, err
-	}
+	defer rows.Close()
 	out := map[string]uint64{}
-	for _, g := range append(fast, exact...) {
-		if g.State == "REASON" {
-			out[g.Reason] += g.N
-		}
-	}
-	return out, nil
-}
-
-// StoreSettledHours computes and stores the overview hours of every
-// campaign whose events changed at or after since and have settled since
-// (see Overview), so that the next Overview of those campaigns reads them
-// instead of computing them. It returns the number of campaigns refreshed.
-func (s *Store) StoreSettledHours(ctx context.Context, since time.Time) (int, error) {
-	if s.overviewSettle <= 0 {
-		return 0, nil
-	}
-	rows, err := s.conn.Query(ctx, settledHoursSQL, since.UTC().Truncate(time.Second), int64((s.overviewSettle+time.Second-1)/time.Second))
-	if err != nil {
-		return 0, fmt.Errorf("clickhouse: settled hours: %w", err)
-	}
-	type campaignHours struct {
-		workspaceID string
-		campaignID  uuid.UUID
-		from, to    time.Time
-	}
-	var todo []campaignHours
 	for rows.Next() {
-		var c campaignHours
-		if err := rows.Scan(&c.workspaceID, &c.campaignID, &c.from, &c.to); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("clickhouse: scan settled hours: %w", err)
+		var reason string
+		var n uint64
+		if err := rows.Scan(&reason, &n); err != nil {
+			return nil, fmt.Errorf("clickhouse: scan failures by reason: %w", err)
 		}
-		todo = append(todo, c)
+		out[reason] = n
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("clickhouse: settled hours: %w", err)
-	}
-	for i, c := range todo {
-		if _, err := s.overviewRows(ctx, c.workspaceID, c.campaignID, c.from.UTC(), c.to.UTC().Add(time.Hour)); err != nil {
-			return i, err
-		}
-	}
-	return len(todo), nil
+	return out, rows.Err()
 }

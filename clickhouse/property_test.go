@@ -62,7 +62,7 @@ func TestPropertyStatusesAndOverview(t *testing.T) {
 	// as reports arrive after the sends, so the overview's stored hours
 	// (see Store.Overview) are kept for the hours without late events and
 	// recomputed for the others.
-	store.SetOverviewSettle(time.Second)
+
 	var early, late []clickhouse.Event
 	dsEarly := make([]model.Delivery, len(ds))
 	for i, d := range ds {
@@ -219,7 +219,7 @@ func TestPropertyStatusesAndOverview(t *testing.T) {
 			}
 			w := want[d.ID]
 			type dev struct {
-				Index    uint8
+				Index    uint16
 				Status   string
 				Attempts int
 			}

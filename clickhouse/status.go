@@ -6,22 +6,39 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/heraldpush/herald/domain"
 )
 
+// chTime formats a time as a DateTime64 literal in UTC with microseconds.
+// Bind times in WHERE clauses this way: clickhouse-go binds a time.Time as
+// whole seconds. (A DateTime64(3) column reads the literal to the
+// millisecond, which is exact for delivery times.)
+func chTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000000") }
+
+// statusRowSQL reads one delivery's row of delivery_status_in, the one
+// status definition (migrations/0001_baseline.sql). Params: workspace,
+// campaign, from and to (the delivery's creation millisecond and the next
+// one, so only its rows are read), delivery_id. Columns: status,
+// failure_reason, n_dev, n_attempted, r (the round the figures are of;
+// -1 when it has only conversions). No row: the delivery has no events yet.
+const statusRowSQL = `SELECT toString(status), failure_reason, n_dev, n_attempted, r
+FROM delivery_status_in(workspace = ?, campaign = ?, from = ?, to = ?)
+WHERE delivery_id = ?`
+
 // deviceSendsSQL folds one delivery round's events into one row per device.
-// Params: workspace_id, campaign_id, delivery_id, round (see roundsSQL). Columns: device_index, presend (1 when a
-// pre-send failure was recorded; only on device_index 255), presend_reason,
-// attempts, status (PENDING SENT FAILED BOUNCED SUPPRESSED, a device's final
-// state, furthest first), last_error (the newest provider error),
-// failed_reason (why the device FAILED), provider_id, sent_us, delivered_us,
-// opened_us, converted_us (0 when absent), newest_round, targeted_token and
-// targeted_platform (the device's token and platform as its targeted event
-// carries them since 0009; empty for older rows, which delivery_devices has). Conversions are
-// delivery-level events (device_index 255).
+// Params: workspace_id, campaign_id, delivery_created, delivery_id, round.
+// Columns: device_index, presend (1 when a pre-send failure was recorded;
+// only on device_index 65535), presend_reason, attempts, status (PENDING
+// SENT FAILED BOUNCED SUPPRESSED, a device's final state, furthest first),
+// last_error (the newest provider error), failed_reason (why the device
+// FAILED), provider_id, sent_us, delivered_us, opened_us, converted_us (the
+// first time of each, 0 when absent), token and platform (from the
+// device's targeted event).
 //
 // A conversion belongs to the delivery, not to a round, so converted rows
-// of any round count. Every figure is idempotent: maxIf, uniqExactIf and minIf give the same
-// answer when an event row is present twice.
+// of any round count. Every figure is idempotent: an event row present
+// twice gives the same answer, and a first time is min(at).
 const deviceSendsSQL = `
 SELECT
     device_index,
@@ -33,54 +50,24 @@ SELECT
             maxIf(toUInt8(1), kind = 'failed') = 1, 'FAILED',
             maxIf(toUInt8(1), kind = 'suppressed') = 1, 'SUPPRESSED',
             'PENDING') AS status,
-    argMaxIf(reason, at_us, kind IN ('attempt', 'failed', 'bounced') AND reason != '') AS last_error,
+    argMaxIf(reason, at, kind IN ('attempt', 'failed', 'bounced') AND reason != '') AS last_error,
     minIf(reason, kind = 'failed') AS failed_reason,
     anyIf(provider_id, kind = 'sent') AS sent_provider_id,
-    minIf(at_us, kind = 'sent') AS sent_us,
-    minIf(at_us, kind IN ('delivered', 'opened')) AS delivered_us,
-    minIf(at_us, kind = 'opened') AS opened_us,
-    minIf(at_us, kind = 'converted') AS converted_us,
-    max(round) AS newest_round,
+    toUnixTimestamp64Micro(minIf(at, kind = 'sent')) AS sent_us,
+    toUnixTimestamp64Micro(minIf(at, kind IN ('delivered', 'opened'))) AS delivered_us,
+    toUnixTimestamp64Micro(minIf(at, kind = 'opened')) AS opened_us,
+    toUnixTimestamp64Micro(minIf(at, kind = 'converted')) AS converted_us,
     anyIf(token, kind = 'targeted' AND token != '') AS targeted_token,
     anyIf(provider_id, kind = 'targeted' AND token != '') AS targeted_platform
 FROM events
-WHERE workspace_id = ? AND campaign_id = ? AND delivery_id = ?
+WHERE workspace_id = ? AND campaign_id = ? AND delivery_created = ? AND delivery_id = ?
   AND (round = ? OR kind = 'converted')
 GROUP BY device_index
 ORDER BY device_index`
 
-// deliveryStatusSQL computes a delivery's status by DESIGN.md's table from
-// deviceSendsSQL's rows. Params: as deviceSendsSQL. Columns: send_state (the
-// status without the app's reports), status,
-// failure_reason, devices_targeted, devices_attempted, sent_us,
-// delivered_us, opened_us (0 when absent).
-const deliveryStatusSQL = `
-SELECT
-    multiIf(max(presend) = 1, 'FAILED',
-            countIf(device_index < 255) = 0 OR countIf(device_index < 255 AND status = 'PENDING') > 0, 'ATTEMPTED',
-            countIf(device_index < 255 AND status = 'SENT') > 0, 'SENT',
-            countIf(device_index < 255 AND status = 'SUPPRESSED') = countIf(device_index < 255), 'SUPPRESSED',
-            countIf(device_index < 255 AND status = 'FAILED') = 0, 'BOUNCED',
-            'FAILED') AS send_state,
-    multiIf(max(presend) = 1, 'FAILED',
-            countIf(converted_us > 0) > 0, 'CONVERTED',
-            countIf(device_index < 255 AND opened_us > 0) > 0, 'OPENED',
-            countIf(device_index < 255 AND delivered_us > 0) > 0, 'DELIVERED',
-            send_state) AS delivery_status,
-    multiIf(max(presend) = 1, minIf(presend_reason, presend = 1),
-            send_state = 'FAILED', argMinIf(failed_reason, device_index, device_index < 255 AND status = 'FAILED'),
-            '') AS failure_reason,
-    countIf(device_index < 255) AS devices_targeted,
-    countIf(device_index < 255 AND attempts > 0) AS devices_attempted,
-    minIf(sent_us, device_index < 255 AND sent_us > 0) AS first_sent_us,
-    minIf(delivered_us, device_index < 255 AND delivered_us > 0) AS first_delivered_us,
-    minIf(opened_us, device_index < 255 AND opened_us > 0) AS first_opened_us,
-    minIf(converted_us, converted_us > 0) AS first_converted_us
-FROM (` + deviceSendsSQL + `)`
-
-// DeviceSend is one device's state in a delivery's newest round.
+// DeviceSend is one device's state in a delivery round.
 type DeviceSend struct {
-	Index       uint8
+	Index       uint16
 	Token       string
 	Platform    string
 	Status      string
@@ -92,16 +79,16 @@ type DeviceSend struct {
 	OpenedAt    time.Time
 }
 
-// DeliveryStatus is a delivery's computed status.
+// DeliveryStatus is a delivery's computed status as of one round.
 type DeliveryStatus struct {
 	Status           string
 	FailureReason    string
 	DevicesTargeted  int
 	DevicesAttempted int
-	SentAt           time.Time // zero when absent
+	SentAt           time.Time // first of the round's devices; zero when absent
 	DeliveredAt      time.Time
 	OpenedAt         time.Time
-	ConvertedAt      time.Time
+	ConvertedAt      time.Time // first conversion, of any round
 	Round            uint16
 	Devices          []DeviceSend
 }
@@ -111,25 +98,43 @@ type DeliveryStatus struct {
 const selectDeliveryDevices = `SELECT device_index, token, toString(platform) FROM delivery_devices FINAL
 WHERE workspace_id = ? AND delivery_id = ? AND round = ?`
 
-// Status computes a delivery's status and its devices' sends from the events.
+// Status computes a delivery's status: the status, failure reason and
+// device counts from delivery_status_in, the devices and first times from
+// the newest round's events.
 func (s *Store) Status(ctx context.Context, d Delivery) (DeliveryStatus, error) {
-	rounds, err := s.Rounds(ctx, d)
-	if err != nil {
-		return DeliveryStatus{}, err
+	st := DeliveryStatus{Status: string(domain.DeliveryAttempted)}
+	var targeted, attempted uint32
+	var round int64
+	created := DeliveryTime(d.ID)
+	err := s.conn.QueryRow(ctx, statusRowSQL, d.WorkspaceID, d.CampaignID, chTime(created), chTime(created.Add(time.Millisecond)), d.ID).
+		Scan(&st.Status, &st.FailureReason, &targeted, &attempted, &round)
+	if err := rowErr("delivery status", err); err != nil && !isNotFound(err) {
+		return st, err
 	}
-	return s.StatusOfRound(ctx, d, rounds[len(rounds)-1])
+	st.DevicesTargeted, st.DevicesAttempted = int(targeted), int(attempted)
+	if round > 0 {
+		st.Round = uint16(round)
+	}
+	devices, conv, err := s.deviceSends(ctx, d, st.Round)
+	if err != nil {
+		return st, err
+	}
+	st.Devices, st.ConvertedAt = devices.sends, conv
+	st.SentAt, st.DeliveredAt, st.OpenedAt = devices.firsts()
+	return st, nil
 }
 
-// roundsSQL: params workspace_id, campaign_id, delivery_id; column round:
-// the delivery's rounds that have events other than converted, in order.
+// roundsSQL: params workspace_id, campaign_id, delivery_created,
+// delivery_id; column round: the delivery's rounds that have events other
+// than converted, in order.
 const roundsSQL = `SELECT DISTINCT round FROM events
-WHERE workspace_id = ? AND campaign_id = ? AND delivery_id = ? AND kind != 'converted'
+WHERE workspace_id = ? AND campaign_id = ? AND delivery_created = ? AND delivery_id = ? AND kind != 'converted'
 ORDER BY round`
 
 // Rounds lists a delivery's rounds (a retry starts a new one); [0] when it
 // has no events yet.
 func (s *Store) Rounds(ctx context.Context, d Delivery) ([]uint16, error) {
-	rows, err := s.conn.Query(ctx, roundsSQL, d.WorkspaceID, d.CampaignID, d.ID)
+	rows, err := s.conn.Query(ctx, roundsSQL, d.WorkspaceID, d.CampaignID, chTime(DeliveryTime(d.ID)), d.ID)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: delivery rounds: %w", err)
 	}
@@ -148,23 +153,71 @@ func (s *Store) Rounds(ctx context.Context, d Delivery) ([]uint16, error) {
 	return out, rows.Err()
 }
 
-// StatusOfRound computes a delivery's status as of one round (the newest
-// round is the delivery's status; older ones are its history).
+// StatusOfRound computes a delivery's status as of one round, for its
+// history, by domain.DeliveryStatusOf from the round's device sends (the
+// newest round's status is Status, from delivery_status_in; the property
+// test checks that the two agree).
 func (s *Store) StatusOfRound(ctx context.Context, d Delivery, round uint16) (DeliveryStatus, error) {
-	args := []any{d.WorkspaceID, d.CampaignID, d.ID, round}
-	var st DeliveryStatus
-	var targeted, attempted uint64
-	var sentUS, delivUS, openUS, convUS uint64
-	var sendState string
-	if err := s.conn.QueryRow(ctx, deliveryStatusSQL, args...).Scan(&sendState, &st.Status, &st.FailureReason, &targeted, &attempted, &sentUS, &delivUS, &openUS, &convUS); err != nil {
-		return st, fmt.Errorf("clickhouse: delivery status: %w", err)
-	}
-	st.DevicesTargeted, st.DevicesAttempted = int(targeted), int(attempted)
-	st.SentAt, st.DeliveredAt, st.OpenedAt, st.ConvertedAt = usTime(sentUS), usTime(delivUS), usTime(openUS), usTime(convUS)
-
-	rows, err := s.conn.Query(ctx, deviceSendsSQL, args...)
+	devices, conv, err := s.deviceSends(ctx, d, round)
 	if err != nil {
-		return st, fmt.Errorf("clickhouse: device sends: %w", err)
+		return DeliveryStatus{}, err
+	}
+	st := DeliveryStatus{Round: round, Devices: devices.sends, ConvertedAt: conv}
+	st.SentAt, st.DeliveredAt, st.OpenedAt = devices.firsts()
+	ds := make([]domain.DeviceSend, len(devices.sends))
+	sendOnly := make([]domain.DeviceSend, len(devices.sends)) // without the app's reports
+	failedReason, failedIndex := "", -1
+	for i, x := range devices.sends {
+		ds[i] = domain.DeviceSend{Status: domain.DeviceSendStatus(x.Status), Delivered: !x.DeliveredAt.IsZero(), Opened: !x.OpenedAt.IsZero()}
+		sendOnly[i] = domain.DeviceSend{Status: ds[i].Status}
+		if x.Attempts > 0 {
+			st.DevicesAttempted++
+		}
+		if x.Status == string(domain.DeviceSendFailed) && failedIndex < 0 {
+			failedIndex, failedReason = int(x.Index), devices.failedReason[x.Index]
+		}
+	}
+	st.DevicesTargeted = len(ds)
+	st.Status = string(domain.DeliveryStatusOf(devices.presend, !conv.IsZero(), ds))
+	switch {
+	case devices.presend:
+		st.FailureReason = devices.presendReason
+	case domain.DeliveryStatusOf(false, false, sendOnly) == domain.DeliveryFailed:
+		st.FailureReason = failedReason
+	}
+	return st, nil
+}
+
+// roundDevices is one round's device sends as deviceSendsSQL reads them.
+type roundDevices struct {
+	sends         []DeviceSend
+	presend       bool
+	presendReason string
+	failedReason  map[uint16]string
+}
+
+// firsts are the first sent, delivered and opened times of the devices.
+func (r roundDevices) firsts() (sent, delivered, opened time.Time) {
+	for _, d := range r.sends {
+		sent, delivered, opened = earliest(sent, d.SentAt), earliest(delivered, d.DeliveredAt), earliest(opened, d.OpenedAt)
+	}
+	return sent, delivered, opened
+}
+
+func earliest(cur, t time.Time) time.Time {
+	if t.IsZero() || (!cur.IsZero() && !t.Before(cur)) {
+		return cur
+	}
+	return t
+}
+
+// deviceSends reads a round's devices and the delivery's first conversion.
+func (s *Store) deviceSends(ctx context.Context, d Delivery, round uint16) (roundDevices, time.Time, error) {
+	out := roundDevices{failedReason: map[uint16]string{}}
+	var converted time.Time
+	rows, err := s.conn.Query(ctx, deviceSendsSQL, d.WorkspaceID, d.CampaignID, chTime(DeliveryTime(d.ID)), d.ID, round)
+	if err != nil {
+		return out, converted, fmt.Errorf("clickhouse: device sends: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
@@ -172,51 +225,52 @@ func (s *Store) StatusOfRound(ctx context.Context, d Delivery, round uint16) (De
 		var presend uint8
 		var presendReason, failedReason string
 		var attempts uint64
-		var sUS, dUS, oUS, cUS uint64
-		var newest uint16
-		if err := rows.Scan(&ds.Index, &presend, &presendReason, &attempts, &ds.Status, &ds.LastError, &failedReason, &ds.ProviderID, &sUS, &dUS, &oUS, &cUS, &newest, &ds.Token, &ds.Platform); err != nil {
-			return st, fmt.Errorf("clickhouse: scan device send: %w", err)
+		var sUS, dUS, oUS, cUS int64
+		if err := rows.Scan(&ds.Index, &presend, &presendReason, &attempts, &ds.Status, &ds.LastError, &failedReason, &ds.ProviderID, &sUS, &dUS, &oUS, &cUS, &ds.Token, &ds.Platform); err != nil {
+			return out, converted, fmt.Errorf("clickhouse: scan device send: %w", err)
 		}
+		converted = earliest(converted, usTime(cUS))
 		if ds.Index == DeliveryLevel {
+			out.presend, out.presendReason = presend == 1, presendReason
 			continue
 		}
 		ds.Attempts = int(attempts)
 		ds.SentAt, ds.DeliveredAt, ds.OpenedAt = usTime(sUS), usTime(dUS), usTime(oUS)
-		st.Devices = append(st.Devices, ds)
+		out.failedReason[ds.Index] = failedReason
+		out.sends = append(out.sends, ds)
 	}
 	if err := rows.Err(); err != nil {
-		return st, fmt.Errorf("clickhouse: device sends: %w", err)
+		return out, converted, fmt.Errorf("clickhouse: device sends: %w", err)
 	}
-	st.Round = round
 	missing := false
-	for _, ds := range st.Devices {
+	for _, ds := range out.sends {
 		if ds.Token == "" {
 			missing = true
 		}
 	}
 	if !missing {
-		return st, nil
+		return out, converted, nil
 	}
-	tokens, err := s.DeliveryDevices(ctx, d.WorkspaceID, d.ID, st.Round)
+	tokens, err := s.DeliveryDevices(ctx, d.WorkspaceID, d.ID, round)
 	if err != nil {
-		return st, err
+		return out, converted, err
 	}
-	for i := range st.Devices {
-		if dd, ok := tokens[st.Devices[i].Index]; ok && st.Devices[i].Token == "" {
-			st.Devices[i].Token, st.Devices[i].Platform = dd.Token, dd.Platform
+	for i := range out.sends {
+		if dd, ok := tokens[out.sends[i].Index]; ok && out.sends[i].Token == "" {
+			out.sends[i].Token, out.sends[i].Platform = dd.Token, dd.Platform
 		}
 	}
-	return st, nil
+	return out, converted, nil
 }
 
 // DeliveryDevices returns a round's targeted devices by index.
-func (s *Store) DeliveryDevices(ctx context.Context, workspaceID string, deliveryID uuid.UUID, round uint16) (map[uint8]DeliveryDevice, error) {
+func (s *Store) DeliveryDevices(ctx context.Context, workspaceID string, deliveryID uuid.UUID, round uint16) (map[uint16]DeliveryDevice, error) {
 	rows, err := s.conn.Query(ctx, selectDeliveryDevices, workspaceID, deliveryID, round)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: select delivery devices: %w", err)
 	}
 	defer rows.Close()
-	out := map[uint8]DeliveryDevice{}
+	out := map[uint16]DeliveryDevice{}
 	for rows.Next() {
 		var dd DeliveryDevice
 		if err := rows.Scan(&dd.Index, &dd.Token, &dd.Platform); err != nil {
@@ -227,9 +281,9 @@ func (s *Store) DeliveryDevices(ctx context.Context, workspaceID string, deliver
 	return out, rows.Err()
 }
 
-func usTime(us uint64) time.Time {
-	if us == 0 {
+func usTime(us int64) time.Time {
+	if us <= 0 {
 		return time.Time{}
 	}
-	return time.UnixMicro(int64(us)).UTC()
+	return time.UnixMicro(us).UTC()
 }

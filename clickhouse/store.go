@@ -17,36 +17,18 @@ var ErrNotFound = errors.New("not found")
 // Store reads and writes Herald's entities. It is safe for concurrent use.
 type Store struct {
 	conn driver.Conn
-	// overviewSettle is how long after its events last changed an hour's
-	// stored overview figures may be used (see Overview); 0 turns the
-	// stored figures off.
-	overviewSettle time.Duration
 }
-
-// DefaultOverviewSettle is the margin between an hour's last change and a
-// computation of it that Overview keeps. The change time is taken after
-// the rows are written, so any margin is safe; this one also covers a
-// ClickHouse whose views take now() at the start of the insert.
-const DefaultOverviewSettle = 30 * time.Second
 
 // NewStore returns a Store over an open connection.
 func NewStore(conn driver.Conn) *Store {
-	return &Store{conn: conn, overviewSettle: DefaultOverviewSettle}
+	return &Store{conn: conn}
 }
-
-// SetOverviewSettle sets the margin of Overview's stored hours (see
-// DefaultOverviewSettle); 0 makes Overview compute every hour. Call it
-// before the Store is used.
-func (s *Store) SetOverviewSettle(d time.Duration) { s.overviewSettle = d }
 
 // Conn returns the underlying connection (for tests and the event writer).
 func (s *Store) Conn() driver.Conn { return s.conn }
 
-func micros(t time.Time) uint64 { return uint64(t.UnixMicro()) }
-
-// nowMicros is a version number that increases even when two writes fall in
-// the same microsecond on one process.
-func nowMicros() uint64 { return uint64(time.Now().UnixMicro()) }
+// now is the updated_at of a new row version: the newest one wins.
+func now() time.Time { return time.Now().UTC() }
 
 // Workspace is a tenant; KeyHash is the SHA-256 hex of its API key.
 type Workspace struct {
@@ -57,12 +39,12 @@ type Workspace struct {
 	CreatedAt time.Time
 }
 
-// insertWorkspace: params id, name, key_hash, site_id, created_at, version.
-const insertWorkspace = `INSERT INTO workspaces (id, name, key_hash, site_id, created_at, version)`
+// insertWorkspace: params id, name, key_hash, site_id, created_at, updated_at.
+const insertWorkspace = `INSERT INTO workspaces (id, name, key_hash, site_id, created_at, updated_at)`
 
 // CreateWorkspace records a workspace.
 func (s *Store) CreateWorkspace(ctx context.Context, w Workspace) error {
-	return s.insertOne(ctx, "workspace", insertWorkspace, w.ID, w.Name, w.KeyHash, w.SiteID, w.CreatedAt, nowMicros())
+	return s.insertOne(ctx, "workspace", insertWorkspace, w.ID, w.Name, w.KeyHash, w.SiteID, w.CreatedAt, now())
 }
 
 // selectWorkspaceByKey: param key_hash; columns id, name, key_hash, site_id, created_at.
@@ -95,12 +77,12 @@ type Person struct {
 	CreatedAt    time.Time
 }
 
-// insertPerson: params workspace_id, id, attributes, unsubscribed, created_at, updated_us.
-const insertPerson = `INSERT INTO persons (workspace_id, id, attributes, unsubscribed, created_at, updated_us)`
+// insertPerson: params workspace_id, id, attributes, unsubscribed, created_at, updated_at.
+const insertPerson = `INSERT INTO persons (workspace_id, id, attributes, unsubscribed, created_at, updated_at)`
 
 // PutPerson writes a new version of a person.
 func (s *Store) PutPerson(ctx context.Context, p Person) error {
-	return s.insertOne(ctx, "person", insertPerson, p.WorkspaceID, p.ID, p.Attributes, b2u(p.Unsubscribed), p.CreatedAt, nowMicros())
+	return s.insertOne(ctx, "person", insertPerson, p.WorkspaceID, p.ID, p.Attributes, b2u(p.Unsubscribed), p.CreatedAt, now())
 }
 
 // selectPerson: params workspace_id, id; columns attributes, unsubscribed, created_at.
@@ -128,12 +110,12 @@ type Device struct {
 }
 
 // insertDevice: params workspace_id, person_id, token, platform, last_used,
-// attributes, state, removed, updated_us.
-const insertDevice = `INSERT INTO devices (workspace_id, person_id, token, platform, last_used, attributes, state, removed, updated_us)`
+// attributes, state, removed, updated_at.
+const insertDevice = `INSERT INTO devices (workspace_id, person_id, token, platform, last_used, attributes, state, removed, updated_at)`
 
 // PutDevice writes a new version of a device.
 func (s *Store) PutDevice(ctx context.Context, d Device) error {
-	return s.insertOne(ctx, "device", insertDevice, d.WorkspaceID, d.PersonID, d.Token, d.Platform, d.LastUsed, d.Attributes, d.State, b2u(d.Removed), nowMicros())
+	return s.insertOne(ctx, "device", insertDevice, d.WorkspaceID, d.PersonID, d.Token, d.Platform, d.LastUsed, d.Attributes, d.State, b2u(d.Removed), now())
 }
 
 // selectDevices: params workspace_id, person_id; columns token, platform,
@@ -176,12 +158,12 @@ func (s *Store) Device(ctx context.Context, workspaceID, personID, token string)
 	return d, rowErr("device", err)
 }
 
-// insertCredentials: params workspace_id, platform, data, updated_us.
-const insertCredentials = `INSERT INTO push_credentials (workspace_id, platform, data, updated_us)`
+// insertCredentials: params workspace_id, platform, data, updated_at.
+const insertCredentials = `INSERT INTO push_credentials (workspace_id, platform, data, updated_at)`
 
 // PutCredentials stores a platform's credentials JSON for a workspace.
 func (s *Store) PutCredentials(ctx context.Context, workspaceID, platform, data string) error {
-	return s.insertOne(ctx, "credentials", insertCredentials, workspaceID, platform, data, nowMicros())
+	return s.insertOne(ctx, "credentials", insertCredentials, workspaceID, platform, data, now())
 }
 
 // Credentials is one platform's stored credentials; Version changes on every update.
@@ -191,8 +173,9 @@ type Credentials struct {
 	Version  uint64
 }
 
-// selectCredentials: param workspace_id; columns platform, data, updated_us.
-const selectCredentials = `SELECT toString(platform), data, updated_us FROM push_credentials FINAL WHERE workspace_id = ?`
+// selectCredentials: param workspace_id; columns platform, data, version
+// (updated_at in microseconds).
+const selectCredentials = `SELECT toString(platform), data, toUInt64(toUnixTimestamp64Micro(updated_at)) FROM push_credentials FINAL WHERE workspace_id = ?`
 
 // Credentials returns the workspace's credentials by platform.
 func (s *Store) Credentials(ctx context.Context, workspaceID string) (map[string]Credentials, error) {
@@ -222,12 +205,12 @@ type Campaign struct {
 	CreatedAt       time.Time
 }
 
-// insertCampaign: params workspace_id, id, name, goal_event, goal_window_hours, created_at, created_us.
-const insertCampaign = `INSERT INTO campaigns (workspace_id, id, name, goal_event, goal_window_hours, created_at, created_us)`
+// insertCampaign: params workspace_id, id, name, goal_event, goal_window_hours, created_at.
+const insertCampaign = `INSERT INTO campaigns (workspace_id, id, name, goal_event, goal_window_hours, created_at)`
 
 // CreateCampaign records a campaign.
 func (s *Store) CreateCampaign(ctx context.Context, c Campaign) error {
-	return s.insertOne(ctx, "campaign", insertCampaign, c.WorkspaceID, c.ID, c.Name, c.GoalEvent, c.GoalWindowHours, c.CreatedAt, micros(c.CreatedAt))
+	return s.insertOne(ctx, "campaign", insertCampaign, c.WorkspaceID, c.ID, c.Name, c.GoalEvent, c.GoalWindowHours, c.CreatedAt)
 }
 
 // selectCampaign: params workspace_id, id; columns name, goal_event, goal_window_hours, created_at.
@@ -258,12 +241,12 @@ type Message struct {
 }
 
 // insertMessage: params workspace_id, id, campaign_id, name, title, body,
-// link, image, sound, badge, data, created_at, created_us.
-const insertMessage = `INSERT INTO push_messages (workspace_id, id, campaign_id, name, title, body, link, image, sound, badge, data, created_at, created_us)`
+// link, image, sound, badge, data, created_at.
+const insertMessage = `INSERT INTO push_messages (workspace_id, id, campaign_id, name, title, body, link, image, sound, badge, data, created_at)`
 
 // CreateMessage records a push template.
 func (s *Store) CreateMessage(ctx context.Context, m Message) error {
-	return s.insertOne(ctx, "message", insertMessage, m.WorkspaceID, m.ID, m.CampaignID, m.Name, m.Title, m.Body, m.Link, m.Image, m.Sound, m.Badge, m.Data, m.CreatedAt, micros(m.CreatedAt))
+	return s.insertOne(ctx, "message", insertMessage, m.WorkspaceID, m.ID, m.CampaignID, m.Name, m.Title, m.Body, m.Link, m.Image, m.Sound, m.Badge, m.Data, m.CreatedAt)
 }
 
 // selectMessage: params workspace_id, id; columns campaign_id, name, title,
@@ -278,8 +261,9 @@ func (s *Store) Message(ctx context.Context, workspaceID string, id uuid.UUID) (
 	return m, rowErr("message", err)
 }
 
-// Delivery is one message to one person. Its ID is a UUIDv7, so CreatedAt
-// can be recovered from the id alone (see DeliveryTime).
+// Delivery is one message to one person. Its ID is a UUIDv7 and CreatedAt
+// is the id's millisecond time (DeliveryTime): ClickHouse derives every
+// stored creation time from the id.
 type Delivery struct {
 	WorkspaceID string
 	ID          uuid.UUID
@@ -295,52 +279,48 @@ type Delivery struct {
 	CreatedAt time.Time
 }
 
-// DeliveryTime is the creation time encoded in a UUIDv7 delivery id.
+// DeliveryTime is the creation time encoded in a UUIDv7 delivery id (whole
+// milliseconds, UTC), as ClickHouse's UUIDv7ToDateTime reads it.
 func DeliveryTime(id uuid.UUID) time.Time {
 	sec, nsec := id.Time().UnixTime()
-	return time.Unix(sec, nsec)
+	return time.Unix(sec, nsec).UTC().Truncate(time.Millisecond)
 }
 
 // insertDelivery: params workspace_id, id, campaign_id, message_id,
-// person_id, audience, token, data, overrides, created_at, created_us.
-const insertDelivery = `INSERT INTO deliveries (workspace_id, id, campaign_id, message_id, person_id, audience, token, data, overrides, created_at, created_us)`
+// person_id, audience, token, data, overrides (created_at comes from the id).
+const insertDelivery = `INSERT INTO deliveries (workspace_id, id, campaign_id, message_id, person_id, audience, token, data, overrides)`
 
 // CreateDelivery records a delivery.
 func (s *Store) CreateDelivery(ctx context.Context, d Delivery) error {
-	return s.insertOne(ctx, "delivery", insertDelivery, d.WorkspaceID, d.ID, d.CampaignID, d.MessageID, d.PersonID, d.Audience, d.Token, d.Data, d.Overrides, d.CreatedAt, micros(d.CreatedAt))
+	return s.insertOne(ctx, "delivery", insertDelivery, d.WorkspaceID, d.ID, d.CampaignID, d.MessageID, d.PersonID, d.Audience, d.Token, d.Data, d.Overrides)
 }
 
-// selectDelivery: params workspace_id, created_at lower and upper bound (the
-// time in the UUIDv7 id, ±2 s, so the primary key prunes), id; columns
-// campaign_id, message_id, person_id, audience, token, data, overrides,
-// created_at, created_us.
-const selectDelivery = `SELECT campaign_id, message_id, person_id, toString(audience), token, data, overrides, created_at, created_us
+// selectDelivery: params workspace_id, created_at (the id's time, so the
+// primary key finds the row), id; columns campaign_id, message_id,
+// person_id, audience, token, data, overrides, created_at.
+const selectDelivery = `SELECT campaign_id, message_id, person_id, toString(audience), token, data, overrides, created_at
 FROM deliveries FINAL
-WHERE workspace_id = ? AND created_at >= ? AND created_at <= ? AND id = ?`
+WHERE workspace_id = ? AND created_at = ? AND id = ?`
 
 // Delivery reads a delivery; ErrNotFound if absent.
 func (s *Store) Delivery(ctx context.Context, workspaceID string, id uuid.UUID) (Delivery, error) {
 	d := Delivery{WorkspaceID: workspaceID, ID: id}
-	t := DeliveryTime(id)
-	var us uint64
-	err := s.conn.QueryRow(ctx, selectDelivery, workspaceID, t.Add(-2*time.Second), t.Add(2*time.Second), id).
-		Scan(&d.CampaignID, &d.MessageID, &d.PersonID, &d.Audience, &d.Token, &d.Data, &d.Overrides, &d.CreatedAt, &us)
-	if err == nil {
-		d.CreatedAt = time.UnixMicro(int64(us))
-	}
+	err := s.conn.QueryRow(ctx, selectDelivery, workspaceID, chTime(DeliveryTime(id)), id).
+		Scan(&d.CampaignID, &d.MessageID, &d.PersonID, &d.Audience, &d.Token, &d.Data, &d.Overrides, &d.CreatedAt)
+	d.CreatedAt = d.CreatedAt.UTC()
 	return d, rowErr("delivery", err)
 }
 
 // DeliveryDevice is one device targeted by a delivery round.
 type DeliveryDevice struct {
-	Index    uint8
+	Index    uint16
 	Token    string
 	Platform string
 }
 
 // insertDeliveryDevices: params workspace_id, delivery_id, round,
-// device_index, token, platform, delivery_created, created_us.
-const insertDeliveryDevices = `INSERT INTO delivery_devices (workspace_id, delivery_id, round, device_index, token, platform, delivery_created, created_us)`
+// device_index, token, platform.
+const insertDeliveryDevices = `INSERT INTO delivery_devices (workspace_id, delivery_id, round, device_index, token, platform)`
 
 // PutDeliveryDevices records the devices a delivery round targets. Writing
 // the same round twice is harmless: the rows share their sorting key.
@@ -353,9 +333,8 @@ func (s *Store) PutDeliveryDevices(ctx context.Context, d Delivery, round uint16
 		return fmt.Errorf("clickhouse: prepare delivery devices: %w", err)
 	}
 	defer batch.Close()
-	now := nowMicros()
 	for _, dd := range devices {
-		if err := batch.Append(d.WorkspaceID, d.ID, round, dd.Index, dd.Token, dd.Platform, d.CreatedAt, now); err != nil {
+		if err := batch.Append(d.WorkspaceID, d.ID, round, dd.Index, dd.Token, dd.Platform); err != nil {
 			return fmt.Errorf("clickhouse: append delivery device: %w", err)
 		}
 	}

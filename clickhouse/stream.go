@@ -621,7 +621,7 @@ type streamEvent struct {
 	CampaignID      uuid.UUID `json:"campaign_id"`
 	DeliveryID      uuid.UUID `json:"delivery_id"`
 	Round           uint16    `json:"round"`
-	DeviceIndex     uint8     `json:"device_index"`
+	DeviceIndex     uint16    `json:"device_index"`
 	Kind            string    `json:"kind"`
 	Attempt         uint16    `json:"attempt"`
 	StatusCode      uint16    `json:"status_code,omitempty"`

@@ -21,21 +21,22 @@ import (
 
 	"github.com/heraldpush/herald/clickhouse"
 	"github.com/heraldpush/herald/clickhouse/chtest"
+	"github.com/heraldpush/herald/domain/model"
 	"github.com/heraldpush/herald/internal/redistest"
 )
 
 // testEvents returns n distinct events (distinct sorting keys), with times
-// at the precision the table keeps (seconds for delivery_created,
-// microseconds for at).
+// at the precision the table keeps (the delivery id's millisecond for
+// delivery_created, microseconds for at).
 func testEvents(n int) []clickhouse.Event {
 	campaign := uuid.New()
-	created := time.Now().UTC().Truncate(time.Second)
+	created := time.Now().UTC().Truncate(time.Millisecond)
 	kinds := []string{clickhouse.KindTargeted, clickhouse.KindAttempt, clickhouse.KindSent, clickhouse.KindDelivered}
 	events := make([]clickhouse.Event, n)
 	for i := range events {
 		events[i] = clickhouse.Event{
-			WorkspaceID: "ws1", CampaignID: campaign, DeliveryID: uuid.New(),
-			DeviceIndex: uint8(i % 3), Kind: kinds[i%len(kinds)], Attempt: uint16(i % 2),
+			WorkspaceID: "ws1", CampaignID: campaign, DeliveryID: model.UUIDAt(created),
+			DeviceIndex: uint16(i % 3), Kind: kinds[i%len(kinds)], Attempt: uint16(i % 2),
 			StatusCode: 200, Reason: fmt.Sprintf("reason %d", i), ProviderID: "p-" + fmt.Sprint(i),
 			DeliveryCreated: created, At: created.Add(time.Duration(i) * time.Microsecond),
 		}
@@ -66,12 +67,11 @@ func newStreamWriter(t testing.TB, rdb redis.UniversalClient, conn driver.Conn, 
 }
 
 // checkStored fails unless the events table holds exactly want, each once
-// (also without FINAL: none of these tests repeats an insert).
+// (none of these tests repeats an insert).
 func checkStored(t *testing.T, conn driver.Conn, want []clickhouse.Event) {
 	t.Helper()
 	ctx := context.Background()
 	for _, q := range []string{
-		"SELECT count() FROM events FINAL",
 		"SELECT count() FROM events",
 		"SELECT uniqExact(workspace_id, campaign_id, delivery_id, round, device_index, kind, attempt) FROM events",
 	} {
@@ -83,7 +83,7 @@ func checkStored(t *testing.T, conn driver.Conn, want []clickhouse.Event) {
 			t.Errorf("%s = %d, want %d", q, n, len(want))
 		}
 	}
-	rows, err := conn.Query(ctx, `SELECT workspace_id, campaign_id, delivery_id, round, device_index, kind, attempt, status_code, reason, provider_id, delivery_created, at_us FROM events FINAL`)
+	rows, err := conn.Query(ctx, `SELECT workspace_id, campaign_id, delivery_id, round, device_index, kind, attempt, status_code, reason, provider_id, delivery_created, at FROM events`)
 	if err != nil {
 		t.Fatalf("select events: %v", err)
 	}
@@ -91,12 +91,11 @@ func checkStored(t *testing.T, conn driver.Conn, want []clickhouse.Event) {
 	var got []clickhouse.Event
 	for rows.Next() {
 		var e clickhouse.Event
-		var atUS uint64
 		if err := rows.Scan(&e.WorkspaceID, &e.CampaignID, &e.DeliveryID, &e.Round, &e.DeviceIndex, &e.Kind, &e.Attempt,
-			&e.StatusCode, &e.Reason, &e.ProviderID, &e.DeliveryCreated, &atUS); err != nil {
+			&e.StatusCode, &e.Reason, &e.ProviderID, &e.DeliveryCreated, &e.At); err != nil {
 			t.Fatalf("scan event: %v", err)
 		}
-		e.At = time.UnixMicro(int64(atUS))
+		e.DeliveryCreated, e.At = e.DeliveryCreated.UTC(), e.At.UTC()
 		got = append(got, e)
 	}
 	if err := rows.Err(); err != nil {

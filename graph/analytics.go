@@ -63,9 +63,10 @@ func pageArgs(ctx context.Context, first *int, after *string) (ws string, n int,
 	return ws, n, cur, err
 }
 
-// encodeCursor makes an opaque cursor of a (created_us, id) position.
+// encodeCursor makes an opaque cursor of a (created_at, id) position; the
+// time is in microseconds.
 func encodeCursor(c clickhouse.LogCursor) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatUint(c.CreatedUS, 10) + ":" + c.ID.String()))
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.CreatedAt.UnixMicro(), 10) + ":" + c.ID.String()))
 }
 
 func decodeCursor(s *string) (*clickhouse.LogCursor, error) {
@@ -75,10 +76,10 @@ func decodeCursor(s *string) (*clickhouse.LogCursor, error) {
 	b, err := base64.RawURLEncoding.DecodeString(*s)
 	if err == nil {
 		us, id, ok := strings.Cut(string(b), ":")
-		n, err1 := strconv.ParseUint(us, 10, 64)
+		n, err1 := strconv.ParseInt(us, 10, 64)
 		u, err2 := uuid.Parse(id)
 		if ok && err1 == nil && err2 == nil {
-			return &clickhouse.LogCursor{CreatedUS: n, ID: u}, nil
+			return &clickhouse.LogCursor{CreatedAt: time.UnixMicro(n).UTC(), ID: u}, nil
 		}
 	}
 	return nil, badInput("after", "not a cursor this API returned")

@@ -191,7 +191,7 @@ func (w *Worker) record(ctx context.Context, rs []round, plans []plan, errs []er
 		}
 		recorded = append(recorded, i)
 		d, pl := r.d, plans[i]
-		ev := func(idx uint8, kind, reason string) clickhouse.Event {
+		ev := func(idx uint16, kind, reason string) clickhouse.Event {
 			return clickhouse.Event{WorkspaceID: d.WorkspaceID, CampaignID: d.CampaignID, DeliveryID: d.ID, Round: r.p.Round,
 				DeviceIndex: idx, Kind: kind, Reason: reason, DeliveryCreated: d.CreatedAt, At: now}
 		}

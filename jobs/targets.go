@@ -20,7 +20,7 @@ type Target struct {
 	CampaignID      uuid.UUID
 	DeliveryCreated time.Time
 	Round           uint16
-	DeviceIndex     uint8
+	DeviceIndex     uint16
 }
 
 // TargetCache keeps, per delivery, the devices it targeted, so the
@@ -100,11 +100,11 @@ func (c *TargetCache) Get(ctx context.Context, deliveryID uuid.UUID, token strin
 	camp, err1 := uuid.Parse(parts[1])
 	us, err2 := strconv.ParseInt(parts[2], 10, 64)
 	round, err3 := strconv.ParseUint(parts[3], 10, 16)
-	idx, err4 := strconv.ParseUint(parts[4], 10, 8)
+	idx, err4 := strconv.ParseUint(parts[4], 10, 16)
 	if err := errors.Join(err1, err2, err3, err4); err != nil {
 		return t, false, nil
 	}
-	return Target{WorkspaceID: parts[0], CampaignID: camp, DeliveryCreated: time.UnixMicro(us).UTC(), Round: uint16(round), DeviceIndex: uint8(idx)}, true, nil
+	return Target{WorkspaceID: parts[0], CampaignID: camp, DeliveryCreated: time.UnixMicro(us).UTC(), Round: uint16(round), DeviceIndex: uint16(idx)}, true, nil
 }
 
 // reportingKey: a set of the device tokens of a workspace that have

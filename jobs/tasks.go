@@ -69,7 +69,7 @@ type SendPayload struct {
 	DeliveryID      string    `json:"delivery_id"`
 	DeliveryCreated time.Time `json:"delivery_created"`
 	Round           uint16    `json:"round"`
-	DeviceIndex     uint8     `json:"device_index"`
+	DeviceIndex     uint16    `json:"device_index"`
 	PersonID        string    `json:"person_id"`
 	Platform        string    `json:"platform"`
 	CredVersion     uint64    `json:"cred_version"`

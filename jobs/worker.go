@@ -25,9 +25,10 @@ import (
 
 func jitter() float64 { return rand.Float64() }
 
-// MaxDevices is the most devices one delivery targets (the most recently
-// used ones): the overview's pre-aggregated masks hold 16 devices.
-const MaxDevices = 16
+// MaxDevices is the most devices one delivery round targets (the most
+// recently used ones): event device indexes are UInt16, and 65535 marks a
+// delivery-level event (clickhouse.MaxDevices).
+const MaxDevices = clickhouse.MaxDevices
 
 // Config configures the worker.
 type Config struct {
@@ -231,7 +232,7 @@ type plan struct {
 }
 
 type planDevice struct {
-	Index      uint8  `json:"index"`
+	Index      uint16 `json:"index"`
 	Token      string `json:"token"`
 	Platform   string `json:"platform"`
 	Suppressed bool   `json:"suppressed,omitempty"`
@@ -248,7 +249,7 @@ func planKey(deliveryID string, round uint16) string {
 
 // finalKey: set once a device's final outcome is recorded; a send task that
 // finds it does nothing.
-func finalKey(deliveryID string, round uint16, idx uint8) string {
+func finalKey(deliveryID string, round uint16, idx uint16) string {
 	return fmt.Sprintf("herald:final:%s:%d:%d", deliveryID, round, idx)
 }
 
@@ -352,7 +353,7 @@ func (w *Worker) makePlan(ctx context.Context, d clickhouse.Delivery, snap *Snap
 	}
 	pl := plan{Push: push, CredVersions: map[string]uint64{}}
 	for i, dev := range picked {
-		pd := planDevice{Index: uint8(i), Token: dev.Token, Platform: string(dev.Platform), Suppressed: dev.State == domain.DeviceSuppressed,
+		pd := planDevice{Index: uint16(i), Token: dev.Token, Platform: string(dev.Platform), Suppressed: dev.State == domain.DeviceSuppressed,
 			Reporting: reporting[dev.Token], State: string(dev.State)}
 		if !pd.Suppressed {
 			c, ok := creds[pd.Platform]
@@ -452,7 +453,7 @@ func MessageFields(m clickhouse.Message) (map[string]string, map[string]string, 
 // retries were handed to a send task; a deliver task that runs again and
 // finds it queues that task again (a no-op if it is queued) instead of
 // making the first attempt again.
-func handoffKey(deliveryID string, round uint16, idx uint8) string {
+func handoffKey(deliveryID string, round uint16, idx uint16) string {
 	return fmt.Sprintf("herald:handoff:%s:%d:%d", deliveryID, round, idx)
 }
 

@@ -168,7 +168,6 @@ func parseConfig(name string, args []string) (app.Config, *devFlags, error) {
 	dur(&c.SendTimeout, "send-timeout", "HERALD_SEND_TIMEOUT", 10*time.Second, "timeout of one provider request")
 	dur(&c.EventInterval, "event-interval", "HERALD_EVENT_INTERVAL", 50*time.Millisecond, "how often buffered events are inserted into ClickHouse")
 	dur(&c.EventClaimIdle, "event-claim-idle", "HERALD_EVENT_CLAIM_IDLE", 30*time.Second, "idle time after which a dead process's buffered events are taken over")
-	dur(&c.OverviewRefresh, "overview-refresh", "HERALD_OVERVIEW_REFRESH", 30*time.Second, "how often a worker stores the settled overview hours of changed campaigns (0: never)")
 	num(&c.BroadcastBatch, "broadcast-batch", "HERALD_BROADCAST_BATCH", 500, "deliveries one broadcast fan-out task creates")
 	num(&c.SendRate, "send-rate", "HERALD_SEND_RATE", 500, "sends per workspace per second (-1: no limit)")
 	num(&c.ReportRate, "report-rate", "HERALD_REPORT_RATE", 200, "SDK reports per client IP per second (-1: no limit)")

@@ -274,7 +274,7 @@ func (g *gen) round(d *Delivery, round uint16, t0 time.Time) ([]sendOutcome, tim
 			continue
 		}
 		picked = append(picked, i)
-		dds = append(dds, clickhouse.DeliveryDevice{Index: uint8(len(dds)), Token: g.tokens[i].value, Platform: g.tokens[i].platform})
+		dds = append(dds, clickhouse.DeliveryDevice{Index: uint16(len(dds)), Token: g.tokens[i].value, Platform: g.tokens[i].platform})
 	}
 	d.Devices = append(d.Devices, dds)
 	same, shared := g.rng.Float64() < 0.35, g.pickOutcome()
@@ -427,7 +427,7 @@ func (g *gen) device(d *Delivery, round uint16, dd clickhouse.DeliveryDevice, o 
 }
 
 // event is a row of d with the given identity at time at (microseconds).
-func (g *gen) event(d Delivery, round uint16, index uint8, kind string, attempt uint16, at time.Time) clickhouse.Event {
+func (g *gen) event(d Delivery, round uint16, index uint16, kind string, attempt uint16, at time.Time) clickhouse.Event {
 	return clickhouse.Event{WorkspaceID: d.WorkspaceID, CampaignID: d.CampaignID, DeliveryID: d.ID, Round: round,
 		DeviceIndex: index, Kind: kind, Attempt: attempt, DeliveryCreated: d.CreatedAt, At: at.Truncate(time.Microsecond)}
 }

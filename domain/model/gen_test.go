@@ -74,7 +74,7 @@ func TestGenerateCoverage(t *testing.T) {
 
 		type identity struct {
 			round   uint16
-			index   uint8
+			index   uint16
 			kind    string
 			attempt uint16
 		}
@@ -176,7 +176,7 @@ func TestGenerateCoverage(t *testing.T) {
 	}
 }
 
-func hasRow(d Delivery, round uint16, index uint8, kind string) bool {
+func hasRow(d Delivery, round uint16, index uint16, kind string) bool {
 	for _, e := range d.Events {
 		if e.Round == round && e.DeviceIndex == index && e.Kind == kind {
 			return true

@@ -45,7 +45,7 @@ func (d Delivery) RoundDevices(r uint16) []clickhouse.DeliveryDevice {
 
 // DeviceResult is one device send of a delivery's newest round.
 type DeviceResult struct {
-	Index    uint8
+	Index    uint16
 	Token    string // from Delivery.Devices of the round; "" when not listed
 	Platform string
 	Status   domain.DeviceSendStatus
@@ -114,7 +114,7 @@ func Status(d Delivery) Result {
 		hasFailedReason                                      bool
 		sentAt, deliveredAt, openedAt                        time.Time
 	}
-	devs := map[uint8]*acc{}
+	devs := map[uint16]*acc{}
 	var presend, converted bool
 	var presendReason string
 	for _, e := range d.Events {
@@ -167,11 +167,11 @@ func Status(d Delivery) Result {
 		}
 	}
 
-	listed := map[uint8]clickhouse.DeliveryDevice{}
+	listed := map[uint16]clickhouse.DeliveryDevice{}
 	for _, dd := range d.RoundDevices(res.Round) {
 		listed[dd.Index] = dd
 	}
-	indexes := make([]uint8, 0, len(devs))
+	indexes := make([]uint16, 0, len(devs))
 	for i := range devs {
 		indexes = append(indexes, i)
 	}

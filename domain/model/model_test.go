@@ -30,7 +30,7 @@ const (
 )
 
 // ev is a row of round, device index, kind and attempt at t0 + sec seconds.
-func ev(round uint16, idx uint8, kind string, attempt uint16, sec int) clickhouse.Event {
+func ev(round uint16, idx uint16, kind string, attempt uint16, sec int) clickhouse.Event {
 	return clickhouse.Event{WorkspaceID: "ws", Round: round, DeviceIndex: idx, Kind: kind, Attempt: attempt,
 		DeliveryCreated: t0, At: t0.Add(time.Duration(sec) * time.Second)}
 }
@@ -42,7 +42,7 @@ func why(e clickhouse.Event, reason string) clickhouse.Event {
 }
 
 // dev is a device result without times or token.
-func dev(idx uint8, s domain.DeviceSendStatus, attempts int, delivered, opened bool) DeviceResult {
+func dev(idx uint16, s domain.DeviceSendStatus, attempts int, delivered, opened bool) DeviceResult {
 	return DeviceResult{Index: idx, Status: s, Attempts: attempts, Delivered: delivered, Opened: opened, SDK: delivered}
 }
 

@@ -15,7 +15,7 @@ import (
 func devs(tokens ...string) []clickhouse.DeliveryDevice {
 	out := make([]clickhouse.DeliveryDevice, len(tokens))
 	for i, tok := range tokens {
-		out[i] = clickhouse.DeliveryDevice{Index: uint8(i), Token: tok, Platform: "IOS"}
+		out[i] = clickhouse.DeliveryDevice{Index: uint16(i), Token: tok, Platform: "IOS"}
 	}
 	return out
 }

@@ -64,9 +64,6 @@ type Config struct {
 	// EventClaimIdle is how long a crashed process's unacknowledged events
 	// wait before another process inserts them. Default 30s.
 	EventClaimIdle time.Duration
-	// OverviewRefresh is how often a worker stores the settled overview
-	// hours of recently changed campaigns (jobs.RefreshOverviews); 0 never.
-	OverviewRefresh time.Duration
 	// BroadcastBatch is how many deliveries one broadcast fan-out task
 	// creates. Default 500.
 	BroadcastBatch int
@@ -258,12 +255,6 @@ func (a *App) StartWorker() (*asynq.Server, error) {
 	w.Register(mux)
 	if err := srv.Start(mux); err != nil {
 		return nil, fmt.Errorf("worker: start: %w", err)
-	}
-	if a.Cfg.OverviewRefresh > 0 {
-		ctx, cancel := context.WithCancel(context.Background())
-		prev := a.stop
-		a.stop = func() { cancel(); prev() }
-		go jobs.RefreshOverviews(ctx, a.Store, a.Redis, "herald:overview-refresh:"+a.Cfg.ClickHouseDatabase, a.Cfg.OverviewRefresh, a.Logger.With("component", "overviews"))
 	}
 	return srv, nil
 }
