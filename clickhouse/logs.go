@@ -55,22 +55,6 @@ ORDER BY created_at DESC, id DESC
 LIMIT 1 BY id
 LIMIT ?`
 
-// pageStatusSQL reads a page's rows of delivery_status_in (the one status
-// definition). Params: workspace, created lower bound and upper bound
-// (exclusive; DateTime64(3) literals), delivery ids (GroupSet). Columns:
-// delivery_id, status, failure_reason, n_dev, n_attempted. A delivery
-// without a row has no events: ATTEMPTED.
-const pageStatusSQL = `SELECT delivery_id, toString(status), failure_reason, n_dev, n_attempted
-FROM delivery_status_in(workspace = ?, campaign = '00000000-0000-0000-0000-000000000000', from = ?, to = ?)
-WHERE delivery_id IN ?`
-
-// pageConversionsSQL reads the first conversion time of a page's converted
-// deliveries. Params: workspace_id, created lower and upper bound, delivery
-// ids (GroupSet). Columns: delivery_id, first conversion.
-const pageConversionsSQL = `SELECT delivery_id, min(at) FROM events
-WHERE workspace_id = ? AND delivery_created >= ? AND delivery_created <= ? AND delivery_id IN ? AND kind = 'converted'
-GROUP BY delivery_id`
-
 // logBatch is how many deliveries one round trip examines when a status
 // filter drops rows; logMaxBatches bounds the work of one page.
 const (
@@ -206,16 +190,23 @@ func (s *Store) logWindowRows(ctx context.Context, workspaceID string, f LogFilt
 	return out, rows.Err()
 }
 
-// pageStatuses fills the status columns of a page's deliveries.
+// pageStatuses fills the status columns of a page's deliveries from their
+// events (pageRowsSQL, folded as Store.Status folds one delivery's).
 func (s *Store) pageStatuses(ctx context.Context, workspaceID string, page []LogRow) error {
 	if len(page) == 0 {
 		return nil
 	}
 	ids := make([]any, len(page))
+	campSet := map[uuid.UUID]bool{}
+	var camps []any
 	lo, hi := page[0].CreatedAt, page[0].CreatedAt
 	byID := make(map[uuid.UUID]*LogRow, len(page))
 	for i := range page {
 		ids[i] = page[i].ID
+		if !campSet[page[i].CampaignID] {
+			campSet[page[i].CampaignID] = true
+			camps = append(camps, page[i].CampaignID)
+		}
 		if page[i].CreatedAt.Before(lo) {
 			lo = page[i].CreatedAt
 		}
@@ -224,47 +215,20 @@ func (s *Store) pageStatuses(ctx context.Context, workspaceID string, page []Log
 		}
 		byID[page[i].ID] = &page[i]
 	}
-	set := clickhouse.GroupSet{Value: ids}
-	rows, err := s.conn.Query(ctx, pageStatusSQL, workspaceID, chTime(lo), chTime(hi.Add(time.Millisecond)), set)
+	rows, err := s.queryDeviceRows(ctx, pageRowsSQL, workspaceID, clickhouse.GroupSet{Value: camps}, chTime(lo), chTime(hi), clickhouse.GroupSet{Value: ids})
 	if err != nil {
 		return fmt.Errorf("clickhouse: delivery log statuses: %w", err)
 	}
-	defer rows.Close()
-	var converted []any
-	for rows.Next() {
-		var id uuid.UUID
-		var st, reason string
-		var nDev, nAtt uint32
-		if err := rows.Scan(&id, &st, &reason, &nDev, &nAtt); err != nil {
-			return fmt.Errorf("clickhouse: scan delivery log status: %w", err)
+	for len(rows) > 0 {
+		n := 1
+		for n < len(rows) && rows[n].delivery == rows[0].delivery {
+			n++
 		}
-		if r, ok := byID[id]; ok {
-			r.Status, r.FailureReason, r.DevicesTargeted, r.DevicesAttempted = st, reason, int(nDev), int(nAtt)
-			if st == "CONVERTED" {
-				converted = append(converted, id)
-			}
+		if r, ok := byID[rows[0].delivery]; ok {
+			st := fold(rows[:n], newestRound(rows[:n]))
+			r.Status, r.FailureReason, r.DevicesTargeted, r.DevicesAttempted, r.ConvertedAt = st.Status, st.FailureReason, st.DevicesTargeted, st.DevicesAttempted, st.ConvertedAt
 		}
+		rows = rows[n:]
 	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("clickhouse: delivery log statuses: %w", err)
-	}
-	if len(converted) == 0 {
-		return nil
-	}
-	crows, err := s.conn.Query(ctx, pageConversionsSQL, workspaceID, chTime(lo), chTime(hi), clickhouse.GroupSet{Value: converted})
-	if err != nil {
-		return fmt.Errorf("clickhouse: delivery log conversions: %w", err)
-	}
-	defer crows.Close()
-	for crows.Next() {
-		var id uuid.UUID
-		var at time.Time
-		if err := crows.Scan(&id, &at); err != nil {
-			return fmt.Errorf("clickhouse: scan delivery log conversion: %w", err)
-		}
-		if r, ok := byID[id]; ok {
-			r.ConvertedAt = at.UTC()
-		}
-	}
-	return crows.Err()
+	return nil
 }

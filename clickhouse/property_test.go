@@ -2,9 +2,11 @@ package clickhouse_test
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,18 +20,23 @@ import (
 )
 
 // TestPropertyStatusesAndOverview writes thousands of random delivery
-// histories (1–5 devices, every outcome, retries, duplicate and
+// histories (1–12 devices, every outcome, retry rounds, duplicate and
 // out-of-order reports, conversions, suppressed devices) to ClickHouse and
-// checks that the API's queries and the analysts' views agree with the pure
-// reference model (domain/model) on every delivery's status and every
-// overview figure. HERALD_PROPERTY_SEED replays a failure;
-// HERALD_PROPERTY_N sets the number of histories (default 2000).
+// checks the API (Store.Status, DeliveryLogs, Overview, FailuresByReason)
+// and the analysts' views (delivery_status, campaign_funnel) against the
+// pure reference model (domain/model): every delivery's status, failure
+// reason, device counts, devices and first times (sentAt, deliveredAt,
+// openedAt, convertedAt), and every overview figure. It checks three
+// times: after all but 5% of the histories' app reports (the rest arrive
+// later, as reports do), after those, and after OPTIMIZE … FINAL has
+// merged every table. HERALD_PROPERTY_SEED replays a failure;
+// HERALD_PROPERTY_N sets the number of histories (default 10,000).
 func TestPropertyStatusesAndOverview(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("HERALD_PROPERTY_SEED"); s != "" {
 		seed, _ = strconv.ParseUint(s, 10, 64)
 	}
-	n := 2000
+	n := 10000
 	if s := os.Getenv("HERALD_PROPERTY_N"); s != "" {
 		n, _ = strconv.Atoi(s)
 	}
@@ -49,7 +56,9 @@ func TestPropertyStatusesAndOverview(t *testing.T) {
 	ws := "ws_property"
 	ds := model.Generate(rng, model.GenOptions{N: n, Workspace: ws, Campaigns: campaigns, Start: start, Span: 9 * 24 * time.Hour})
 
-	// Write the histories as Herald would have.
+	// Write the histories as Herald would have: targeted rows carry their
+	// device's token and platform (delivery_devices comes from them),
+	// delivered and opened rows the reporting token.
 	rows := make([]clickhouse.Delivery, len(ds))
 	for i, d := range ds {
 		rows[i] = d.Delivery
@@ -57,229 +66,304 @@ func TestPropertyStatusesAndOverview(t *testing.T) {
 	if err := store.CreateDeliveries(ctx, rows); err != nil {
 		t.Fatal(err)
 	}
-	// The events go in twice: first all but the app's reports (delivered,
-	// opened, converted) of 5% of the histories (early), then those (late),
-	// as reports arrive after the sends, so the overview's stored hours
-	// (see Store.Overview) are kept for the hours without late events and
-	// recomputed for the others.
-
 	var early, late []clickhouse.Event
 	dsEarly := make([]model.Delivery, len(ds))
 	for i, d := range ds {
-		for r := range d.Devices {
-			if err := store.PutDeliveryDevices(ctx, d.Delivery, uint16(r), d.RoundDevices(uint16(r))); err != nil {
-				t.Fatal(err)
-			}
-		}
 		lateReports := rng.Float64() < 0.05
 		dsEarly[i] = d
 		dsEarly[i].Events = nil
 		for _, e := range d.Events {
-			isLate := lateReports && (e.Kind == clickhouse.KindDelivered || e.Kind == clickhouse.KindOpened || e.Kind == clickhouse.KindConverted)
-			if !isLate {
-				dsEarly[i].Events = append(dsEarly[i].Events, e)
-			}
-			if (e.Kind == clickhouse.KindDelivered || e.Kind == clickhouse.KindOpened) && e.Token == "" {
-				for _, dd := range d.RoundDevices(e.Round) {
-					if dd.Index == e.DeviceIndex {
-						e.Token = dd.Token
-					}
+			for _, dd := range d.RoundDevices(e.Round) {
+				if dd.Index != e.DeviceIndex {
+					continue
+				}
+				switch e.Kind {
+				case clickhouse.KindTargeted:
+					e.Token, e.ProviderID = dd.Token, dd.Platform
+				case clickhouse.KindDelivered, clickhouse.KindOpened:
+					e.Token = dd.Token
 				}
 			}
-			if !isLate {
-				early = append(early, e)
-			} else {
+			isLate := lateReports && (e.Kind == clickhouse.KindDelivered || e.Kind == clickhouse.KindOpened || e.Kind == clickhouse.KindConverted)
+			if isLate {
 				late = append(late, e)
+			} else {
+				early = append(early, e)
+				dsEarly[i].Events = append(dsEarly[i].Events, e)
 			}
 		}
 	}
-	if err := clickhouse.InsertEvents(ctx, conn, early); err != nil {
-		t.Fatal(err)
+	insert := func(events []clickhouse.Event) {
+		for len(events) > 0 {
+			k := min(len(events), 20000)
+			if err := clickhouse.InsertEvents(ctx, conn, events[:k]); err != nil {
+				t.Fatal(err)
+			}
+			events = events[k:]
+		}
 	}
+	insert(early)
 	t.Logf("wrote %d deliveries, %d early event rows", len(ds), len(early))
 
+	c := checker{t: t, ctx: ctx, store: store, ws: ws, campaigns: campaigns, start: start}
+	t.Run("before the late reports", func(t *testing.T) { c.all(t, dsEarly) })
+	insert(late)
+	t.Logf("wrote %d late event rows", len(late))
+	t.Run("after the late reports", func(t *testing.T) { c.all(t, ds) })
+	for _, table := range []string{"events", "delivery_states", "delivery_devices", "deliveries", "campaign_created"} {
+		if err := conn.Exec(ctx, "OPTIMIZE TABLE "+table+" FINAL"); err != nil {
+			t.Fatalf("OPTIMIZE TABLE %s FINAL: %v", table, err)
+		}
+	}
+	t.Run("after OPTIMIZE FINAL", func(t *testing.T) { c.all(t, ds) })
+}
+
+// checker compares what Herald reads from ClickHouse with the model.
+type checker struct {
+	t         *testing.T
+	ctx       context.Context
+	store     *clickhouse.Store
+	ws        string
+	campaigns []uuid.UUID
+	start     time.Time
+}
+
+// all runs every comparison over the histories hs.
+func (c checker) all(t *testing.T, hs []model.Delivery) {
+	want := make(map[uuid.UUID]model.Result, len(hs))
+	for _, d := range hs {
+		want[d.ID] = model.Status(d)
+	}
+	t.Run("delivery_status view", func(t *testing.T) { c.view(t, hs, want) })
+	t.Run("Store.Status", func(t *testing.T) { c.statuses(t, hs, want) })
+	t.Run("delivery logs", func(t *testing.T) { c.logs(t, hs, want) })
+	t.Run("overview", func(t *testing.T) { c.overviews(t, hs) })
+}
+
+// reportBad counts a disagreement and shows the first few.
+func reportBad(t *testing.T, bad *int, what string, id uuid.UUID, diff string) {
+	t.Helper()
+	*bad++
+	if *bad <= 5 {
+		t.Errorf("%s %s (-model +Herald):\n%s", what, id, diff)
+	}
+}
+
+func (c checker) view(t *testing.T, hs []model.Delivery, want map[uuid.UUID]model.Result) {
+	type row struct {
+		Status, SendState, FailureReason string
+		Devices, Attempted               uint32
+		Converted                        bool
+	}
+	got := map[uuid.UUID]row{}
+	q, err := c.store.Conn().Query(c.ctx, `SELECT delivery_id, toString(status), toString(send_state), failure_reason, n_dev, n_attempted, converted
+FROM delivery_status WHERE workspace_id = ?`, c.ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for q.Next() {
+		var id uuid.UUID
+		var r row
+		if err := q.Scan(&id, &r.Status, &r.SendState, &r.FailureReason, &r.Devices, &r.Attempted, &r.Converted); err != nil {
+			t.Fatal(err)
+		}
+		got[id] = r
+	}
+	if err := q.Err(); err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+	bad := 0
+	for _, d := range hs {
+		w := want[d.ID]
+		g, ok := got[d.ID]
+		if !ok {
+			if len(d.Events) == 0 {
+				continue // not in the view until it has an event: ATTEMPTED
+			}
+			reportBad(t, &bad, "missing from the view:", d.ID, "")
+			continue
+		}
+		wr := row{string(w.Status), string(w.SendState), w.FailureReason, uint32(w.DevicesTargeted), uint32(w.DevicesAttempted), w.Converted}
+		if diff := cmp.Diff(wr, g); diff != "" {
+			reportBad(t, &bad, "delivery_status", d.ID, diff+eventsOf(d))
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%d of %d deliveries disagree", bad, len(hs))
+	}
+}
+
+// eventsOf lists a delivery's rows, for a failure message.
+func eventsOf(d model.Delivery) string {
+	s := ""
+	for _, e := range d.Events {
+		s += fmt.Sprintf("  round %d device %d %s attempt %d %q at %s\n", e.Round, e.DeviceIndex, e.Kind, e.Attempt, e.Reason, e.At.Format(time.RFC3339Nano))
+	}
+	return s
+}
+
+// statuses checks Store.Status for every delivery (four at a time), and
+// that StatusOfRound of the newest round (the domain package's rules over
+// the device rows) agrees with it for every tenth delivery and every
+// retried one.
+func (c checker) statuses(t *testing.T, hs []model.Delivery, want map[uuid.UUID]model.Result) {
+	type dev struct {
+		Index                         uint16
+		Token, Platform, Status       string
+		Attempts                      int
+		SentAt, DeliveredAt, OpenedAt time.Time
+	}
+	type sum struct {
+		Status, Reason                             string
+		Targeted, Attempted                        int
+		Round                                      uint16
+		SentAt, DeliveredAt, OpenedAt, ConvertedAt time.Time
+		Devices                                    []dev
+	}
+	of := func(st clickhouse.DeliveryStatus) sum {
+		s := sum{st.Status, st.FailureReason, st.DevicesTargeted, st.DevicesAttempted, st.Round, st.SentAt, st.DeliveredAt, st.OpenedAt, st.ConvertedAt, nil}
+		for _, x := range st.Devices {
+			s.Devices = append(s.Devices, dev{x.Index, x.Token, x.Platform, x.Status, x.Attempts, x.SentAt, x.DeliveredAt, x.OpenedAt})
+		}
+		return s
+	}
+	var mu sync.Mutex
+	bad, mismatchedHistory := 0, 0
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for range 4 {
+		wg.Go(func() {
+			for i := range work {
+				d := hs[i]
+				st, err := c.store.Status(c.ctx, d.Delivery)
+				if err != nil {
+					t.Error(err)
+					continue
+				}
+				w := want[d.ID]
+				ws := sum{string(w.Status), w.FailureReason, w.DevicesTargeted, w.DevicesAttempted, w.Round, w.SentAt, w.DeliveredAt, w.OpenedAt, w.ConvertedAt, nil}
+				for _, x := range w.Devices {
+					ws.Devices = append(ws.Devices, dev{x.Index, x.Token, x.Platform, string(x.Status), x.Attempts, x.SentAt, x.DeliveredAt, x.OpenedAt})
+				}
+				diff := cmp.Diff(ws, of(st), cmpopts.EquateEmpty())
+				var hdiff string
+				if i%10 == 0 || w.Round > 0 {
+					h, err := c.store.StatusOfRound(c.ctx, d.Delivery, st.Round)
+					if err != nil {
+						t.Error(err)
+						continue
+					}
+					hdiff = cmp.Diff(of(st), of(h), cmpopts.EquateEmpty())
+				}
+				mu.Lock()
+				if diff != "" {
+					reportBad(t, &bad, "Store.Status", d.ID, diff+eventsOf(d))
+				}
+				if hdiff != "" {
+					mismatchedHistory++
+					if mismatchedHistory <= 3 {
+						t.Errorf("StatusOfRound(newest) of %s differs from Status (-Status +StatusOfRound):\n%s", d.ID, hdiff)
+					}
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for i := range hs {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	if bad+mismatchedHistory > 0 {
+		t.Errorf("%d of %d deliveries disagree with the model, %d histories with Status", bad, len(hs), mismatchedHistory)
+	}
+}
+
+// logs walks every campaign's delivery logs in pages of 500 and checks each
+// row's status, failure reason, device counts and conversion time.
+func (c checker) logs(t *testing.T, hs []model.Delivery, want map[uuid.UUID]model.Result) {
+	type row struct {
+		Status, Reason      string
+		Targeted, Attempted int
+		ConvertedAt         time.Time
+	}
+	got := map[uuid.UUID]row{}
+	for _, camp := range c.campaigns {
+		var cur *clickhouse.LogCursor
+		for {
+			page, next, err := c.store.DeliveryLogs(c.ctx, c.ws, clickhouse.LogFilter{CampaignID: camp}, 500, cur)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range page {
+				got[r.ID] = row{r.Status, r.FailureReason, r.DevicesTargeted, r.DevicesAttempted, r.ConvertedAt}
+			}
+			if next == nil {
+				break
+			}
+			cur = next
+		}
+	}
+	bad := 0
+	for _, d := range hs {
+		w := want[d.ID]
+		wr := row{string(w.Status), w.FailureReason, w.DevicesTargeted, w.DevicesAttempted, w.ConvertedAt}
+		g, ok := got[d.ID]
+		if !ok {
+			reportBad(t, &bad, "missing from the delivery logs:", d.ID, "")
+			continue
+		}
+		if diff := cmp.Diff(wr, g); diff != "" {
+			reportBad(t, &bad, "delivery log row", d.ID, diff)
+		}
+	}
+	if len(got) != len(hs) || bad > 0 {
+		t.Errorf("delivery logs: %d rows for %d deliveries, %d disagree", len(got), len(hs), bad)
+	}
+}
+
+// overviews compares every campaign's overview over two ranges (all, and an
+// odd one that cuts hours) and both granularities, FailuresByReason, and
+// the campaign_funnel view, with the model.
+func (c checker) overviews(t *testing.T, hs []model.Delivery) {
 	norm := cmp.Options{
 		cmpopts.EquateApprox(0, 1e-9),
 		cmpopts.EquateEmpty(),
 		cmp.Transformer("utc", func(t time.Time) time.Time { return t.UTC() }),
 	}
-	ranges := [][2]time.Time{
-		{start.Add(-time.Hour), start.Add(10 * 24 * time.Hour)},
-		{start.Add(2*24*time.Hour + 17*time.Minute), start.Add(5*24*time.Hour + 3*time.Hour + 11*time.Second)},
-	}
-	// checkOverviews compares every campaign's overview over each range and
-	// granularity with the model of the histories hs.
-	checkOverviews := func(t *testing.T, hs []model.Delivery) {
-		t.Helper()
-		for _, c := range campaigns {
-			for _, r := range ranges {
-				for _, g := range []clickhouse.Granularity{clickhouse.Day, clickhouse.Hour} {
-					got, err := store.Overview(ctx, ws, c, r[0], r[1], g)
-					if err != nil {
-						t.Fatal(err)
-					}
-					w := model.ComputeOverview(hs, c, r[0], r[1], g)
-					if diff := cmp.Diff(w, got, norm); diff != "" {
-						t.Errorf("campaign %s, %s..%s by %s (-model +SQL):\n%s", c, r[0].Format(time.RFC3339), r[1].Format(time.RFC3339), g, diff)
-					}
+	all := [2]time.Time{c.start.Add(-time.Hour), c.start.Add(10 * 24 * time.Hour)}
+	ranges := [][2]time.Time{all, {c.start.Add(2*24*time.Hour + 17*time.Minute + 3*time.Millisecond), c.start.Add(5*24*time.Hour + 3*time.Hour + 11*time.Second)}}
+	for _, camp := range c.campaigns {
+		for _, r := range ranges {
+			for _, g := range []clickhouse.Granularity{clickhouse.Day, clickhouse.Hour} {
+				got, err := c.store.Overview(c.ctx, c.ws, camp, r[0], r[1], g)
+				if err != nil {
+					t.Fatal(err)
+				}
+				w := model.ComputeOverview(hs, camp, r[0], r[1], g)
+				if diff := cmp.Diff(w, got, norm); diff != "" {
+					t.Errorf("campaign %s, %s..%s by %s (-model +SQL):\n%s", camp, r[0].Format(time.RFC3339Nano), r[1].Format(time.RFC3339Nano), g, diff)
 				}
 			}
 		}
-	}
-	storedHours := func() (n uint64) {
-		if err := conn.QueryRow(ctx, "SELECT uniqExact(campaign_id, hour) FROM overview_hours WHERE workspace_id = ?", ws).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	t.Run("overview before the late events", func(t *testing.T) {
-		time.Sleep(2100 * time.Millisecond) // every hour settled (1 s margin, whole seconds)
-		checkOverviews(t, dsEarly)          // computes and stores them
-		n := storedHours()
-		if n == 0 {
-			t.Fatal("no hour was stored")
-		}
-		checkOverviews(t, dsEarly) // from the stored hours
-		if m := storedHours(); m != n {
-			t.Errorf("stored hours went from %d to %d with no new event", n, m)
-		}
-		t.Logf("%d campaign hours stored", n)
-	})
-
-	if err := clickhouse.InsertEvents(ctx, conn, late); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("wrote %d late event rows", len(late))
-
-	want := map[uuid.UUID]model.Result{}
-	for _, d := range ds {
-		want[d.ID] = model.Status(d)
-	}
-
-	t.Run("delivery_status view", func(t *testing.T) {
-		type row struct {
-			Status, SendState, FailureReason string
-			Devices, Attempted               uint64
-		}
-		got := map[uuid.UUID]row{}
-		q, err := conn.Query(ctx, `SELECT delivery_id, status, send_state, failure_reason, n_dev, n_attempted FROM delivery_status WHERE workspace_id = ?`, ws)
+		w := model.ComputeOverview(hs, camp, all[0], all[1], clickhouse.Day)
+		fr, err := c.store.FailuresByReason(c.ctx, c.ws, camp, all[0], all[1])
 		if err != nil {
 			t.Fatal(err)
 		}
-		for q.Next() {
-			var id uuid.UUID
-			var r row
-			if err := q.Scan(&id, &r.Status, &r.SendState, &r.FailureReason, &r.Devices, &r.Attempted); err != nil {
-				t.Fatal(err)
-			}
-			got[id] = r
+		if diff := cmp.Diff(w.FailuresByReason, fr, cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("FailuresByReason %s (-model +SQL):\n%s", camp, diff)
 		}
-		q.Close()
-		bad := 0
-		for _, d := range ds {
-			w := want[d.ID]
-			g, ok := got[d.ID]
-			if !ok {
-				if len(d.Events) == 0 {
-					continue // not in the view until it has an event: ATTEMPTED
-				}
-				t.Errorf("delivery %s missing from the view", d.ID)
-				bad++
-				continue
-			}
-			wr := row{string(w.Status), string(w.SendState), w.FailureReason, uint64(w.DevicesTargeted), uint64(w.DevicesAttempted)}
-			if diff := cmp.Diff(wr, g); diff != "" {
-				bad++
-				if bad <= 5 {
-					t.Errorf("delivery %s (-model +view):\n%s", d.ID, diff)
-				}
-				if bad == 1 {
-					for _, e := range d.Events {
-						t.Logf("  round %d device %d %s attempt %d %q", e.Round, e.DeviceIndex, e.Kind, e.Attempt, e.Reason)
-					}
-				}
-			}
+		var sent, bounced, suppressed, failed, delivered, opened, converted uint64
+		if err := c.store.Conn().QueryRow(c.ctx, `SELECT sent, bounced, suppressed, failed, delivered, opened, converted FROM campaign_funnel WHERE workspace_id = ? AND campaign_id = ?`, c.ws, camp).
+			Scan(&sent, &bounced, &suppressed, &failed, &delivered, &opened, &converted); err != nil {
+			t.Fatal(err)
 		}
-		if bad > 0 {
-			t.Errorf("%d of %d deliveries disagree", bad, len(ds))
+		gotF := [7]uint64{sent, bounced, suppressed, failed, delivered, opened, converted}
+		wantF := [7]uint64{w.Sent, w.Bounced, w.Suppressed, w.Failed, w.Delivered, w.Opened, w.Converted}
+		if gotF != wantF {
+			t.Errorf("campaign_funnel %s = %v, model %v (sent bounced suppressed failed delivered opened converted)", camp, gotF, wantF)
 		}
-	})
-
-	t.Run("delivery status API", func(t *testing.T) {
-		// Every delivery with a retry or a pre-send failure, and a sample of the rest.
-		bad, checked := 0, 0
-		for i, d := range ds {
-			if len(d.Devices) < 2 && i%7 != 0 {
-				continue
-			}
-			checked++
-			st, err := store.Status(ctx, d.Delivery)
-			if err != nil {
-				t.Fatal(err)
-			}
-			w := want[d.ID]
-			type dev struct {
-				Index    uint16
-				Status   string
-				Attempts int
-			}
-			var gd, wd []dev
-			for _, x := range st.Devices {
-				gd = append(gd, dev{x.Index, x.Status, x.Attempts})
-			}
-			for _, x := range w.Devices {
-				wd = append(wd, dev{x.Index, string(x.Status), x.Attempts})
-			}
-			type sum struct {
-				Status, Reason      string
-				Targeted, Attempted int
-				Round               uint16
-				Devices             []dev
-			}
-			g := sum{st.Status, st.FailureReason, st.DevicesTargeted, st.DevicesAttempted, st.Round, gd}
-			ww := sum{string(w.Status), w.FailureReason, w.DevicesTargeted, w.DevicesAttempted, w.Round, wd}
-			if diff := cmp.Diff(ww, g, cmpopts.EquateEmpty()); diff != "" {
-				bad++
-				if bad <= 5 {
-					t.Errorf("delivery %s (-model +API):\n%s", d.ID, diff)
-				}
-			}
-		}
-		t.Logf("checked %d deliveries through Store.Status", checked)
-		if bad > 0 {
-			t.Errorf("%d of %d deliveries disagree", bad, checked)
-		}
-	})
-
-	t.Run("overview", func(t *testing.T) {
-		// Right after the late events (their hours recomputed, the others
-		// stored), and again once those have settled and been stored.
-		checkOverviews(t, ds)
-		time.Sleep(2100 * time.Millisecond)
-		checkOverviews(t, ds)
-		checkOverviews(t, ds)
-		for _, c := range campaigns {
-			// FailuresByReason alone agrees with the overview's.
-			all := model.ComputeOverview(ds, c, start.Add(-time.Hour), start.Add(10*24*time.Hour), clickhouse.Day)
-			fr, err := store.FailuresByReason(ctx, ws, c, start.Add(-time.Hour), start.Add(10*24*time.Hour))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(all.FailuresByReason, fr, cmpopts.EquateEmpty()); diff != "" {
-				t.Errorf("FailuresByReason %s (-model +SQL):\n%s", c, diff)
-			}
-			// The campaign_funnel view gives the all-time figures.
-			w := model.ComputeOverview(ds, c, start.Add(-time.Hour), start.Add(10*24*time.Hour), clickhouse.Day)
-			var sent, bounced, suppressed, failed, delivered, opened, converted uint64
-			if err := conn.QueryRow(ctx, `SELECT sent, bounced, suppressed, failed, delivered, opened, converted FROM campaign_funnel WHERE workspace_id = ? AND campaign_id = ?`, ws, c).
-				Scan(&sent, &bounced, &suppressed, &failed, &delivered, &opened, &converted); err != nil {
-				t.Fatal(err)
-			}
-			gotF := [7]uint64{sent, bounced, suppressed, failed, delivered, opened, converted}
-			wantF := [7]uint64{w.Sent, w.Bounced, w.Suppressed, w.Failed, w.Delivered, w.Opened, w.Converted}
-			if gotF != wantF {
-				t.Errorf("campaign_funnel %s = %v, model %v (sent bounced suppressed failed delivered opened converted)", c, gotF, wantF)
-			}
-		}
-	})
+	}
 }

@@ -16,32 +16,27 @@ import (
 // millisecond, which is exact for delivery times.)
 func chTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000000") }
 
-// statusRowSQL reads one delivery's row of delivery_status_in, the one
-// status definition (migrations/0001_baseline.sql). Params: workspace,
-// campaign, from and to (the delivery's creation millisecond and the next
-// one, so only its rows are read), delivery_id. Columns: status,
-// failure_reason, n_dev, n_attempted, r (the round the figures are of;
-// -1 when it has only conversions). No row: the delivery has no events yet.
-const statusRowSQL = `SELECT toString(status), failure_reason, n_dev, n_attempted, r
-FROM delivery_status_in(workspace = ?, campaign = ?, from = ?, to = ?)
-WHERE delivery_id = ?`
-
-// deviceSendsSQL folds one delivery round's events into one row per device.
-// Params: workspace_id, campaign_id, delivery_created, delivery_id, round.
-// Columns: device_index, presend (1 when a pre-send failure was recorded;
-// only on device_index 65535), presend_reason, attempts, status (PENDING
-// SENT FAILED BOUNCED SUPPRESSED, a device's final state, furthest first),
-// last_error (the newest provider error), failed_reason (why the device
-// FAILED), provider_id, sent_us, delivered_us, opened_us, converted_us (the
-// first time of each, 0 when absent), token and platform (from the
-// device's targeted event).
+// deviceRowsSelect folds deliveries' events into one row per delivery,
+// round and device (device_index 65535: the delivery-level events); the
+// WHERE clause and grouping follow (deviceRowsSQL, pageRowsSQL). Columns: delivery_id, round, device_index, counts (1 when the row has an
+// event other than a conversion: the newest such round is the delivery's
+// status round), presend (a pre-send failure), presend_reason, attempts,
+// status (PENDING SENT FAILED BOUNCED SUPPRESSED, a device's final state,
+// furthest first), last_error (the newest provider error), failed_reason
+// (why the device FAILED), provider_id, sent_us, delivered_us, opened_us,
+// converted_us (the first time of each, 0 when absent), token and platform
+// (from the device's targeted event). Every figure is idempotent: an event
+// row present twice gives the same answer, and a first time is min(at).
 //
-// A conversion belongs to the delivery, not to a round, so converted rows
-// of any round count. Every figure is idempotent: an event row present
-// twice gives the same answer, and a first time is min(at).
-const deviceSendsSQL = `
+// Herald reads one delivery's status, and a page of the delivery logs,
+// from these rows with fold (the rules of domain.DeliveryStatusOf), since
+// planning a query on delivery_status_in alone takes ~25-60 ms; the
+// overview and the analysts' views read delivery_status_in. The property
+// test checks both against the reference model.
+const deviceRowsSelect = `
 SELECT
-    device_index,
+    delivery_id, round, device_index,
+    max(kind != 'converted') AS counts,
     maxIf(toUInt8(1), kind = 'presend_failed') AS presend,
     minIf(reason, kind = 'presend_failed') AS presend_reason,
     uniqExactIf(attempt, kind = 'attempt') AS attempts,
@@ -60,10 +55,20 @@ SELECT
     anyIf(token, kind = 'targeted' AND token != '') AS targeted_token,
     anyIf(provider_id, kind = 'targeted' AND token != '') AS targeted_platform
 FROM events
-WHERE workspace_id = ? AND campaign_id = ? AND delivery_created = ? AND delivery_id = ?
-  AND (round = ? OR kind = 'converted')
-GROUP BY device_index
-ORDER BY device_index`
+`
+
+// deviceRowsSQL is deviceRowsSelect for one delivery. Params: workspace_id,
+// campaign_id, delivery_created (the id's time), delivery_id.
+const deviceRowsSQL = deviceRowsSelect + `WHERE workspace_id = ? AND campaign_id = ? AND delivery_created = ? AND delivery_id = ?
+GROUP BY delivery_id, round, device_index
+ORDER BY round, device_index`
+
+// pageRowsSQL is deviceRowsSelect for a page of the delivery logs. Params:
+// workspace_id, campaign ids (GroupSet), delivery_created lower and upper
+// bound (inclusive), delivery ids (GroupSet).
+const pageRowsSQL = deviceRowsSelect + `WHERE workspace_id = ? AND campaign_id IN ? AND delivery_created >= ? AND delivery_created <= ? AND delivery_id IN ?
+GROUP BY delivery_id, round, device_index
+ORDER BY delivery_id, round, device_index`
 
 // DeviceSend is one device's state in a delivery round.
 type DeviceSend struct {
@@ -98,110 +103,146 @@ type DeliveryStatus struct {
 const selectDeliveryDevices = `SELECT device_index, token, toString(platform) FROM delivery_devices FINAL
 WHERE workspace_id = ? AND delivery_id = ? AND round = ?`
 
-// Status computes a delivery's status: the status, failure reason and
-// device counts from delivery_status_in, the devices and first times from
-// the newest round's events.
+// Status computes a delivery's status as of its newest round (the newest
+// with an event other than a conversion), its devices and first times.
 func (s *Store) Status(ctx context.Context, d Delivery) (DeliveryStatus, error) {
-	st := DeliveryStatus{Status: string(domain.DeliveryAttempted)}
-	var targeted, attempted uint32
-	var round int64
-	created := DeliveryTime(d.ID)
-	err := s.conn.QueryRow(ctx, statusRowSQL, d.WorkspaceID, d.CampaignID, chTime(created), chTime(created.Add(time.Millisecond)), d.ID).
-		Scan(&st.Status, &st.FailureReason, &targeted, &attempted, &round)
-	if err := rowErr("delivery status", err); err != nil && !isNotFound(err) {
-		return st, err
-	}
-	st.DevicesTargeted, st.DevicesAttempted = int(targeted), int(attempted)
-	if round > 0 {
-		st.Round = uint16(round)
-	}
-	devices, conv, err := s.deviceSends(ctx, d, st.Round)
+	rows, err := s.deviceRows(ctx, d)
 	if err != nil {
-		return st, err
+		return DeliveryStatus{}, err
 	}
-	st.Devices, st.ConvertedAt = devices.sends, conv
-	st.SentAt, st.DeliveredAt, st.OpenedAt = devices.firsts()
-	return st, nil
+	st := fold(rows, newestRound(rows))
+	return st, s.fillTokens(ctx, d, &st)
 }
 
-// roundsSQL: params workspace_id, campaign_id, delivery_created,
-// delivery_id; column round: the delivery's rounds that have events other
-// than converted, in order.
-const roundsSQL = `SELECT DISTINCT round FROM events
-WHERE workspace_id = ? AND campaign_id = ? AND delivery_created = ? AND delivery_id = ? AND kind != 'converted'
-ORDER BY round`
-
-// Rounds lists a delivery's rounds (a retry starts a new one); [0] when it
-// has no events yet.
+// Rounds lists a delivery's rounds (a retry starts a new one) that have
+// events other than conversions, in order; [0] when it has none.
 func (s *Store) Rounds(ctx context.Context, d Delivery) ([]uint16, error) {
-	rows, err := s.conn.Query(ctx, roundsSQL, d.WorkspaceID, d.CampaignID, chTime(DeliveryTime(d.ID)), d.ID)
+	rows, err := s.deviceRows(ctx, d)
 	if err != nil {
-		return nil, fmt.Errorf("clickhouse: delivery rounds: %w", err)
+		return nil, err
 	}
-	defer rows.Close()
 	var out []uint16
-	for rows.Next() {
-		var r uint16
-		if err := rows.Scan(&r); err != nil {
-			return nil, fmt.Errorf("clickhouse: scan round: %w", err)
+	for _, r := range rows {
+		if r.counts && (len(out) == 0 || out[len(out)-1] != r.round) {
+			out = append(out, r.round)
 		}
-		out = append(out, r)
 	}
 	if len(out) == 0 {
 		out = []uint16{0}
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
-// StatusOfRound computes a delivery's status as of one round, for its
-// history, by domain.DeliveryStatusOf from the round's device sends (the
-// newest round's status is Status, from delivery_status_in; the property
-// test checks that the two agree).
+// StatusOfRound computes a delivery's status as of one round (the newest
+// round's is Status; older ones are its history).
 func (s *Store) StatusOfRound(ctx context.Context, d Delivery, round uint16) (DeliveryStatus, error) {
-	devices, conv, err := s.deviceSends(ctx, d, round)
+	rows, err := s.deviceRows(ctx, d)
 	if err != nil {
 		return DeliveryStatus{}, err
 	}
-	st := DeliveryStatus{Round: round, Devices: devices.sends, ConvertedAt: conv}
-	st.SentAt, st.DeliveredAt, st.OpenedAt = devices.firsts()
-	ds := make([]domain.DeviceSend, len(devices.sends))
-	sendOnly := make([]domain.DeviceSend, len(devices.sends)) // without the app's reports
-	failedReason, failedIndex := "", -1
-	for i, x := range devices.sends {
-		ds[i] = domain.DeviceSend{Status: domain.DeviceSendStatus(x.Status), Delivered: !x.DeliveredAt.IsZero(), Opened: !x.OpenedAt.IsZero()}
-		sendOnly[i] = domain.DeviceSend{Status: ds[i].Status}
+	st := fold(rows, round)
+	return st, s.fillTokens(ctx, d, &st)
+}
+
+// deviceRow is one row of deviceRowsSQL.
+type deviceRow struct {
+	delivery      uuid.UUID
+	round         uint16
+	counts        bool
+	presend       bool
+	presendReason string
+	failedReason  string
+	converted     time.Time
+	send          DeviceSend
+}
+
+// deviceRows reads a delivery's rows, by round and device index.
+func (s *Store) deviceRows(ctx context.Context, d Delivery) ([]deviceRow, error) {
+	return s.queryDeviceRows(ctx, deviceRowsSQL, d.WorkspaceID, d.CampaignID, chTime(DeliveryTime(d.ID)), d.ID)
+}
+
+func (s *Store) queryDeviceRows(ctx context.Context, query string, args ...any) ([]deviceRow, error) {
+	rows, err := s.conn.Query(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: device sends: %w", err)
+	}
+	defer rows.Close()
+	var out []deviceRow
+	for rows.Next() {
+		var r deviceRow
+		var counts, presend uint8
+		var attempts uint64
+		var sUS, dUS, oUS, cUS int64
+		ds := &r.send
+		if err := rows.Scan(&r.delivery, &r.round, &ds.Index, &counts, &presend, &r.presendReason, &attempts, &ds.Status, &ds.LastError, &r.failedReason,
+			&ds.ProviderID, &sUS, &dUS, &oUS, &cUS, &ds.Token, &ds.Platform); err != nil {
+			return nil, fmt.Errorf("clickhouse: scan device send: %w", err)
+		}
+		r.counts, r.presend, r.converted = counts == 1, presend == 1, usTime(cUS)
+		ds.Attempts = int(attempts)
+		ds.SentAt, ds.DeliveredAt, ds.OpenedAt = usTime(sUS), usTime(dUS), usTime(oUS)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("clickhouse: device sends: %w", err)
+	}
+	return out, nil
+}
+
+// newestRound is the largest round of a row with an event other than a
+// conversion; 0 when there is none.
+func newestRound(rows []deviceRow) uint16 {
+	var r uint16
+	for _, x := range rows {
+		if x.counts && x.round > r {
+			r = x.round
+		}
+	}
+	return r
+}
+
+// fold computes one delivery's status as of round from its rows, by
+// DESIGN.md's table (domain.DeliveryStatusOf): the devices are the round's
+// device rows; a pre-send failure in the round fails it (with its reason);
+// a conversion in any round converts it; a FAILED send state takes the
+// failed reason of the FAILED device with the smallest index.
+func fold(rows []deviceRow, round uint16) DeliveryStatus {
+	st := DeliveryStatus{Round: round}
+	var presend bool
+	var presendReason string
+	var ds, sendOnly []domain.DeviceSend
+	failedReason, failedSeen := "", false
+	for _, r := range rows {
+		st.ConvertedAt = earliest(st.ConvertedAt, r.converted)
+		if r.round != round {
+			continue
+		}
+		if r.send.Index == DeliveryLevel {
+			presend, presendReason = r.presend, r.presendReason
+			continue
+		}
+		x := r.send
+		st.Devices = append(st.Devices, x)
+		st.SentAt, st.DeliveredAt, st.OpenedAt = earliest(st.SentAt, x.SentAt), earliest(st.DeliveredAt, x.DeliveredAt), earliest(st.OpenedAt, x.OpenedAt)
 		if x.Attempts > 0 {
 			st.DevicesAttempted++
 		}
-		if x.Status == string(domain.DeviceSendFailed) && failedIndex < 0 {
-			failedIndex, failedReason = int(x.Index), devices.failedReason[x.Index]
+		status := domain.DeviceSendStatus(x.Status)
+		ds = append(ds, domain.DeviceSend{Status: status, Delivered: !x.DeliveredAt.IsZero(), Opened: !x.OpenedAt.IsZero()})
+		sendOnly = append(sendOnly, domain.DeviceSend{Status: status})
+		if status == domain.DeviceSendFailed && !failedSeen {
+			failedSeen, failedReason = true, r.failedReason
 		}
 	}
-	st.DevicesTargeted = len(ds)
-	st.Status = string(domain.DeliveryStatusOf(devices.presend, !conv.IsZero(), ds))
+	st.DevicesTargeted = len(st.Devices)
+	st.Status = string(domain.DeliveryStatusOf(presend, !st.ConvertedAt.IsZero(), ds))
 	switch {
-	case devices.presend:
-		st.FailureReason = devices.presendReason
+	case presend:
+		st.FailureReason = presendReason
 	case domain.DeliveryStatusOf(false, false, sendOnly) == domain.DeliveryFailed:
 		st.FailureReason = failedReason
 	}
-	return st, nil
-}
-
-// roundDevices is one round's device sends as deviceSendsSQL reads them.
-type roundDevices struct {
-	sends         []DeviceSend
-	presend       bool
-	presendReason string
-	failedReason  map[uint16]string
-}
-
-// firsts are the first sent, delivered and opened times of the devices.
-func (r roundDevices) firsts() (sent, delivered, opened time.Time) {
-	for _, d := range r.sends {
-		sent, delivered, opened = earliest(sent, d.SentAt), earliest(delivered, d.DeliveredAt), earliest(opened, d.OpenedAt)
-	}
-	return sent, delivered, opened
+	return st
 }
 
 func earliest(cur, t time.Time) time.Time {
@@ -211,56 +252,28 @@ func earliest(cur, t time.Time) time.Time {
 	return t
 }
 
-// deviceSends reads a round's devices and the delivery's first conversion.
-func (s *Store) deviceSends(ctx context.Context, d Delivery, round uint16) (roundDevices, time.Time, error) {
-	out := roundDevices{failedReason: map[uint16]string{}}
-	var converted time.Time
-	rows, err := s.conn.Query(ctx, deviceSendsSQL, d.WorkspaceID, d.CampaignID, chTime(DeliveryTime(d.ID)), d.ID, round)
-	if err != nil {
-		return out, converted, fmt.Errorf("clickhouse: device sends: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var ds DeviceSend
-		var presend uint8
-		var presendReason, failedReason string
-		var attempts uint64
-		var sUS, dUS, oUS, cUS int64
-		if err := rows.Scan(&ds.Index, &presend, &presendReason, &attempts, &ds.Status, &ds.LastError, &failedReason, &ds.ProviderID, &sUS, &dUS, &oUS, &cUS, &ds.Token, &ds.Platform); err != nil {
-			return out, converted, fmt.Errorf("clickhouse: scan device send: %w", err)
-		}
-		converted = earliest(converted, usTime(cUS))
-		if ds.Index == DeliveryLevel {
-			out.presend, out.presendReason = presend == 1, presendReason
-			continue
-		}
-		ds.Attempts = int(attempts)
-		ds.SentAt, ds.DeliveredAt, ds.OpenedAt = usTime(sUS), usTime(dUS), usTime(oUS)
-		out.failedReason[ds.Index] = failedReason
-		out.sends = append(out.sends, ds)
-	}
-	if err := rows.Err(); err != nil {
-		return out, converted, fmt.Errorf("clickhouse: device sends: %w", err)
-	}
+// fillTokens adds the tokens that targeted events written before they
+// carried one lack, from delivery_devices.
+func (s *Store) fillTokens(ctx context.Context, d Delivery, st *DeliveryStatus) error {
 	missing := false
-	for _, ds := range out.sends {
-		if ds.Token == "" {
+	for _, x := range st.Devices {
+		if x.Token == "" {
 			missing = true
 		}
 	}
 	if !missing {
-		return out, converted, nil
+		return nil
 	}
-	tokens, err := s.DeliveryDevices(ctx, d.WorkspaceID, d.ID, round)
+	tokens, err := s.DeliveryDevices(ctx, d.WorkspaceID, d.ID, st.Round)
 	if err != nil {
-		return out, converted, err
+		return err
 	}
-	for i := range out.sends {
-		if dd, ok := tokens[out.sends[i].Index]; ok && out.sends[i].Token == "" {
-			out.sends[i].Token, out.sends[i].Platform = dd.Token, dd.Platform
+	for i := range st.Devices {
+		if dd, ok := tokens[st.Devices[i].Index]; ok && st.Devices[i].Token == "" {
+			st.Devices[i].Token, st.Devices[i].Platform = dd.Token, dd.Platform
 		}
 	}
-	return out, converted, nil
+	return nil
 }
 
 // DeliveryDevices returns a round's targeted devices by index.

@@ -230,26 +230,39 @@ FROM deliveries
 GROUP BY workspace_id, campaign_id, hour
 ;
 -- delivery_states: every delivery's events folded into one row (after
--- merges; read it grouped by delivery_id, as delivery_status does). An
--- event contributes bits: 1 << its kind's number (targeted 2, attempt 4,
--- sent 8, bounced 16, failed 32, suppressed 64, delivered 128, opened 256,
--- converted 512, presend_failed 1024), and bit 0 on a targeted event whose
--- token had reported a metric before. Every column merges by bit-or or by
--- concatenation, so an event written twice never changes the state.
---   lanes0, lanes1: round 0's devices 0-3 and 4-7, 16 bits each (device i
---     in bits 16*(i%4) to 16*(i%4)+15);
---   flags: round 0's delivery-level bits (device_index 65535);
---   more: every other event (a later round, or device 8 and up) as
---     round << 32 | device_index << 16 | bits; most deliveries have none;
---   reasons: (the same key, reason) of failed and presend_failed events.
--- delivery_status below decodes it; it is the only place that does.
+-- merges; read it grouped by delivery_id, as delivery_status_in does).
+-- Every column merges by bit-or or by concatenation, so an event written
+-- twice never changes the state.
+--   present, sdk, attempted, sent, bounced, failed, suppressed, delivered,
+--     opened: round 0's devices 0-63, bit i for device i: it has an event;
+--     its targeted event says its token had reported a metric before (SDK
+--     coverage); an attempt; a sent, bounced, failed or suppressed event; a
+--     delivered or opened report; an opened report;
+--   flags: round 0's delivery-level kinds (device_index 65535) as
+--     1 << the kind's number: 2 targeted (a round's start), 512 converted,
+--     1024 presend_failed;
+--   more: every other event (a later round, or device 64 and up) as
+--     round << 32 | device_index << 16 | bits, where bits is 1 << the kind's
+--     number (targeted 2, attempt 4, sent 8, bounced 16, failed 32,
+--     suppressed 64, delivered 128, opened 256, converted 512,
+--     presend_failed 1024) plus 1 on a targeted event of an SDK token;
+--     most deliveries have none;
+--   reasons: (the same key, reason) of every failed and presend_failed event.
+-- delivery_status_in below decodes it; it is the only place that does.
 CREATE TABLE IF NOT EXISTS delivery_states (
     workspace_id LowCardinality(String),
     campaign_id UUID,
     delivery_id UUID,
     delivery_created DateTime64(3, 'UTC') MATERIALIZED UUIDv7ToDateTime(delivery_id),
-    lanes0 SimpleAggregateFunction(groupBitOr, UInt64),
-    lanes1 SimpleAggregateFunction(groupBitOr, UInt64),
+    present SimpleAggregateFunction(groupBitOr, UInt64),
+    sdk SimpleAggregateFunction(groupBitOr, UInt64),
+    attempted SimpleAggregateFunction(groupBitOr, UInt64),
+    sent SimpleAggregateFunction(groupBitOr, UInt64),
+    bounced SimpleAggregateFunction(groupBitOr, UInt64),
+    failed SimpleAggregateFunction(groupBitOr, UInt64),
+    suppressed SimpleAggregateFunction(groupBitOr, UInt64),
+    delivered SimpleAggregateFunction(groupBitOr, UInt64),
+    opened SimpleAggregateFunction(groupBitOr, UInt64),
     flags SimpleAggregateFunction(groupBitOr, UInt16),
     more SimpleAggregateFunction(groupArrayArray, Array(UInt64)),
     reasons SimpleAggregateFunction(groupArrayArray, Array(Tuple(UInt64, String))),
@@ -264,16 +277,25 @@ SELECT
     workspace_id,
     campaign_id,
     delivery_id,
-    groupBitOr(if(round = 0 AND device_index < 4, bitShiftLeft(toUInt64(b), toUInt8(16 * (device_index % 4))), toUInt64(0))) AS lanes0,
-    groupBitOr(if(round = 0 AND device_index >= 4 AND device_index < 8, bitShiftLeft(toUInt64(b), toUInt8(16 * (device_index % 4))), toUInt64(0))) AS lanes1,
-    groupBitOr(if(round = 0 AND device_index = 65535, b, toUInt16(0))) AS flags,
-    groupArrayIf(key, round > 0 OR (device_index >= 8 AND device_index < 65535)) AS more,
+    groupBitOr(bit) AS present,
+    groupBitOrIf(bit, kind = 'targeted' AND status_code = 1) AS sdk,
+    groupBitOrIf(bit, kind = 'attempt') AS attempted,
+    groupBitOrIf(bit, kind = 'sent') AS sent,
+    groupBitOrIf(bit, kind = 'bounced') AS bounced,
+    groupBitOrIf(bit, kind = 'failed') AS failed,
+    groupBitOrIf(bit, kind = 'suppressed') AS suppressed,
+    groupBitOrIf(bit, kind IN ('delivered', 'opened')) AS delivered,
+    groupBitOrIf(bit, kind = 'opened') AS opened,
+    groupBitOrIf(kind_bit, round = 0 AND device_index = 65535) AS flags,
+    groupArrayIf(key, round > 0 OR (device_index >= 64 AND device_index < 65535)) AS more,
     groupArrayIf((key, reason), kind IN ('failed', 'presend_failed')) AS reasons
 FROM (
     SELECT
-        workspace_id, campaign_id, delivery_id, round, device_index, kind, reason,
-        bitOr(bitShiftLeft(toUInt16(1), toUInt8(kind)), toUInt16(kind = 'targeted' AND status_code = 1)) AS b,
-        bitShiftLeft(toUInt64(round), 32) + bitShiftLeft(toUInt64(device_index), 16) + b AS key
+        workspace_id, campaign_id, delivery_id, round, device_index, kind, status_code, reason,
+        if(round = 0 AND device_index < 64, bitShiftLeft(toUInt64(1), device_index), toUInt64(0)) AS bit,
+        bitShiftLeft(toUInt16(1), toUInt8(kind)) AS kind_bit,
+        bitShiftLeft(toUInt64(round), 32) + bitShiftLeft(toUInt64(device_index), 16)
+            + bitOr(kind_bit, toUInt16(kind = 'targeted' AND status_code = 1)) AS key
     FROM events
 )
 GROUP BY workspace_id, campaign_id, delivery_id
@@ -296,87 +318,79 @@ GROUP BY workspace_id, campaign_id, delivery_id
 -- the smallest index). A delivery without any event is not here: it is
 -- ATTEMPTED.
 --
--- Decoding: a delivery whose events all fit lanes0/lanes1/flags (round 0,
--- devices 0-7) is counted with bit arithmetic on the lane words, where
--- f(w, k) = bitAnd(bitShiftRight(w, k), R) marks with bit 0 of each lane the
--- devices whose bit k is set (R = 0x0001000100010001 = 281479271743489).
--- Any other delivery is decoded from its events as keys (lanes included):
--- keep round r's keys, OR each device's bits, count.
+-- Decoding: a delivery whose events all fit the masks (round 0, devices
+-- 0-63) is counted with bitCount on them; any other delivery is decoded
+-- from its events as keys (the masks' devices included): keep round r's
+-- keys, OR each device's bits, count.
 CREATE VIEW IF NOT EXISTS delivery_status_in AS
 SELECT
     workspace_id, campaign_id, delivery_created, delivery_id, r,
-    toUInt32(if(slow, length(dev_bits),
-        bitCount(bitAnd(bitOr(bitOr(bitOr(l0, bitShiftRight(l0, 1)), bitOr(bitShiftRight(l0, 2), bitShiftRight(l0, 3))), bitOr(bitOr(bitShiftRight(l0, 4), bitShiftRight(l0, 5)), bitOr(bitOr(bitShiftRight(l0, 6), bitShiftRight(l0, 7)), bitShiftRight(l0, 8)))), 281479271743489))
-      + bitCount(bitAnd(bitOr(bitOr(bitOr(l1, bitShiftRight(l1, 1)), bitOr(bitShiftRight(l1, 2), bitShiftRight(l1, 3))), bitOr(bitOr(bitShiftRight(l1, 4), bitShiftRight(l1, 5)), bitOr(bitOr(bitShiftRight(l1, 6), bitShiftRight(l1, 7)), bitShiftRight(l1, 8)))), 281479271743489)))) AS n_dev,
-    toUInt32(if(slow, arrayCount(k -> bitAnd(k, 8) != 0, dev_bits),
-        bitCount(bitAnd(bitShiftRight(l0, 3), 281479271743489)) + bitCount(bitAnd(bitShiftRight(l1, 3), 281479271743489)))) AS n_sent,
-    toUInt32(if(slow, arrayCount(k -> bitAnd(k, 24) = 16, dev_bits),
-        bitCount(bitAnd(bitAnd(bitShiftRight(l0, 4), bitNot(bitShiftRight(l0, 3))), 281479271743489))
-      + bitCount(bitAnd(bitAnd(bitShiftRight(l1, 4), bitNot(bitShiftRight(l1, 3))), 281479271743489)))) AS n_bounced,
-    toUInt32(if(slow, arrayCount(k -> bitAnd(k, 56) = 32, dev_bits),
-        bitCount(bitAnd(bitAnd(bitShiftRight(l0, 5), bitNot(bitOr(bitShiftRight(l0, 3), bitShiftRight(l0, 4)))), 281479271743489))
-      + bitCount(bitAnd(bitAnd(bitShiftRight(l1, 5), bitNot(bitOr(bitShiftRight(l1, 3), bitShiftRight(l1, 4)))), 281479271743489)))) AS n_failed,
-    toUInt32(if(slow, arrayCount(k -> bitAnd(k, 120) = 64, dev_bits),
-        bitCount(bitAnd(bitAnd(bitShiftRight(l0, 6), bitNot(bitOr(bitOr(bitShiftRight(l0, 3), bitShiftRight(l0, 4)), bitShiftRight(l0, 5)))), 281479271743489))
-      + bitCount(bitAnd(bitAnd(bitShiftRight(l1, 6), bitNot(bitOr(bitOr(bitShiftRight(l1, 3), bitShiftRight(l1, 4)), bitShiftRight(l1, 5)))), 281479271743489)))) AS n_suppressed,
+    n_dev, n_sent, n_bounced, n_failed, n_suppressed,
     toUInt32(n_dev - n_sent - n_bounced - n_failed - n_suppressed) AS n_pending,
-    toUInt32(if(slow, arrayCount(k -> bitAnd(k, 384) != 0, dev_bits),
-        bitCount(bitAnd(bitOr(bitShiftRight(l0, 7), bitShiftRight(l0, 8)), 281479271743489))
-      + bitCount(bitAnd(bitOr(bitShiftRight(l1, 7), bitShiftRight(l1, 8)), 281479271743489)))) AS n_delivered,
-    toUInt32(if(slow, arrayCount(k -> bitAnd(k, 256) != 0, dev_bits),
-        bitCount(bitAnd(bitShiftRight(l0, 8), 281479271743489)) + bitCount(bitAnd(bitShiftRight(l1, 8), 281479271743489)))) AS n_opened,
-    toUInt32(if(slow, arrayCount(k -> bitAnd(k, 4) != 0, dev_bits),
-        bitCount(bitAnd(bitShiftRight(l0, 2), 281479271743489)) + bitCount(bitAnd(bitShiftRight(l1, 2), 281479271743489)))) AS n_attempted,
-    toUInt32(if(slow, arrayCount(k -> bitAnd(k, 385) != 0, dev_bits),
-        bitCount(bitAnd(bitOr(l0, bitOr(bitShiftRight(l0, 7), bitShiftRight(l0, 8))), 281479271743489))
-      + bitCount(bitAnd(bitOr(l1, bitOr(bitShiftRight(l1, 7), bitShiftRight(l1, 8))), 281479271743489)))) AS n_sdk,
-    if(slow, arrayExists(e -> bitAnd(bitShiftRight(e, 16), 65535) = 65535 AND bitAnd(e, 1024) != 0, live), bitAnd(fl, 1024) != 0) AS presend,
-    if(slow, arrayExists(e -> bitAnd(e, 512) != 0, keys), bitAnd(fl, 512) != 0) AS converted,
+    n_delivered, n_opened, n_attempted, n_sdk, presend, converted,
     CAST(multiIf(presend, 5, n_dev = 0 OR n_pending > 0, 1, n_sent > 0, 2, n_suppressed = n_dev, 4, n_failed = 0, 3, 5)
         AS Enum8('ATTEMPTED' = 1, 'SENT' = 2, 'BOUNCED' = 3, 'SUPPRESSED' = 4, 'FAILED' = 5)) AS send_state,
     CAST(multiIf(presend, 5, converted, 8, n_opened > 0, 7, n_delivered > 0, 6, toInt8(send_state))
         AS Enum8('ATTEMPTED' = 1, 'SENT' = 2, 'BOUNCED' = 3, 'SUPPRESSED' = 4, 'FAILED' = 5, 'DELIVERED' = 6, 'OPENED' = 7, 'CONVERTED' = 8)) AS status,
-    multiIf(presend,
-        arrayMin(arrayMap(x -> x.2, arrayFilter(x -> toInt64(bitShiftRight(x.1, 32)) = r AND bitAnd(bitShiftRight(x.1, 16), 65535) = 65535 AND bitAnd(x.1, 1024) != 0, rs))),
-        send_state = 'FAILED',
-        arrayMin(arrayMap(x -> x.2, arrayFilter(x -> toInt64(bitShiftRight(x.1, 32)) = r AND bitAnd(x.1, 32) != 0
-            AND bitAnd(bitShiftRight(x.1, 16), 65535) = arrayMin(if(slow,
-                arrayFilter((d, k) -> bitAnd(k, 56) = 32, devs, dev_bits),
-                arrayFilter(j -> bitAnd(bitShiftRight(if(j < 4, l0, l1), 16 * (j % 4)), 56) = 32, arrayMap(j -> toUInt64(j), range(8))))), rs))),
+    multiIf(presend, arrayMin(arrayFilter((why, k) -> bitShiftRight(k, 16) = bitShiftLeft(toUInt64(r), 16) + 65535 AND bitAnd(k, 1024) != 0, rs.2, rs.1)),
+        send_state = 'FAILED', arrayMin(arrayFilter((why, k) -> bitShiftRight(k, 16) = bitShiftLeft(toUInt64(r), 16) + first_failed AND bitAnd(k, 32) != 0, rs.2, rs.1)),
         '') AS failure_reason
 FROM (
-  SELECT
-    delivery_id, workspace_id, campaign_id, delivery_created, l0, l1, fl, rs,
-    notEmpty(mo) AS slow,
-    arrayConcat(mo,
-        arrayFilter(e -> bitAnd(e, 65535) != 0,
-            arrayMap(j -> bitShiftLeft(toUInt64(j), 16) + bitAnd(bitShiftRight(if(j < 4, l0, l1), 16 * (j % 4)), 65535), range(8))),
-        if(fl = 0, [], [bitShiftLeft(toUInt64(65535), 16) + fl])) AS keys,
-    toInt64(if(slow, arrayMax(arrayMap(e -> if(bitAnd(e, 65022) != 0, toInt64(bitShiftRight(e, 32)), -1), keys)), 0)) AS r,
-    arrayFilter(e -> toInt64(bitShiftRight(e, 32)) = r, keys) AS live,
-    arrayDistinct(arrayFilter(d -> d != 65535, arrayMap(e -> bitAnd(bitShiftRight(e, 16), 65535), live))) AS devs,
-    arrayMap(d -> arrayReduce('groupBitOr', arrayMap(e -> bitAnd(e, 65535), arrayFilter(e -> bitAnd(bitShiftRight(e, 16), 65535) = d, live))), devs) AS dev_bits
-  FROM (
     SELECT
-        delivery_id,
-        any(workspace_id) AS workspace_id,
-        any(campaign_id) AS campaign_id,
-        any(delivery_created) AS delivery_created,
-        groupBitOr(lanes0) AS l0,
-        groupBitOr(lanes1) AS l1,
-        groupBitOr(flags) AS fl,
-        groupArrayArray(more) AS mo,
-        groupArrayArray(reasons) AS rs
+        workspace_id, campaign_id, delivery_created, delivery_id, r, rs,
+        toUInt32(if(slow, length(dev_bits), bitCount(p))) AS n_dev,
+        toUInt32(if(slow, arrayCount(k -> bitAnd(k, 8) != 0, dev_bits), bitCount(s))) AS n_sent,
+        toUInt32(if(slow, arrayCount(k -> bitAnd(k, 24) = 16, dev_bits), bitCount(bitAnd(b, bitNot(s))))) AS n_bounced,
+        toUInt32(if(slow, arrayCount(k -> bitAnd(k, 56) = 32, dev_bits), bitCount(only_failed))) AS n_failed,
+        toUInt32(if(slow, arrayCount(k -> bitAnd(k, 120) = 64, dev_bits), bitCount(bitAnd(u, bitNot(bitOr(bitOr(s, b), f)))))) AS n_suppressed,
+        toUInt32(if(slow, arrayCount(k -> bitAnd(k, 384) != 0, dev_bits), bitCount(dl))) AS n_delivered,
+        toUInt32(if(slow, arrayCount(k -> bitAnd(k, 256) != 0, dev_bits), bitCount(o))) AS n_opened,
+        toUInt32(if(slow, arrayCount(k -> bitAnd(k, 4) != 0, dev_bits), bitCount(a))) AS n_attempted,
+        toUInt32(if(slow, arrayCount(k -> bitAnd(k, 385) != 0, dev_bits), bitCount(bitOr(k, dl)))) AS n_sdk,
+        if(slow, arrayExists(x -> bitAnd(x, 1024) != 0, live_flags), bitAnd(fl, 1024) != 0) AS presend,
+        if(slow, arrayExists(e -> bitAnd(e, 512) != 0, mo), false) OR bitAnd(fl, 512) != 0 AS converted,
+        -- the smallest index of a FAILED device, whose failed reason is the delivery's
+        if(slow, arrayMin(arrayFilter((d, x) -> bitAnd(x, 56) = 32, devs, dev_bits)), bitCount(bitXor(only_failed, only_failed - 1)) - 1) AS first_failed
     FROM (
-        SELECT workspace_id AS ws, campaign_id AS camp, delivery_created AS created, delivery_id, lanes0, lanes1, flags, more, reasons,
-            ws AS workspace_id, camp AS campaign_id, created AS delivery_created
-        FROM delivery_states
-        WHERE ({workspace:String} = '' OR ws = {workspace:String})
-          AND ({campaign:UUID} = toUUID('00000000-0000-0000-0000-000000000000') OR camp = {campaign:UUID})
-          AND created >= {from:DateTime64(3)} AND created < {to:DateTime64(3)}
+        -- A delivery with a later round or device 64 and up is decoded from
+        -- keys (round 0's masks turned into keys too): keep the newest round
+        -- r with an event other than a conversion, OR each device's bits.
+        SELECT *,
+            bitAnd(f, bitNot(bitOr(s, b))) AS only_failed,
+            arrayConcat(mo,
+                arrayMap(i -> bitShiftLeft(toUInt64(i), 16) + 2 * bitTest(p, i) + bitTest(k, i) + 4 * bitTest(a, i) + 8 * bitTest(s, i)
+                    + 16 * bitTest(b, i) + 32 * bitTest(f, i) + 64 * bitTest(u, i) + 128 * bitTest(dl, i) + 256 * bitTest(o, i), bitPositionsToArray(p)),
+                [bitShiftLeft(toUInt64(65535), 16) + fl]) AS keys,
+            toInt64(if(slow, arrayMax(arrayMap(e -> if(bitAnd(e, 65022) != 0, toInt64(bitShiftRight(e, 32)), -1), keys)), 0)) AS r,
+            arrayFilter(e -> toInt64(bitShiftRight(e, 32)) = r, keys) AS live,
+            arrayMap(e -> bitAnd(e, 65535), arrayFilter(e -> bitAnd(bitShiftRight(e, 16), 65535) = 65535, live)) AS live_flags,
+            arrayDistinct(arrayFilter(d -> d != 65535, arrayMap(e -> bitAnd(bitShiftRight(e, 16), 65535), live))) AS devs,
+            arrayMap(d -> arrayReduce('groupBitOr', arrayMap(e -> bitAnd(e, 65535), arrayFilter(e -> bitAnd(bitShiftRight(e, 16), 65535) = d, live))), devs) AS dev_bits
+        FROM (
+            SELECT
+                delivery_id,
+                any(workspace_id) AS workspace_id,
+                any(campaign_id) AS campaign_id,
+                any(delivery_created) AS delivery_created,
+                groupBitOr(present) AS p, groupBitOr(sdk) AS k, groupBitOr(attempted) AS a,
+                groupBitOr(sent) AS s, groupBitOr(bounced) AS b, groupBitOr(failed) AS f,
+                groupBitOr(suppressed) AS u, groupBitOr(delivered) AS dl, groupBitOr(opened) AS o,
+                groupBitOr(flags) AS fl,
+                groupArrayArray(more) AS mo,
+                notEmpty(mo) AS slow,
+                groupArrayArray(reasons) AS rs
+            FROM (
+                SELECT workspace_id AS ws, campaign_id AS camp, delivery_created AS created, delivery_id,
+                    present, sdk, attempted, sent, bounced, failed, suppressed, delivered, opened, flags, more, reasons,
+                    ws AS workspace_id, camp AS campaign_id, created AS delivery_created
+                FROM delivery_states
+                WHERE ({workspace:String} = '' OR ws = {workspace:String})
+                  AND ({campaign:UUID} = toUUID('00000000-0000-0000-0000-000000000000') OR camp = {campaign:UUID})
+                  AND created >= {from:DateTime64(3)} AND created < {to:DateTime64(3)}
+            )
+            GROUP BY delivery_id
+        )
     )
-    GROUP BY delivery_id
-  )
 )
 ;
 -- delivery_status: delivery_status_in over every workspace, campaign and

@@ -21,7 +21,8 @@ type GenOptions struct {
 	// Campaigns are the campaigns deliveries belong to, chosen uniformly.
 	// Empty means one campaign whose id the generator draws.
 	Campaigns []uuid.UUID
-	// Deliveries are created in [Start, Start+Span), at microsecond precision.
+	// Deliveries are created in [Start, Start+Span), at millisecond precision
+	// (a delivery's creation time is its UUIDv7 id's millisecond).
 	Start time.Time
 	Span  time.Duration
 	// Tokens is the size of the shared device token pool that every round
@@ -40,14 +41,14 @@ type GenOptions struct {
 // attempts or a permanent error, SUPPRESSED, still PENDING after 0..10
 // attempts; delivered and opened reports (an open without a delivered
 // report, reports from devices whose send is not SENT, reports from retried
-// rounds); conversions (one or two rows, stamped round 0 or the newest
+// rounds); rounds of 1-5 devices, 3% of 6-12; conversions (one or two rows, stamped round 0 or the newest
 // round); retry rounds after a FAILED round with a fresh set of devices;
 // duplicate rows; and rows in shuffled order.
 //
 // Rows look like the worker's: a targeted row per device (attempt 0), one
 // attempt row per try (attempt 1..n) carrying the provider's status code and
 // reason, final rows (sent, bounced, failed, suppressed; attempt 0) at the
-// time of the last attempt, device index 255 only for presend_failed and
+// time of the last attempt, device index 65535 only for presend_failed and
 // converted, DeliveryCreated = CreatedAt, At after CreatedAt at microsecond
 // precision. Every device of a round is listed in Delivery.Devices.
 func Generate(rng *rand.Rand, o GenOptions) []Delivery {
@@ -140,7 +141,7 @@ func (g *gen) delivery() Delivery {
 	if g.o.Span > 0 {
 		created = created.Add(time.Duration(g.rng.Int64N(int64(g.o.Span))))
 	}
-	created = created.Truncate(time.Microsecond)
+	created = created.Truncate(time.Millisecond)
 	campaign := g.campaigns[g.rng.IntN(len(g.campaigns))]
 	d := Delivery{Delivery: clickhouse.Delivery{
 		WorkspaceID: g.o.Workspace, ID: g.uuidAt(created), CampaignID: campaign, MessageID: g.messages[campaign],
@@ -266,6 +267,9 @@ func (g *gen) round(d *Delivery, round uint16, t0 time.Time) ([]sendOutcome, tim
 		return nil, t0, true
 	}
 	n := 1 + g.rng.IntN(5)
+	if g.rng.Float64() < 0.03 {
+		n = 6 + g.rng.IntN(7) // 6-12: past the 8 devices the lanes of delivery_states hold
+	}
 	var picked []int // token indexes, distinct within the round
 	var dds []clickhouse.DeliveryDevice
 	for len(dds) < n {

@@ -92,7 +92,7 @@ type Result struct {
 //   - the newest round r is the largest round of a row whose kind is not
 //     converted (0 if there is none); rows of other rounds are ignored,
 //     except conversions;
-//   - a device is a device_index below 255 with any row in round r;
+//   - a device is a device_index below 65535 with any row in round r;
 //   - its status is SENT if it has a sent row, else BOUNCED if bounced, else
 //     FAILED if failed, else SUPPRESSED if suppressed, else PENDING;
 //   - a presend_failed row in round r fails the delivery (its reason, the

@@ -55,13 +55,13 @@ func ReportingTokens(all []Delivery) map[string]bool {
 // delivery, bucket starts in UTC, oldest first; nil when there are none.
 func ComputeOverview(deliveries []Delivery, campaignID uuid.UUID, from, to time.Time, g clickhouse.Granularity) clickhouse.Overview {
 	ov := clickhouse.Overview{From: from, To: to}
-	lo, hi := from.Truncate(time.Second), to.Truncate(time.Second)
+	lo, hi := from.Truncate(time.Millisecond), to.Truncate(time.Millisecond)
 	buckets := map[time.Time]*clickhouse.Bucket{}
 	for _, d := range deliveries {
 		if d.CampaignID != campaignID {
 			continue
 		}
-		created := d.CreatedAt.Truncate(time.Second)
+		created := d.CreatedAt.Truncate(time.Millisecond)
 		if created.Before(lo) || !created.Before(hi) {
 			continue
 		}
