@@ -15,22 +15,33 @@ import (
 // an engine connection (see the package comment). Bytes move with io.Copy
 // between TCP connections, which Linux serves with splice(2).
 type proxy struct {
-	ln       net.Listener
-	engine   func() string           // the engine's native address, "" while it is down
-	checkDB  func(name string) error // nil, errUnknownDatabase or another error
-	slots    chan struct{}           // one per open connection: the MaxConns cap
-	drain    time.Duration
-	dial     time.Duration
-	log      *slog.Logger
-	wg       sync.WaitGroup
-	rejected atomic.Int64 // clients closed at once: over MaxConns, no engine, no database check
-	refused  atomic.Int64 // clients answered by the proxy: no Hello, or an unknown database
-	timedOut atomic.Int64 // drains cut short by DrainTimeout
+	ln        net.Listener
+	engine    func() string           // the engine's native address, "" while it is down
+	checkDB   func(name string) error // nil, errUnknownDatabase or another error
+	slots     chan struct{}           // one per open connection: the MaxConns cap
+	drain     time.Duration
+	dial      time.Duration
+	log       *slog.Logger
+	wg        sync.WaitGroup
+	closing   chan struct{} // closed by close: waiting dials give up
+	closeOnce sync.Once
+	rejected  atomic.Int64 // clients closed at once: over MaxConns, no engine, no database check
+	refused   atomic.Int64 // clients answered by the proxy: no Hello, or an unknown database
+	timedOut  atomic.Int64 // drains cut short by DrainTimeout
 }
 
 func newProxy(ln net.Listener, c Config, engine func() string, checkDB func(string) error, log *slog.Logger) *proxy {
-	return &proxy{ln: ln, engine: engine, checkDB: checkDB, slots: make(chan struct{}, c.MaxConns),
+	return &proxy{ln: ln, engine: engine, checkDB: checkDB, closing: make(chan struct{}), slots: make(chan struct{}, c.MaxConns),
 		drain: c.DrainTimeout, dial: c.DialTimeout, log: log}
+}
+
+// close stops accepting; clients waiting for an engine give up. Open
+// connections go on until the engine or the client ends them.
+func (p *proxy) close() {
+	p.closeOnce.Do(func() {
+		close(p.closing)
+		p.ln.Close()
+	})
 }
 
 // serve accepts until the listener is closed, then waits for the open
@@ -70,7 +81,7 @@ const helloTimeout = 30 * time.Second
 // handle forwards one client until both sides are done.
 func (p *proxy) handle(client *net.TCPConn) {
 	defer client.Close()
-	first, ok := p.admit(client)
+	hl, first, ok := p.readHello(client)
 	if !ok {
 		return
 	}
@@ -81,6 +92,9 @@ func (p *proxy) handle(client *net.TCPConn) {
 		return
 	}
 	defer up.Close()
+	if !p.admit(client, hl) {
+		return // the engine connection closes before it was sent a byte
+	}
 	if _, err := up.Write(first); err != nil {
 		p.log.Warn("proxy: forward the Hello", "err", err)
 		return
@@ -98,9 +112,9 @@ func (p *proxy) handle(client *net.TCPConn) {
 	<-fromEngine
 }
 
-// admit reads the client's Hello (see hello.go) and returns the bytes to
-// forward, or answers the client itself and returns false.
-func (p *proxy) admit(client *net.TCPConn) ([]byte, bool) {
+// readHello reads the client's Hello (see hello.go) and returns it with the
+// bytes to forward; it closes a client that sent something else.
+func (p *proxy) readHello(client *net.TCPConn) (hello, []byte, bool) {
 	_ = client.SetReadDeadline(time.Now().Add(helloTimeout))
 	hl, first, err := readHello(client)
 	_ = client.SetReadDeadline(time.Time{})
@@ -109,14 +123,20 @@ func (p *proxy) admit(client *net.TCPConn) ([]byte, bool) {
 			p.refused.Add(1)
 			p.log.Warn("proxy: closing a client that sent no ClickHouse Hello", "client", client.RemoteAddr(), "bytes", len(first), "err", err)
 		}
-		return nil, false
+		return hl, nil, false
 	}
+	return hl, first, true
+}
+
+// admit checks that the Hello's database exists, and otherwise answers the
+// client itself (code 81, as the engine would before it aborts).
+func (p *proxy) admit(client *net.TCPConn, hl hello) bool {
 	if hl.database == "" {
-		return first, true
+		return true
 	}
 	switch err := p.checkDB(hl.database); {
 	case err == nil:
-		return first, true
+		return true
 	case errors.Is(err, errUnknownDatabase):
 		p.refused.Add(1)
 		_, _ = client.Write(exceptionPacket(codeUnknownDatabase, "Database `"+hl.database+"` does not exist (said by Herald's ClickHouse proxy)"))
@@ -124,7 +144,7 @@ func (p *proxy) admit(client *net.TCPConn) ([]byte, bool) {
 		p.rejected.Add(1)
 		p.log.Warn("proxy: cannot check the client's database; closing it", "client", client.RemoteAddr(), "database", hl.database, "err", err)
 	}
-	return nil, false
+	return false
 }
 
 // toClient copies the engine's output to the client; once the client cannot
@@ -159,6 +179,10 @@ func (p *proxy) dialEngine() (*net.TCPConn, error) {
 		if time.Now().Add(100 * time.Millisecond).After(deadline) {
 			return nil, err
 		}
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case <-p.closing:
+			return nil, errors.New("the supervisor is stopping")
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }

@@ -109,14 +109,15 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	s.mu.Unlock()
 	served := make(chan struct{})
 	go func() { p.serve(); close(served) }()
-	defer func() { <-served }()
-	defer ln.Close() // runs first: no new clients while the engine stops
-	return s.superviseEngines(ctx)
+	defer func() { <-served }() // open connections end with the engine
+	return s.superviseEngines(ctx, p.close)
 }
 
 // superviseEngines starts an engine, waits for it to die or ctx to end, and
-// restarts it after a backoff; at the end it stops the running one.
-func (s *Supervisor) superviseEngines(ctx context.Context) error {
+// restarts it after a backoff. At the end it calls closeProxy (no new
+// clients), then stops the running engine.
+func (s *Supervisor) superviseEngines(ctx context.Context, closeProxy func()) error {
+	defer closeProxy() // when the first start fails
 	backoff := s.cfg.MinBackoff
 	for first := true; ; first = false {
 		e, err := s.startEngine(ctx)
@@ -129,6 +130,7 @@ func (s *Supervisor) superviseEngines(ctx context.Context) error {
 		} else {
 			select {
 			case <-ctx.Done():
+				closeProxy()
 				s.stopEngine(e)
 				return nil
 			case <-e.exited:
