@@ -12,7 +12,8 @@
 #               user "default" with an empty password, time zone UTC.
 #
 # ClickHouse is embedded: chDB's engine (the npm package @chdb/lib-linux-x64-gnu,
-# version scripts/chdb/version or $HERALD_CHDB_VERSION, e.g. 26.5.3), unpacked
+# version scripts/chdb/version or $HERALD_CHDB_VERSION, e.g. 26.7.0-stable.1;
+# serving needs 26.7 or later: 26.5's clickhouse-local cannot listen), unpacked
 # into .data/chdb/<version>/, loaded by .data/chdb/chserve (built from
 # scripts/chdb/chserve.c) and supervised by `herald clickhouse serve`
 # (.data/chdb/herald, built from this checkout), which runs detached. Data,
@@ -115,7 +116,7 @@ ensure_redis() {
 chdb_integrity() {
 	case "$chdb_package@$1" in
 	@chdb/lib-linux-x64-gnu@26.7.3-stable.1) echo 'sha512-XP97mMqnc5tZpKQywR8N7cLTsHNiTmHr30pC5mzo3jWmukjKn2IBa60c2B/gWUNcuFjOMjWoorQICCqBVj5wpw==' ;;
-	@chdb/lib-linux-x64-gnu@26.5.3) echo 'sha512-fPrLmRt5Moor9yGz4mazbrNje4t7X9KB2mTGkXFWRxRBs2iKy8yh6jx11xsa0Qr3iDFMU/yHqd+bVdYJXu3QaQ==' ;;
+	@chdb/lib-linux-x64-gnu@26.7.0-stable.1) echo 'sha512-9DYZmFeyuh5uvDSQ0Eh7ff4EwxdIP1WmUGTX6DeaSWtQWVn8+ELs84uKxalN2nM5yZxvs82NzW+snOE0gk8Fzg==' ;;
 	*) echo '' ;;
 	esac
 }

@@ -3,7 +3,8 @@
 # (services.sh), then vets and tests every package. Extra arguments go to
 # `go test`, e.g. `bash scripts/test.sh -run TestMigrate -v`.
 #
-# Another chDB engine: HERALD_CHDB_VERSION=26.5.3 bash scripts/test.sh
+# Another chDB engine: HERALD_CHDB_VERSION=26.7.0-stable.1 bash scripts/test.sh (26.7 or
+# later: 26.5 cannot serve)
 # (services.sh restarts the embedded ClickHouse with it, on the same data).
 set -euo pipefail
 

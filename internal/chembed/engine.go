@@ -254,7 +254,11 @@ func logTail(c Config) string {
 	if len(b) > 2000 {
 		b = b[len(b)-2000:]
 	}
-	return fmt.Sprintf("see %s and %s; the engine wrote:\n%s", p, filepath.Join(c.logDir(), "clickhouse.err.log"), bytes.TrimSpace(b))
+	hint := ""
+	if bytes.Contains(b, []byte("SYSTEM START LISTEN query is not supported")) {
+		hint = " (this chDB cannot serve: it needs 26.7 or later)"
+	}
+	return fmt.Sprintf("see %s and %s%s; the engine wrote:\n%s", p, filepath.Join(c.logDir(), "clickhouse.err.log"), hint, bytes.TrimSpace(b))
 }
 
 // freePort asks the kernel for a free loopback port.

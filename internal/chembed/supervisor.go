@@ -31,6 +31,9 @@ type Status struct {
 	HTTPPort    int       `json:"http_port"`
 	EnginePort  int       `json:"engine_port"`
 	StartedAt   time.Time `json:"started_at"` // of the running engine
+	// CleanStop says the last stop cancelled the holder query and the engine
+	// exited within StopTimeout (no SIGKILL).
+	CleanStop bool `json:"clean_stop"`
 	// Rejected counts clients the proxy closed at once (over MaxConns, no
 	// engine within DialTimeout); Refused those it answered itself (no Hello,
 	// an unknown database); DrainTimeouts drains cut short.
@@ -202,6 +205,9 @@ func (s *Supervisor) stopEngine(e *engine) {
 	start := time.Now()
 	s.log.Info("stopping the engine", "pid", e.pid())
 	clean, err := stop(s.cfg, e)
+	s.mu.Lock()
+	s.status.CleanStop = clean
+	s.mu.Unlock()
 	s.markDown()
 	took := time.Since(start).Round(time.Millisecond)
 	if err != nil {

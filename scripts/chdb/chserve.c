@@ -16,8 +16,11 @@
  * process group of its own: a terminal's Ctrl-C reaches only the supervisor,
  * which then stops the engine as above.
  *
- * Exit status: 0 when the last query was cancelled or ended (a clean stop),
- * 1 when the engine reported another error, 2 on a usage or loading error.
+ * Exit status: 0 when clickhouse-local returned (after a cancelled last
+ * query that is a clean stop; the engine prints its own errors, which
+ * chdb_query_cmdline does not always report back), 1 when it reported an
+ * error, 2 on a usage or loading error. Serving needs chDB 26.7 or later:
+ * 26.5's clickhouse-local rejects SYSTEM START LISTEN.
  *
  * Build: cc -O2 -o chserve chserve.c -ldl   (Debian: apt-get install gcc libc6-dev)
  */
@@ -64,6 +67,6 @@ int main(int argc, char **argv) {
 		fprintf(stderr, "chserve: the engine stopped: %s\n", err);
 		return 1;
 	}
-	fprintf(stderr, "chserve: the engine stopped cleanly\n");
+	fprintf(stderr, "chserve: clickhouse-local returned\n");
 	return 0;
 }
