@@ -2,23 +2,42 @@
 # services.sh starts the services Herald's tests and dev server need, and is
 # safe to run again: it only starts what is not already answering.
 #
-#   Redis       127.0.0.1:6379 (redis-server --daemonize, no persistence)
-#   ClickHouse  127.0.0.1:${HERALD_CLICKHOUSE_PORT:-9000} native,
-#               127.0.0.1:${HERALD_CLICKHOUSE_HTTP_PORT:-8123} HTTP,
-#               user "default" with an empty password.
+#   bash scripts/services.sh [start]   start Redis and ClickHouse (the default)
+#   bash scripts/services.sh stop      stop the embedded ClickHouse (Redis is left running)
+#   bash scripts/services.sh status    say what runs
 #
-# ClickHouse runs from our own config in .data/clickhouse/ (config.xml,
-# users.xml); its data, tmp, log, user_files and format_schemas folders all live
-# there too, owned by the clickhouse user. Delete .data/clickhouse/ (after
-# stopping the server) to start from empty. Packages come from apt (Debian's
-# clickhouse-server is 18.16) and are installed when missing (needs root).
+#   Redis       127.0.0.1:6379 (redis-server --daemonize, no persistence)
+#   ClickHouse  127.0.0.1:${HERALD_CLICKHOUSE_PORT:-9000} native (through herald's proxy),
+#               127.0.0.1:${HERALD_CLICKHOUSE_HTTP_PORT:-8123} HTTP,
+#               user "default" with an empty password, time zone UTC.
+#
+# ClickHouse is embedded: chDB's engine (the npm package @chdb/lib-linux-x64-gnu,
+# version scripts/chdb/version or $HERALD_CHDB_VERSION, e.g. 26.7.0-stable.1;
+# serving needs 26.7 or later: 26.5's clickhouse-local cannot listen), unpacked
+# into .data/chdb/<version>/, loaded by .data/chdb/chserve (built from
+# scripts/chdb/chserve.c) and supervised by `herald clickhouse serve`
+# (.data/chdb/herald, built from this checkout), which runs detached. Data,
+# logs and state live in .data/clickhouse/: data/, log/ (supervisor.log,
+# engine.log, clickhouse.log and clickhouse.err.log), state.json,
+# supervisor.pid. Stop it (above) and delete .data/clickhouse/ to start from
+# empty. When HERALD_CLICKHOUSE_ADDR names another server, none is started.
+# Missing tools (npm, a C compiler, curl, redis-server) are installed with apt
+# (needs root); Go must be on PATH.
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ch_port=${HERALD_CLICKHOUSE_PORT:-9000}
 ch_http_port=${HERALD_CLICKHOUSE_HTTP_PORT:-8123}
+ch_addr=${HERALD_CLICKHOUSE_ADDR:-127.0.0.1:$ch_port}
 ch_dir="$repo_root/.data/clickhouse"
-ch_user=clickhouse
+pid_file="$ch_dir/supervisor.pid"
+state_file="$ch_dir/state.json"
+chdb_root="$repo_root/.data/chdb"
+chdb_version=${HERALD_CHDB_VERSION:-$(cat "$repo_root/scripts/chdb/version")}
+chdb_package=${HERALD_CHDB_PACKAGE:-@chdb/lib-linux-x64-gnu}
+engine_dir="$chdb_root/$chdb_version"
+loader="$chdb_root/chserve"
+supervisor="$chdb_root/herald"
 
 log() { printf 'services: %s\n' "$*"; }
 die() {
@@ -55,9 +74,14 @@ apt_install() {
 		die "apt-get install $* failed: see the output above, fix it, then run this script again"
 }
 
-# pkg_installed reports whether a Debian package is fully installed.
-pkg_installed() {
-	dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+# need CMD PACKAGES...: installs the Debian packages when CMD is missing.
+need() {
+	local cmd=$1
+	shift
+	command -v "$cmd" >/dev/null 2>&1 && return
+	log "$cmd not found: installing $* with apt"
+	apt_install "$@"
+	command -v "$cmd" >/dev/null 2>&1 || die "$cmd is still missing after apt-get install $*: install it by hand, then run this script again"
 }
 
 # ---------------------------------------------------------------- Redis
@@ -87,175 +111,257 @@ ensure_redis() {
 
 # ---------------------------------------------------------------- ClickHouse
 
-ch_up() { clickhouse-client --host 127.0.0.1 --port "$ch_port" -q 'SELECT 1' >/dev/null 2>&1; }
-
-# ch_pid_alive reports whether the pid file names a live (not zombie)
-# clickhouse-server process.
-ch_pid_alive() {
-	local pid
-	pid=$(cat "$1" 2>/dev/null) || return 1
-	[[ "$pid" =~ ^[0-9]+$ ]] || return 1
-	[[ $(cat "/proc/$pid/comm" 2>/dev/null) == clickhouse* ]] || return 1
-	# Field 3 of /proc/PID/stat is the state; Z is a zombie awaiting its reaper.
-	[[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]]
+# chdb_integrity prints npm's sha512 of the pinned package versions (from
+# `npm view @chdb/lib-linux-x64-gnu@VERSION dist.integrity`), "" for others.
+chdb_integrity() {
+	case "$chdb_package@$1" in
+	@chdb/lib-linux-x64-gnu@26.7.3-stable.1) echo 'sha512-XP97mMqnc5tZpKQywR8N7cLTsHNiTmHr30pC5mzo3jWmukjKn2IBa60c2B/gWUNcuFjOMjWoorQICCqBVj5wpw==' ;;
+	@chdb/lib-linux-x64-gnu@26.7.0-stable.1) echo 'sha512-9DYZmFeyuh5uvDSQ0Eh7ff4EwxdIP1WmUGTX6DeaSWtQWVn8+ELs84uKxalN2nM5yZxvs82NzW+snOE0gk8Fzg==' ;;
+	*) echo '' ;;
+	esac
 }
 
-ensure_clickhouse_installed() {
-	if pkg_installed clickhouse-server && pkg_installed clickhouse-client; then
+# json_field FILE NAME prints a top-level scalar of a flat JSON file.
+json_field() {
+	sed -n "s/^ *\"$2\": *\"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\} *$/\1/p" "$1" 2>/dev/null | head -n 1
+}
+
+ch_http() { curl -fsS --max-time 5 "http://127.0.0.1:$ch_http_port/" --data-binary "$1"; }
+
+# port_busy reports whether something accepts connections on a loopback port.
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# supervisor_pid prints the pid in $pid_file when it is a live
+# `herald clickhouse serve`, and fails otherwise.
+supervisor_pid() {
+	local pid
+	pid=$(cat "$pid_file" 2>/dev/null) || return 1
+	[[ "$pid" =~ ^[0-9]+$ ]] || return 1
+	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'clickhouse serve' || return 1
+	echo "$pid"
+}
+
+# engine_installed reports whether $engine_dir holds the wanted package.
+engine_installed() {
+	[[ -f "$engine_dir/libchdb.so" ]] && [[ $(json_field "$engine_dir/package.json" version) == "$chdb_version" ]]
+}
+
+# install_engine downloads chDB's engine with npm into $engine_dir, checks the
+# tarball's checksum (pinned versions) and what it unpacks.
+install_engine() {
+	if engine_installed; then
+		log "chDB engine $chdb_version already in $engine_dir"
 		return
 	fi
-	apt_install clickhouse-server clickhouse-client
-	# Debian's package enables a systemd unit using /etc/clickhouse-server;
-	# we never start that one, only our own below.
+	need npm npm
+	mkdir -p "$chdb_root"
+	local tmp start integrity pinned
+	tmp=$(mktemp -d "$chdb_root/.download.XXXXXX")
+	start=$SECONDS
+	log "downloading $chdb_package@$chdb_version with npm (about 180 MB; ~10 s on a fast link)"
+	# A private npm cache: the tarball is not kept twice.
+	(cd "$tmp" && npm pack --json --cache "$tmp/cache" --loglevel error "$chdb_package@$chdb_version" >pack.json) ||
+		die "npm pack $chdb_package@$chdb_version failed (see above): check the registry answers (npm ping) and the version exists (npm view $chdb_package versions), then run this again"
+	integrity=$(sed -n 's/^ *"integrity": *"\([^"]*\)".*/\1/p' "$tmp/pack.json" | head -n 1)
+	pinned=$(chdb_integrity "$chdb_version")
+	if [[ -n "$pinned" && "$integrity" != "$pinned" ]]; then
+		rm -rf "$tmp"
+		die "$chdb_package@$chdb_version has checksum $integrity, not the pinned $pinned: do not use it; report it"
+	fi
+	[[ -n "$pinned" ]] || log "no pinned checksum for $chdb_version in this script; npm checked the registry's: $integrity"
+	log "downloaded in $((SECONDS - start)) s; unpacking libchdb.so"
+	tar -xzf "$tmp"/*.tgz -C "$tmp" --no-same-owner package/libchdb.so package/package.json ||
+		die "$tmp/*.tgz lacks package/libchdb.so or package/package.json: is $chdb_package the engine library?"
+	check_unpacked "$tmp/package"
+	rm -rf "$engine_dir"
+	mv "$tmp/package" "$engine_dir"
+	rm -rf "$tmp"
+	log "chDB engine $chdb_version installed in $engine_dir ($(du -m "$engine_dir/libchdb.so" | cut -f1) MB)"
 }
 
-# ensure_traversable makes sure the clickhouse user can reach $ch_dir: every
-# parent folder needs the execute bit for it. Where one lacks it we add o+x
-# (search only, not read) and say so.
-ensure_traversable() {
-	mkdir -p "$ch_dir"
-	local d="$ch_dir"
-	local parents=()
-	while [[ "$d" != "/" ]]; do
-		d=$(dirname "$d")
-		parents+=("$d")
+# check_unpacked DIR fails unless DIR holds the wanted package's ELF library.
+check_unpacked() {
+	local name version magic
+	name=$(json_field "$1/package.json" name)
+	version=$(json_field "$1/package.json" version)
+	[[ "$name@$version" == "$chdb_package@$chdb_version" ]] ||
+		die "the tarball's package.json says $name@$version, not $chdb_package@$chdb_version"
+	magic=$(head -c 4 "$1/libchdb.so" | od -An -c | tr -d ' ')
+	[[ "$magic" == '177ELF' ]] || die "$1/libchdb.so is not an ELF library"
+	(($(stat -c %s "$1/libchdb.so") > 100000000)) || die "$1/libchdb.so is smaller than 100 MB: not the whole engine"
+}
+
+# build_loader compiles scripts/chdb/chserve.c when the binary is missing or older.
+build_loader() {
+	local src="$repo_root/scripts/chdb/chserve.c"
+	if [[ -x "$loader" && "$loader" -nt "$src" ]]; then return; fi
+	need cc gcc libc6-dev
+	log "cc -O2 -o $loader scripts/chdb/chserve.c -ldl"
+	mkdir -p "$chdb_root"
+	cc -O2 -Wall -o "$loader.tmp" "$src" -ldl || die "building the loader failed (see above): a C compiler and libc headers are needed (apt-get install gcc libc6-dev)"
+	mv "$loader.tmp" "$loader"
+}
+
+# build_supervisor builds this checkout's herald, which runs `clickhouse serve`.
+build_supervisor() {
+	command -v go >/dev/null 2>&1 || die "go not found: Herald needs Go 1.26 (https://go.dev/dl/) on PATH to build its ClickHouse supervisor"
+	log "go build -o $supervisor ./cmd/herald (the ClickHouse supervisor)"
+	(cd "$repo_root" && go build -o "$supervisor.tmp" ./cmd/herald) || die "go build failed: fix the errors above and run this again"
+	mv "$supervisor.tmp" "$supervisor"
+}
+
+# move_old_layout moves aside a .data/clickhouse/ that Debian's 18.16
+# clickhouse-server used (our old config.xml is there): 26.x starts afresh.
+move_old_layout() {
+	[[ -f "$ch_dir/config.xml" ]] || return 0
+	local old_pid aside
+	old_pid=$(cat "$ch_dir/clickhouse-server.pid" 2>/dev/null || true)
+	if [[ "$old_pid" =~ ^[0-9]+$ ]] && [[ $(cat "/proc/$old_pid/comm" 2>/dev/null) == clickhouse* ]]; then
+		die "the old Debian clickhouse-server (pid $old_pid) still runs from $ch_dir: stop it (kill $old_pid), then run this again"
+	fi
+	aside="$repo_root/.data/clickhouse-18.16-$(date +%Y%m%d%H%M%S)"
+	mv "$ch_dir" "$aside"
+	log "moved the data of Debian's old ClickHouse 18.16 to $aside (delete it when you no longer need it)"
+}
+
+# ch_ready reports whether the embedded server answers: state.json says the
+# engine is ready and a native-protocol query through the proxy works.
+ch_ready() {
+	[[ $(json_field "$state_file" ready) == true ]] && "$supervisor" clickhouse version --addr "127.0.0.1:$ch_port" >/dev/null 2>&1
+}
+
+# wait_ready waits for the supervisor in $pid_file to serve.
+wait_ready() {
+	local i
+	for i in $(seq 1 180); do
+		ch_ready && return
+		if ! supervisor_pid >/dev/null; then
+			tail -n 20 "$ch_dir/log/supervisor.log" >&2 2>/dev/null || true
+			die "the ClickHouse supervisor exited (see above and $ch_dir/log/): fix the cause, then run this again"
+		fi
+		if ((i % 10 == 0)); then log "waiting for ClickHouse on 127.0.0.1:$ch_port ... $((i / 2)) s"; fi
+		sleep 0.5
 	done
+	die "ClickHouse did not answer within 90 s: see $ch_dir/log/supervisor.log and $ch_dir/log/clickhouse.err.log; stop it with: bash scripts/services.sh stop"
+}
+
+# launch starts `herald clickhouse serve` detached, in its own session.
+launch() {
+	mkdir -p "$ch_dir/log"
+	log "starting the embedded ClickHouse: chDB $chdb_version on 127.0.0.1:$ch_port (HTTP $ch_http_port), data in $ch_dir (log: $ch_dir/log/supervisor.log)"
+	rm -f "$pid_file" "$state_file"
+	setsid nohup "$supervisor" clickhouse serve --lib "$engine_dir/libchdb.so" --loader "$loader" \
+		--dir "$ch_dir" --port "$ch_port" --http-port "$ch_http_port" >>"$ch_dir/log/supervisor.log" 2>&1 </dev/null &
+	local i
+	for i in $(seq 1 100); do
+		supervisor_pid >/dev/null && return
+		sleep 0.1
+	done
+	tail -n 20 "$ch_dir/log/supervisor.log" >&2 2>/dev/null || true
+	die "herald clickhouse serve did not start (see above)"
+}
+
+# foreign_clickhouse reports (and prints the version of) a ClickHouse on our
+# HTTP port that this checkout did not start.
+foreign_clickhouse() { ch_http 'SELECT version()' 2>/dev/null; }
+
+# check_ports fails when a port we need is taken.
+check_ports() {
 	local p
-	for p in "${parents[@]}"; do
-		if ! runuser -u "$ch_user" -- test -x "$p" 2>/dev/null; then
-			log "the $ch_user user cannot enter $p: running chmod o+x $p (search permission only) so ClickHouse can use $ch_dir"
-			as_root chmod o+x "$p" || die "chmod o+x $p failed: move the repo somewhere the $ch_user user can reach, or fix the permissions of $p"
+	for p in "$ch_port" "$ch_http_port"; do
+		if port_busy "$p"; then
+			die "port $p is taken (see: ss -ltnp 'sport = :$p'): stop what listens there, or choose other ports with HERALD_CLICKHOUSE_PORT and HERALD_CLICKHOUSE_HTTP_PORT"
 		fi
 	done
 }
 
-write_clickhouse_config() {
-	mkdir -p "$ch_dir"/{data,tmp,user_files,format_schemas,log}
-	# Written every run (cheap, and picks up a changed port); the server reads
-	# it only at start-up. Root element is <yandex> as 18.16 requires (newer
-	# servers accept it too).
-	cat >"$ch_dir/config.xml.new" <<EOF
-<?xml version="1.0"?>
-<!-- Written by scripts/services.sh; edits are overwritten. -->
-<yandex>
-    <logger>
-        <level>warning</level>
-        <log>$ch_dir/log/clickhouse-server.log</log>
-        <errorlog>$ch_dir/log/clickhouse-server.err.log</errorlog>
-        <size>100M</size>
-        <count>3</count>
-    </logger>
-    <listen_host>127.0.0.1</listen_host>
-    <tcp_port>$ch_port</tcp_port>
-    <http_port>$ch_http_port</http_port>
-    <max_connections>1024</max_connections>
-    <keep_alive_timeout>3</keep_alive_timeout>
-    <max_concurrent_queries>100</max_concurrent_queries>
-    <uncompressed_cache_size>536870912</uncompressed_cache_size>
-    <mark_cache_size>536870912</mark_cache_size>
-    <path>$ch_dir/data/</path>
-    <tmp_path>$ch_dir/tmp/</tmp_path>
-    <user_files_path>$ch_dir/user_files/</user_files_path>
-    <format_schema_path>$ch_dir/format_schemas/</format_schema_path>
-    <users_config>$ch_dir/users.xml</users_config>
-    <default_profile>default</default_profile>
-    <default_database>default</default_database>
-    <timezone>UTC</timezone>
-    <mlock_executable>false</mlock_executable>
-    <builtin_dictionaries_reload_interval>3600</builtin_dictionaries_reload_interval>
-    <max_session_timeout>3600</max_session_timeout>
-    <default_session_timeout>60</default_session_timeout>
-    <!-- Tests drop whole databases: no size guard. -->
-    <max_table_size_to_drop>0</max_table_size_to_drop>
-    <max_partition_size_to_drop>0</max_partition_size_to_drop>
-</yandex>
-EOF
-	cat >"$ch_dir/users.xml.new" <<'EOF'
-<?xml version="1.0"?>
-<!-- Written by scripts/services.sh; edits are overwritten. -->
-<yandex>
-    <profiles>
-        <default>
-            <max_memory_usage>4000000000</max_memory_usage>
-            <use_uncompressed_cache>0</use_uncompressed_cache>
-            <load_balancing>random</load_balancing>
-        </default>
-    </profiles>
-    <users>
-        <default>
-            <password></password>
-            <networks>
-                <ip>::1</ip>
-                <ip>127.0.0.1</ip>
-            </networks>
-            <profile>default</profile>
-            <quota>default</quota>
-        </default>
-    </users>
-    <quotas>
-        <default>
-            <interval>
-                <duration>3600</duration>
-                <queries>0</queries>
-                <errors>0</errors>
-                <result_rows>0</result_rows>
-                <read_rows>0</read_rows>
-                <execution_time>0</execution_time>
-            </interval>
-        </default>
-    </quotas>
-</yandex>
-EOF
-	mv "$ch_dir/config.xml.new" "$ch_dir/config.xml"
-	mv "$ch_dir/users.xml.new" "$ch_dir/users.xml"
-	as_root chown -R "$ch_user:$ch_user" "$ch_dir"
+# running_matches reports whether the running supervisor serves the wanted
+# version on the wanted ports.
+running_matches() {
+	[[ $(json_field "$state_file" chdb_version) == "$chdb_version" &&
+		$(json_field "$state_file" port) == "$ch_port" &&
+		$(json_field "$state_file" http_port) == "$ch_http_port" ]]
 }
 
 ensure_clickhouse() {
-	ensure_clickhouse_installed
-	if ch_up; then
-		log "ClickHouse already answers at 127.0.0.1:$ch_port (reusing it)"
+	if [[ "$ch_addr" != "127.0.0.1:$ch_port" ]]; then
+		log "HERALD_CLICKHOUSE_ADDR=$ch_addr: using that ClickHouse; not starting the embedded one"
 		return
 	fi
-	id "$ch_user" >/dev/null 2>&1 || die "user $ch_user does not exist: reinstall clickhouse-server (apt-get install --reinstall clickhouse-server)"
-	if ss -ltn "sport = :$ch_port" 2>/dev/null | grep -q LISTEN; then
-		die "port $ch_port is taken by something that is not ClickHouse answering SELECT 1 (see: ss -ltnp 'sport = :$ch_port'); stop it or set HERALD_CLICKHOUSE_PORT and HERALD_CLICKHOUSE_ADDR"
+	move_old_layout
+	need curl curl
+	if supervisor_pid >/dev/null && running_matches; then
+		wait_ready
+		log "the embedded ClickHouse already runs (supervisor pid $(supervisor_pid)); reusing it"
+		return
 	fi
-	ensure_traversable
-	write_clickhouse_config
-	local pidfile="$ch_dir/clickhouse-server.pid"
-	local started=0 i
-	for i in $(seq 1 60); do
-		if ch_up; then
-			log "ClickHouse is up at 127.0.0.1:$ch_port after ${i} s"
-			return
-		fi
-		if ! ch_pid_alive "$pidfile"; then
-			if [[ $started -eq 1 ]]; then
-				log "clickhouse-server exited; last lines of $ch_dir/log/clickhouse-server.err.log:"
-				tail -n 20 "$ch_dir/log/clickhouse-server.err.log" >&2 2>/dev/null || true
-				die "clickhouse-server exited during start-up: read $ch_dir/log/clickhouse-server.err.log and $ch_dir/log/stderr.log, fix the cause, then run this script again"
-			fi
-			rm -f "$pidfile"
-			log "starting clickhouse-server with $ch_dir/config.xml (logs in $ch_dir/log/)"
-			(cd "$ch_dir" && as_root runuser -u "$ch_user" -- clickhouse-server \
-				--config-file="$ch_dir/config.xml" --pid-file="$pidfile" --daemon) ||
-				die "clickhouse-server failed to start: see $ch_dir/log/clickhouse-server.err.log"
-			started=1
-		elif [[ $i -eq 1 ]]; then
-			log "clickhouse-server (pid $(cat "$pidfile")) is running from $ch_dir but not answering yet; waiting for it"
-		fi
-		if ((i % 5 == 0)); then log "waiting for ClickHouse on 127.0.0.1:$ch_port ... ${i} s"; fi
-		sleep 1
-	done
-	log "last lines of $ch_dir/log/clickhouse-server.err.log:"
-	tail -n 20 "$ch_dir/log/clickhouse-server.err.log" >&2 2>/dev/null || true
-	die "ClickHouse did not answer within 60 s: read $ch_dir/log/clickhouse-server.err.log; to retry from scratch stop it (kill \$(cat $pidfile)), remove $ch_dir and run this script again"
+	local version
+	if ! ours_on_http_port && version=$(foreign_clickhouse); then
+		[[ -z "${HERALD_CHDB_VERSION:-}" ]] ||
+			die "ClickHouse $version, not started by this checkout, answers on HTTP port $ch_http_port, so chDB $chdb_version cannot be started there: stop it, or use other ports (HERALD_CLICKHOUSE_PORT, HERALD_CLICKHOUSE_HTTP_PORT)"
+		log "ClickHouse $version, not started by this checkout, already answers on 127.0.0.1:$ch_http_port (HTTP); reusing it"
+		return
+	fi
+	if supervisor_pid >/dev/null; then
+		log "the embedded ClickHouse runs chDB $(json_field "$state_file" chdb_version) on port $(json_field "$state_file" port) (HTTP $(json_field "$state_file" http_port)); restarting it with chDB $chdb_version on $ch_port (HTTP $ch_http_port), same data"
+		stop_clickhouse
+	fi
+	check_ports
+	install_engine
+	build_loader
+	build_supervisor
+	launch
+	wait_ready
+	log "ClickHouse is up: $(json_field "$state_file" version) (chDB $chdb_version), engine pid $(json_field "$state_file" engine_pid)"
 }
 
-ensure_redis
-ensure_clickhouse
+# ours_on_http_port reports whether this checkout's supervisor serves $ch_http_port.
+ours_on_http_port() {
+	supervisor_pid >/dev/null && [[ $(json_field "$state_file" http_port) == "$ch_http_port" ]]
+}
 
-log "redis:      $(redis-cli -h 127.0.0.1 -p 6379 INFO server | awk -F: '/^redis_version/ {print $2}' | tr -d '\r') at 127.0.0.1:6379"
-log "clickhouse: $(clickhouse-client --host 127.0.0.1 --port "$ch_port" -q 'SELECT version()') at 127.0.0.1:$ch_port (HTTP $ch_http_port), user default, data in $ch_dir"
-log "ready"
+# stop_clickhouse stops the supervisor named in $pid_file: it stops the engine
+# cleanly (KILL QUERY on its holder query, SIGKILL after 30 s) and exits.
+stop_clickhouse() {
+	local pid start
+	if ! pid=$(supervisor_pid); then
+		log "the embedded ClickHouse is not running (no live $pid_file)"
+		return
+	fi
+	start=$SECONDS
+	log "stopping the embedded ClickHouse (supervisor pid $pid)"
+	kill -TERM "$pid"
+	while kill -0 "$pid" 2>/dev/null; do
+		if ((SECONDS - start > 60)); then
+			die "the supervisor (pid $pid) did not stop within 60 s: see $ch_dir/log/supervisor.log; kill -KILL $pid ends it and its engine"
+		fi
+		sleep 0.1
+	done
+	log "stopped in $((SECONDS - start)) s"
+}
+
+print_status() {
+	local version
+	if [[ "$ch_addr" != "127.0.0.1:$ch_port" ]]; then
+		log "clickhouse: external, HERALD_CLICKHOUSE_ADDR=$ch_addr"
+	elif supervisor_pid >/dev/null; then
+		log "clickhouse: $(ch_http 'SELECT version()' 2>/dev/null || echo 'not answering') (chDB $(json_field "$state_file" chdb_version), embedded) at 127.0.0.1:$ch_port (HTTP $ch_http_port), user default, data in $ch_dir; supervisor pid $(supervisor_pid), engine pid $(json_field "$state_file" engine_pid), restarts $(json_field "$state_file" restarts)"
+	elif version=$(foreign_clickhouse); then
+		log "clickhouse: $version (not embedded: started elsewhere) at 127.0.0.1:$ch_port (HTTP $ch_http_port)"
+	else
+		log "clickhouse: the embedded one is not running"
+	fi
+}
+
+case "${1:-start}" in
+start)
+	ensure_redis
+	ensure_clickhouse
+	log "redis:      $(redis-cli -h 127.0.0.1 -p 6379 INFO server | awk -F: '/^redis_version/ {print $2}' | tr -d '\r') at 127.0.0.1:6379"
+	print_status
+	log "ready"
+	;;
+stop) stop_clickhouse ;;
+status) print_status ;;
+*) die "unknown command '$1': use start (the default), stop or status" ;;
+esac

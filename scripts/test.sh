@@ -2,18 +2,39 @@
 # test.sh is what CI runs (.ci/run): it starts Redis and ClickHouse
 # (services.sh), then vets and tests every package. Extra arguments go to
 # `go test`, e.g. `bash scripts/test.sh -run TestMigrate -v`.
+#
+# Another chDB engine: HERALD_CHDB_VERSION=26.7.0-stable.1 bash scripts/test.sh (26.7 or
+# later: 26.5 cannot serve)
+# (services.sh restarts the embedded ClickHouse with it, on the same data).
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo_root"
+export HERALD_CLICKHOUSE_ADDR=${HERALD_CLICKHOUSE_ADDR:-127.0.0.1:${HERALD_CLICKHOUSE_PORT:-9000}}
 
 log() { printf 'test: %s\n' "$*"; }
 fail() {
-	printf 'test: FAILED: %s\n' "$*" >&2
+	printf 'test: FAILED: %s (ClickHouse: %s)\n' "$*" "$(clickhouse_tested)" >&2
 	exit 1
 }
 
+# clickhouse_tested names the ClickHouse the tests use: its version (native
+# protocol) and, when it is the embedded one, the chDB package version.
+clickhouse_tested() {
+	local herald=.data/chdb/herald version chdb
+	[[ -x "$herald" ]] || herald="go run ./cmd/herald"
+	version=$($herald clickhouse version --addr "$HERALD_CLICKHOUSE_ADDR" 2>/dev/null) || version="not answering"
+	chdb=$(sed -n 's/^ *"chdb_version": *"\([^"]*\)".*/\1/p' .data/clickhouse/state.json 2>/dev/null)
+	if [[ -n "$chdb" && "$HERALD_CLICKHOUSE_ADDR" == "127.0.0.1:${HERALD_CLICKHOUSE_PORT:-9000}" ]]; then
+		echo "$version (embedded, chDB $chdb) at $HERALD_CLICKHOUSE_ADDR"
+	else
+		echo "$version at $HERALD_CLICKHOUSE_ADDR"
+	fi
+}
+
+start=$SECONDS
 bash scripts/services.sh || fail "services did not start (see above); fix that and run scripts/test.sh again"
+log "testing against ClickHouse $(clickhouse_tested)"
 
 if [[ -f gqlgen.yml ]]; then
 	log "go tool gqlgen generate (must be a no-op)"
@@ -42,4 +63,4 @@ go test -count=1 -timeout 20m ./... "$@" || fail "go test"
 log "fault test: stop ClickHouse while reports are accepted (go test -tags chfault)"
 go test -count=1 -tags chfault -run TestReportsSurviveClickHouseStop ./server/ || fail "ClickHouse fault test"
 
-log "all passed"
+log "all passed in $((SECONDS - start)) s against ClickHouse $(clickhouse_tested)"

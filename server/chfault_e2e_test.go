@@ -3,9 +3,12 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
+	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,12 +16,14 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/heraldpush/herald/clickhouse"
+	"github.com/heraldpush/herald/clickhouse/chtest"
 	"github.com/heraldpush/herald/jobs"
 	"github.com/heraldpush/herald/providers/sim"
 )
 
 // Stop ClickHouse while reports are being accepted, start it again, and find
-// every acknowledged report exactly once. It stops the shared ClickHouse, so
+// every acknowledged report exactly once. It stops the shared, embedded
+// ClickHouse (`bash scripts/services.sh stop`, then start), so
 // scripts/test.sh runs it alone, after the other tests (-tags chfault).
 func TestReportsSurviveClickHouseStop(t *testing.T) {
 	e := newEnv(t, envOptions{})
@@ -49,39 +54,29 @@ func TestReportsSurviveClickHouseStop(t *testing.T) {
 	for stream.acked.Load() < int64(len(reports))/4 {
 		time.Sleep(5 * time.Millisecond)
 	}
-	// Restart exactly the server that runs (same config and data folder),
-	// whichever checkout started it.
-	out, err := exec.Command("pgrep", "-o", "-f", "clickhouse-server --config-file").Output()
-	if err != nil {
-		t.Fatalf("find the ClickHouse server process: %v", err)
-	}
-	pid := strings.TrimSpace(string(out))
-	cmdline, err := os.ReadFile("/proc/" + pid + "/cmdline")
-	if err != nil {
-		t.Fatal(err)
-	}
-	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
-	if out, err := exec.Command("kill", pid).CombinedOutput(); err != nil {
-		t.Fatalf("stop ClickHouse: %v %s", err, out)
+	// Stop the whole embedded ClickHouse (supervisor, proxy and engine) with
+	// the stop command a person uses, and start it again on the same data.
+	oldPID := embeddedSupervisor(t)
+	stopBegan := time.Now()
+	services(t, "stop")
+	stopTook := time.Since(stopBegan)
+	if alive(oldPID) {
+		t.Fatalf("the ClickHouse supervisor (pid %d) still runs after `services.sh stop`", oldPID)
 	}
 	stoppedAt := stream.acked.Load()
 	time.Sleep(time.Minute) // DESIGN: down for a minute loses nothing acknowledged
 	duringStop := stream.acked.Load() - stoppedAt
-	for exec.Command("kill", "-0", pid).Run() == nil && !zombie(pid) {
-		time.Sleep(100 * time.Millisecond)
+	if conn, err := net.DialTimeout("tcp", chtest.Addr(), time.Second); err == nil {
+		conn.Close()
+		t.Fatalf("something answers on %s while ClickHouse is stopped: the test would not be testing an outage", chtest.Addr())
 	}
-	restart := exec.Command("runuser", append([]string{"-u", "clickhouse", "--"}, args...)...)
-	restart.Dir = "/"
-	if out, err := restart.CombinedOutput(); err != nil {
-		t.Fatalf("start ClickHouse again (%v): %v %s", args, err, out)
+	startBegan := time.Now()
+	services(t, "start")
+	startTook := time.Since(startBegan)
+	if pid := embeddedSupervisor(t); pid == oldPID {
+		t.Fatalf("the supervisor pid is still %d after stop and start", pid)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for exec.Command("clickhouse-client", "-q", "SELECT 1").Run() != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("ClickHouse did not come back within 60s")
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	t.Logf("services.sh stop took %v, services.sh start %v", stopTook.Round(time.Millisecond), startTook.Round(time.Millisecond))
 	stream.wait()
 	t.Logf("acknowledged %d before the stop, %d while ClickHouse was down, %d in all", stoppedAt, duringStop, stream.acked.Load())
 	if duringStop == 0 {
@@ -95,12 +90,46 @@ func TestReportsSurviveClickHouseStop(t *testing.T) {
 	e.checkAckedOnce(c.workspaceID, stream.set, len(reports))
 }
 
-// zombie reports a process that exited but was not reaped yet.
-func zombie(pid string) bool {
-	b, err := os.ReadFile("/proc/" + pid + "/stat")
-	if err != nil {
-		return true
+// embeddedSupervisor is the pid of the `herald clickhouse serve` that
+// scripts/services.sh started in this checkout, which must be the ClickHouse
+// the tests use.
+func embeddedSupervisor(t *testing.T) int {
+	t.Helper()
+	port := os.Getenv("HERALD_CLICKHOUSE_PORT")
+	if port == "" {
+		port = "9000"
 	}
-	f := strings.Fields(string(b))
-	return len(f) > 2 && f[2] == "Z"
+	if want := "127.0.0.1:" + port; chtest.Addr() != want {
+		t.Fatalf("this test stops the embedded ClickHouse at %s, but the tests use %s (HERALD_CLICKHOUSE_ADDR): unset it, or set HERALD_CLICKHOUSE_PORT to match", want, chtest.Addr())
+	}
+	b, err := os.ReadFile("../.data/clickhouse/supervisor.pid")
+	if err != nil {
+		t.Fatalf("no embedded ClickHouse runs from this checkout (%v): start it with `bash scripts/services.sh`", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || !alive(pid) {
+		t.Fatalf("../.data/clickhouse/supervisor.pid names no live process (%q): start ClickHouse with `bash scripts/services.sh`", b)
+	}
+	return pid
+}
+
+// services runs `bash scripts/services.sh ARG` and fails the test if it fails.
+func services(t *testing.T, arg string) {
+	t.Helper()
+	out, err := exec.Command("bash", "../scripts/services.sh", arg).CombinedOutput()
+	if err != nil {
+		t.Fatalf("scripts/services.sh %s: %v\n%s", arg, err, out)
+	}
+	t.Logf("scripts/services.sh %s:\n%s", arg, bytes.TrimSpace(out))
+}
+
+// alive reports a process that exists and is not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// The state follows the command name in parentheses: "pid (comm) S ...".
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	return len(f) > 0 && f[0] != "Z"
 }

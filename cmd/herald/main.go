@@ -5,6 +5,7 @@
 //	herald migrate            apply ClickHouse migrations
 //	herald dev                API + worker + APNS/FCM simulators + demo data
 //	herald workspace create NAME   create a workspace and print its API key
+//	herald clickhouse serve   the embedded ClickHouse (chDB's engine, supervised)
 //
 // Configuration comes from HERALD_* environment variables, overridden by
 // flags; `herald <command> -h` lists them.
@@ -46,7 +47,9 @@ commands:
   worker                  run the send worker
   migrate                 apply ClickHouse migrations
   dev                     API + worker + simulators + demo data, for trying Herald
-  workspace create NAME   create a workspace; prints its API key and site id`
+  workspace create NAME   create a workspace; prints its API key and site id
+  clickhouse serve        run the embedded ClickHouse (scripts/services.sh starts it)
+  clickhouse version      print the version of the ClickHouse at --addr`
 
 func run(args []string, logger *slog.Logger) error {
 	if len(args) == 0 {
@@ -112,6 +115,8 @@ func run(args []string, logger *slog.Logger) error {
 		fmt.Printf("workspace: %s (%s)\nsite id:   %s\napi key:   %s\n", ws.Name, ws.ID, ws.SiteID, key)
 		fmt.Println("the key is shown once; Herald stores only its hash")
 		return nil
+	case "clickhouse":
+		return clickhouseCmd(ctx, rest, logger)
 	case "-h", "--help", "help":
 		fmt.Println(usage)
 		return nil
@@ -147,13 +152,7 @@ func parseConfig(name string, args []string) (app.Config, *devFlags, error) {
 		fs.DurationVar(p, flagName, d, help+" ($"+env+")")
 	}
 	num := func(p *int, flagName, env string, def int, help string) {
-		n := def
-		if v := os.Getenv(env); v != "" {
-			if x, err := strconv.Atoi(v); err == nil {
-				n = x
-			}
-		}
-		fs.IntVar(p, flagName, n, help+" ($"+env+")")
+		fs.IntVar(p, flagName, envInt(env, def), help+" ($"+env+")")
 	}
 	str(&c.Addr, "addr", "HERALD_ADDR", "127.0.0.1:8080", "HTTP listen address")
 	str(&c.ClickHouseAddr, "clickhouse", "HERALD_CLICKHOUSE_ADDR", "127.0.0.1:9000", "ClickHouse native address")
@@ -225,6 +224,14 @@ func parseConfig(name string, args []string) (app.Config, *devFlags, error) {
 func envOr(name, def string) string {
 	if v := os.Getenv(name); v != "" {
 		return v
+	}
+	return def
+}
+
+// envInt is the integer in $name, or def when it is unset or not a number.
+func envInt(name string, def int) int {
+	if x, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return x
 	}
 	return def
 }
