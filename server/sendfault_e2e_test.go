@@ -20,11 +20,11 @@ import (
 func (e *env) loadPeople(ws string, n int, tokenOf func(int) string) {
 	e.t.Helper()
 	ctx := context.Background()
-	pb, err := e.app.CH.PrepareBatch(ctx, "INSERT INTO persons (workspace_id, id, attributes, unsubscribed, created_at, updated_us)")
+	pb, err := e.app.CH.PrepareBatch(ctx, "INSERT INTO persons (workspace_id, id, attributes, unsubscribed, created_at, updated_at)")
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	db, err := e.app.CH.PrepareBatch(ctx, "INSERT INTO devices (workspace_id, person_id, token, platform, last_used, attributes, state, removed, updated_us)")
+	db, err := e.app.CH.PrepareBatch(ctx, "INSERT INTO devices (workspace_id, person_id, token, platform, last_used, attributes, state, removed, updated_at)")
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -35,10 +35,10 @@ func (e *env) loadPeople(ws string, n int, tokenOf func(int) string) {
 		if i%2 == 1 {
 			platform = "ANDROID"
 		}
-		if err := pb.Append(ws, id, "{}", uint8(0), now, uint64(now.UnixMicro())); err != nil {
+		if err := pb.Append(ws, id, "{}", uint8(0), now, now); err != nil {
 			e.t.Fatal(err)
 		}
-		if err := db.Append(ws, id, tokenOf(i), platform, now, "{}", "ok", uint8(0), uint64(now.UnixMicro())); err != nil {
+		if err := db.Append(ws, id, tokenOf(i), platform, now, "{}", "ok", uint8(0), now); err != nil {
 			e.t.Fatal(err)
 		}
 	}
