@@ -66,30 +66,29 @@ func run(n, clients int, chAddr, redisAddr string) error {
 	deliveries := make([]clickhouse.Delivery, n)
 	tokens := make([]string, n)
 	start := time.Now().Add(-time.Hour)
-	batch, err := a.CH.PrepareBatch(ctx, "INSERT INTO deliveries (workspace_id, id, campaign_id, message_id, person_id, audience, token, data, created_at, created_us)")
+	// The deliveries, and their targeted events as the deliver task writes
+	// them (token and platform on the event; a materialized view keeps the
+	// delivery_devices row). Creation times come from the UUIDv7 ids.
+	batch, err := a.CH.PrepareBatch(ctx, "INSERT INTO deliveries (workspace_id, id, campaign_id, message_id, person_id, audience, token, data, overrides)")
 	if err != nil {
 		return err
 	}
-	devs, err := a.CH.PrepareBatch(ctx, "INSERT INTO delivery_devices (workspace_id, delivery_id, round, device_index, token, platform, delivery_created, created_us)")
-	if err != nil {
-		return err
-	}
+	targeted := make([]clickhouse.Event, n)
 	for i := range deliveries {
-		id, _ := uuid.NewV7()
-		ms := uint64(start.Add(time.Duration(i) * time.Millisecond).UnixMilli())
-		for j := 0; j < 6; j++ {
-			id[j] = byte(ms >> (40 - 8*j))
-		}
-		created := clickhouse.DeliveryTime(id).UTC()
-		deliveries[i] = clickhouse.Delivery{WorkspaceID: ws, ID: id, CampaignID: camp, CreatedAt: created}
+		id := deliveryID(start.Add(time.Duration(i) * time.Millisecond))
+		created := clickhouse.DeliveryTime(id)
+		deliveries[i] = clickhouse.Delivery{WorkspaceID: ws, ID: id, CampaignID: camp, MessageID: msg, PersonID: fmt.Sprint("p", i), Audience: "ALL_DEVICES", Data: "{}", CreatedAt: created}
 		tokens[i] = sim.Token("be", i)
-		_ = batch.Append(ws, id, camp, msg, fmt.Sprint("p", i), "ALL_DEVICES", "", "{}", created, uint64(created.UnixMicro()))
-		_ = devs.Append(ws, id, uint16(0), uint8(0), tokens[i], "IOS", created, uint64(created.UnixMicro()))
+		if err := batch.Append(ws, id, camp, msg, deliveries[i].PersonID, "ALL_DEVICES", "", "{}", ""); err != nil {
+			return err
+		}
+		targeted[i] = clickhouse.Event{WorkspaceID: ws, CampaignID: camp, DeliveryID: id, Kind: clickhouse.KindTargeted,
+			ProviderID: "IOS", Token: tokens[i], DeliveryCreated: created, At: created.Add(50 * time.Millisecond)}
 	}
 	if err := batch.Send(); err != nil {
 		return err
 	}
-	if err := devs.Send(); err != nil {
+	if err := clickhouse.InsertEvents(ctx, a.CH, targeted); err != nil {
 		return err
 	}
 	// As the deliver task does: cache each delivery's targeted devices.
@@ -153,9 +152,9 @@ func run(n, clients int, chAddr, redisAddr string) error {
 	var seen int
 	watchDone := make(chan error, 1)
 	go func() {
-		var since uint64
+		var since int64
 		for {
-			rows, err := a.CH.Query(ctx, "SELECT delivery_id, at_us FROM events WHERE workspace_id = ? AND kind = 'delivered' AND at_us >= ?", ws, since)
+			rows, err := a.CH.Query(ctx, "SELECT delivery_id, toUnixTimestamp64Micro(at) FROM events WHERE workspace_id = ? AND kind = 'delivered' AND at >= fromUnixTimestamp64Micro(toInt64(?), 'UTC')", ws, since)
 			if err != nil {
 				watchDone <- err
 				return
@@ -163,7 +162,7 @@ func run(n, clients int, chAddr, redisAddr string) error {
 			now := time.Now()
 			for rows.Next() {
 				var id uuid.UUID
-				var us uint64
+				var us int64
 				if err := rows.Scan(&id, &us); err != nil {
 					watchDone <- err
 					return
@@ -215,4 +214,15 @@ func run(n, clients int, chAddr, redisAddr string) error {
 	fmt.Printf("| reports | clients | acknowledged/s | failed | lag median | lag p99 | lag max |\n|---|---|---|---|---|---|---|\n")
 	fmt.Printf("| %d | %d | %.0f | %d | %s | %s | %s |\n", n, clients, float64(done.Load())/elapsed.Seconds(), failures.Load(), pct(0.5), pct(0.99), pct(1))
 	return nil
+}
+
+// deliveryID makes a UUIDv7 delivery id whose millisecond time is t: the
+// deliveries' creation time is read back from the id.
+func deliveryID(t time.Time) uuid.UUID {
+	id := uuid.Must(uuid.NewV7())
+	ms := uint64(t.UnixMilli())
+	for j := 0; j < 6; j++ {
+		id[j] = byte(ms >> (40 - 8*j))
+	}
+	return id
 }

@@ -267,25 +267,25 @@ func run(n, concurrency int, chAddr, redisAddr string) error {
 
 // loadPeople writes n people with one device each in batches.
 func loadPeople(ctx context.Context, a *app.App, ws string, n int) error {
-	pb, err := a.CH.PrepareBatch(ctx, "INSERT INTO persons (workspace_id, id, attributes, unsubscribed, created_at, updated_us)")
+	pb, err := a.CH.PrepareBatch(ctx, "INSERT INTO persons (workspace_id, id, attributes, unsubscribed, created_at, updated_at)")
 	if err != nil {
 		return err
 	}
-	db, err := a.CH.PrepareBatch(ctx, "INSERT INTO devices (workspace_id, person_id, token, platform, last_used, attributes, state, removed, updated_us)")
+	db, err := a.CH.PrepareBatch(ctx, "INSERT INTO devices (workspace_id, person_id, token, platform, last_used, attributes, state, removed, updated_at)")
 	if err != nil {
 		return err
 	}
 	now := time.Now().UTC()
 	for i := 0; i < n; i++ {
 		id := fmt.Sprintf("p%07d", i)
-		if err := pb.Append(ws, id, `{"first_name":"P"}`, uint8(0), now, uint64(now.UnixMicro())); err != nil {
+		if err := pb.Append(ws, id, `{"first_name":"P"}`, uint8(0), now, now); err != nil {
 			return err
 		}
 		platform := "IOS"
 		if i%2 == 1 {
 			platform = "ANDROID"
 		}
-		if err := db.Append(ws, id, sim.Token("be", i), platform, now, "{}", "ok", uint8(0), uint64(now.UnixMicro())); err != nil {
+		if err := db.Append(ws, id, sim.Token("be", i), platform, now, "{}", "ok", uint8(0), now); err != nil {
 			return err
 		}
 	}
