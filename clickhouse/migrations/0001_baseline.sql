@@ -230,7 +230,7 @@ FROM deliveries
 GROUP BY workspace_id, campaign_id, hour
 ;
 -- delivery_states: every delivery's events folded into one row (after
--- merges; read it grouped by delivery_id, as delivery_status_in does).
+-- merges; read it with FINAL, as delivery_status_in does).
 -- Every column merges by bit-or or by concatenation, so an event written
 -- twice never changes the state.
 --   present, sdk, attempted, sent, bounced, failed, suppressed, delivered,
@@ -357,38 +357,27 @@ FROM (
         -- r with an event other than a conversion, OR each device's bits.
         SELECT *,
             bitAnd(f, bitNot(bitOr(s, b))) AS only_failed,
-            arrayConcat(mo,
+            if(slow, arrayConcat(mo,
                 arrayMap(i -> bitShiftLeft(toUInt64(i), 16) + 2 * bitTest(p, i) + bitTest(k, i) + 4 * bitTest(a, i) + 8 * bitTest(s, i)
                     + 16 * bitTest(b, i) + 32 * bitTest(f, i) + 64 * bitTest(u, i) + 128 * bitTest(dl, i) + 256 * bitTest(o, i), bitPositionsToArray(p)),
-                [bitShiftLeft(toUInt64(65535), 16) + fl]) AS keys,
+                [bitShiftLeft(toUInt64(65535), 16) + fl]), []) AS keys,
             toInt64(if(slow, arrayMax(arrayMap(e -> if(bitAnd(e, 65022) != 0, toInt64(bitShiftRight(e, 32)), -1), keys)), 0)) AS r,
             arrayFilter(e -> toInt64(bitShiftRight(e, 32)) = r, keys) AS live,
             arrayMap(e -> bitAnd(e, 65535), arrayFilter(e -> bitAnd(bitShiftRight(e, 16), 65535) = 65535, live)) AS live_flags,
             arrayDistinct(arrayFilter(d -> d != 65535, arrayMap(e -> bitAnd(bitShiftRight(e, 16), 65535), live))) AS devs,
             arrayMap(d -> arrayReduce('groupBitOr', arrayMap(e -> bitAnd(e, 65535), arrayFilter(e -> bitAnd(bitShiftRight(e, 16), 65535) = d, live))), devs) AS dev_bits
         FROM (
+            -- FINAL merges the rows of a delivery that background merges have
+            -- not folded yet (only where parts overlap); a merged row is read as is.
             SELECT
-                delivery_id,
-                any(workspace_id) AS workspace_id,
-                any(campaign_id) AS campaign_id,
-                any(delivery_created) AS delivery_created,
-                groupBitOr(present) AS p, groupBitOr(sdk) AS k, groupBitOr(attempted) AS a,
-                groupBitOr(sent) AS s, groupBitOr(bounced) AS b, groupBitOr(failed) AS f,
-                groupBitOr(suppressed) AS u, groupBitOr(delivered) AS dl, groupBitOr(opened) AS o,
-                groupBitOr(flags) AS fl,
-                groupArrayArray(more) AS mo,
-                notEmpty(mo) AS slow,
-                groupArrayArray(reasons) AS rs
-            FROM (
-                SELECT workspace_id AS ws, campaign_id AS camp, delivery_created AS created, delivery_id,
-                    present, sdk, attempted, sent, bounced, failed, suppressed, delivered, opened, flags, more, reasons,
-                    ws AS workspace_id, camp AS campaign_id, created AS delivery_created
-                FROM delivery_states
-                WHERE ({workspace:String} = '' OR ws = {workspace:String})
-                  AND ({campaign:UUID} = toUUID('00000000-0000-0000-0000-000000000000') OR camp = {campaign:UUID})
-                  AND created >= {from:DateTime64(3)} AND created < {to:DateTime64(3)}
-            )
-            GROUP BY delivery_id
+                delivery_id, workspace_id, campaign_id, delivery_created,
+                present AS p, sdk AS k, attempted AS a, sent AS s, bounced AS b, failed AS f,
+                suppressed AS u, delivered AS dl, opened AS o, flags AS fl, more AS mo, reasons AS rs,
+                notEmpty(mo) AS slow
+            FROM delivery_states FINAL
+            WHERE ({workspace:String} = '' OR workspace_id = {workspace:String})
+              AND ({campaign:UUID} = toUUID('00000000-0000-0000-0000-000000000000') OR campaign_id = {campaign:UUID})
+              AND delivery_created >= {from:DateTime64(3)} AND delivery_created < {to:DateTime64(3)}
         )
     )
 )
