@@ -11,7 +11,7 @@ import (
 
 // ReportingTokens returns the tokens that have ever reported a metric: a
 // token reports when a delivered or opened row of any round of any of the
-// deliveries sits on a device index (below 255) that the delivery's
+// deliveries sits on a device index (below 65535) that the delivery's
 // Devices of that same round list with that token. Pass one workspace's
 // deliveries: the set is per workspace. Rows on an index the round does not
 // list name no token and are ignored.
