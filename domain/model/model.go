@@ -226,7 +226,7 @@ func Status(d Delivery) Result {
 }
 
 // earliest returns the earlier of cur and t at microsecond precision in
-// UTC, as ClickHouse's at_us column keeps it; a zero time is absent.
+// UTC, as ClickHouse's DateTime64(6) at column keeps it; a zero time is absent.
 func earliest(cur, t time.Time) time.Time {
 	if t.IsZero() {
 		return cur
