@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,7 +24,7 @@ import (
 // TestPropertyStatusesAndOverview writes thousands of random delivery
 // histories (1–12 devices, every outcome, retry rounds, duplicate and
 // out-of-order reports, conversions, suppressed devices) to ClickHouse and
-// checks the API (Store.Status, DeliveryLogs, Overview, FailuresByReason)
+// checks the API (Store.Status, Store.History, DeliveryLogs, Overview, FailuresByReason)
 // and the analysts' views (delivery_status, campaign_funnel) against the
 // pure reference model (domain/model): every delivery's status, failure
 // reason, device counts, devices and first times (sentAt, deliveredAt,
@@ -105,7 +107,7 @@ func TestPropertyStatusesAndOverview(t *testing.T) {
 	insert(early)
 	t.Logf("wrote %d deliveries, %d early event rows", len(ds), len(early))
 
-	c := checker{t: t, ctx: ctx, store: store, ws: ws, campaigns: campaigns, start: start}
+	c := checker{ctx: ctx, store: store, ws: ws, campaigns: campaigns, start: start}
 	t.Run("before the late reports", func(t *testing.T) { c.all(t, dsEarly) })
 	insert(late)
 	t.Logf("wrote %d late event rows", len(late))
@@ -120,7 +122,6 @@ func TestPropertyStatusesAndOverview(t *testing.T) {
 
 // checker compares what Herald reads from ClickHouse with the model.
 type checker struct {
-	t         *testing.T
 	ctx       context.Context
 	store     *clickhouse.Store
 	ws        string
@@ -203,10 +204,10 @@ func eventsOf(d model.Delivery) string {
 	return s
 }
 
-// statuses checks Store.Status for every delivery (four at a time), and
-// that StatusOfRound of the newest round (the domain package's rules over
-// the device rows) agrees with it for every tenth delivery and every
-// retried one.
+// statuses checks Store.Status for every delivery (four at a time) and,
+// for every retried delivery and every tenth one, Store.History: round k's
+// entry against the model of the delivery's round-k rows (and its
+// conversions, which belong to every round).
 func (c checker) statuses(t *testing.T, hs []model.Delivery, want map[uuid.UUID]model.Result) {
 	type dev struct {
 		Index                         uint16
@@ -228,8 +229,43 @@ func (c checker) statuses(t *testing.T, hs []model.Delivery, want map[uuid.UUID]
 		}
 		return s
 	}
+	ofModel := func(w model.Result) sum {
+		s := sum{string(w.Status), w.FailureReason, w.DevicesTargeted, w.DevicesAttempted, w.Round, w.SentAt, w.DeliveredAt, w.OpenedAt, w.ConvertedAt, nil}
+		for _, x := range w.Devices {
+			s.Devices = append(s.Devices, dev{x.Index, x.Token, x.Platform, string(x.Status), x.Attempts, x.SentAt, x.DeliveredAt, x.OpenedAt})
+		}
+		return s
+	}
+	// roundOnly keeps a delivery's rows of round k and its conversions.
+	roundOnly := func(d model.Delivery, k uint16) model.Delivery {
+		out := d
+		out.Events = nil
+		for _, e := range d.Events {
+			if e.Round == k || e.Kind == clickhouse.KindConverted {
+				out.Events = append(out.Events, e)
+			}
+		}
+		return out
+	}
+	// roundsOf lists the rounds with a row other than a conversion, in
+	// order; [0] when there is none.
+	roundsOf := func(d model.Delivery) []uint16 {
+		seen := map[uint16]bool{}
+		var out []uint16
+		for _, e := range d.Events {
+			if e.Kind != clickhouse.KindConverted && !seen[e.Round] {
+				seen[e.Round] = true
+				out = append(out, e.Round)
+			}
+		}
+		slices.Sort(out)
+		if len(out) == 0 {
+			out = []uint16{0}
+		}
+		return out
+	}
 	var mu sync.Mutex
-	bad, mismatchedHistory := 0, 0
+	bad, badHistory, histories := 0, 0, 0
 	var wg sync.WaitGroup
 	work := make(chan int)
 	for range 4 {
@@ -241,30 +277,37 @@ func (c checker) statuses(t *testing.T, hs []model.Delivery, want map[uuid.UUID]
 					t.Error(err)
 					continue
 				}
-				w := want[d.ID]
-				ws := sum{string(w.Status), w.FailureReason, w.DevicesTargeted, w.DevicesAttempted, w.Round, w.SentAt, w.DeliveredAt, w.OpenedAt, w.ConvertedAt, nil}
-				for _, x := range w.Devices {
-					ws.Devices = append(ws.Devices, dev{x.Index, x.Token, x.Platform, string(x.Status), x.Attempts, x.SentAt, x.DeliveredAt, x.OpenedAt})
-				}
-				diff := cmp.Diff(ws, of(st), cmpopts.EquateEmpty())
-				var hdiff string
-				if i%10 == 0 || w.Round > 0 {
-					h, err := c.store.StatusOfRound(c.ctx, d.Delivery, st.Round)
+				diff := cmp.Diff(ofModel(want[d.ID]), of(st), cmpopts.EquateEmpty())
+				var hdiffs []string
+				checked := i%10 == 0 || want[d.ID].Round > 0
+				if checked {
+					rounds, err := c.store.History(c.ctx, d.Delivery)
 					if err != nil {
 						t.Error(err)
 						continue
 					}
-					hdiff = cmp.Diff(of(st), of(h), cmpopts.EquateEmpty())
+					wantRounds := roundsOf(d)
+					if len(rounds) != len(wantRounds) {
+						hdiffs = append(hdiffs, fmt.Sprintf("%d rounds, want %d (%v)\n", len(rounds), len(wantRounds), wantRounds))
+					}
+					for k, h := range rounds {
+						if k >= len(wantRounds) {
+							break
+						}
+						if hd := cmp.Diff(ofModel(model.Status(roundOnly(d, wantRounds[k]))), of(h), cmpopts.EquateEmpty()); hd != "" {
+							hdiffs = append(hdiffs, fmt.Sprintf("round %d:\n%s", wantRounds[k], hd))
+						}
+					}
 				}
 				mu.Lock()
 				if diff != "" {
 					reportBad(t, &bad, "Store.Status", d.ID, diff+eventsOf(d))
 				}
-				if hdiff != "" {
-					mismatchedHistory++
-					if mismatchedHistory <= 3 {
-						t.Errorf("StatusOfRound(newest) of %s differs from Status (-Status +StatusOfRound):\n%s", d.ID, hdiff)
-					}
+				if checked {
+					histories++
+				}
+				if len(hdiffs) > 0 {
+					reportBad(t, &badHistory, "Store.History", d.ID, strings.Join(hdiffs, "")+eventsOf(d))
 				}
 				mu.Unlock()
 			}
@@ -275,8 +318,9 @@ func (c checker) statuses(t *testing.T, hs []model.Delivery, want map[uuid.UUID]
 	}
 	close(work)
 	wg.Wait()
-	if bad+mismatchedHistory > 0 {
-		t.Errorf("%d of %d deliveries disagree with the model, %d histories with Status", bad, len(hs), mismatchedHistory)
+	t.Logf("Store.Status of %d deliveries, Store.History of %d", len(hs), histories)
+	if bad+badHistory > 0 {
+		t.Errorf("%d of %d deliveries disagree with the model, %d of %d histories", bad, len(hs), badHistory, histories)
 	}
 }
 

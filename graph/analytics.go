@@ -259,18 +259,14 @@ func (r *Resolver) history(ctx context.Context, d *model.Delivery) ([]*model.Del
 	if d.CampaignID != "" {
 		row.CampaignID = uuid.MustParse(d.CampaignID)
 	}
-	rounds, err := r.Store.Rounds(ctx, row)
+	rounds, err := r.Store.History(ctx, row)
 	if err != nil {
 		return nil, err
 	}
 	var out []*model.DeliveryRound
-	for _, round := range rounds {
-		st, err := r.Store.StatusOfRound(ctx, row, round)
-		if err != nil {
-			return nil, err
-		}
+	for _, st := range rounds {
 		dm := deliveryModel(row, st)
-		out = append(out, &model.DeliveryRound{Round: int(round), Status: dm.Status, FailureReason: dm.FailureReason,
+		out = append(out, &model.DeliveryRound{Round: int(st.Round), Status: dm.Status, FailureReason: dm.FailureReason,
 			DevicesTargeted: dm.DevicesTargeted, DevicesAttempted: dm.DevicesAttempted, Devices: dm.Devices})
 	}
 	return out, nil
