@@ -25,11 +25,6 @@ import (
 
 func jitter() float64 { return rand.Float64() }
 
-// MaxDevices is the most devices one delivery round targets (the most
-// recently used ones): event device indexes are UInt16, and 65535 marks a
-// delivery-level event (clickhouse.MaxDevices).
-const MaxDevices = clickhouse.MaxDevices
-
 // Config configures the worker.
 type Config struct {
 	// MaxRetry is the number of retries after a device's first attempt. Default 10.
@@ -332,8 +327,8 @@ func (w *Worker) makePlan(ctx context.Context, d clickhouse.Delivery, snap *Snap
 	if len(picked) == 0 {
 		return fail(domain.ReasonNoDevices)
 	}
-	if len(picked) > MaxDevices {
-		picked = picked[:MaxDevices] // the most recently used
+	if len(picked) > clickhouse.MaxDevices {
+		picked = picked[:clickhouse.MaxDevices] // the most recently used
 	}
 
 	creds, err := w.creds.get(d.WorkspaceID, func() (map[string]clickhouse.Credentials, error) {
