@@ -270,7 +270,8 @@ func (s *Supervisor) writeState() {
 		return
 	}
 	tmp := s.cfg.statePath() + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err == nil {
+	err = os.WriteFile(tmp, append(b, '\n'), 0o644)
+	if err == nil {
 		err = os.Rename(tmp, s.cfg.statePath())
 	}
 	if err != nil {
