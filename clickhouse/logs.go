@@ -191,7 +191,7 @@ func (s *Store) logWindowRows(ctx context.Context, workspaceID string, f LogFilt
 }
 
 // pageStatuses fills the status columns of a page's deliveries from their
-// events (pageRowsSQL, folded as Store.Status folds one delivery's).
+// events (pageEventsSQL, folded as Store.Status folds one delivery's).
 func (s *Store) pageStatuses(ctx context.Context, workspaceID string, page []LogRow) error {
 	if len(page) == 0 {
 		return nil
@@ -215,7 +215,7 @@ func (s *Store) pageStatuses(ctx context.Context, workspaceID string, page []Log
 		}
 		byID[page[i].ID] = &page[i]
 	}
-	rows, err := s.queryDeviceRows(ctx, pageRowsSQL, workspaceID, clickhouse.GroupSet{Value: camps}, chTime(lo), chTime(hi), clickhouse.GroupSet{Value: ids})
+	rows, err := s.queryDeviceRows(ctx, pageEventsSQL, workspaceID, clickhouse.GroupSet{Value: camps}, chTime(lo), chTime(hi), clickhouse.GroupSet{Value: ids})
 	if err != nil {
 		return fmt.Errorf("clickhouse: delivery log statuses: %w", err)
 	}

@@ -1,8 +1,11 @@
 package clickhouse
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -16,60 +19,30 @@ import (
 // millisecond, which is exact for delivery times.)
 func chTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000000") }
 
-// deviceRowsSelect folds deliveries' events into one row per delivery,
-// round and device (device_index 65535: the delivery-level events); the
-// WHERE clause and grouping follow (deviceRowsSQL, pageRowsSQL).
-// Columns: delivery_id, round, device_index, counts (1 when the row has an
-// event other than a conversion: the newest such round is the delivery's
-// status round), presend (a pre-send failure), presend_reason, attempts,
-// status (PENDING SENT FAILED BOUNCED SUPPRESSED, a device's final state,
-// furthest first), last_error (the newest provider error), failed_reason
-// (why the device FAILED), provider_id, sent_us, delivered_us, opened_us,
-// converted_us (the first time of each, 0 when absent), token and platform
-// (from the device's targeted event). Every figure is idempotent: an event
-// row present twice gives the same answer, and a first time is min(at).
+// eventRowsSelect reads the events of deliveries, one row an event, for
+// deviceRowsOf to fold in Go; the WHERE clause follows (eventRowsSQL,
+// pageEventsSQL). Columns: delivery_id, round, device_index, kind,
+// attempt, reason, provider_id, token, at.
 //
 // Herald reads one delivery's status, and a page of the delivery logs,
-// from these rows with fold (the rules of domain.DeliveryStatusOf), since
-// planning a query on delivery_status_in alone takes 80-100 ms here; the
-// overview and the analysts' views read delivery_status_in. The property
-// test checks both against the reference model.
-const deviceRowsSelect = `
-SELECT
-    delivery_id, round, device_index,
-    max(kind != 'converted') AS counts,
-    maxIf(toUInt8(1), kind = 'presend_failed') AS presend,
-    minIf(reason, kind = 'presend_failed') AS presend_reason,
-    uniqExactIf(attempt, kind = 'attempt') AS attempts,
-    multiIf(maxIf(toUInt8(1), kind = 'sent') = 1, 'SENT',
-            maxIf(toUInt8(1), kind = 'bounced') = 1, 'BOUNCED',
-            maxIf(toUInt8(1), kind = 'failed') = 1, 'FAILED',
-            maxIf(toUInt8(1), kind = 'suppressed') = 1, 'SUPPRESSED',
-            'PENDING') AS status,
-    argMaxIf(reason, at, kind IN ('attempt', 'failed', 'bounced') AND reason != '') AS last_error,
-    minIf(reason, kind = 'failed') AS failed_reason,
-    anyIf(provider_id, kind = 'sent') AS sent_provider_id,
-    toUnixTimestamp64Micro(minIf(at, kind = 'sent')) AS sent_us,
-    toUnixTimestamp64Micro(minIf(at, kind IN ('delivered', 'opened'))) AS delivered_us,
-    toUnixTimestamp64Micro(minIf(at, kind = 'opened')) AS opened_us,
-    toUnixTimestamp64Micro(minIf(at, kind = 'converted')) AS converted_us,
-    anyIf(token, kind = 'targeted' AND token != '') AS targeted_token,
-    anyIf(provider_id, kind = 'targeted' AND token != '') AS targeted_platform
+// this way (the rules of domain.DeliveryStatusOf, in fold), since planning
+// even a GROUP BY of a few rows with its dozen -If aggregates costs more
+// than reading them here; the overview and the analysts' views read
+// delivery_status_in. The property test checks both against the reference
+// model.
+const eventRowsSelect = `
+SELECT delivery_id, round, device_index, toString(kind), attempt, reason, provider_id, token, at
 FROM events
 `
 
-// deviceRowsSQL is deviceRowsSelect for one delivery. Params: workspace_id,
+// eventRowsSQL is eventRowsSelect for one delivery. Params: workspace_id,
 // campaign_id, delivery_created (the id's time), delivery_id.
-const deviceRowsSQL = deviceRowsSelect + `WHERE workspace_id = ? AND campaign_id = ? AND delivery_created = ? AND delivery_id = ?
-GROUP BY delivery_id, round, device_index
-ORDER BY round, device_index`
+const eventRowsSQL = eventRowsSelect + `WHERE workspace_id = ? AND campaign_id = ? AND delivery_created = ? AND delivery_id = ?`
 
-// pageRowsSQL is deviceRowsSelect for a page of the delivery logs. Params:
-// workspace_id, campaign ids (GroupSet), delivery_created lower and upper
-// bound (inclusive), delivery ids (GroupSet).
-const pageRowsSQL = deviceRowsSelect + `WHERE workspace_id = ? AND campaign_id IN ? AND delivery_created >= ? AND delivery_created <= ? AND delivery_id IN ?
-GROUP BY delivery_id, round, device_index
-ORDER BY delivery_id, round, device_index`
+// pageEventsSQL is eventRowsSelect for a page of the delivery logs.
+// Params: workspace_id, campaign ids (GroupSet), delivery_created lower and
+// upper bound (inclusive), delivery ids (GroupSet).
+const pageEventsSQL = eventRowsSelect + `WHERE workspace_id = ? AND campaign_id IN ? AND delivery_created >= ? AND delivery_created <= ? AND delivery_id IN ?`
 
 // DeviceSend is one device's state in a delivery round.
 type DeviceSend struct {
@@ -143,49 +116,165 @@ func (s *Store) History(ctx context.Context, d Delivery) ([]DeliveryStatus, erro
 	return out, nil
 }
 
-// deviceRow is one row of deviceRowsSQL.
+// deviceRow is one delivery's events of one round and device (device
+// index DeliveryLevel: its delivery-level events), folded by deviceRowsOf.
 type deviceRow struct {
 	delivery      uuid.UUID
 	round         uint16
-	counts        bool
-	presend       bool
+	counts        bool // an event other than a conversion: the newest such round is the status round
+	presend       bool // a pre-send failure
 	presendReason string
-	failedReason  string
+	failedReason  string // why the device FAILED
 	converted     time.Time
 	send          DeviceSend
 }
 
-// deviceRows reads a delivery's rows, by round and device index.
-func (s *Store) deviceRows(ctx context.Context, d Delivery) ([]deviceRow, error) {
-	return s.queryDeviceRows(ctx, deviceRowsSQL, d.WorkspaceID, d.CampaignID, chTime(DeliveryTime(d.ID)), d.ID)
+// eventRow is one row of eventRowsSelect.
+type eventRow struct {
+	delivery      uuid.UUID
+	round, device uint16
+	kind          string
+	attempt       uint16
+	reason        string
+	providerID    string
+	token         string
+	at            time.Time
 }
 
+// deviceRowsOf folds events into one row per delivery, round and device,
+// ordered by those. Every figure is idempotent (an event present twice
+// gives the same row) and a first time is the earliest: Attempts counts
+// distinct attempt numbers; Status is the furthest state (SENT, BOUNCED,
+// FAILED, SUPPRESSED, else PENDING); LastError is the reason of the newest
+// attempt, failed or bounced event with one; failedReason and
+// presendReason are the smallest reason of their kind; SentAt, DeliveredAt
+// (delivered or opened), OpenedAt and converted are the earliest of their
+// kinds; Token and Platform come from the targeted event.
+func deviceRowsOf(evs []eventRow) []deviceRow {
+	type key struct {
+		delivery      uuid.UUID
+		round, device uint16
+	}
+	type acc struct {
+		row                               deviceRow
+		sent, bounced, failed, suppressed bool
+		failedSeen, presendSeen           bool
+		lastErrorAt                       time.Time
+		attempts                          map[uint16]bool
+	}
+	accs := map[key]*acc{}
+	var keys []key
+	for _, e := range evs {
+		k := key{e.delivery, e.round, e.device}
+		a := accs[k]
+		if a == nil {
+			a = &acc{row: deviceRow{delivery: e.delivery, round: e.round, send: DeviceSend{Index: e.device}}}
+			accs[k] = a
+			keys = append(keys, k)
+		}
+		r, ds := &a.row, &a.row.send
+		if e.kind != KindConverted {
+			r.counts = true
+		}
+		switch e.kind {
+		case KindTargeted:
+			if e.token != "" && ds.Token == "" {
+				ds.Token, ds.Platform = e.token, e.providerID
+			}
+		case KindAttempt:
+			if a.attempts == nil {
+				a.attempts = map[uint16]bool{}
+			}
+			a.attempts[e.attempt] = true
+		case KindSent:
+			a.sent = true
+			ds.SentAt = earliest(ds.SentAt, e.at)
+			if ds.ProviderID == "" {
+				ds.ProviderID = e.providerID
+			}
+		case KindBounced:
+			a.bounced = true
+		case KindFailed:
+			a.failed = true
+			if !a.failedSeen || e.reason < r.failedReason {
+				a.failedSeen, r.failedReason = true, e.reason
+			}
+		case KindSuppressed:
+			a.suppressed = true
+		case KindDelivered:
+			ds.DeliveredAt = earliest(ds.DeliveredAt, e.at)
+		case KindOpened:
+			ds.DeliveredAt = earliest(ds.DeliveredAt, e.at)
+			ds.OpenedAt = earliest(ds.OpenedAt, e.at)
+		case KindConverted:
+			r.converted = earliest(r.converted, e.at)
+		case KindPresendFailed:
+			r.presend = true
+			if !a.presendSeen || e.reason < r.presendReason {
+				a.presendSeen, r.presendReason = true, e.reason
+			}
+		}
+		switch e.kind {
+		case KindAttempt, KindFailed, KindBounced:
+			if e.reason != "" && (ds.LastError == "" || e.at.After(a.lastErrorAt)) {
+				ds.LastError, a.lastErrorAt = e.reason, e.at
+			}
+		}
+	}
+	slices.SortFunc(keys, func(x, y key) int {
+		if c := bytes.Compare(x.delivery[:], y.delivery[:]); c != 0 {
+			return c
+		}
+		if x.round != y.round {
+			return cmp.Compare(x.round, y.round)
+		}
+		return cmp.Compare(x.device, y.device)
+	})
+	out := make([]deviceRow, len(keys))
+	for i, k := range keys {
+		a := accs[k]
+		a.row.send.Attempts = len(a.attempts)
+		switch {
+		case a.sent:
+			a.row.send.Status = "SENT"
+		case a.bounced:
+			a.row.send.Status = "BOUNCED"
+		case a.failed:
+			a.row.send.Status = "FAILED"
+		case a.suppressed:
+			a.row.send.Status = "SUPPRESSED"
+		default:
+			a.row.send.Status = "PENDING"
+		}
+		out[i] = a.row
+	}
+	return out
+}
+
+// deviceRows reads a delivery's rows, by round and device index.
+func (s *Store) deviceRows(ctx context.Context, d Delivery) ([]deviceRow, error) {
+	return s.queryDeviceRows(ctx, eventRowsSQL, d.WorkspaceID, d.CampaignID, chTime(DeliveryTime(d.ID)), d.ID)
+}
+
+// queryDeviceRows runs an eventRowsSelect query and folds its events.
 func (s *Store) queryDeviceRows(ctx context.Context, query string, args ...any) ([]deviceRow, error) {
 	rows, err := s.conn.Query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: device sends: %w", err)
 	}
 	defer rows.Close()
-	var out []deviceRow
+	var evs []eventRow
 	for rows.Next() {
-		var r deviceRow
-		var counts, presend uint8
-		var attempts uint64
-		var sUS, dUS, oUS, cUS int64
-		ds := &r.send
-		if err := rows.Scan(&r.delivery, &r.round, &ds.Index, &counts, &presend, &r.presendReason, &attempts, &ds.Status, &ds.LastError, &r.failedReason,
-			&ds.ProviderID, &sUS, &dUS, &oUS, &cUS, &ds.Token, &ds.Platform); err != nil {
-			return nil, fmt.Errorf("clickhouse: scan device send: %w", err)
+		var e eventRow
+		if err := rows.Scan(&e.delivery, &e.round, &e.device, &e.kind, &e.attempt, &e.reason, &e.providerID, &e.token, &e.at); err != nil {
+			return nil, fmt.Errorf("clickhouse: scan event: %w", err)
 		}
-		r.counts, r.presend, r.converted = counts == 1, presend == 1, usTime(cUS)
-		ds.Attempts = int(attempts)
-		ds.SentAt, ds.DeliveredAt, ds.OpenedAt = usTime(sUS), usTime(dUS), usTime(oUS)
-		out = append(out, r)
+		evs = append(evs, e)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("clickhouse: device sends: %w", err)
 	}
-	return out, nil
+	return deviceRowsOf(evs), nil
 }
 
 // newestRound is the largest round of a row with an event other than a

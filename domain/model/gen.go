@@ -41,7 +41,7 @@ type GenOptions struct {
 // attempts or a permanent error, SUPPRESSED, still PENDING after 0..10
 // attempts; delivered and opened reports (an open without a delivered
 // report, reports from devices whose send is not SENT, reports from retried
-// rounds); rounds of 1-5 devices, 3% of 6-12; conversions (one or two rows, stamped round 0 or the newest
+// rounds); rounds of 1-5 devices, 3% of 6-12, 0.3% of 60-70; conversions (one or two rows, stamped round 0 or the newest
 // round); retry rounds after a FAILED round with a fresh set of devices;
 // duplicate rows; and rows in shuffled order.
 //
@@ -267,9 +267,13 @@ func (g *gen) round(d *Delivery, round uint16, t0 time.Time) ([]sendOutcome, tim
 		return nil, t0, true
 	}
 	n := 1 + g.rng.IntN(5)
-	if g.rng.Float64() < 0.03 {
-		n = 6 + g.rng.IntN(7) // 6-12: past the 8 devices the lanes of delivery_states hold
+	switch x := g.rng.Float64(); {
+	case x < 0.003:
+		n = 60 + g.rng.IntN(11) // 60-70: across the 64 devices the masks of delivery_states hold
+	case x < 0.033:
+		n = 6 + g.rng.IntN(7)
 	}
+	n = min(n, len(g.tokens)) // distinct tokens
 	var picked []int // token indexes, distinct within the round
 	var dds []clickhouse.DeliveryDevice
 	for len(dds) < n {
