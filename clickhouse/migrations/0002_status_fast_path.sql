@@ -54,7 +54,9 @@ FROM (
     -- keep the newest round r with an event other than a conversion, OR each
     -- device's bits, count. It reads only the deliveries that have keys in
     -- more, found without FINAL (a row of a part with keys means the merged
-    -- row has them), so that the common case pays nothing for it.
+    -- row has them) and joined (not IN: a filter on delivery_id reaches
+    -- both sides of a join, so that an analyst's query of one delivery
+    -- reads only its granules), so that the common case pays little for it.
     SELECT
         workspace_id, campaign_id, delivery_created, delivery_id, r, rs,
         toUInt32(length(dev_bits)) AS n_dev,
@@ -89,13 +91,14 @@ FROM (
             WHERE ({workspace:String} = '' OR workspace_id = {workspace:String})
               AND ({campaign:UUID} = toUUID('00000000-0000-0000-0000-000000000000') OR campaign_id = {campaign:UUID})
               AND delivery_created >= {from:DateTime64(3)} AND delivery_created < {to:DateTime64(3)}
-              AND delivery_id IN (
-                  SELECT delivery_id FROM delivery_states
-                  WHERE ({workspace:String} = '' OR workspace_id = {workspace:String})
-                    AND ({campaign:UUID} = toUUID('00000000-0000-0000-0000-000000000000') OR campaign_id = {campaign:UUID})
-                    AND delivery_created >= {from:DateTime64(3)} AND delivery_created < {to:DateTime64(3)}
-                    AND notEmpty(more))
-        )
+        ) AS st
+        INNER JOIN (
+            SELECT DISTINCT delivery_id FROM delivery_states
+            WHERE ({workspace:String} = '' OR workspace_id = {workspace:String})
+              AND ({campaign:UUID} = toUUID('00000000-0000-0000-0000-000000000000') OR campaign_id = {campaign:UUID})
+              AND delivery_created >= {from:DateTime64(3)} AND delivery_created < {to:DateTime64(3)}
+              AND notEmpty(more)
+        ) AS sl USING (delivery_id)
     )
 )
 ;
