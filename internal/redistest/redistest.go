@@ -57,34 +57,53 @@ func New(t testing.TB) *redis.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), claimWait+10*time.Second)
 	defer cancel()
+	db, release, err := Claim(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := redis.NewClient(&redis.Options{Addr: Addr(), DB: db})
+	t.Cleanup(func() {
+		client.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := release(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	return client
+}
 
+// Claim takes a database number that no running test (or benchmark) uses,
+// flushed; release flushes it and gives it back. Benchmark commands use it
+// so that tests running beside them do not flush their data.
+func Claim(ctx context.Context) (db int, release func(context.Context) error, err error) {
 	admin := redis.NewClient(&redis.Options{Addr: Addr(), DB: 0})
 	if err := admin.Ping(ctx).Err(); err != nil {
 		admin.Close()
-		t.Fatalf("Redis is not running at %s: start it with `bash scripts/services.sh` (or set HERALD_REDIS_ADDR): %v", Addr(), err)
+		return 0, nil, fmt.Errorf("Redis is not running at %s: start it with `bash scripts/services.sh` (or set HERALD_REDIS_ADDR): %v", Addr(), err)
 	}
 	db, claim, token, err := claimDB(ctx, admin)
 	if err != nil {
 		admin.Close()
-		t.Fatalf("redistest: %v", err)
+		return 0, nil, fmt.Errorf("redistest: %v", err)
 	}
 	client := redis.NewClient(&redis.Options{Addr: Addr(), DB: db})
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
+	release = func(ctx context.Context) error {
+		defer admin.Close()
+		defer client.Close()
 		if err := client.FlushDB(ctx).Err(); err != nil {
-			t.Errorf("redistest: flush db %d: %v", db, err)
+			return fmt.Errorf("redistest: flush db %d: %v", db, err)
 		}
-		client.Close()
 		if err := releaseScript.Run(ctx, admin, []string{claim}, token).Err(); err != nil {
-			t.Errorf("redistest: release db %d: %v", db, err)
+			return fmt.Errorf("redistest: release db %d: %v", db, err)
 		}
-		admin.Close()
-	})
-	if err := client.FlushDB(ctx).Err(); err != nil {
-		t.Fatalf("redistest: flush db %d: %v", db, err)
+		return nil
 	}
-	return client
+	if err := client.FlushDB(ctx).Err(); err != nil {
+		_ = release(ctx)
+		return 0, nil, fmt.Errorf("redistest: flush db %d: %v", db, err)
+	}
+	return db, release, nil
 }
 
 // claimDB picks a database number in 1..numDBs and marks it as taken with
