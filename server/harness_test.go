@@ -50,6 +50,7 @@ type envOptions struct {
 	// authLookupRate bounds uncached key lookups per IP (default Herald's).
 	readTimeout, idleTimeout time.Duration
 	authLookupRate           int
+	logs                     io.Writer // where the servers log (default nowhere)
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -57,6 +58,9 @@ func newEnv(t *testing.T, o envOptions) *env {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if os.Getenv("HERALD_TEST_LOG") != "" {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if o.logs != nil {
+		logger = slog.New(slog.NewTextHandler(o.logs, nil))
 	}
 	redisAddr, redisDB := o.redisAddr, 0
 	if redisAddr == "" {
@@ -138,7 +142,7 @@ func orNoLimit(n int) int {
 	return n
 }
 
-func testSecretKey(t *testing.T) []byte {
+func testSecretKey(t testing.TB) []byte {
 	k, err := secret.ParseKey(secret.NewKey())
 	if err != nil {
 		t.Fatal(err)
