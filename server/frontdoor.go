@@ -35,6 +35,8 @@ import (
 func (a *authenticator) guard(next http.Handler, maxBody int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if isWebsocket(r) {
+			// net/http clears the read deadline when a connection is
+			// hijacked (today); clearing it here keeps it so.
 			_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 			next.ServeHTTP(w, r.WithContext(withClientIP(r.Context(), clientIP(r))))
 			return

@@ -62,6 +62,29 @@ func postQuery(t *testing.T, u, key, query string) rawResult {
 	return rawDo(t, http.MethodPost, u, key, "application/json", bytes.NewReader(b))
 }
 
+// doorCase is a request and the answer the front door must give it.
+type doorCase struct {
+	name   string
+	do     func() rawResult
+	status int
+	code   string
+	msg    string // in the first error's message
+}
+
+// check reports whether r is the answer tc wants, and what differs.
+func (tc doorCase) check(t *testing.T, r rawResult) bool {
+	t.Helper()
+	if r.status != tc.status || r.code() != tc.code {
+		t.Errorf("%s: %d %q, want %d %q: %.300s", tc.name, r.status, r.code(), tc.status, tc.code, r.body)
+		return false
+	}
+	if tc.msg != "" && !strings.Contains(r.resp.Errors[0].Message, tc.msg) {
+		t.Errorf("%s: message %q does not say %q", tc.name, r.resp.Errors[0].Message, tc.msg)
+		return false
+	}
+	return true
+}
+
 // cpuTime is this process's user+system CPU time: the server runs in it.
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
@@ -89,13 +112,7 @@ func TestOversizedDocumentsRefusedBeforeValidation(t *testing.T) {
 		return rawDo(t, http.MethodGet, c.url+"?query="+url.QueryEscape(q), key, "", nil)
 	}
 	post := func(key, q string) rawResult { return postQuery(t, c.url, key, q) }
-	cases := []struct {
-		name   string
-		do     func() rawResult
-		status int
-		code   string
-		msg    string
-	}{
+	cases := []doorCase{
 		{"16,000 fields, POST, no key", func() rawResult { return post("", fields16k) }, 401, "UNAUTHENTICATED", "API key"},
 		{"16,000 fields, GET, no key", func() rawResult { return get("", fields16k) }, 401, "UNAUTHENTICATED", "API key"},
 		{"16,000 fields, POST, unknown key", func() rawResult { return post("hk_unknown", fields16k) }, 401, "UNAUTHENTICATED", "API key"},
@@ -114,11 +131,8 @@ func TestOversizedDocumentsRefusedBeforeValidation(t *testing.T) {
 		r := tc.do()
 		cpu, wall := cpuTime()-cpu0, time.Since(wall0)
 		fmt.Fprintf(&table, "%-32s %6d %-16s %10.2f %10.2f\n", tc.name, r.status, r.code(), cpu.Seconds()*1000, wall.Seconds()*1000)
-		if r.status != tc.status || r.code() != tc.code {
-			t.Fatalf("%s: %d %q, want %d %q: %.300s", tc.name, r.status, r.code(), tc.status, tc.code, r.body)
-		}
-		if tc.msg != "" && !strings.Contains(r.resp.Errors[0].Message, tc.msg) {
-			t.Errorf("%s: message %q does not say %q", tc.name, r.resp.Errors[0].Message, tc.msg)
+		if !tc.check(t, r) {
+			t.FailNow()
 		}
 	}
 	t.Logf("front door costs (this process's CPU: client and server)\n%s", table.String())
@@ -162,13 +176,7 @@ func TestClientMistakesAre4xxAndLoggedShort(t *testing.T) {
 			return rawDo(t, http.MethodPost, c.url, c.key, "application/json", strings.NewReader(body))
 		}
 	}
-	cases := []struct {
-		name   string
-		do     func() rawResult
-		status int
-		code   string
-		msg    string
-	}{
+	cases := []doorCase{
 		{"900 KB truncated JSON", post(string(truncated)), 400, "BAD_USER_INPUT", "JSON"},
 		{"credentials with a JSON typo", post(string(typo)), 400, "BAD_USER_INPUT", "invalid JSON at byte"},
 		{"batch array", post(`[{"query":"{ __typename }"},{"query":"{ __typename }"}]`), 400, "BAD_USER_INPUT", "batched"},
@@ -201,13 +209,7 @@ func TestClientMistakesAre4xxAndLoggedShort(t *testing.T) {
 	}
 	for _, tc := range cases {
 		r := tc.do()
-		if r.status != tc.status || r.code() != tc.code {
-			t.Errorf("%s: %d %q, want %d %q: %.300s", tc.name, r.status, r.code(), tc.status, tc.code, r.body)
-			continue
-		}
-		if tc.msg != "" && !strings.Contains(r.resp.Errors[0].Message, tc.msg) {
-			t.Errorf("%s: message %q does not say %q", tc.name, r.resp.Errors[0].Message, tc.msg)
-		}
+		tc.check(t, r)
 		if bytes.Contains(r.body, []byte(secret)) {
 			t.Errorf("%s: the response quotes the body", tc.name)
 		}
