@@ -200,7 +200,9 @@ func TestClientMistakesAre4xxAndLoggedShort(t *testing.T) {
 		{"GET with bad variables", func() rawResult {
 			return rawDo(t, http.MethodGet, c.url+"?query="+url.QueryEscape(`{ __typename }`)+"&variables=%5B", c.key, "", nil)
 		}, 400, "BAD_USER_INPUT", "variables"},
-		{"PUT", func() rawResult { return rawDo(t, http.MethodPut, c.url, c.key, "application/json", strings.NewReader(`{}`)) }, 405, "BAD_USER_INPUT", "GET or POST"},
+		{"PUT", func() rawResult {
+			return rawDo(t, http.MethodPut, c.url, c.key, "application/json", strings.NewReader(`{}`))
+		}, 405, "BAD_USER_INPUT", "GET or POST"},
 		{"2 MB with Content-Length", post(tooBig + tooBig), 413, "BAD_USER_INPUT", "over"},
 		{"1 MB chunked", func() rawResult {
 			// Hiding the reader's type makes the client send it chunked.
