@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+	"unicode/utf8"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/gqlerror"
@@ -115,7 +116,7 @@ func ErrorPresenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 				gerr.Message = field + ": " + gerr.Message
 				return gerr
 			}
-			logger.ErrorContext(ctx, "graphql: internal error", "path", gerr.Path.String(), "err", err)
+			logger.ErrorContext(ctx, "graphql: internal error", "path", gerr.Path.String(), "err", Truncate(err.Error(), maxLoggedError))
 			gerr.Message = "internal error"
 			setCode(gerr, CodeInternal)
 		}
@@ -124,13 +125,27 @@ func ErrorPresenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 }
 
 // isInputCoercion reports errors gqlgen raises while decoding arguments
-// (an unknown enum value in variables, a wrong scalar type).
+// (an unknown enum value in variables, a wrong scalar type, a Time that is
+// not RFC 3339): a *gqlerror.Error on the argument's path, wrapping the
+// scalar's own error, if any. Resolvers return plain errors, never these.
 func isInputCoercion(err error) bool {
-	var ge *gqlerror.Error
-	if !errors.As(err, &ge) {
-		return false
+	ge, ok := err.(*gqlerror.Error)
+	return ok && len(ge.Path) > 0 && ge.Extensions == nil
+}
+
+// maxLoggedError bounds an error logged at ERROR level: an error can carry
+// a client's input, and a log line is no place for a megabyte of it.
+const maxLoggedError = 2000
+
+// Truncate cuts s to at most n bytes (on a rune boundary), marking the cut.
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	return ge.Path != nil && len(ge.Path) > 0 && ge.Extensions == nil && ge.Err == nil
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + fmt.Sprintf("… (%d bytes)", len(s))
 }
 
 func setCode(e *gqlerror.Error, code string) {

@@ -46,6 +46,11 @@ type envOptions struct {
 	sendRate       int           // sends per workspace per second; default no limit
 	reportRate     int           // reports per IP per second; default no limit
 	redisAddr      string        // a private Redis (its DB 0); default a test DB of the shared one
+	// readTimeout and idleTimeout are the HTTP server's (default Herald's);
+	// authLookupRate bounds uncached key lookups per IP (default Herald's).
+	readTimeout, idleTimeout time.Duration
+	authLookupRate           int
+	logs                     io.Writer // where the servers log (default nowhere)
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -54,14 +59,13 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if os.Getenv("HERALD_TEST_LOG") != "" {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
+	if o.logs != nil {
+		logger = slog.New(slog.NewTextHandler(o.logs, nil))
+	}
 	redisAddr, redisDB := o.redisAddr, 0
 	if redisAddr == "" {
 		redisAddr, redisDB = redistest.Addr(), redistest.New(t).Options().DB
 	}
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	db := "herald_e2e_" + hex.EncodeToString(b)
-
 	e := &env{t: t, apns: apnssim.New(logger), fcm: fcmsim.New(logger)}
 	if err := e.apns.Start("127.0.0.1:0"); err != nil {
 		t.Fatalf("apns simulator: %v", err)
@@ -76,34 +80,59 @@ func newEnv(t *testing.T, o envOptions) *env {
 		o.retryBase = 10 * time.Millisecond
 	}
 	cfg := app.Config{
-		ClickHouseAddr: chtest.Addr(), ClickHouseDatabase: db,
 		RedisAddr: redisAddr, RedisDB: redisDB,
 		Concurrency: 20, RetryBase: o.retryBase, RetryMax: 4 * o.retryBase, PollInterval: 20 * time.Millisecond,
 		SendTimeout: 3 * time.Second, EventClaimIdle: time.Second, BroadcastBatch: o.broadcastBatch,
 		SecretKey: testSecretKey(t), SendRate: orNoLimit(o.sendRate), ReportRate: orNoLimit(o.reportRate),
 		APNSHost: e.apns.URL(), APNSRootCAs: e.apns.RootCAs(), FCMEndpoint: e.fcm.URL(),
+		HTTPReadTimeout: o.readTimeout, HTTPIdleTimeout: o.idleTimeout, AuthLookupRate: o.authLookupRate,
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	a, err := app.Open(ctx, cfg, logger)
-	if err != nil {
-		t.Fatalf("open herald: %v", err)
-	}
-	e.app, e.cfg = a, cfg
-	t.Cleanup(func() {
-		_ = a.CH.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db)
-		a.Close()
-	})
+	a := openHerald(t, cfg, logger)
+	e.app, e.cfg = a, a.Cfg
 	w, err := a.StartWorker()
 	if err != nil {
 		t.Fatalf("start worker: %v", err)
 	}
 	e.worker = w
 	t.Cleanup(func() { e.worker.Shutdown() })
-	e.http = httptest.NewServer(a.Handler())
+	e.http = httptest.NewUnstartedServer(nil)
+	e.http.Config = a.HTTPServer() // Herald's own server, timeouts and all
+	e.http.Start()
 	t.Cleanup(e.http.Close)
 	e.inspc = asynq.NewInspectorFromRedisClient(a.Redis)
 	return e
+}
+
+// openHerald opens Herald on its own new ClickHouse database (dropped at
+// the end) with cfg's other settings.
+func openHerald(t testing.TB, cfg app.Config, logger *slog.Logger) *app.App {
+	t.Helper()
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	db := "herald_e2e_" + hex.EncodeToString(b)
+	cfg.ClickHouseAddr, cfg.ClickHouseDatabase = chtest.Addr(), db
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	a, err := app.Open(ctx, cfg, logger)
+	if err != nil {
+		t.Fatalf("open herald: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = a.CH.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db)
+		a.Close()
+	})
+	return a
+}
+
+// newWorkspace stores a new workspace and returns it with its API key.
+func newWorkspace(t testing.TB, store *clickhouse.Store, name string) (clickhouse.Workspace, string) {
+	t.Helper()
+	key, hash := server.NewAPIKey()
+	ws := clickhouse.Workspace{ID: "ws_" + server.NewSiteID(), Name: name, KeyHash: hash, SiteID: server.NewSiteID(), CreatedAt: time.Now().UTC()}
+	if err := store.CreateWorkspace(context.Background(), ws); err != nil {
+		t.Fatalf("create workspace: %v", err)
+	}
+	return ws, key
 }
 
 func orNoLimit(n int) int {
@@ -113,7 +142,7 @@ func orNoLimit(n int) int {
 	return n
 }
 
-func testSecretKey(t *testing.T) []byte {
+func testSecretKey(t testing.TB) []byte {
 	k, err := secret.ParseKey(secret.NewKey())
 	if err != nil {
 		t.Fatal(err)
@@ -136,11 +165,7 @@ func (e *env) restartWorker() {
 // workspace creates a workspace and returns a client with its key.
 func (e *env) workspace(name string) *client {
 	e.t.Helper()
-	key, hash := server.NewAPIKey()
-	ws := clickhouse.Workspace{ID: "ws_" + server.NewSiteID(), Name: name, KeyHash: hash, SiteID: server.NewSiteID(), CreatedAt: time.Now().UTC()}
-	if err := e.app.Store.CreateWorkspace(context.Background(), ws); err != nil {
-		e.t.Fatalf("create workspace: %v", err)
-	}
+	ws, key := newWorkspace(e.t, e.app.Store, name)
 	return &client{t: e.t, url: e.http.URL + "/graphql", key: key, workspaceID: ws.ID}
 }
 

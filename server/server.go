@@ -9,12 +9,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	coderws "github.com/coder/websocket"
@@ -48,14 +46,25 @@ type Options struct {
 	WebsocketOrigins []string
 	// Stats reports the event writer's buffer, for /metrics.
 	Stats func(ctx context.Context) (clickhouse.StreamStats, error)
+	// MaxTokens and MaxFields bound a GraphQL document before it is
+	// validated (0: graph.DefaultMaxTokens, graph.DefaultMaxFields).
+	MaxTokens, MaxFields int
+	// BadKeyTTL is how long an unknown API key is remembered as unknown
+	// (0: DefaultBadKeyTTL); AuthLookupRate bounds the lookups of uncached
+	// keys per client IP per second (0: DefaultAuthLookupRate, < 0: none).
+	BadKeyTTL      time.Duration
+	AuthLookupRate int
 }
 
 // New returns Herald's HTTP handler.
 func New(o Options) http.Handler {
 	gql := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: o.Resolver, Complexity: graph.Complexity()}))
+	limit := graph.DocumentLimit{MaxTokens: orDefault(o.MaxTokens, graph.DefaultMaxTokens), MaxFields: orDefault(o.MaxFields, graph.DefaultMaxFields)}
+	gql.SetParserTokenLimit(limit.MaxTokens)
+	gql.Use(limit) // first: it runs before gqlgen parses and validates
 	gql.Use(extension.FixedComplexityLimit(graph.MaxComplexity))
 	gql.Use(graph.DepthLimit{Max: graph.MaxDepth})
-	auth := &authenticator{store: o.Store, cache: map[string]cached{}}
+	auth := newAuthenticator(o)
 	// Subscriptions: graphql-transport-ws and the legacy graphql-ws, the
 	// key in connection_init's payload ({"Authorization": "Bearer <key>"}).
 	gql.AddTransport(transport.Websocket{
@@ -83,7 +92,7 @@ func New(o Options) http.Handler {
 			if key == "" {
 				return refuse()
 			}
-			ws, err := auth.workspace(ctx, key)
+			ws, err := auth.workspace(ctx, key, clientIPOf(ctx))
 			if err != nil {
 				return refuse()
 			}
@@ -91,21 +100,22 @@ func New(o Options) http.Handler {
 		},
 	})
 	gql.AddTransport(transport.Options{})
-	gql.AddTransport(transport.GET{})
-	gql.AddTransport(transport.POST{})
+	gql.AddTransport(httpTransport{logger: o.Logger})
 	gql.SetErrorPresenter(graph.ErrorPresenter(o.Logger))
 	gql.SetRecoverFunc(graph.Recover(o.Logger))
 	if o.Dev {
 		gql.Use(extension.Introspection{})
+	} else {
+		gql.Use(graph.IntrospectionOff{})
 	}
 	sdk := &sdkHandler{resolver: o.Resolver, logger: o.Logger.With("component", "sdk"), limiter: o.Limiter, perIP: o.ReportRatePerIP}
 
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", auth.middleware(limitBody(gql, maxGraphQLBody)))
+	mux.Handle("/graphql", auth.guard(gql, maxGraphQLBody))
 	mux.HandleFunc("POST /push/events", sdk.pushEvents)
 	mux.HandleFunc("POST /api/v1/push/events", sdk.pushEvents)
 	mux.HandleFunc("POST /api/v1/metrics", sdk.metrics)
-	registerTrack(mux, o)
+	registerTrack(mux, o, auth)
 	if o.Dev {
 		mux.Handle("/{$}", playground.Handler("Herald", "/graphql"))
 	}
@@ -142,16 +152,34 @@ func New(o Options) http.Handler {
 // maxGraphQLBody bounds a GraphQL request (a query and its variables).
 const maxGraphQLBody = 1 << 20
 
-// limitBody refuses bodies over n bytes with 413 and a JSON message.
-func limitBody(next http.Handler, n int64) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength > n {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", n))
-			return
+// Timeouts bound how long a client may hold a connection: ReadHeader its
+// request's headers, Read the whole request with its body (a websocket is
+// exempt once upgraded), Idle a keep-alive connection between requests.
+// Zero takes the default.
+type Timeouts struct{ ReadHeader, Read, Idle time.Duration }
+
+// Default timeouts of HTTPServer.
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultReadTimeout       = 30 * time.Second
+	DefaultIdleTimeout       = 60 * time.Second
+)
+
+// HTTPServer is the http.Server that serves h with Herald's timeouts. It
+// sets no write timeout: subscriptions and slow queries write for long.
+func HTTPServer(h http.Handler, t Timeouts) *http.Server {
+	or := func(d, def time.Duration) time.Duration {
+		if d <= 0 {
+			return def
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, n)
-		next.ServeHTTP(w, r)
-	})
+		return d
+	}
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: or(t.ReadHeader, DefaultReadHeaderTimeout),
+		ReadTimeout:       or(t.Read, DefaultReadTimeout),
+		IdleTimeout:       or(t.Idle, DefaultIdleTimeout),
+	}
 }
 
 // NewAPIKey returns a new random API key and its hash; only the hash is stored.
@@ -175,59 +203,11 @@ func HashKey(key string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// authenticator resolves Bearer keys to workspaces, caching hits briefly.
-type authenticator struct {
-	store *clickhouse.Store
-	mu    sync.Mutex
-	cache map[string]cached
-}
-
-type cached struct {
-	workspace string
-	until     time.Time
-}
-
-const authCacheTTL = 30 * time.Second
-
-func (a *authenticator) workspace(ctx context.Context, key string) (string, error) {
-	h := HashKey(key)
-	a.mu.Lock()
-	c, ok := a.cache[h]
-	a.mu.Unlock()
-	if ok && time.Now().Before(c.until) {
-		return c.workspace, nil
+func orDefault(n, def int) int {
+	if n == 0 {
+		return def
 	}
-	w, err := a.store.WorkspaceByKeyHash(ctx, h)
-	if err != nil {
-		return "", err
-	}
-	a.mu.Lock()
-	if len(a.cache) > 10000 {
-		a.cache = map[string]cached{}
-	}
-	a.cache[h] = cached{w.ID, time.Now().Add(authCacheTTL)}
-	a.mu.Unlock()
-	return w.ID, nil
-}
-
-// middleware puts the key's workspace in the context. A missing or unknown
-// key leaves it out, and every resolver then answers UNAUTHENTICATED.
-func (a *authenticator) middleware(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if ok && key != "" {
-			ws, err := a.workspace(r.Context(), strings.TrimSpace(key))
-			switch {
-			case err == nil:
-				r = r.WithContext(graph.WithWorkspace(r.Context(), ws))
-			case errors.Is(err, clickhouse.ErrNotFound):
-			default:
-				writeError(w, http.StatusServiceUnavailable, "cannot check the API key now; retry later")
-				return
-			}
-		}
-		next.ServeHTTP(w, r)
-	})
+	return n
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

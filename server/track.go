@@ -43,9 +43,9 @@ type trackHandler struct {
 }
 
 // registerTrack adds the Track API and the transactional send to mux.
-func registerTrack(mux *http.ServeMux, o Options) {
+func registerTrack(mux *http.ServeMux, o Options, bearer *authenticator) {
 	h := &trackHandler{resolver: o.Resolver, store: o.Store, logger: o.Logger.With("component", "track"),
-		bearer: &authenticator{store: o.Store, cache: map[string]cached{}}, sites: map[string]cached{}}
+		bearer: bearer, sites: map[string]cached{}}
 	mux.HandleFunc("PUT /api/v1/customers/{id}", h.basic(h.identify))
 	mux.HandleFunc("PUT /api/v1/customers/{id}/devices", h.basic(h.addDevice))
 	mux.HandleFunc("DELETE /api/v1/customers/{id}/devices/{token}", h.basic(h.deleteDevice))
@@ -391,10 +391,16 @@ func (h *trackHandler) sendPush(w http.ResponseWriter, r *http.Request) {
 		writeMeta(w, http.StatusUnauthorized, "missing credentials: send Authorization: Bearer <workspace API key>")
 		return
 	}
-	ws, err := h.bearer.workspace(r.Context(), key)
+	ws, err := h.bearer.workspace(r.Context(), key, clientIP(r))
 	if errors.Is(err, clickhouse.ErrNotFound) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="herald"`)
 		writeMeta(w, http.StatusUnauthorized, "unauthorized: unknown API key")
+		return
+	}
+	var rl *graph.RateLimitError
+	if errors.As(err, &rl) {
+		w.Header().Set("Retry-After", strconv.Itoa(rl.RetryAfterSeconds()))
+		writeMeta(w, http.StatusTooManyRequests, "too many lookups of unknown API keys from this address: "+rl.Error())
 		return
 	}
 	if err != nil {

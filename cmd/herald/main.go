@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -27,6 +26,7 @@ import (
 	"time"
 
 	"github.com/heraldpush/herald/clickhouse"
+	"github.com/heraldpush/herald/graph"
 	"github.com/heraldpush/herald/internal/app"
 	"github.com/heraldpush/herald/internal/secret"
 	"github.com/heraldpush/herald/server"
@@ -170,6 +170,12 @@ func parseConfig(name string, args []string) (app.Config, *devFlags, error) {
 	num(&c.BroadcastBatch, "broadcast-batch", "HERALD_BROADCAST_BATCH", 500, "deliveries one broadcast fan-out task creates")
 	num(&c.SendRate, "send-rate", "HERALD_SEND_RATE", 500, "sends per workspace per second (-1: no limit)")
 	num(&c.ReportRate, "report-rate", "HERALD_REPORT_RATE", 200, "SDK reports per client IP per second (-1: no limit)")
+	dur(&c.HTTPReadTimeout, "http-read-timeout", "HERALD_HTTP_READ_TIMEOUT", server.DefaultReadTimeout, "longest time to read one HTTP request with its body (websockets exempt)")
+	dur(&c.HTTPIdleTimeout, "http-idle-timeout", "HERALD_HTTP_IDLE_TIMEOUT", server.DefaultIdleTimeout, "longest idle time of a keep-alive HTTP connection")
+	num(&c.GraphQLMaxTokens, "graphql-max-tokens", "HERALD_GRAPHQL_MAX_TOKENS", graph.DefaultMaxTokens, "most tokens in a GraphQL document")
+	num(&c.GraphQLMaxFields, "graphql-max-fields", "HERALD_GRAPHQL_MAX_FIELDS", graph.DefaultMaxFields, "most fields in a GraphQL document, fragments expanded")
+	dur(&c.BadKeyTTL, "bad-key-ttl", "HERALD_BAD_KEY_TTL", server.DefaultBadKeyTTL, "how long an unknown API key is remembered as unknown")
+	num(&c.AuthLookupRate, "auth-lookup-rate", "HERALD_AUTH_LOOKUP_RATE", server.DefaultAuthLookupRate, "lookups of uncached API keys per client IP per second (-1: no limit)")
 	var bufMax int
 	num(&bufMax, "event-buffer-max", "HERALD_EVENT_BUFFER_MAX", 1_000_000, "most buffered events before reports get 503")
 	str(&c.APNSHost, "apns-host", "HERALD_APNS_HOST", "", "APNS endpoint (default Apple's production host)")
@@ -259,7 +265,7 @@ func serveApp(ctx context.Context, a *app.App, withWorker bool, ready func(url s
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another herald running? stop it or pass --addr)", a.Cfg.Addr, err)
 	}
-	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := a.HTTPServer()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	url := "http://" + ln.Addr().String()

@@ -76,6 +76,18 @@ type Config struct {
 	SecretKey []byte
 	// Dev turns on GraphiQL and introspection.
 	Dev bool
+	// HTTPReadTimeout bounds reading one request with its body (default
+	// 30s); HTTPIdleTimeout a keep-alive connection between requests
+	// (default 60s). Websockets are exempt once upgraded.
+	HTTPReadTimeout, HTTPIdleTimeout time.Duration
+	// GraphQLMaxTokens and GraphQLMaxFields bound a GraphQL document before
+	// it is validated. Defaults 5,000 tokens and 500 fields.
+	GraphQLMaxTokens, GraphQLMaxFields int
+	// BadKeyTTL is how long an unknown API key is remembered as unknown
+	// (default 10s); AuthLookupRate bounds the lookups of uncached API keys
+	// per client IP per second (default 20; negative: no limit).
+	BadKeyTTL      time.Duration
+	AuthLookupRate int
 }
 
 func (c *Config) setDefaults() {
@@ -125,6 +137,9 @@ func (c *Config) Validate() error {
 	c.setDefaults()
 	if c.RetryMax < c.RetryBase {
 		return fmt.Errorf("config: retry max %s is below retry base %s", c.RetryMax, c.RetryBase)
+	}
+	if c.GraphQLMaxTokens < 0 || c.GraphQLMaxFields < 0 {
+		return fmt.Errorf("config: graphql max tokens %d and max fields %d must be positive", c.GraphQLMaxTokens, c.GraphQLMaxFields)
 	}
 	if c.RedisDB < 0 || c.RedisDB > 15 {
 		return fmt.Errorf("config: redis db %d is not in 0..15", c.RedisDB)
@@ -218,7 +233,15 @@ func (a *App) Handler() http.Handler {
 		Dev:      a.Cfg.Dev,
 		Health:   a.Health,
 		Stats:    a.Events.Stats,
+
+		MaxTokens: a.Cfg.GraphQLMaxTokens, MaxFields: a.Cfg.GraphQLMaxFields,
+		BadKeyTTL: a.Cfg.BadKeyTTL, AuthLookupRate: a.Cfg.AuthLookupRate,
 	})
+}
+
+// HTTPServer is the API's http.Server, with the configured timeouts.
+func (a *App) HTTPServer() *http.Server {
+	return server.HTTPServer(a.Handler(), server.Timeouts{Read: a.Cfg.HTTPReadTimeout, Idle: a.Cfg.HTTPIdleTimeout})
 }
 
 // Health pings ClickHouse and Redis.
