@@ -205,7 +205,7 @@ func (r *mutationResolver) SetPushCredentials(ctx context.Context, input model.P
 	}
 	if f := input.Fcm; f != nil {
 		c := providers.FCMCredentials{ServiceAccountJSON: f.ServiceAccountJSON}
-		if err := c.Validate(); err != nil {
+		if err := c.CheckTokenURI(r.FCMTokenURIs); err != nil {
 			return false, badInput("input.fcm.serviceAccountJson", "%v", err)
 		}
 		b, _ := json.Marshal(c)

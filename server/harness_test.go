@@ -46,6 +46,7 @@ type envOptions struct {
 	sendRate       int           // sends per workspace per second; default no limit
 	reportRate     int           // reports per IP per second; default no limit
 	redisAddr      string        // a private Redis (its DB 0); default a test DB of the shared one
+	fcmTokenURIs   []string      // token endpoints allowed besides the FCM simulator's
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -82,6 +83,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		SendTimeout: 3 * time.Second, EventClaimIdle: time.Second, BroadcastBatch: o.broadcastBatch,
 		SecretKey: testSecretKey(t), SendRate: orNoLimit(o.sendRate), ReportRate: orNoLimit(o.reportRate),
 		APNSHost: e.apns.URL(), APNSRootCAs: e.apns.RootCAs(), FCMEndpoint: e.fcm.URL(),
+		FCMTokenURIs: append([]string{e.fcm.TokenURL()}, o.fcmTokenURIs...),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
