@@ -37,6 +37,7 @@ func (r *Resolver) ReportMetric(ctx context.Context, m MetricReport) error {
 	if m.Token == "" {
 		return badInput("device_id", "the device token is empty")
 	}
+	m.Token = domain.CanonicalToken(m.Token)
 	t, err := r.target(ctx, m.Workspace, id, m.DeliveryID, m.Token)
 	if err != nil {
 		return err
@@ -135,6 +136,9 @@ func (r *Resolver) TrackEvent(ctx context.Context, e TrackedEvent) error {
 	at := e.At.UTC()
 	if e.At.IsZero() {
 		at = now
+	}
+	if err := checkTime("input.timestamp", at); err != nil {
+		return err
 	}
 	if at.After(now.Add(domain.ClockSkew)) {
 		return badInput("input.timestamp", "%v", domain.ErrTimeInFuture)

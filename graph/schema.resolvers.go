@@ -112,6 +112,10 @@ func (r *mutationResolver) RegisterDevice(ctx context.Context, input model.Regis
 	if err := domain.ValidateToken(domain.Platform(input.Platform), input.Token); err != nil {
 		return nil, badInput("input.token", "%v", err)
 	}
+	input.Token = domain.CanonicalToken(input.Token)
+	if err := checkOptTime("input.lastUsedAt", input.LastUsedAt); err != nil {
+		return nil, err
+	}
 	attrs, err := encodeJSON("input.attributes", input.Attributes)
 	if err != nil {
 		return nil, err
@@ -151,6 +155,10 @@ func (r *mutationResolver) RemoveDevice(ctx context.Context, personID string, to
 	if err := validPersonID("personId", personID); err != nil {
 		return false, err
 	}
+	if token == "" || len(token) > domain.MaxFCMTokenLen {
+		return false, badInput("token", "must be 1 to %d characters", domain.MaxFCMTokenLen)
+	}
+	token = domain.CanonicalToken(token)
 	unlock, err := r.lockDevice(ctx, ws, personID, token)
 	if err != nil {
 		return false, err
@@ -302,6 +310,9 @@ func (r *mutationResolver) TrackEvent(ctx context.Context, input model.TrackEven
 	if err != nil {
 		return false, err
 	}
+	if err := checkOptTime("input.timestamp", input.Timestamp); err != nil {
+		return false, err
+	}
 	e := TrackedEvent{Workspace: ws, PersonID: input.PersonID, Name: input.Name, Data: input.Data, ID: strOr(input.ID)}
 	if input.Timestamp != nil {
 		e.At = *input.Timestamp
@@ -316,6 +327,9 @@ func (r *mutationResolver) TrackEvent(ctx context.Context, input model.TrackEven
 func (r *mutationResolver) ReportPushMetric(ctx context.Context, input model.ReportPushMetricInput) (bool, error) {
 	ws, err := workspace(ctx)
 	if err != nil {
+		return false, err
+	}
+	if err := checkOptTime("input.timestamp", input.Timestamp); err != nil {
 		return false, err
 	}
 	m := MetricReport{Workspace: ws, DeliveryID: input.DeliveryID, Metric: domain.Metric(input.Metric), Token: input.DeviceToken}

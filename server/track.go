@@ -304,7 +304,7 @@ func (h *trackHandler) addDevice(w http.ResponseWriter, r *http.Request) {
 		in.LastUsedAt = &lastUsed
 	}
 	if _, err := h.resolver.Mutation().RegisterDevice(r.Context(), in); err != nil {
-		h.fail(w, r, err, map[string]string{"input.personId": "identifier", "input.token": "device.id", "input.attributes": "device.attributes"})
+		h.fail(w, r, err, map[string]string{"input.personId": "identifier", "input.token": "device.id", "input.attributes": "device.attributes", "input.lastUsedAt": "device.last_used"})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{})
