@@ -5,6 +5,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/heraldpush/herald/clickhouse"
+	"github.com/heraldpush/herald/graph/model"
 )
 
 // Bounds of string inputs that have no bound of their own (tokens, person
@@ -33,6 +34,25 @@ func checkLen(field, s string, max int) error {
 func checkBytes(field, s string, max int) error {
 	if len(s) > max {
 		return badInput(field, "is %d bytes, over the %d-byte limit", len(s), max)
+	}
+	return nil
+}
+
+// checkCredentialLengths bounds every field of setPushCredentials' input.
+func checkCredentialLengths(in model.PushCredentialsInput) error {
+	var checks []error
+	if a := in.Apns; a != nil {
+		checks = append(checks, checkBytes("input.apns.bundleId", a.BundleID, maxBundleIDLen),
+			checkBytes("input.apns.keyId", strOr(a.KeyID), maxAPNSKeyIDLen), checkBytes("input.apns.teamId", strOr(a.TeamID), maxAPNSKeyIDLen),
+			checkBytes("input.apns.p8", strOr(a.P8), maxCredentialBytes), checkBytes("input.apns.certPem", strOr(a.CertPem), maxCredentialBytes))
+	}
+	if f := in.Fcm; f != nil {
+		checks = append(checks, checkBytes("input.fcm.serviceAccountJson", f.ServiceAccountJSON, maxCredentialBytes))
+	}
+	for _, err := range checks {
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -187,6 +188,9 @@ func (r *mutationResolver) SetPushCredentials(ctx context.Context, input model.P
 	if input.Apns == nil && input.Fcm == nil {
 		return false, badInput("input", "give apns or fcm credentials")
 	}
+	if err := checkCredentialLengths(input); err != nil {
+		return false, err
+	}
 	type stored struct{ platform, data string }
 	var out []stored
 	if a := input.Apns; a != nil {
@@ -240,11 +244,15 @@ func (r *mutationResolver) CreateCampaign(ctx context.Context, input model.Creat
 	if input.Name == "" {
 		return nil, badInput("input.name", "name is empty")
 	}
+	if err := checkLen("input.name", input.Name, maxNameLen); err != nil {
+		return nil, err
+	}
 	id, _ := uuid.NewV7()
 	c := clickhouse.Campaign{WorkspaceID: ws, ID: id, Name: input.Name, CreatedAt: time.Now().UTC()}
 	if g := input.ConversionGoal; g != nil {
-		if g.Event == "" {
-			return nil, badInput("input.conversionGoal.event", "event name is empty")
+		// Held to trackEvent's rule for event names, or it could never convert.
+		if g.Event != strings.TrimSpace(g.Event) || g.Event == "" || len(g.Event) > maxEventNameLen {
+			return nil, badInput("input.conversionGoal.event", "event name must be 1–%d bytes without surrounding spaces (as trackEvent's names)", maxEventNameLen)
 		}
 		hours := 7 * 24
 		if g.WindowHours != nil {
