@@ -16,6 +16,7 @@ import (
 
 	coderws "github.com/coder/websocket"
 	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
 
 	"github.com/heraldpush/herald/jobs"
 	"github.com/heraldpush/herald/providers/sim"
@@ -84,7 +85,7 @@ func TestFCMTokenURIAllowListE2E(t *testing.T) {
 	r := c.do(`mutation($in: PushCredentialsInput!) { setPushCredentials(input: $in) }`,
 		vars{"in": vars{"fcm": vars{"serviceAccountJson": e.serviceAccount(internal.URL + "/token")}}})
 	if r.code() != "BAD_USER_INPUT" || r.Errors[0].Extensions["field"] != "input.fcm.serviceAccountJson" || !strings.Contains(r.Errors[0].Message, "token_uri") {
-		t.Fatalf("setPushCredentials with token_uri on another host = %+v, want BAD_USER_INPUT on input.fcm.serviceAccountJson naming token_uri", r)
+		t.Errorf("setPushCredentials with token_uri on another host = %+v, want BAD_USER_INPUT on input.fcm.serviceAccountJson naming token_uri", r)
 	}
 
 	c.person("p1", nil, false)
@@ -153,6 +154,22 @@ func TestIDsAreCanonicalE2E(t *testing.T) {
 			e.idle()
 			if n := e.apns.Count(tok); n != 2 {
 				t.Errorf("delivery %d: the token got %d pushes, want 2 (the send and one retry round)", i, n)
+			}
+			// Whichever form won the race, the round's task is named by the
+			// canonical id (the race itself is won by one side most runs).
+			tasks, err := e.inspc.ListCompletedTasks(jobs.QueueDeliver, asynq.PageSize(1000))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ids []string
+			for _, task := range tasks {
+				if strings.Contains(strings.ToLower(task.ID), id) {
+					ids = append(ids, task.ID)
+				}
+			}
+			slices.Sort(ids)
+			if want := []string{"deliver:" + id + ":0", "deliver:" + id + ":1"}; !slices.Equal(ids, want) {
+				t.Errorf("delivery %d: deliver tasks %v, want %v", i, ids, want)
 			}
 		}
 	})
