@@ -89,6 +89,21 @@ func ValidateToken(p Platform, token string) error {
 	return nil
 }
 
+// CanonicalToken is the form in which a token is stored, locked, targeted
+// and matched: a token made only of hexadecimal digits (APNS's form: Apple
+// sends the token as bytes, and apps hex-encode them in either case) in
+// lower case, so that "ABCD…" and "abcd…" are one device; any other token
+// as given. Lower case because it is what Apple's and Customer.io's SDK
+// samples print and what the simulators' prefixes use. FCM tokens are
+// case-sensitive but always hold characters beyond a–f (":", "APA91b…"), so
+// none of them changes.
+func CanonicalToken(token string) string {
+	if token == "" || strings.IndexFunc(token, func(r rune) bool { return !isHex(r) }) >= 0 {
+		return token
+	}
+	return strings.ToLower(token)
+}
+
 func isHex(r rune) bool {
 	return '0' <= r && r <= '9' || 'a' <= r && r <= 'f' || 'A' <= r && r <= 'F'
 }
@@ -111,7 +126,8 @@ type Device struct {
 //
 //   - ALL_DEVICES: every device, newest LastUsed first, then by token;
 //   - LAST_USED: the device with the newest LastUsed (on a tie, the smallest token);
-//   - CUSTOM_TOKEN: the device whose token is token, if the person has it.
+//   - CUSTOM_TOKEN: the device whose token is token (compared in
+//     CanonicalToken form), if the person has it.
 //
 // It returns nil when nothing matches (the pre-send failure ReasonNoDevices)
 // or a is unknown. Suppressed devices are returned too: they are targeted,
@@ -129,8 +145,9 @@ func PickDevices(a Audience, devices []Device, token string) []Device {
 	case AudienceLastUsed:
 		return []Device{slices.MinFunc(devices, compareByLastUsed)}
 	case AudienceCustomToken:
+		token = CanonicalToken(token)
 		for _, d := range devices {
-			if d.Token == token {
+			if CanonicalToken(d.Token) == token {
 				return []Device{d}
 			}
 		}

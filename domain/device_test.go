@@ -198,3 +198,22 @@ func tokens(ds []Device) []string {
 	}
 	return out
 }
+
+func TestCanonicalToken(t *testing.T) {
+	hex := "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	for _, tc := range []struct{ in, want string }{
+		{hex, hex},
+		{strings.ToUpper(hex), hex},
+		{"0123ABCDef", "0123abcdef"},
+		{"fGx1:APA91bHun4MxP5egoKMwt2KZFBaFUH", "fGx1:APA91bHun4MxP5egoKMwt2KZFBaFUH"}, // FCM: case kept
+		{"", ""},
+	} {
+		if got := CanonicalToken(tc.in); got != tc.want {
+			t.Errorf("CanonicalToken(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	devs := []Device{{Token: strings.ToUpper(hex), Platform: PlatformIOS}}
+	if got := PickDevices(AudienceCustomToken, devs, hex); len(got) != 1 {
+		t.Errorf("PickDevices(CUSTOM_TOKEN in lower case) of a device stored in upper case = %v, want it", got)
+	}
+}

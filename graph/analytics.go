@@ -78,8 +78,9 @@ func decodeCursor(s *string) (*clickhouse.LogCursor, error) {
 		us, id, ok := strings.Cut(string(b), ":")
 		n, err1 := strconv.ParseInt(us, 10, 64)
 		u, err2 := uuid.Parse(id)
-		if ok && err1 == nil && err2 == nil {
-			return &clickhouse.LogCursor{CreatedAt: time.UnixMicro(n).UTC(), ID: u}, nil
+		// A time ClickHouse cannot hold was not made by this API either.
+		if at := time.UnixMicro(n).UTC(); ok && err1 == nil && err2 == nil && checkTime("after", at) == nil {
+			return &clickhouse.LogCursor{CreatedAt: at, ID: u}, nil
 		}
 	}
 	return nil, badInput("after", "not a cursor this API returned")
@@ -88,6 +89,12 @@ func decodeCursor(s *string) (*clickhouse.LogCursor, error) {
 func (r *Resolver) overview(ctx context.Context, c *model.Campaign, from, to *time.Time, g *model.Granularity) (*model.CampaignOverview, error) {
 	ws, err := workspace(ctx)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkOptTime("from", from); err != nil {
+		return nil, err
+	}
+	if err := checkOptTime("to", to); err != nil {
 		return nil, err
 	}
 	f, t := c.CreatedAt.Add(-time.Second), time.Now().Add(time.Second)
@@ -189,6 +196,12 @@ func (r *Resolver) deliveries(ctx context.Context, filter *model.DeliveryFilter,
 		}
 		for _, s := range filter.Status {
 			f.Statuses = append(f.Statuses, string(s))
+		}
+		if err := checkOptTime("filter.from", filter.From); err != nil {
+			return nil, err
+		}
+		if err := checkOptTime("filter.to", filter.To); err != nil {
+			return nil, err
 		}
 		if filter.From != nil {
 			f.From = filter.From.UTC()
@@ -304,7 +317,9 @@ func (r *Resolver) retryDelivery(ctx context.Context, id string) (*model.Deliver
 		DeviceIndex: clickhouse.DeliveryLevel, Kind: clickhouse.KindTargeted, Reason: "retry", DeliveryCreated: d.CreatedAt, At: time.Now()}); err != nil {
 		return nil, err
 	}
-	if err := r.Queue.Deliver(ctx, jobs.DeliverPayload{WorkspaceID: ws, DeliveryID: id, Round: round}); err != nil {
+	// The task id comes from the parsed id, never the argument: "ABC…" and
+	// "abc…" are one delivery and must be one task.
+	if err := r.Queue.Deliver(ctx, jobs.DeliverPayload{WorkspaceID: ws, DeliveryID: d.ID.String(), Round: round}); err != nil {
 		return nil, err
 	}
 	m := deliveryModel(d, clickhouse.DeliveryStatus{Status: string(domain.DeliveryAttempted), Round: round})
@@ -380,9 +395,10 @@ func (r *Resolver) broadcastByID(ctx context.Context, id string) (*model.Broadca
 	if err != nil {
 		return nil, err
 	}
-	queued, done, err := r.Queue.Progress(ctx, id)
+	// Progress keys are named by the canonical id, whatever case was given.
+	queued, done, err := r.Queue.Progress(ctx, b.ID.String())
 	if err != nil {
 		return nil, err
 	}
-	return &model.Broadcast{ID: id, MessageID: b.MessageID.String(), Total: int(b.Total), Queued: queued, Done: done, CreatedAt: b.CreatedAt}, nil
+	return &model.Broadcast{ID: b.ID.String(), MessageID: b.MessageID.String(), Total: int(b.Total), Queued: queued, Done: done, CreatedAt: b.CreatedAt}, nil
 }

@@ -29,6 +29,9 @@ func (r *Resolver) newMessage(ctx context.Context, ws string, in model.CreatePus
 	if in.Name == "" {
 		return m, badInput("input.name", "name is empty")
 	}
+	if err := checkLen("input.name", in.Name, maxNameLen); err != nil {
+		return m, err
+	}
 	if in.Title == "" && in.Body == "" {
 		return m, badInput("input.body", "a push needs a title or a body")
 	}

@@ -2,7 +2,6 @@ package graph
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strings"
 	"time"
@@ -30,14 +29,18 @@ type MetricReport struct {
 // the event's identity (delivery, device, kind) makes a duplicate a no-op.
 // An open implies delivered (the status SQL reads opened as delivered too).
 func (r *Resolver) ReportMetric(ctx context.Context, m MetricReport) error {
-	id, err := uuid.Parse(m.DeliveryID)
-	if err != nil || id.Version() != 7 {
-		return notFound("delivery", m.DeliveryID)
-	}
 	if m.Token == "" {
 		return badInput("device_id", "the device token is empty")
 	}
-	t, err := r.target(ctx, m.Workspace, id, m.DeliveryID, m.Token)
+	if len(m.Token) > domain.MaxFCMTokenLen {
+		return badInput("device_id", "the device token is over %d characters", domain.MaxFCMTokenLen)
+	}
+	m.Token = domain.CanonicalToken(m.Token)
+	id, err := uuid.Parse(m.DeliveryID)
+	if err != nil || id.Version() != 7 {
+		return errNoTarget(m.Token) // never a delivery id
+	}
+	t, err := r.target(ctx, m.Workspace, id, m.Token)
 	if err != nil {
 		return err
 	}
@@ -66,19 +69,25 @@ func (r *Resolver) ReportMetric(ctx context.Context, m MetricReport) error {
 	return nil
 }
 
+// errNoTarget is the one answer for a report that counts for nothing: its
+// delivery does not exist, is another workspace's, or did not target the
+// token. One answer for all, and the same queries for all (target), so that
+// the unauthenticated endpoints do not tell which delivery ids exist.
+func errNoTarget(token string) error {
+	return &NotFoundError{What: "delivery targeting device", ID: token}
+}
+
 // target finds the device a delivery targeted with this token: from the
 // Redis cache the deliver task fills, else from ClickHouse. A workspace, when
 // given, must own the delivery.
-func (r *Resolver) target(ctx context.Context, workspace string, id uuid.UUID, rawID, token string) (jobs.Target, error) {
+func (r *Resolver) target(ctx context.Context, workspace string, id uuid.UUID, token string) (jobs.Target, error) {
 	if r.Targets != nil {
 		t, ok, err := r.Targets.Get(ctx, id, token)
 		if err != nil {
 			return t, err
 		}
-		if ok {
-			if workspace != "" && t.WorkspaceID != workspace {
-				return t, notFound("delivery", rawID)
-			}
+		// Another workspace's delivery takes the path of a missing one.
+		if ok && (workspace == "" || t.WorkspaceID == workspace) {
 			return t, nil
 		}
 	}
@@ -89,15 +98,19 @@ func (r *Resolver) target(ctx context.Context, workspace string, id uuid.UUID, r
 	} else {
 		d, err = r.Store.FindDelivery(ctx, id)
 	}
-	if errors.Is(err, clickhouse.ErrNotFound) {
-		return jobs.Target{}, notFound("delivery", rawID)
-	}
-	if err != nil {
+	missing := errors.Is(err, clickhouse.ErrNotFound)
+	if err != nil && !missing {
 		return jobs.Target{}, err
 	}
-	round, idx, err := r.Store.TargetedDevice(ctx, d.WorkspaceID, d.ID, token)
-	if errors.Is(err, clickhouse.ErrNotFound) {
-		return jobs.Target{}, &NotFoundError{What: "device of delivery " + rawID, ID: token}
+	// The device is looked up for a missing delivery too (in the
+	// caller's workspace, or none), so both answers take the same queries.
+	ws := d.WorkspaceID
+	if missing {
+		ws = workspace
+	}
+	round, idx, err := r.Store.TargetedDevice(ctx, ws, id, token)
+	if missing || errors.Is(err, clickhouse.ErrNotFound) {
+		return jobs.Target{}, errNoTarget(token)
 	}
 	if err != nil {
 		return jobs.Target{}, err
@@ -136,6 +149,9 @@ func (r *Resolver) TrackEvent(ctx context.Context, e TrackedEvent) error {
 	if e.At.IsZero() {
 		at = now
 	}
+	if err := checkTime("input.timestamp", at); err != nil {
+		return err
+	}
 	if at.After(now.Add(domain.ClockSkew)) {
 		return badInput("input.timestamp", "%v", domain.ErrTimeInFuture)
 	}
@@ -146,13 +162,9 @@ func (r *Resolver) TrackEvent(ctx context.Context, e TrackedEvent) error {
 			return err
 		}
 	}
-	data := "{}"
-	if e.Data != nil {
-		b, err := json.Marshal(e.Data)
-		if err != nil {
-			return badInput("input.data", "%v", err)
-		}
-		data = string(b)
+	data, err := encodeJSON("input.data", e.Data) // at most maxJSONBytes, as every JSON argument
+	if err != nil {
+		return err
 	}
 	if err := r.Store.PutPersonEvent(ctx, clickhouse.PersonEvent{WorkspaceID: e.Workspace, PersonID: e.PersonID, ID: id, Name: name, Data: data, At: at}); err != nil {
 		return err

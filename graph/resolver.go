@@ -32,7 +32,10 @@ type Resolver struct {
 	// Limiter and SendRate bound sends per workspace per second (0: no limit).
 	Limiter  *ratelimit.Limiter
 	SendRate int
-	Logger   *slog.Logger
+	// FCMTokenURIs are the token endpoints an FCM service account may name
+	// (empty: Google's).
+	FCMTokenURIs []string
+	Logger       *slog.Logger
 }
 
 type workspaceKey struct{}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -112,6 +113,10 @@ func (r *mutationResolver) RegisterDevice(ctx context.Context, input model.Regis
 	if err := domain.ValidateToken(domain.Platform(input.Platform), input.Token); err != nil {
 		return nil, badInput("input.token", "%v", err)
 	}
+	input.Token = domain.CanonicalToken(input.Token)
+	if err := checkOptTime("input.lastUsedAt", input.LastUsedAt); err != nil {
+		return nil, err
+	}
 	attrs, err := encodeJSON("input.attributes", input.Attributes)
 	if err != nil {
 		return nil, err
@@ -151,6 +156,10 @@ func (r *mutationResolver) RemoveDevice(ctx context.Context, personID string, to
 	if err := validPersonID("personId", personID); err != nil {
 		return false, err
 	}
+	if token == "" || len(token) > domain.MaxFCMTokenLen {
+		return false, badInput("token", "must be 1 to %d characters", domain.MaxFCMTokenLen)
+	}
+	token = domain.CanonicalToken(token)
 	unlock, err := r.lockDevice(ctx, ws, personID, token)
 	if err != nil {
 		return false, err
@@ -179,6 +188,9 @@ func (r *mutationResolver) SetPushCredentials(ctx context.Context, input model.P
 	if input.Apns == nil && input.Fcm == nil {
 		return false, badInput("input", "give apns or fcm credentials")
 	}
+	if err := checkCredentialLengths(input); err != nil {
+		return false, err
+	}
 	type stored struct{ platform, data string }
 	var out []stored
 	if a := input.Apns; a != nil {
@@ -205,7 +217,7 @@ func (r *mutationResolver) SetPushCredentials(ctx context.Context, input model.P
 	}
 	if f := input.Fcm; f != nil {
 		c := providers.FCMCredentials{ServiceAccountJSON: f.ServiceAccountJSON}
-		if err := c.Validate(); err != nil {
+		if err := c.CheckTokenURI(r.FCMTokenURIs); err != nil {
 			return false, badInput("input.fcm.serviceAccountJson", "%v", err)
 		}
 		b, _ := json.Marshal(c)
@@ -232,11 +244,15 @@ func (r *mutationResolver) CreateCampaign(ctx context.Context, input model.Creat
 	if input.Name == "" {
 		return nil, badInput("input.name", "name is empty")
 	}
+	if err := checkLen("input.name", input.Name, maxNameLen); err != nil {
+		return nil, err
+	}
 	id, _ := uuid.NewV7()
 	c := clickhouse.Campaign{WorkspaceID: ws, ID: id, Name: input.Name, CreatedAt: time.Now().UTC()}
 	if g := input.ConversionGoal; g != nil {
-		if g.Event == "" {
-			return nil, badInput("input.conversionGoal.event", "event name is empty")
+		// Held to trackEvent's rule for event names, or it could never convert.
+		if g.Event != strings.TrimSpace(g.Event) || g.Event == "" || len(g.Event) > maxEventNameLen {
+			return nil, badInput("input.conversionGoal.event", "event name must be 1–%d bytes without surrounding spaces (as trackEvent's names)", maxEventNameLen)
 		}
 		hours := 7 * 24
 		if g.WindowHours != nil {
@@ -302,6 +318,9 @@ func (r *mutationResolver) TrackEvent(ctx context.Context, input model.TrackEven
 	if err != nil {
 		return false, err
 	}
+	if err := checkOptTime("input.timestamp", input.Timestamp); err != nil {
+		return false, err
+	}
 	e := TrackedEvent{Workspace: ws, PersonID: input.PersonID, Name: input.Name, Data: input.Data, ID: strOr(input.ID)}
 	if input.Timestamp != nil {
 		e.At = *input.Timestamp
@@ -316,6 +335,9 @@ func (r *mutationResolver) TrackEvent(ctx context.Context, input model.TrackEven
 func (r *mutationResolver) ReportPushMetric(ctx context.Context, input model.ReportPushMetricInput) (bool, error) {
 	ws, err := workspace(ctx)
 	if err != nil {
+		return false, err
+	}
+	if err := checkOptTime("input.timestamp", input.Timestamp); err != nil {
 		return false, err
 	}
 	m := MetricReport{Workspace: ws, DeliveryID: input.DeliveryID, Metric: domain.Metric(input.Metric), Token: input.DeviceToken}

@@ -7,6 +7,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/heraldpush/herald/clickhouse"
+	"github.com/heraldpush/herald/domain"
 	"github.com/heraldpush/herald/graph/model"
 	"github.com/heraldpush/herald/jobs"
 	"github.com/heraldpush/herald/render"
@@ -65,6 +66,10 @@ func (r *Resolver) Send(ctx context.Context, req SendRequest) (clickhouse.Delive
 	if audience != model.AudienceCustomToken && req.Token != "" {
 		return clickhouse.Delivery{}, badInput("input.token", "a token is only used with audience CUSTOM_TOKEN")
 	}
+	if len(req.Token) > domain.MaxFCMTokenLen {
+		return clickhouse.Delivery{}, badInput("input.token", "must be at most %d characters", domain.MaxFCMTokenLen)
+	}
+	req.Token = domain.CanonicalToken(req.Token)
 	data, err := encodeJSON("input.data", req.Data)
 	if err != nil {
 		return clickhouse.Delivery{}, err

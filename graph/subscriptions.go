@@ -38,9 +38,11 @@ func (r *Resolver) deliveryUpdated(ctx context.Context, id string) (<-chan *mode
 	if _, err := workspace(ctx); err != nil {
 		return nil, err
 	}
-	if _, err := parseID("id", id); err != nil {
+	u, err := parseID("id", id)
+	if err != nil {
 		return nil, err
 	}
+	id = u.String() // the channel's name: the canonical form, whatever was given
 	q := &queryResolver{r}
 	first, err := q.Delivery(ctx, id) // NOT_FOUND for another workspace's delivery
 	if err != nil {
@@ -65,7 +67,7 @@ func (r *Resolver) campaignOverviewUpdated(ctx context.Context, campaignID strin
 	}
 	camp := campaignModel(c)
 	read := func() (*model.CampaignOverview, error) { return r.overview(ctx, camp, nil, nil, nil) }
-	sub, err := r.subscribe(ctx, jobs.CampaignChannel(campaignID))
+	sub, err := r.subscribe(ctx, jobs.CampaignChannel(c.ID.String()))
 	if err != nil {
 		return nil, err
 	}

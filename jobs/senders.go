@@ -87,7 +87,7 @@ func BuildSender(ctx context.Context, workspace, platform, sealed string, cfg Co
 			return nil, fmt.Errorf("fcm credentials: %w", err)
 		}
 		// The app outlives this task: its OAuth token source must not use the task context.
-		return providers.NewFCM(context.WithoutCancel(ctx), c, providers.FCMOptions{Endpoint: cfg.FCMEndpoint, Timeout: cfg.SendTimeout})
+		return providers.NewFCM(context.WithoutCancel(ctx), c, providers.FCMOptions{Endpoint: cfg.FCMEndpoint, Timeout: cfg.SendTimeout, TokenURIs: cfg.FCMTokenURIs})
 	}
 	return nil, fmt.Errorf("unknown platform %q", platform)
 }

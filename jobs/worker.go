@@ -35,6 +35,9 @@ type Config struct {
 	APNSRootCAs *x509.CertPool
 	// FCMEndpoint overrides Google's FCM endpoint (the simulator in dev and tests).
 	FCMEndpoint string
+	// FCMTokenURIs are the token endpoints a service account may name;
+	// empty means Google's (providers.DefaultFCMTokenURIs).
+	FCMTokenURIs []string
 	// SendTimeout bounds one provider request. Default 10s.
 	SendTimeout time.Duration
 	// PlanTTL is how long a round's device plan and outcomes stay in Redis

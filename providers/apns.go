@@ -114,6 +114,7 @@ func NewAPNS(c APNSCredentials, o APNSOptions) (Sender, error) {
 		// classify as a permanent credentials error.
 		tr.TLSClientConfig.MaxVersion = tls.VersionTLS12
 	}
+	client.HTTPClient.Transport = &statusRecorder{next: tr}
 	client.Host = o.Host
 	if client.Host == "" {
 		client.Host = apns2.HostProduction
@@ -144,10 +145,15 @@ func (s *apnsSender) Send(ctx context.Context, p Push) Result {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	res, err := s.client.PushWithContext(ctx, n)
+	status := new(int)
+	res, err := s.client.PushWithContext(context.WithValue(ctx, statusKey{}, status), n)
 	if err != nil {
-		// Push also fails, with an empty Response, on a non-JSON error body.
-		return Result{Outcome: apnsErrorOutcome(err), Reason: err.Error()}
+		// Push also fails, with an empty Response and an error quoting it,
+		// on an answer whose body is not JSON: classify by its status alone.
+		if *status != 0 {
+			return classifyAPNS(&apns2.Response{StatusCode: *status})
+		}
+		return Result{Outcome: apnsErrorOutcome(err), Reason: transportReason(err)}
 	}
 	return classifyAPNS(res)
 }
@@ -155,7 +161,7 @@ func (s *apnsSender) Send(ctx context.Context, p Push) Result {
 // classifyAPNS maps Apple's answer to an Outcome, per
 // https://developer.apple.com/documentation/usernotifications/handling-notification-responses-from-apns.
 func classifyAPNS(res *apns2.Response) Result {
-	r := Result{StatusCode: res.StatusCode, Reason: res.Reason}
+	r := Result{StatusCode: res.StatusCode, Reason: providerReason(res.Reason)}
 	switch {
 	case res.StatusCode == http.StatusOK:
 		r.Outcome, r.MessageID = Accepted, res.ApnsID
@@ -189,13 +195,28 @@ func apnsErrorOutcome(err error) Outcome {
 		return Permanent
 	}
 	msg := err.Error()
-	for _, alert := range []string{"bad certificate", "unknown certificate authority", "certificate revoked",
-		"certificate expired", "unsupported certificate", "certificate required", "access denied"} {
+	for _, alert := range tlsAlerts {
 		if strings.Contains(msg, "remote error: tls: "+alert) {
 			return Permanent
 		}
 	}
 	return Transient
+}
+
+// statusKey carries a Send's *int in the request context, where
+// statusRecorder writes the answer's HTTP status.
+type statusKey struct{}
+
+// statusRecorder notes the HTTP status of each answer: apns2 drops it when
+// the body is not JSON.
+type statusRecorder struct{ next http.RoundTripper }
+
+func (t *statusRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(req)
+	if p, ok := req.Context().Value(statusKey{}).(*int); ok && err == nil {
+		*p = resp.StatusCode
+	}
+	return resp, err
 }
 
 func truncate(s string, n int) string {

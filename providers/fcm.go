@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +22,37 @@ import (
 
 // defaultFCMEndpoint is Google's FCM HTTP v1 API without the /v1 suffix.
 const defaultFCMEndpoint = "https://fcm.googleapis.com"
+
+// DefaultFCMTokenURIs are the token endpoints a service account's token_uri
+// may name when no allow-list is configured: Google's OAuth2 token
+// endpoint, which the Firebase console writes into every service account
+// JSON, and its older address. The worker POSTs a signed JWT there, so any
+// other address would let a workspace make Herald call a host of its choice.
+var DefaultFCMTokenURIs = []string{"https://oauth2.googleapis.com/token", "https://accounts.google.com/o/oauth2/token"}
+
+// ErrTokenURINotAllowed is wrapped by the error for a service account whose
+// token_uri is not on the allow-list.
+var ErrTokenURINotAllowed = errors.New("token_uri is not an allowed token endpoint")
+
+// CheckTokenURI checks the service account's token_uri against allowed
+// (exact URLs; empty means DefaultFCMTokenURIs), after Validate's checks.
+func (c FCMCredentials) CheckTokenURI(allowed []string) error {
+	sa, err := c.parse()
+	if err != nil {
+		return err
+	}
+	return checkTokenURI(sa.TokenURI, allowed)
+}
+
+func checkTokenURI(uri string, allowed []string) error {
+	if len(allowed) == 0 {
+		allowed = DefaultFCMTokenURIs
+	}
+	if slices.Contains(allowed, uri) {
+		return nil
+	}
+	return fmt.Errorf("fcm credentials: %w: want %s", ErrTokenURINotAllowed, strings.Join(allowed, " or "))
+}
 
 // FCMCredentials are one workspace's Firebase credentials: the service
 // account JSON downloaded from the Firebase console.
@@ -74,6 +106,9 @@ func (c FCMCredentials) parse() (serviceAccount, error) {
 type FCMOptions struct {
 	Endpoint string        // base URL of the FCM API, e.g. http://127.0.0.1:PORT; empty means Google's
 	Timeout  time.Duration // per push; zero means DefaultTimeout
+	// TokenURIs are the token endpoints a service account may name (exact
+	// URLs); empty means DefaultFCMTokenURIs. The simulators need theirs here.
+	TokenURIs []string
 }
 
 type fcmSender struct {
@@ -105,6 +140,11 @@ type fcmSender struct {
 func NewFCM(ctx context.Context, c FCMCredentials, o FCMOptions) (Sender, error) {
 	sa, err := c.parse()
 	if err != nil {
+		return nil, err
+	}
+	// Checked again here, not only when the credentials were set: stored
+	// credentials may predate the allow-list, or the list may have shrunk.
+	if err := checkTokenURI(sa.TokenURI, o.TokenURIs); err != nil {
 		return nil, err
 	}
 	// The transport may keep ctx for token refreshes: it must outlive this call.
@@ -161,18 +201,63 @@ func (s *fcmSender) Send(ctx context.Context, p Push) Result {
 	return classifyFCM(err)
 }
 
-// classifyTransport classifies a request that got no answer from FCM.
+// classifyTransport classifies a request that got no answer from FCM. Its
+// Reason never holds what the other side sent: a token endpoint's error
+// body, or the bytes of a server that does not speak HTTP, end up in the
+// error's text, and the Reason is shown to the workspace.
 func classifyTransport(err error) Result {
 	// A token endpoint that refuses the service account will keep refusing.
 	var authErr *auth.Error
 	var retrieveErr *oauth2.RetrieveError
+	status := 0
 	switch {
-	case errors.As(err, &authErr) && authErr.Response != nil && authErr.Response.StatusCode < 500:
-		return Result{Outcome: Permanent, StatusCode: authErr.Response.StatusCode, Reason: err.Error()}
-	case errors.As(err, &retrieveErr) && retrieveErr.Response != nil && retrieveErr.Response.StatusCode < 500:
-		return Result{Outcome: Permanent, StatusCode: retrieveErr.Response.StatusCode, Reason: err.Error()}
+	case errors.As(err, &authErr) && authErr.Response != nil:
+		status = authErr.Response.StatusCode
+	case errors.As(err, &retrieveErr) && retrieveErr.Response != nil:
+		status = retrieveErr.Response.StatusCode
 	}
-	return Result{Outcome: Transient, Reason: err.Error()}
+	if status != 0 {
+		r := Result{Outcome: Permanent, StatusCode: status, Reason: fmt.Sprintf("token endpoint: HTTP %d", status)}
+		if status == http.StatusTooManyRequests || status >= 500 {
+			r.Outcome = Transient
+		}
+		return r
+	}
+	return Result{Outcome: Transient, Reason: transportReason(err)}
+}
+
+// fcmCodes name the canonical error codes of Google APIs that firebase's
+// errorutils recognises, for errors classifyFCM does not map itself.
+var fcmCodes = []struct {
+	is   func(error) bool
+	name string
+}{
+	{errorutils.IsInvalidArgument, "INVALID_ARGUMENT"}, {errorutils.IsFailedPrecondition, "FAILED_PRECONDITION"},
+	{errorutils.IsOutOfRange, "OUT_OF_RANGE"}, {errorutils.IsUnauthenticated, "UNAUTHENTICATED"},
+	{errorutils.IsPermissionDenied, "PERMISSION_DENIED"}, {errorutils.IsNotFound, "NOT_FOUND"},
+	{errorutils.IsConflict, "CONFLICT"}, {errorutils.IsAborted, "ABORTED"},
+	{errorutils.IsAlreadyExists, "ALREADY_EXISTS"}, {errorutils.IsResourceExhausted, "RESOURCE_EXHAUSTED"},
+	{errorutils.IsCancelled, "CANCELLED"}, {errorutils.IsDataLoss, "DATA_LOSS"},
+	{errorutils.IsInternal, "INTERNAL"}, {errorutils.IsUnavailable, "UNAVAILABLE"},
+	{errorutils.IsDeadlineExceeded, "DEADLINE_EXCEEDED"},
+}
+
+// fcmCode is the error's canonical code, or "HTTP <status>", or "UNKNOWN":
+// never the error's text, which holds the answer's body when it is not
+// Google's error JSON.
+func fcmCode(err error, status int) string {
+	for _, c := range fcmCodes {
+		if c.is(err) {
+			return c.name
+		}
+	}
+	if status != 0 {
+		return fmt.Sprintf("HTTP %d", status)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "timeout"
+	}
+	return "UNKNOWN"
 }
 
 // classifyFCM maps the firebase client's error to an Outcome, per
@@ -180,10 +265,11 @@ func classifyTransport(err error) Result {
 // see the SDK's own error: the messaging.IsXxx helpers use a type
 // assertion, so a wrapped error would match nothing.
 func classifyFCM(err error) Result {
-	r := Result{Reason: err.Error()}
+	var r Result
 	if resp := errorutils.HTTPResponse(err); resp != nil {
 		r.StatusCode = resp.StatusCode
 	}
+	r.Reason = fcmCode(err, r.StatusCode)
 	switch {
 	case messaging.IsUnregistered(err):
 		r.Outcome, r.Reason = Unregistered, "UNREGISTERED"

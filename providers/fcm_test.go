@@ -33,7 +33,7 @@ func fcmSender(t *testing.T, s *fcmsim.Server, saJSON []byte, timeout time.Durat
 	if err := creds.Validate(); err != nil {
 		t.Fatalf("Validate: %v", err)
 	}
-	snd, err := providers.NewFCM(context.Background(), creds, providers.FCMOptions{Endpoint: s.URL(), Timeout: timeout})
+	snd, err := providers.NewFCM(context.Background(), creds, providers.FCMOptions{Endpoint: s.URL(), Timeout: timeout, TokenURIs: []string{s.TokenURL()}})
 	if err != nil {
 		t.Fatalf("NewFCM: %v", err)
 	}
@@ -135,7 +135,7 @@ func TestFCMNetworkErrorNoRetry(t *testing.T) {
 	s := startFCM(t)
 	sa := newAccount(t, s, testProject)
 	snd, err := providers.NewFCM(context.Background(), providers.FCMCredentials{ServiceAccountJSON: string(sa)},
-		providers.FCMOptions{Endpoint: dead, Timeout: 5 * time.Second})
+		providers.FCMOptions{Endpoint: dead, Timeout: 5 * time.Second, TokenURIs: []string{s.TokenURL()}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,6 +46,7 @@ type envOptions struct {
 	sendRate       int           // sends per workspace per second; default no limit
 	reportRate     int           // reports per IP per second; default no limit
 	redisAddr      string        // a private Redis (its DB 0); default a test DB of the shared one
+	fcmTokenURIs   []string      // token endpoints allowed besides the FCM simulator's
 	// readTimeout and idleTimeout are the HTTP server's (default Herald's);
 	// authLookupRate bounds uncached key lookups per IP (default Herald's).
 	readTimeout, idleTimeout time.Duration
@@ -86,6 +87,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		SecretKey: testSecretKey(t), SendRate: orNoLimit(o.sendRate), ReportRate: orNoLimit(o.reportRate),
 		APNSHost: e.apns.URL(), APNSRootCAs: e.apns.RootCAs(), FCMEndpoint: e.fcm.URL(),
 		HTTPReadTimeout: o.readTimeout, HTTPIdleTimeout: o.idleTimeout, AuthLookupRate: o.authLookupRate,
+		FCMTokenURIs: append([]string{e.fcm.TokenURL()}, o.fcmTokenURIs...),
 	}
 	a := openHerald(t, cfg, logger)
 	e.app, e.cfg = a, a.Cfg

@@ -65,7 +65,7 @@ func (e *env) startWorkerProcess(retryBase string) *exec.Cmd {
 		"HERALD_REDIS_ADDR="+e.cfg.RedisAddr,
 		fmt.Sprintf("HERALD_REDIS_DB=%d", e.cfg.RedisDB),
 		"HERALD_SECRET_KEY="+hex.EncodeToString(e.cfg.SecretKey),
-		"HERALD_APNS_HOST="+e.apns.URL(), "HERALD_APNS_CA_FILE="+ca, "HERALD_FCM_ENDPOINT="+e.fcm.URL(),
+		"HERALD_APNS_HOST="+e.apns.URL(), "HERALD_APNS_CA_FILE="+ca, "HERALD_FCM_ENDPOINT="+e.fcm.URL(), "HERALD_FCM_TOKEN_URIS="+e.fcm.TokenURL(),
 		"HERALD_RETRY_BASE="+retryBase, "HERALD_RETRY_MAX=8s", "HERALD_POLL_INTERVAL=50ms",
 		"HERALD_CONCURRENCY=20", "HERALD_EVENT_CLAIM_IDLE=1s", "HERALD_SEND_RATE=-1", "HERALD_SEND_TIMEOUT=5s",
 	)

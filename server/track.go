@@ -304,7 +304,7 @@ func (h *trackHandler) addDevice(w http.ResponseWriter, r *http.Request) {
 		in.LastUsedAt = &lastUsed
 	}
 	if _, err := h.resolver.Mutation().RegisterDevice(r.Context(), in); err != nil {
-		h.fail(w, r, err, map[string]string{"input.personId": "identifier", "input.token": "device.id", "input.attributes": "device.attributes"})
+		h.fail(w, r, err, map[string]string{"input.personId": "identifier", "input.token": "device.id", "input.attributes": "device.attributes", "input.lastUsedAt": "device.last_used"})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{})
@@ -348,6 +348,10 @@ func (h *trackHandler) event(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e := graph.TrackedEvent{Workspace: mustWorkspace(r), PersonID: r.PathValue("id"), Name: *b.Name, Data: b.Data, At: at}
+	if b.ID != nil && len(*b.ID) > maxEventIDLen {
+		writeMeta(w, http.StatusBadRequest, fmt.Sprintf("id: at most %d characters", maxEventIDLen))
+		return
+	}
 	if b.ID != nil && *b.ID != "" {
 		if u, err := uuid.Parse(*b.ID); err == nil {
 			e.ID = u.String()
@@ -361,6 +365,9 @@ func (h *trackHandler) event(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{})
 }
+
+// maxEventIDLen bounds a Track API event id (Customer.io's are 26-character ULIDs).
+const maxEventIDLen = 255
 
 // eventIDSpace is the UUIDv5 namespace of Track API event ids that are not UUIDs.
 var eventIDSpace = uuid.MustParse("6f1d0a8e-2b7c-4d51-9a63-0c4e8b2f7d10")

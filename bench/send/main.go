@@ -120,7 +120,7 @@ func run(n, concurrency int, chAddr, redisAddr string) error {
 	if err != nil {
 		return err
 	}
-	android, err := providers.NewFCM(ctx, fcmCreds, providers.FCMOptions{Endpoint: fcm.URL()})
+	android, err := providers.NewFCM(ctx, fcmCreds, providers.FCMOptions{Endpoint: fcm.URL(), TokenURIs: []string{fcm.TokenURL()}})
 	if err != nil {
 		return err
 	}
@@ -165,7 +165,7 @@ func run(n, concurrency int, chAddr, redisAddr string) error {
 	key, _ := secret.ParseKey(secret.NewKey())
 	a, err := app.Open(ctx, app.Config{ClickHouseAddr: chAddr, ClickHouseDatabase: db, RedisAddr: redisAddr, RedisDB: 13,
 		Concurrency: concurrency, PollInterval: 20 * time.Millisecond, RetryBase: 50 * time.Millisecond,
-		APNSHost: apns.URL(), APNSRootCAs: apns.RootCAs(), FCMEndpoint: fcm.URL(), SecretKey: key, SendRate: -1, ReportRate: -1}, logger)
+		APNSHost: apns.URL(), APNSRootCAs: apns.RootCAs(), FCMEndpoint: fcm.URL(), FCMTokenURIs: []string{fcm.TokenURL()}, SecretKey: key, SendRate: -1, ReportRate: -1}, logger)
 	if err != nil {
 		return err
 	}

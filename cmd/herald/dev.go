@@ -48,6 +48,7 @@ func dev(ctx context.Context, cfg app.Config, d *devFlags, logger *slog.Logger) 
 	}
 	defer fcm.Close()
 	cfg.APNSHost, cfg.APNSRootCAs, cfg.FCMEndpoint = apns.URL(), apns.RootCAs(), fcm.URL()
+	cfg.FCMTokenURIs = append(cfg.FCMTokenURIs, fcm.TokenURL())
 	if os.Getenv("HERALD_RETRY_BASE") == "" {
 		cfg.RetryBase = 500 * time.Millisecond
 	}

@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -29,6 +30,7 @@ import (
 	"github.com/heraldpush/herald/graph"
 	"github.com/heraldpush/herald/internal/app"
 	"github.com/heraldpush/herald/internal/secret"
+	"github.com/heraldpush/herald/providers"
 	"github.com/heraldpush/herald/server"
 )
 
@@ -182,6 +184,9 @@ func parseConfig(name string, args []string) (app.Config, *devFlags, error) {
 	var caFile string
 	str(&caFile, "apns-ca-file", "HERALD_APNS_CA_FILE", "", "PEM file of extra roots trusted for APNS (a simulator's CA)")
 	str(&c.FCMEndpoint, "fcm-endpoint", "HERALD_FCM_ENDPOINT", "", "FCM API base URL (default Google's)")
+	var tokenURIs string
+	str(&tokenURIs, "fcm-token-uris", "HERALD_FCM_TOKEN_URIS", strings.Join(providers.DefaultFCMTokenURIs, ","),
+		"comma-separated token endpoints an FCM service account's token_uri may name")
 	d := &devFlags{}
 	if name == "dev" {
 		str(&d.apnsSimAddr, "apns-sim", "HERALD_APNS_SIM_ADDR", "127.0.0.1:2197", "APNS simulator listen address")
@@ -206,6 +211,11 @@ func parseConfig(name string, args []string) (app.Config, *devFlags, error) {
 		return c, nil, err
 	}
 	c.EventBufferMax = int64(bufMax)
+	for _, u := range strings.Split(tokenURIs, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			c.FCMTokenURIs = append(c.FCMTokenURIs, u)
+		}
+	}
 	if v := os.Getenv("HERALD_SECRET_KEY"); v != "" {
 		key, err := secret.ParseKey(v)
 		if err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/heraldpush/herald/internal/ratelimit"
 	"github.com/heraldpush/herald/internal/secret"
 	"github.com/heraldpush/herald/jobs"
+	"github.com/heraldpush/herald/providers"
 	"github.com/heraldpush/herald/render"
 	"github.com/heraldpush/herald/server"
 )
@@ -55,6 +56,11 @@ type Config struct {
 	APNSHost    string
 	APNSRootCAs *x509.CertPool
 	FCMEndpoint string
+	// FCMTokenURIs are the only token endpoints (exact URLs) a workspace's
+	// FCM service account may name in token_uri: the worker POSTs there.
+	// Default Google's (providers.DefaultFCMTokenURIs); dev adds its
+	// simulator's.
+	FCMTokenURIs []string
 	// EventInterval is how often the event writer drains its Redis stream
 	// into ClickHouse. Default 50ms.
 	EventInterval time.Duration
@@ -129,6 +135,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.EventBufferMax <= 0 {
 		c.EventBufferMax = 1_000_000
+	}
+	if len(c.FCMTokenURIs) == 0 {
+		c.FCMTokenURIs = providers.DefaultFCMTokenURIs
 	}
 }
 
@@ -227,7 +236,7 @@ func (a *App) Handler() http.Handler {
 	limiter := ratelimit.New(a.Redis, "herald:rate")
 	return server.New(server.Options{
 		Limiter: limiter, ReportRatePerIP: a.Cfg.ReportRate,
-		Resolver: &graph.Resolver{Store: a.Store, Queue: jobs.NewQueue(a.Asynq, a.Redis), Render: render.New(), Events: a.Events, Targets: jobs.NewTargetCache(a.Redis, 0), Redis: a.Redis, Secrets: a.Secrets, Limiter: limiter, SendRate: a.Cfg.SendRate, Logger: a.Logger.With("component", "graph")},
+		Resolver: &graph.Resolver{Store: a.Store, Queue: jobs.NewQueue(a.Asynq, a.Redis), Render: render.New(), Events: a.Events, Targets: jobs.NewTargetCache(a.Redis, 0), Redis: a.Redis, Secrets: a.Secrets, Limiter: limiter, SendRate: a.Cfg.SendRate, FCMTokenURIs: a.Cfg.FCMTokenURIs, Logger: a.Logger.With("component", "graph")},
 		Store:    a.Store,
 		Logger:   a.Logger.With("component", "server"),
 		Dev:      a.Cfg.Dev,
@@ -259,7 +268,7 @@ func (a *App) Health(ctx context.Context) error {
 func (a *App) StartWorker() (*asynq.Server, error) {
 	w := jobs.NewWorker(a.Store, a.Events, a.Redis, a.Asynq, jobs.Config{
 		MaxRetry: a.Cfg.MaxRetry, APNSHost: a.Cfg.APNSHost, APNSRootCAs: a.Cfg.APNSRootCAs,
-		FCMEndpoint: a.Cfg.FCMEndpoint, SendTimeout: a.Cfg.SendTimeout, BroadcastBatch: a.Cfg.BroadcastBatch, Secrets: a.Secrets,
+		FCMEndpoint: a.Cfg.FCMEndpoint, FCMTokenURIs: a.Cfg.FCMTokenURIs, SendTimeout: a.Cfg.SendTimeout, BroadcastBatch: a.Cfg.BroadcastBatch, Secrets: a.Secrets,
 		Concurrency: a.Cfg.Concurrency, RetryBase: a.Cfg.RetryBase, RetryMax: a.Cfg.RetryMax,
 	}, a.Logger.With("component", "worker"))
 	srv := asynq.NewServerFromRedisClient(a.Redis, asynq.Config{

@@ -149,6 +149,10 @@ func (s *Server) TokenRequests() int {
 	return s.tokenReq
 }
 
+// TokenURL is the simulator's OAuth2 token endpoint, the token_uri of its
+// service accounts: Herald must be told to allow it (FCMOptions.TokenURIs).
+func (s *Server) TokenURL() string { return s.URL() + "/token" }
+
 // NewServiceAccount generates an RSA key for a new service account of
 // projectID, remembers its public half, and returns the service account JSON
 // Google's console would download, with token_uri pointing at this
