@@ -15,7 +15,7 @@ func FuzzRender(f *testing.F) {
 	f.Add("Hi {{ customer.first_name | default: \"there\" }}!")
 	f.Add("{% if customer.vip %}VIP{% endif %} {{ event.items[0] }}")
 	f.Add("{{ customer.name | upcase | append: \"}}\" }}")
-	e := New()
+	e := New(Limits{})
 	customer := map[string]any{"first_name": "Ada", "vip": true, "address": map[string]any{"city": "Paris"}}
 	data := map[string]any{"items": []any{"book"}, "order": 7}
 	f.Fuzz(func(t *testing.T, src string) {
