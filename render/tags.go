@@ -27,14 +27,10 @@ import (
 // refusedTags are the Liquid tags that read templates from elsewhere.
 var refusedTags = []string{"include", "render"}
 
-// ErrFileTag is the cause of the syntax error of a template that uses
-// {% include %} or {% render %}.
-var ErrFileTag = errors.New("templates cannot include other templates or files")
-
 func addTags(c *render.Config) {
 	for _, name := range refusedTags {
 		c.AddTag(name, func(string) (func(io.Writer, render.Context) error, error) {
-			return nil, fmt.Errorf("{%% %s %%} is not supported: %w", name, ErrFileTag)
+			return nil, fmt.Errorf("{%% %s %%} is not supported: templates cannot include other templates or files", name)
 		})
 	}
 	c.AddTag("assign", assignTag)
