@@ -23,16 +23,18 @@ type Limits struct {
 	// one push's templates may run, nested loops counted in full.
 	// Default 10000 (HERALD_TEMPLATE_MAX_ITERATIONS).
 	MaxIterations int
-	// Timeout is the longest one push's templates may take to render.
-	// Default 100ms (HERALD_TEMPLATE_TIMEOUT).
-	Timeout time.Duration
+	// CPUTime is the most CPU time one push's templates may use to render
+	// (the rendering thread's, so that a render on a busy machine is not
+	// failed for waiting; wall time where the OS has no thread clock).
+	// Default 100ms (HERALD_TEMPLATE_CPU_TIME).
+	CPUTime time.Duration
 }
 
 // Default limits.
 const (
 	DefaultMaxBytes      = 64 << 10
 	DefaultMaxIterations = 10_000
-	DefaultTimeout       = 100 * time.Millisecond
+	DefaultCPUTime       = 100 * time.Millisecond
 )
 
 // withDefaults returns l with every unset (or negative) field at its default.
@@ -43,8 +45,8 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxIterations <= 0 {
 		l.MaxIterations = DefaultMaxIterations
 	}
-	if l.Timeout <= 0 {
-		l.Timeout = DefaultTimeout
+	if l.CPUTime <= 0 {
+		l.CPUTime = DefaultCPUTime
 	}
 	return l
 }
@@ -67,14 +69,32 @@ func (e *BudgetError) Error() string {
 // by catching the error (no Liquid tag can, but the rule is simple).
 type budget struct {
 	limits     Limits
-	deadline   time.Time
-	bytes      int // left
-	iterations int // left
+	clock      func() time.Duration
+	deadline   time.Duration // of clock
+	bytes      int           // left
+	iterations int           // left
 	err        *BudgetError
+	// checks counts checkTime's calls, and sinceClock the bytes charged
+	// since it last read the clock (a system call, 25% of a typical
+	// render's CPU when read on every charge).
+	checks, sinceClock int
 }
 
+// clockEvery is how many checks, or bytes charged, may pass between two
+// readings of the clock; a check's work is bounded, so this bounds the
+// CPU time a render can use past its limit.
+const clockEvery = 64
+
+// newBudget starts a budget. Its clock is the calling thread's CPU time,
+// so the caller must hold its OS thread (runtime.LockOSThread) while it
+// renders; see Engine.Render.
 func newBudget(l Limits) *budget {
-	return &budget{limits: l, deadline: time.Now().Add(l.Timeout), bytes: l.MaxBytes, iterations: l.MaxIterations}
+	clock := func() time.Duration { d, _ := threadCPU(); return d }
+	if _, ok := threadCPU(); !ok {
+		start := time.Now()
+		clock = func() time.Duration { return time.Since(start) }
+	}
+	return &budget{limits: l, clock: clock, deadline: clock() + l.CPUTime, bytes: l.MaxBytes, iterations: l.MaxIterations}
 }
 
 // budgetKey is the binding that holds a render's *budget. It is not a
@@ -98,13 +118,17 @@ func (b *budget) fail(format string, a ...any) error {
 	return b.err
 }
 
-// checkTime fails once the deadline has passed.
+// checkTime fails once the render has used its CPU time.
 func (b *budget) checkTime() error {
 	if b.err != nil {
 		return b.err
 	}
-	if time.Now().After(b.deadline) {
-		return b.fail("took longer than %s", b.limits.Timeout)
+	if b.checks++; b.checks%clockEvery != 0 && b.sinceClock < clockEvery<<10 {
+		return nil
+	}
+	b.sinceClock = 0
+	if b.clock() > b.deadline {
+		return b.fail("used more than %s of CPU", b.limits.CPUTime)
 	}
 	return nil
 }
@@ -115,6 +139,7 @@ func (b *budget) charge(n int) error {
 		return err
 	}
 	b.bytes -= n
+	b.sinceClock += n
 	if b.bytes < 0 {
 		return b.fail("more than %d bytes", b.limits.MaxBytes)
 	}

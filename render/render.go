@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -155,6 +156,8 @@ func isMissing(v any) bool {
 // *FieldError whose Err is a *BudgetError. Other errors of that render are
 // not reported, since real data may avoid them; Render reports them.
 func (e *Engine) Check(fields map[string]string) error {
+	runtime.LockOSThread() // the budget's clock is this thread's CPU time
+	defer runtime.UnlockOSThread()
 	trial := make(map[string]render.Node, len(fields))
 	for _, name := range sortedKeys(fields) {
 		if err := unclosedTag(fields[name]); err != nil {
@@ -191,6 +194,8 @@ func (e *Engine) Check(fields map[string]string) error {
 // or a *FieldError; a render over the Engine's Limits (counted over all the
 // fields) stops there and is a *FieldError whose Err is a *BudgetError.
 func (e *Engine) Render(fields map[string]string, customer map[string]any, data map[string]any) (map[string]string, error) {
+	runtime.LockOSThread() // the budget's clock is this thread's CPU time
+	defer runtime.UnlockOSThread()
 	b := newBudget(e.limits)
 	bindings := map[string]any{
 		"customer": customer,

@@ -173,7 +173,7 @@ func parseConfig(name string, args []string) (app.Config, *devFlags, error) {
 	num(&c.ReportRate, "report-rate", "HERALD_REPORT_RATE", 200, "SDK reports per client IP per second (-1: no limit)")
 	num(&c.Template.MaxBytes, "template-max-bytes", "HERALD_TEMPLATE_MAX_BYTES", render.DefaultMaxBytes, "most bytes one push's Liquid templates may produce (output, assigned and captured values; also any one filter's result)")
 	num(&c.Template.MaxIterations, "template-max-iterations", "HERALD_TEMPLATE_MAX_ITERATIONS", render.DefaultMaxIterations, "most loop iterations one push's Liquid templates may run")
-	dur(&c.Template.Timeout, "template-timeout", "HERALD_TEMPLATE_TIMEOUT", render.DefaultTimeout, "longest time one push's Liquid templates may take to render")
+	dur(&c.Template.CPUTime, "template-cpu-time", "HERALD_TEMPLATE_CPU_TIME", render.DefaultCPUTime, "most CPU time one push's Liquid templates may use to render")
 	var bufMax int
 	num(&bufMax, "event-buffer-max", "HERALD_EVENT_BUFFER_MAX", 1_000_000, "most buffered events before reports get 503")
 	str(&c.APNSHost, "apns-host", "HERALD_APNS_HOST", "", "APNS endpoint (default Apple's production host)")

@@ -72,7 +72,7 @@ type Config struct {
 	// Defaults 500 and 200; negative means no limit.
 	SendRate, ReportRate int
 	// Template bounds the rendering of one push's Liquid templates: bytes
-	// produced, loop iterations and time. Defaults 64 KiB, 10000 and 100ms
+	// produced, loop iterations and CPU time. Defaults 64 KiB, 10000 and 100ms
 	// (render.Limits).
 	Template render.Limits
 	// SecretKey (32 bytes, from HERALD_SECRET_KEY) seals push credentials at
