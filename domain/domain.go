@@ -140,8 +140,12 @@ func (a Audience) Valid() bool {
 
 // Pre-send failure reasons. A pre-send failure fails the whole delivery before
 // any device is tried; the delivery's failure reason is one of these, exactly
-// (ReasonVariableMissing is followed by ": " and the variable's path).
+// (ReasonVariableMissing is followed by ": " and the variable's path;
+// ReasonLiquidError by ": " and what went wrong).
 const (
+	// ReasonLiquidError: a template failed to render for another reason (a
+	// filter's error, such as a division by zero, or a render over its budget).
+	ReasonLiquidError = "Liquid error"
 	// ReasonVariableMissing: a template variable has no value and no default filter.
 	ReasonVariableMissing = "Liquid error: variable is missing"
 	// ReasonCustomerNotFound: the person does not exist in the workspace.

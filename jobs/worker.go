@@ -52,6 +52,9 @@ type Config struct {
 	// RetryDelay): the delay before the send task that takes over a
 	// transient first attempt. Defaults 1s and 10m.
 	RetryBase, RetryMax time.Duration
+	// Template bounds the rendering of one push's templates (render.Limits;
+	// zero fields take their defaults).
+	Template render.Limits
 	// Secrets opens the push credentials sealed at rest.
 	Secrets *secret.Box
 }
@@ -134,7 +137,7 @@ func NewWorker(store *clickhouse.Store, events EventWriter, rdb redis.UniversalC
 		cfg.RetryMax = 10 * time.Minute
 	}
 	w := &Worker{
-		store: store, events: events, rdb: rdb, client: client, render: render.New(),
+		store: store, events: events, rdb: rdb, client: client, render: render.New(cfg.Template),
 		senders: newSenderCache(store, cfg), targets: NewTargetCache(rdb, 0), cfg: cfg, logger: logger,
 		messages: newTTLCache[string, clickhouse.Message](time.Minute),
 		creds:    newTTLCache[string, map[string]clickhouse.Credentials](5 * time.Second),
@@ -311,6 +314,13 @@ func (w *Worker) makePlan(ctx context.Context, d clickhouse.Delivery, snap *Snap
 	var missing *render.MissingVariableError
 	if errors.As(err, &missing) {
 		return fail(missing.Error())
+	}
+	// Any other template error (a filter's, a render over its budget, a
+	// stored template that no longer parses) is as final as a missing
+	// variable: rendering again gives the same error.
+	var bad *render.FieldError
+	if errors.As(err, &bad) {
+		return fail(bad.Reason())
 	}
 	if err != nil {
 		return plan{}, fmt.Errorf("jobs: render: %v: %w", err, asynq.SkipRetry)

@@ -21,12 +21,15 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
 
-	"github.com/osteele/liquid"
 	"github.com/osteele/liquid/expressions"
+	"github.com/osteele/liquid/parser"
+	"github.com/osteele/liquid/render"
 
 	"github.com/heraldpush/herald/domain"
 )
@@ -61,45 +64,70 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
 // Unwrap returns the underlying error.
 func (e *FieldError) Unwrap() error { return e.Err }
 
-// Engine parses and renders message templates. It is safe for concurrent use.
+// Reason returns the error as a delivery's failure reason: "Liquid error: ",
+// the field and what went wrong, e.g. "Liquid error: body: division by zero
+// in {{ 10 | divided_by: 0 }}".
+func (e *FieldError) Reason() string {
+	return domain.ReasonLiquidError + ": " + e.Field + ": " + liquidPrefix.ReplaceAllString(e.Err.Error(), "")
+}
+
+// liquidPrefix matches the "Liquid error: " (or "Liquid error (line 2): ")
+// that starts osteele/liquid's messages.
+var liquidPrefix = regexp.MustCompile(`^Liquid error(?: \(line \d+\))?: `)
+
+// Engine parses and renders message templates. It is safe for concurrent
+// use. Its Liquid has no file system: {% include %} and {% render %} are
+// refused, and its tags are an allowlist (see tags.go). Every Render and
+// Check runs under the Engine's Limits.
 type Engine struct {
-	liquid *liquid.Engine
+	cfg     render.Config
+	filters map[string]bool
+	limits  Limits
 	// parsed caches parsed templates by source: a broadcast renders the
 	// same few templates for every person (parsing was 10% of the send
 	// path's CPU). Bounded: cleared when it reaches maxParsed entries.
 	mu     sync.Mutex
-	parsed map[string]*liquid.Template
+	parsed map[string]render.Node
 }
 
 const maxParsed = 4096
 
-// New returns an Engine with Liquid's standard tags and filters.
-func New() *Engine {
-	e := liquid.NewEngine()
-	e.RegisterFilter(requiredFilter, func(v any, variable string) (any, error) {
+// New returns an Engine with Liquid's standard filters and tags except
+// {% include %} and {% render %}, bounded by limits (zero fields take
+// their defaults).
+func New(limits Limits) *Engine {
+	limits = limits.withDefaults()
+	cfg := render.NewConfig()
+	names := addFilters(&cfg, limits.MaxBytes)
+	addTags(&cfg)
+	cfg.AddFilter(requiredFilter, func(v any, variable string) (any, error) {
 		if isMissing(v) {
 			return nil, &MissingVariableError{Variable: variable}
 		}
 		return v, nil
 	})
-	return &Engine{liquid: e, parsed: map[string]*liquid.Template{}}
+	names[requiredFilter] = true
+	return &Engine{cfg: cfg, filters: names, limits: limits, parsed: map[string]render.Node{}}
 }
 
+// Limits returns the limits every render runs under.
+func (e *Engine) Limits() Limits { return e.limits }
+
 // cached parses src once; only successful parses are kept.
-func (e *Engine) cached(name, src string) (*liquid.Template, error) {
+func (e *Engine) cached(name, src string) (render.Node, error) {
 	e.mu.Lock()
 	tpl, ok := e.parsed[src]
 	e.mu.Unlock()
 	if ok {
 		return tpl, nil
 	}
-	tpl, err := e.parse(name, src)
+	tpl, err := e.parse(name, src, true)
 	if err != nil {
 		return nil, err
 	}
 	e.mu.Lock()
 	if len(e.parsed) >= maxParsed {
-		e.parsed = map[string]*liquid.Template{}
+		e.parsed = map[string]render.Node{}
 	}
 	e.parsed[src] = tpl
 	e.mu.Unlock()
@@ -122,17 +150,39 @@ func isMissing(v any) bool {
 // Check parses every field's template and reports the first one (in field
 // name order) that is not valid Liquid, as a *FieldError. It also reports
 // output tags that use an undefined filter, which Liquid only finds when
-// rendering.
+// rendering, and templates that go over the Engine's Limits whatever the
+// data: it renders the fields as one push with no customer and no data
+// (every variable empty, none required), and a render over budget is a
+// *FieldError whose Err is a *BudgetError. Other errors of that render are
+// not reported, since real data may avoid them; Render reports them.
 func (e *Engine) Check(fields map[string]string) error {
+	runtime.LockOSThread() // the budget's clock is this thread's CPU time
+	defer runtime.UnlockOSThread()
+	trial := make(map[string]render.Node, len(fields))
 	for _, name := range sortedKeys(fields) {
 		if err := unclosedTag(fields[name]); err != nil {
 			return &FieldError{Field: name, Err: err}
 		}
-		if _, err := e.parse(name, fields[name]); err != nil {
+		if _, err := e.parse(name, fields[name], true); err != nil {
 			return err
 		}
 		if err := e.checkFilters(name, fields[name]); err != nil {
 			return err
+		}
+		node, err := e.parse(name, fields[name], false)
+		if err != nil {
+			return err
+		}
+		trial[name] = node
+	}
+	b := newBudget(e.limits)
+	bindings := map[string]any{"customer": map[string]any{}, "event": map[string]any{}, "trigger": map[string]any{}, budgetKey: b}
+	for _, name := range sortedKeys(fields) {
+		if _, err := e.renderNode(trial[name], bindings, b); err != nil {
+			var over *BudgetError
+			if causeAs(err, &over) {
+				return &FieldError{Field: name, Err: over}
+			}
 		}
 	}
 	return nil
@@ -141,12 +191,17 @@ func (e *Engine) Check(fields map[string]string) error {
 // Render renders every field with customer bound to customer.* and data to
 // event.* and trigger.*, and returns the rendered text by field name. The
 // first failure, in field name order, is returned as a *MissingVariableError
-// or a *FieldError.
+// or a *FieldError; a render over the Engine's Limits (counted over all the
+// fields) stops there and is a *FieldError whose Err is a *BudgetError.
 func (e *Engine) Render(fields map[string]string, customer map[string]any, data map[string]any) (map[string]string, error) {
+	runtime.LockOSThread() // the budget's clock is this thread's CPU time
+	defer runtime.UnlockOSThread()
+	b := newBudget(e.limits)
 	bindings := map[string]any{
 		"customer": customer,
 		"event":    data,
 		"trigger":  data,
+		budgetKey:  b,
 	}
 	out := make(map[string]string, len(fields))
 	for _, name := range sortedKeys(fields) {
@@ -155,20 +210,49 @@ func (e *Engine) Render(fields map[string]string, customer map[string]any, data 
 		if err != nil {
 			return nil, err
 		}
-		text, rerr := tpl.RenderString(bindings)
+		text, rerr := e.renderNode(tpl, bindings, b)
 		if rerr != nil {
+			var over *BudgetError
+			if causeAs(rerr, &over) {
+				return nil, &FieldError{Field: name, Err: over}
+			}
 			if m := missingVariable(rerr); m != nil {
 				return nil, &MissingVariableError{Field: name, Variable: m.Variable}
 			}
-			return nil, &FieldError{Field: name, Err: e.renderError(src, bindings, rerr)}
+			return nil, &FieldError{Field: name, Err: e.renderError(src, customer, data, rerr)}
 		}
 		out[name] = text
 	}
 	return out, nil
 }
 
-// parse parses the rewritten template src of the field name.
-func (e *Engine) parse(name, src string) (tpl *liquid.Template, err error) {
+// renderNode renders one parsed template into a string under b. A panic
+// in osteele/liquid (it has some, and it panics when its writer fails at the
+// end of a block) is the budget's error if the budget ran out, or else a
+// render error.
+func (e *Engine) renderNode(node render.Node, bindings map[string]any, b *budget) (text string, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			if b.err != nil {
+				text, err = "", b.err
+				return
+			}
+			text, err = "", fmt.Errorf("Liquid error: %v", p)
+		}
+	}()
+	w := &writer{b: b}
+	if rerr := render.Render(node, w, bindings, e.cfg); rerr != nil {
+		if b.err != nil {
+			return "", b.err
+		}
+		return "", rerr
+	}
+	return string(w.buf), nil
+}
+
+// parse parses the template src of the field name, rewritten (see rewrite)
+// with or without the required filters.
+func (e *Engine) parse(name, src string, required bool) (tpl render.Node, err error) {
 	// osteele/liquid v1.6.0 panics on some input (an integer literal out of
 	// range, found by FuzzRender): a template that crashes the parser is a
 	// syntax error of that field.
@@ -177,44 +261,43 @@ func (e *Engine) parse(name, src string) (tpl *liquid.Template, err error) {
 			tpl, err = nil, &FieldError{Field: name, Err: syntaxError{fmt.Errorf("Liquid syntax error: %v", p)}}
 		}
 	}()
-	rewritten, _ := rewrite(src)
-	tpl, err = e.liquid.ParseString(rewritten)
-	if err == nil {
+	rewritten, _ := rewrite(src, required)
+	tpl, perr := e.cfg.Compile(rewritten, parser.SourceLoc{})
+	if perr == nil {
 		return tpl, nil
 	}
+	err = perr
 	// Report the error as the original source shows it, not the rewrite.
-	if _, orig := e.liquid.ParseString(src); orig != nil {
+	if _, orig := e.cfg.Compile(src, parser.SourceLoc{}); orig != nil {
 		err = orig
 	}
 	return nil, &FieldError{Field: name, Err: syntaxError{err}}
 }
 
-// renderError returns the error of rendering the original, not rewritten,
-// template src, whose message shows the source as its author wrote it; or
-// err if that render succeeds.
-func (e *Engine) renderError(src string, bindings map[string]any, err error) error {
-	if _, orig := e.liquid.ParseAndRenderString(src, bindings); orig != nil {
+// renderError returns the error of rendering the template src without the
+// required filters, whose message shows the source as its author wrote it,
+// under a budget of its own; or err if that render succeeds or fails
+// otherwise (over budget, or a different error).
+func (e *Engine) renderError(src string, customer, data map[string]any, err error) error {
+	node, perr := e.parse("", src, false)
+	if perr != nil {
+		return err
+	}
+	b := newBudget(e.limits)
+	bindings := map[string]any{"customer": customer, "event": data, "trigger": data, budgetKey: b}
+	if _, orig := e.renderNode(node, bindings, b); orig != nil && b.err == nil {
 		return orig
 	}
 	return err
 }
 
 // checkFilters reports the first filter of an output tag in src that is not
-// defined. It renders each filter name once against nil and looks for
-// Liquid's undefined filter error.
+// defined.
 func (e *Engine) checkFilters(name, src string) error {
-	seen := map[string]bool{}
 	var err error
 	scan(src, func(string) {}, func(t outputTag) {
 		for _, f := range t.filters {
-			fn := filterName(f)
-			if err != nil || seen[fn] {
-				continue
-			}
-			seen[fn] = true
-			_, rerr := e.liquid.ParseAndRenderString("{{ nil | "+fn+" }}", nil)
-			var undefined expressions.UndefinedFilter
-			if rerr != nil && causeAs(rerr, &undefined) {
+			if fn := filterName(f); err == nil && !e.filters[fn] {
 				err = &FieldError{Field: name, Err: fmt.Errorf("Liquid error: undefined filter %q", fn)}
 			}
 		}

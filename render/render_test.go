@@ -80,7 +80,7 @@ func TestRender(t *testing.T) {
 		{"size of list", "{{ customer.tags.size }}", "2"},
 		{"two tags", "{{ customer.first_name }} {{ customer.last_name }}", "Ada Lovelace"},
 	}
-	e := New()
+	e := New(Limits{})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := e.Render(map[string]string{"body": tt.src}, testCustomer, testData)
@@ -111,7 +111,7 @@ func TestRenderFields(t *testing.T) {
 		"sound":       "default",
 		"data.coupon": "ada@example.com",
 	}
-	got, err := New().Render(fields, testCustomer, testData)
+	got, err := New(Limits{}).Render(fields, testCustomer, testData)
 	if err != nil {
 		t.Fatalf("Render error: %v", err)
 	}
@@ -144,7 +144,7 @@ func TestRenderMissingVariable(t *testing.T) {
 		{"unknown root", map[string]string{"body": "{{ person.name }}"}, &MissingVariableError{"body", "person.name"}},
 		{"first field in name order", map[string]string{"title": "{{ customer.b }}", "body": "{{ customer.a }}"}, &MissingVariableError{"body", "customer.a"}},
 	}
-	e := New()
+	e := New(Limits{})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := e.Render(tt.fields, testCustomer, testData)
@@ -170,7 +170,7 @@ func TestRenderMissingVariable(t *testing.T) {
 }
 
 func TestRenderNilBindings(t *testing.T) {
-	e := New()
+	e := New(Limits{})
 	got, err := e.Render(map[string]string{"title": "Hello {{ customer.name | default: 'you' }}"}, nil, nil)
 	if err != nil {
 		t.Fatalf("Render error: %v", err)
@@ -201,7 +201,7 @@ func TestCheck(t *testing.T) {
 		{"undefined filter", map[string]string{"data.x": "{{ customer.name | frobnicate }}"}, `data.x: Liquid error: undefined filter "frobnicate"`},
 		{"first field in name order", map[string]string{"title": "{% if %}", "body": "{{ x | }}"}, "body: "},
 	}
-	e := New()
+	e := New(Limits{})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := e.Check(tt.fields)
@@ -237,7 +237,7 @@ func TestRenderErrors(t *testing.T) {
 		{"parse error names the field", map[string]string{"title": "{{ customer.first_name | }}"}, "title: Liquid syntax error: "},
 		{"undefined filter", map[string]string{"body": "{{ customer.first_name | frobnicate }}"}, `body: Liquid error: undefined filter "frobnicate" in {{ customer.first_name | frobnicate }}`},
 	}
-	e := New()
+	e := New(Limits{})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := e.Render(tt.fields, testCustomer, testData)
@@ -253,7 +253,7 @@ func TestRenderErrors(t *testing.T) {
 }
 
 func TestRenderConcurrent(t *testing.T) {
-	e := New()
+	e := New(Limits{})
 	fields := map[string]string{
 		"title": "Hi {{ customer.first_name | upcase }}",
 		"body":  "{% for i in event.items %}{{ i.name }} {% endfor %}{{ customer.name | default: 'x' }}",
@@ -324,7 +324,7 @@ func TestRewrite(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.src, func(t *testing.T) {
-			got, _ := rewrite(tt.src)
+			got, _ := rewrite(tt.src, true)
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("rewrite(%q) mismatch (-want +got):\n%s", tt.src, diff)
 			}
@@ -333,7 +333,7 @@ func TestRewrite(t *testing.T) {
 }
 
 func TestCheckUnclosedTag(t *testing.T) {
-	e := New()
+	e := New(Limits{})
 	for _, src := range []string{"Hi {{ customer.name ", "{% if x ", "a {{ b }} c {{"} {
 		err := e.Check(map[string]string{"title": src})
 		var fe *FieldError

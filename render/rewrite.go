@@ -198,15 +198,17 @@ func quote(s string) (lit string, ok bool) {
 //
 // String literals that contain "}}" are moved into {% assign %} tags placed
 // before the output tag, since liquid's scanner ends an output tag at the
-// first "}}". rewrite also returns the required variables, in order.
-func rewrite(src string) (out string, variables []string) {
+// first "}}". rewrite also returns the required variables, in order. With
+// required false it only hoists those literals (the template as its author
+// wrote it, for Check's trial render and for error messages).
+func rewrite(src string, required bool) (out string, variables []string) {
 	var b strings.Builder
 	hoisted := 0
 	scan(src, func(s string) { b.WriteString(s) }, func(t outputTag) {
 		parts := []string{t.head}
 		if v := t.variable(); v != "" {
 			variables = append(variables, v)
-			if lit, ok := quote(v); ok {
+			if lit, ok := quote(v); ok && required {
 				parts = append(parts, requiredFilter+": "+lit)
 			}
 		}
@@ -265,7 +267,7 @@ func rewrite(src string) (out string, variables []string) {
 // of first use. Variables used only in tags ({% if customer.vip %}) or as
 // filter arguments are not listed, since a missing value there is allowed.
 func TemplateVariables(src string) []string {
-	_, vars := rewrite(src)
+	_, vars := rewrite(src, true)
 	var out []string
 	seen := map[string]bool{}
 	for _, v := range vars {

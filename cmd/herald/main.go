@@ -31,6 +31,7 @@ import (
 	"github.com/heraldpush/herald/internal/app"
 	"github.com/heraldpush/herald/internal/secret"
 	"github.com/heraldpush/herald/providers"
+	"github.com/heraldpush/herald/render"
 	"github.com/heraldpush/herald/server"
 )
 
@@ -178,6 +179,9 @@ func parseConfig(name string, args []string) (app.Config, *devFlags, error) {
 	num(&c.GraphQLMaxFields, "graphql-max-fields", "HERALD_GRAPHQL_MAX_FIELDS", graph.DefaultMaxFields, "most fields in a GraphQL document, fragments expanded")
 	dur(&c.BadKeyTTL, "bad-key-ttl", "HERALD_BAD_KEY_TTL", server.DefaultBadKeyTTL, "how long an unknown API key is remembered as unknown")
 	num(&c.AuthLookupRate, "auth-lookup-rate", "HERALD_AUTH_LOOKUP_RATE", server.DefaultAuthLookupRate, "lookups of uncached API keys per client IP per second (-1: no limit)")
+	num(&c.Template.MaxBytes, "template-max-bytes", "HERALD_TEMPLATE_MAX_BYTES", render.DefaultMaxBytes, "most bytes one push's Liquid templates may produce (output, assigned and captured values; also any one filter's result)")
+	num(&c.Template.MaxIterations, "template-max-iterations", "HERALD_TEMPLATE_MAX_ITERATIONS", render.DefaultMaxIterations, "most loop iterations one push's Liquid templates may run")
+	dur(&c.Template.CPUTime, "template-cpu-time", "HERALD_TEMPLATE_CPU_TIME", render.DefaultCPUTime, "most CPU time one push's Liquid templates may use to render")
 	var bufMax int
 	num(&bufMax, "event-buffer-max", "HERALD_EVENT_BUFFER_MAX", 1_000_000, "most buffered events before reports get 503")
 	str(&c.APNSHost, "apns-host", "HERALD_APNS_HOST", "", "APNS endpoint (default Apple's production host)")

@@ -77,6 +77,10 @@ type Config struct {
 	// per second; ReportRate bounds SDK reports per client IP per second.
 	// Defaults 500 and 200; negative means no limit.
 	SendRate, ReportRate int
+	// Template bounds the rendering of one push's Liquid templates: bytes
+	// produced, loop iterations and CPU time. Defaults 64 KiB, 10000 and 100ms
+	// (render.Limits).
+	Template render.Limits
 	// SecretKey (32 bytes, from HERALD_SECRET_KEY) seals push credentials at
 	// rest. serve and worker refuse to start without it; dev makes one.
 	SecretKey []byte
@@ -236,7 +240,7 @@ func (a *App) Handler() http.Handler {
 	limiter := ratelimit.New(a.Redis, "herald:rate")
 	return server.New(server.Options{
 		Limiter: limiter, ReportRatePerIP: a.Cfg.ReportRate,
-		Resolver: &graph.Resolver{Store: a.Store, Queue: jobs.NewQueue(a.Asynq, a.Redis), Render: render.New(), Events: a.Events, Targets: jobs.NewTargetCache(a.Redis, 0), Redis: a.Redis, Secrets: a.Secrets, Limiter: limiter, SendRate: a.Cfg.SendRate, FCMTokenURIs: a.Cfg.FCMTokenURIs, Logger: a.Logger.With("component", "graph")},
+		Resolver: &graph.Resolver{Store: a.Store, Queue: jobs.NewQueue(a.Asynq, a.Redis), Render: render.New(a.Cfg.Template), Events: a.Events, Targets: jobs.NewTargetCache(a.Redis, 0), Redis: a.Redis, Secrets: a.Secrets, Limiter: limiter, SendRate: a.Cfg.SendRate, FCMTokenURIs: a.Cfg.FCMTokenURIs, Logger: a.Logger.With("component", "graph")},
 		Store:    a.Store,
 		Logger:   a.Logger.With("component", "server"),
 		Dev:      a.Cfg.Dev,
@@ -270,6 +274,7 @@ func (a *App) StartWorker() (*asynq.Server, error) {
 		MaxRetry: a.Cfg.MaxRetry, APNSHost: a.Cfg.APNSHost, APNSRootCAs: a.Cfg.APNSRootCAs,
 		FCMEndpoint: a.Cfg.FCMEndpoint, FCMTokenURIs: a.Cfg.FCMTokenURIs, SendTimeout: a.Cfg.SendTimeout, BroadcastBatch: a.Cfg.BroadcastBatch, Secrets: a.Secrets,
 		Concurrency: a.Cfg.Concurrency, RetryBase: a.Cfg.RetryBase, RetryMax: a.Cfg.RetryMax,
+		Template: a.Cfg.Template,
 	}, a.Logger.With("component", "worker"))
 	srv := asynq.NewServerFromRedisClient(a.Redis, asynq.Config{
 		Concurrency:              a.Cfg.Concurrency,
