@@ -32,6 +32,11 @@ type Resolver struct {
 	// Limiter and SendRate bound sends per workspace per second (0: no limit).
 	Limiter  *ratelimit.Limiter
 	SendRate int
+	// Queries bounds the ClickHouse queries in flight per request and per
+	// workspace (nil: no bound); see RequestScope.
+	Queries *clickhouse.Limiter
+	// Live fans change notifications out to subscriptions (subscriptions.go).
+	Live *Live
 	Logger   *slog.Logger
 }
 

@@ -55,6 +55,7 @@ func New(o Options) http.Handler {
 	gql := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: o.Resolver, Complexity: graph.Complexity()}))
 	gql.Use(extension.FixedComplexityLimit(graph.MaxComplexity))
 	gql.Use(graph.DepthLimit{Max: graph.MaxDepth})
+	gql.Use(graph.RequestScope{Resolver: o.Resolver})
 	auth := &authenticator{store: o.Store, cache: map[string]cached{}}
 	// Subscriptions: graphql-transport-ws and the legacy graphql-ws, the
 	// key in connection_init's payload ({"Authorization": "Bearer <key>"}).
@@ -87,7 +88,7 @@ func New(o Options) http.Handler {
 			if err != nil {
 				return refuse()
 			}
-			return graph.WithWorkspace(ctx, ws), nil, nil
+			return graph.WithSocket(graph.WithWorkspace(ctx, ws)), nil, nil
 		},
 	})
 	gql.AddTransport(transport.Options{})
