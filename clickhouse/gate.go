@@ -268,6 +268,6 @@ func (r gatedRow) Err() error {
 
 type errRow struct{ err error }
 
-func (r errRow) Err() error             { return r.err }
-func (r errRow) Scan(...any) error      { return r.err }
-func (r errRow) ScanStruct(any) error   { return r.err }
+func (r errRow) Err() error           { return r.err }
+func (r errRow) Scan(...any) error    { return r.err }
+func (r errRow) ScanStruct(any) error { return r.err }

@@ -67,7 +67,9 @@ type LimitError struct {
 	Limit int
 }
 
-func (e *LimitError) Error() string { return fmt.Sprintf("too many %s: the limit is %d", e.What, e.Limit) }
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("too many %s: the limit is %d", e.What, e.Limit)
+}
 
 // NotFoundError is a missing object (or one of another workspace).
 type NotFoundError struct{ What, ID string }

@@ -36,8 +36,8 @@ type Resolver struct {
 	// workspace (nil: no bound); see RequestScope.
 	Queries *clickhouse.Limiter
 	// Live fans change notifications out to subscriptions (subscriptions.go).
-	Live *Live
-	Logger   *slog.Logger
+	Live   *Live
+	Logger *slog.Logger
 }
 
 type workspaceKey struct{}

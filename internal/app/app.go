@@ -236,8 +236,8 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*App, error) {
 	a := &App{
 		Secrets: box,
 		Cfg:     cfg, CH: ch, Redis: rdb, Store: clickhouse.NewStore(ch),
-		Events: events,
-		Asynq:  asynq.NewClientFromRedisClient(rdb),
+		Events:  events,
+		Asynq:   asynq.NewClientFromRedisClient(rdb),
 		Logger:  logger,
 		Queries: clickhouse.NewLimiter(cfg.QueryConcurrencyRequest, cfg.QueryConcurrencyWorkspace, cfg.QueryWait),
 		Live:    graph.NewLive(jobs.NewChangeFeed(rdb, logger.With("component", "live")), cfg.SubscriptionsPerSocket, cfg.SubscriptionsPerWorkspace),
