@@ -30,7 +30,12 @@ type Limiter struct {
 
 	mu sync.Mutex
 	ws map[string]*wsSlots // only workspaces with a query in flight or waiting
+
+	total atomic.Int64
 }
+
+// Queries returns how many queries all gates of l have run.
+func (l *Limiter) Queries() int64 { return l.total.Load() }
 
 type wsSlots struct {
 	sem      chan struct{}
@@ -92,7 +97,7 @@ func GateFrom(ctx context.Context) *Gate {
 // acquire takes a slot of the request, then one of the workspace; release
 // gives both back.
 func (g *Gate) acquire(ctx context.Context) (release func(), err error) {
-	g.queries.Add(1)
+	g.count()
 	waited := false
 	select {
 	case g.sem <- struct{}{}:
@@ -141,6 +146,11 @@ func (g *Gate) acquire(ctx context.Context) (release func(), err error) {
 			<-g.sem
 		})
 	}, nil
+}
+
+func (g *Gate) count() {
+	g.queries.Add(1)
+	g.l.total.Add(1)
 }
 
 func (l *Limiter) ref(ws string) *wsSlots {
@@ -212,7 +222,7 @@ func (c gatedConn) Exec(ctx context.Context, query string, args ...any) error {
 
 func (c gatedConn) PrepareBatch(ctx context.Context, query string, opts ...driver.PrepareBatchOption) (driver.Batch, error) {
 	if g := GateFrom(ctx); g != nil {
-		g.queries.Add(1)
+		g.count()
 	}
 	return c.Conn.PrepareBatch(ctx, query, opts...)
 }

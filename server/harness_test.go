@@ -46,6 +46,9 @@ type envOptions struct {
 	sendRate       int           // sends per workspace per second; default no limit
 	reportRate     int           // reports per IP per second; default no limit
 	redisAddr      string        // a private Redis (its DB 0); default a test DB of the shared one
+	// ClickHouse pool and query bounds, subscription caps; default the app's.
+	chMaxConns, queryPerRequest, queryPerWorkspace int
+	subsPerSocket, subsPerWorkspace                int
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -82,6 +85,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 		SendTimeout: 3 * time.Second, EventClaimIdle: time.Second, BroadcastBatch: o.broadcastBatch,
 		SecretKey: testSecretKey(t), SendRate: orNoLimit(o.sendRate), ReportRate: orNoLimit(o.reportRate),
 		APNSHost: e.apns.URL(), APNSRootCAs: e.apns.RootCAs(), FCMEndpoint: e.fcm.URL(),
+		ClickHouseMaxConns: o.chMaxConns, QueryConcurrencyRequest: o.queryPerRequest, QueryConcurrencyWorkspace: o.queryPerWorkspace,
+		SubscriptionsPerSocket: o.subsPerSocket, SubscriptionsPerWorkspace: o.subsPerWorkspace,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -214,8 +219,9 @@ type gqlError struct {
 }
 
 type response struct {
-	Data   map[string]any `json:"data"`
-	Errors []gqlError     `json:"errors"`
+	Data       map[string]any `json:"data"`
+	Errors     []gqlError     `json:"errors"`
+	Extensions map[string]any `json:"extensions"`
 }
 
 func (c *client) do(query string, v vars) response {
