@@ -154,7 +154,8 @@ func TestHeavyWorkspaceBesideLight(t *testing.T) {
 			r := light.do(lightQuery, nil)
 			took = append(took, time.Since(start))
 			if len(r.Errors) > 0 {
-				t.Fatalf("light request %s: %+v", label, r.Errors)
+				t.Errorf("light request %s: %+v", label, r.Errors)
+				break
 			}
 			if w := r.cost(t, "queryWaits"); w != 0 {
 				t.Errorf("light request %s waited for a query slot %d times, want 0", label, w)
