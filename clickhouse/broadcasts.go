@@ -215,7 +215,32 @@ func (s *Store) DevicesByPersons(ctx context.Context, workspaceID string, ids []
 	if len(ids) == 0 {
 		return out, nil
 	}
-	rows, err := s.conn.Query(ctx, selectDevicesByPersons, workspaceID, clickhouse.GroupSet{Value: anySlice(ids)})
+	return s.scanPersonDevices(ctx, workspaceID, selectDevicesByPersons, workspaceID, clickhouse.GroupSet{Value: anySlice(ids)})
+}
+
+// selectNewestDevices: params workspace_id, person ids (GroupSet), limit
+// per person; columns as selectDevicesByPersons, each person's newest
+// last_used first (as selectDevices), at most limit per person.
+const selectNewestDevices = `SELECT person_id, token, toString(platform), last_used, attributes, toString(state)
+FROM devices FINAL
+WHERE workspace_id = ? AND person_id IN ? AND removed = 0
+ORDER BY person_id, last_used DESC, token
+LIMIT ? BY person_id`
+
+// NewestDevices reads the current devices of many persons at once (one
+// GraphQL request's Person.devices), at most perPerson each, newest first.
+func (s *Store) NewestDevices(ctx context.Context, workspaceID string, ids []string, perPerson int) (map[string][]Device, error) {
+	if len(ids) == 0 {
+		return map[string][]Device{}, nil
+	}
+	return s.scanPersonDevices(ctx, workspaceID, selectNewestDevices, workspaceID, clickhouse.GroupSet{Value: anySlice(ids)}, perPerson)
+}
+
+// scanPersonDevices runs a query whose columns are selectDevicesByPersons'
+// and groups the devices by person, in the query's order.
+func (s *Store) scanPersonDevices(ctx context.Context, workspaceID, query string, args ...any) (map[string][]Device, error) {
+	out := map[string][]Device{}
+	rows, err := s.conn.Query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: devices by persons: %w", err)
 	}

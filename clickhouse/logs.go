@@ -232,3 +232,21 @@ func (s *Store) pageStatuses(ctx context.Context, workspaceID string, page []Log
 	}
 	return nil
 }
+
+// LogQueries is the most queries one DeliveryLogs call runs: per batch,
+// one per window logPage reads (back to the epoch) and one for the
+// statuses; one batch without a status filter, up to logMaxBatches with one.
+// GraphQL costs the delivery logs by it.
+func LogQueries(statusFilter bool) int {
+	windows := 0
+	for w, span := logWindow, time.Duration(0); ; w *= logWindowGrowth {
+		windows++
+		if span += w; w >= logWindowMax || span >= time.Since(time.Unix(0, 0)) {
+			break
+		}
+	}
+	if !statusFilter {
+		return windows + 1
+	}
+	return logMaxBatches * (windows + 1)
+}

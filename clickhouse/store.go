@@ -16,16 +16,17 @@ var ErrNotFound = errors.New("not found")
 
 // Store reads and writes Herald's entities. It is safe for concurrent use.
 type Store struct {
-	conn driver.Conn
+	conn driver.Conn // gated: reads go through the context's Gate (gate.go)
+	raw  driver.Conn
 }
 
 // NewStore returns a Store over an open connection.
 func NewStore(conn driver.Conn) *Store {
-	return &Store{conn: conn}
+	return &Store{conn: gatedConn{conn}, raw: conn}
 }
 
 // Conn returns the underlying connection (for tests and the event writer).
-func (s *Store) Conn() driver.Conn { return s.conn }
+func (s *Store) Conn() driver.Conn { return s.raw }
 
 // now is the updated_at of a new row version: the newest one wins.
 func now() time.Time { return time.Now().UTC() }

@@ -21,13 +21,16 @@ import (
 // maxPage bounds `first` on every connection.
 const maxPage = 100
 
-func pageSize(first *int) (int, error) {
-	n := 20
+func pageSize(first *int) (int, error) { return firstArg(first, 20, maxPage) }
+
+// firstArg reads a `first` argument: def when omitted, else 1..most.
+func firstArg(first *int, def, most int) (int, error) {
+	n := def
 	if first != nil {
 		n = *first
 	}
-	if n < 1 || n > maxPage {
-		return 0, badInput("first", "must be between 1 and %d, got %d", maxPage, n)
+	if n < 1 || n > most {
+		return 0, badInput("first", "must be between 1 and %d, got %d", most, n)
 	}
 	return n, nil
 }

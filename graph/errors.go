@@ -58,6 +58,20 @@ func (e *RateLimitError) RetryAfterSeconds() int {
 	return s
 }
 
+// CodeLimitExceeded is extensions.code for a request over a documented cap
+// (subscriptions per connection or per workspace); extensions.limit is the cap.
+const CodeLimitExceeded = "LIMIT_EXCEEDED"
+
+// LimitError is a request over a cap.
+type LimitError struct {
+	What  string
+	Limit int
+}
+
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("too many %s: the limit is %d", e.What, e.Limit)
+}
+
 // NotFoundError is a missing object (or one of another workspace).
 type NotFoundError struct{ What, ID string }
 
@@ -73,7 +87,17 @@ func ErrorPresenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 		var in *InputError
 		var nf *NotFoundError
 		var rl *RateLimitError
+		var le *LimitError
 		switch {
+		case errors.As(err, &le):
+			gerr.Message = le.Error()
+			setCode(gerr, CodeLimitExceeded)
+			gerr.Extensions["limit"] = le.Limit
+		case errors.Is(err, clickhouse.ErrBusy):
+			// The workspace's own queries hold its slots: retry shortly.
+			gerr.Message = clickhouse.ErrBusy.Error()
+			setCode(gerr, CodeRateLimited)
+			gerr.Extensions["retryAfter"] = 1
 		case errors.As(err, &rl):
 			gerr.Message = rl.Error()
 			setCode(gerr, CodeRateLimited)

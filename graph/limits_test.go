@@ -8,6 +8,9 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/parser"
+
+	"github.com/heraldpush/herald/clickhouse"
+	"github.com/heraldpush/herald/graph/model"
 )
 
 func TestDepthLimit(t *testing.T) {
@@ -42,13 +45,25 @@ func TestDepthLimit(t *testing.T) {
 func TestComplexityCostsListsByFirst(t *testing.T) {
 	c := Complexity()
 	n := 100
-	if got := c.Query.Deliveries(10, nil, &n, nil); got != 1+100*10 {
-		t.Errorf("deliveries(first: 100) with child 10 = %d", got)
+	logs := queryCost * clickhouse.LogQueries(false)
+	if got := c.Query.Deliveries(10, nil, &n, nil); got != logs+100*11 {
+		t.Errorf("deliveries(first: 100) with child 10 = %d, want %d", got, logs+100*11)
 	}
-	if got := c.Query.Deliveries(10, nil, nil, nil); got != 1+20*10 {
-		t.Errorf("deliveries() with child 10 = %d (default page 20)", got)
+	if got := c.Query.Deliveries(10, nil, nil, nil); got != logs+20*11 {
+		t.Errorf("deliveries() with child 10 = %d (default page 20), want %d", got, logs+20*11)
+	}
+	filtered := &model.DeliveryFilter{Status: []model.DeliveryStatus{model.DeliveryStatusConverted}}
+	if got, want := c.Query.Deliveries(1, filtered, &n, nil), queryCost*clickhouse.LogQueries(true)+100*2; got != want {
+		t.Errorf("deliveries(status filter, first: 100) = %d, want %d", got, want)
 	}
 	if got := c.Campaign.Overview(5, nil, nil, nil); got != overviewCost+5 {
 		t.Errorf("overview = %d", got)
+	}
+	two := 2
+	if got := c.Person.Devices(3, &two); got != 1+2*4 {
+		t.Errorf("devices(first: 2) with child 3 = %d", got)
+	}
+	if got := c.Person.Devices(3, nil); got != 1+maxDevicesPage*4 {
+		t.Errorf("devices() with child 3 = %d (default %d)", got, maxDevicesPage)
 	}
 }

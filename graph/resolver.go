@@ -35,7 +35,12 @@ type Resolver struct {
 	// FCMTokenURIs are the token endpoints an FCM service account may name
 	// (empty: Google's).
 	FCMTokenURIs []string
-	Logger       *slog.Logger
+	// Queries bounds the ClickHouse queries in flight per request and per
+	// workspace (nil: no bound); see RequestScope.
+	Queries *clickhouse.Limiter
+	// Live fans change notifications out to subscriptions (subscriptions.go).
+	Live   *Live
+	Logger *slog.Logger
 }
 
 type workspaceKey struct{}

@@ -351,20 +351,8 @@ func (r *mutationResolver) ReportPushMetric(ctx context.Context, input model.Rep
 }
 
 // Devices is the resolver for the devices field.
-func (r *personResolver) Devices(ctx context.Context, obj *model.Person) ([]*model.Device, error) {
-	ws, err := workspace(ctx)
-	if err != nil {
-		return nil, err
-	}
-	devs, err := r.Store.Devices(ctx, ws, obj.ID)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]*model.Device, len(devs))
-	for i, d := range devs {
-		out[i] = deviceModel(d)
-	}
-	return out, nil
+func (r *personResolver) Devices(ctx context.Context, obj *model.Person, first *int) ([]*model.Device, error) {
+	return r.devices(ctx, obj, first)
 }
 
 // Campaign is the resolver for the campaign field.
@@ -381,12 +369,12 @@ func (r *queryResolver) Person(ctx context.Context, id string) (*model.Person, e
 	if err := validPersonID("id", id); err != nil {
 		return nil, err
 	}
-	p, err := r.Store.Person(ctx, ws, id)
-	if errors.Is(err, clickhouse.ErrNotFound) {
-		return nil, notFound("person", id)
-	}
+	p, ok, err := r.loadersFrom(ctx, ws).persons.load(ctx, id)
 	if err != nil {
 		return nil, err
+	}
+	if !ok {
+		return nil, notFound("person", id)
 	}
 	return personModel(p), nil
 }

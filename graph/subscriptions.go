@@ -3,9 +3,10 @@ package graph
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"sync"
+	"sync/atomic"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/heraldpush/herald/graph/model"
 	"github.com/heraldpush/herald/jobs"
@@ -13,25 +14,110 @@ import (
 
 // Subscriptions send the current value first, then every change. A change
 // is announced on Redis pub/sub (jobs.PublishChanges) after its events are
-// in ClickHouse; the subscriber then re-reads the value and sends it if it
-// differs from the last one sent. A slow re-check (recheckEvery) covers a
-// lost announcement.
+// in ClickHouse; the process's one shared pub/sub connection (Live.Feed)
+// tells the subscriber, which then re-reads the value and sends it if it
+// differs from the last one sent. Nothing is read while nothing changed.
 const (
-	recheckEvery = 5 * time.Second
 	// campaignEvery is the least time between two overview updates: a
 	// broadcast to a million people must not flood the clients.
 	campaignEvery = 400 * time.Millisecond
 )
 
-// subscribe opens a Redis subscription and waits until Redis confirms it,
-// so no change between this call and the first read is missed.
-func (r *Resolver) subscribe(ctx context.Context, channel string) (*redis.PubSub, error) {
-	sub := r.Redis.Subscribe(ctx, channel)
-	if _, err := sub.Receive(ctx); err != nil {
-		sub.Close()
-		return nil, err
+// Default subscription caps (HERALD_SUBSCRIPTIONS_PER_SOCKET,
+// HERALD_SUBSCRIPTIONS_PER_WORKSPACE).
+const (
+	DefaultSubscriptionsPerSocket    = 100
+	DefaultSubscriptionsPerWorkspace = 1000
+)
+
+// Live holds what every subscription of the process shares: the change
+// feed and the caps on subscriptions per websocket and per workspace (per
+// process). Over a cap a subscription is refused with LIMIT_EXCEEDED; the
+// socket and its other subscriptions go on.
+type Live struct {
+	Feed                    *jobs.ChangeFeed
+	PerSocket, PerWorkspace int
+
+	mu          sync.Mutex
+	byWorkspace map[string]int
+}
+
+// NewLive returns the process's Live over feed; caps ≤ 0 take the defaults.
+func NewLive(feed *jobs.ChangeFeed, perSocket, perWorkspace int) *Live {
+	if perSocket <= 0 {
+		perSocket = DefaultSubscriptionsPerSocket
 	}
-	return sub, nil
+	if perWorkspace <= 0 {
+		perWorkspace = DefaultSubscriptionsPerWorkspace
+	}
+	return &Live{Feed: feed, PerSocket: perSocket, PerWorkspace: perWorkspace, byWorkspace: map[string]int{}}
+}
+
+type socketKey struct{}
+
+// WithSocket marks ctx as one websocket connection's (the transport's
+// InitFunc): the subscriptions started under it count against PerSocket.
+func WithSocket(ctx context.Context) context.Context {
+	return context.WithValue(ctx, socketKey{}, new(atomic.Int64))
+}
+
+// admit counts one more subscription of the socket and the workspace, or
+// refuses it over a cap; release uncounts it.
+func (lv *Live) admit(ctx context.Context, ws string) (release func(), err error) {
+	if lv == nil || lv.Feed == nil {
+		return nil, errors.New("graph: subscriptions are not configured")
+	}
+	sock, _ := ctx.Value(socketKey{}).(*atomic.Int64)
+	if sock != nil && sock.Add(1) > int64(lv.PerSocket) {
+		sock.Add(-1)
+		return nil, &LimitError{What: "subscriptions on one connection", Limit: lv.PerSocket}
+	}
+	lv.mu.Lock()
+	if lv.byWorkspace[ws] >= lv.PerWorkspace {
+		lv.mu.Unlock()
+		if sock != nil {
+			sock.Add(-1)
+		}
+		return nil, &LimitError{What: "subscriptions of one workspace", Limit: lv.PerWorkspace}
+	}
+	lv.byWorkspace[ws]++
+	lv.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			if sock != nil {
+				sock.Add(-1)
+			}
+			lv.mu.Lock()
+			if lv.byWorkspace[ws]--; lv.byWorkspace[ws] <= 0 {
+				delete(lv.byWorkspace, ws)
+			}
+			lv.mu.Unlock()
+		})
+	}, nil
+}
+
+// start admits a subscription, listens on channel, then reads the first
+// value (NOT_FOUND for another workspace's object); listening first means
+// no change after that read is missed. On any error it undoes what it did.
+func start[T any](ctx context.Context, r *Resolver, channel string, read func() (T, error)) (first T, l *jobs.Listener, release func(), err error) {
+	ws, err := workspace(ctx)
+	if err != nil {
+		return first, nil, nil, err
+	}
+	if release, err = r.Live.admit(ctx, ws); err != nil {
+		return first, nil, nil, err
+	}
+	if l, err = r.Live.Feed.Listen(ctx, channel); err != nil {
+		release()
+		return first, nil, nil, err
+	}
+	if first, err = read(); err != nil {
+		l.Close()
+		release()
+		return first, nil, nil, err
+	}
+	return first, l, release, nil
 }
 
 func (r *Resolver) deliveryUpdated(ctx context.Context, id string) (<-chan *model.Delivery, error) {
@@ -44,20 +130,12 @@ func (r *Resolver) deliveryUpdated(ctx context.Context, id string) (<-chan *mode
 	}
 	id = u.String() // the channel's name: the canonical form, whatever was given
 	q := &queryResolver{r}
-	first, err := q.Delivery(ctx, id) // NOT_FOUND for another workspace's delivery
-	if err != nil {
-		return nil, err
-	}
-	sub, err := r.subscribe(ctx, jobs.DeliveryChannel(id))
-	if err != nil {
-		return nil, err
-	}
-	// Re-read after subscribing: a change may have landed in between.
 	read := func() (*model.Delivery, error) { return q.Delivery(ctx, id) }
-	if cur, err := read(); err == nil {
-		first = cur
+	first, l, release, err := start(ctx, r, jobs.DeliveryChannel(id), read)
+	if err != nil {
+		return nil, err
 	}
-	return watch(ctx, r, sub, first, read, fingerprint, 0, "deliveryUpdated "+id), nil
+	return watch(ctx, r, l, release, first, read, fingerprint, 0, "deliveryUpdated "+id), nil
 }
 
 func (r *Resolver) campaignOverviewUpdated(ctx context.Context, campaignID string) (<-chan *model.CampaignOverview, error) {
@@ -67,47 +145,39 @@ func (r *Resolver) campaignOverviewUpdated(ctx context.Context, campaignID strin
 	}
 	camp := campaignModel(c)
 	read := func() (*model.CampaignOverview, error) { return r.overview(ctx, camp, nil, nil, nil) }
-	sub, err := r.subscribe(ctx, jobs.CampaignChannel(c.ID.String()))
+	first, l, release, err := start(ctx, r, jobs.CampaignChannel(c.ID.String()), read)
 	if err != nil {
 		return nil, err
 	}
-	first, err := read()
-	if err != nil {
-		sub.Close()
-		return nil, err
-	}
-	return watch(ctx, r, sub, first, read, overviewFingerprint, campaignEvery, "campaignOverviewUpdated "+campaignID), nil
+	return watch(ctx, r, l, release, first, read, overviewFingerprint, campaignEvery, "campaignOverviewUpdated "+campaignID), nil
 }
 
-// watch sends first, then every value read after a change announcement (or
-// every recheckEvery) that differs from the last one sent by key; with
-// minGap > 0 it waits out at least minGap between sends, folding every
-// announcement that arrives meanwhile into one read. It closes the channel
-// and the Redis subscription when ctx ends.
-func watch[T any](ctx context.Context, r *Resolver, sub *redis.PubSub, first T, read func() (T, error), key func(T) string, minGap time.Duration, what string) <-chan T {
+// watch sends first, then every value read after a change announcement
+// that differs from the last one sent by key; with minGap > 0 it waits out
+// at least minGap between sends, folding every announcement that arrives
+// meanwhile into one read. When ctx ends it closes the channel, the
+// listener and the subscription's admission.
+func watch[T any](ctx context.Context, r *Resolver, l *jobs.Listener, release func(), first T, read func() (T, error), key func(T) string, minGap time.Duration, what string) <-chan T {
 	out := make(chan T, 1)
 	go func() {
 		defer close(out)
-		defer sub.Close()
+		defer release()
+		defer l.Close()
 		last := key(first)
 		select {
 		case out <- first:
 		case <-ctx.Done():
 			return
 		}
-		msgs := sub.Channel()
-		tick := time.NewTicker(recheckEvery)
-		defer tick.Stop()
 		var lastSent time.Time
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case _, ok := <-msgs:
+			case _, ok := <-l.C:
 				if !ok {
 					return
 				}
-			case <-tick.C:
 			}
 			if wait := minGap - time.Since(lastSent); wait > 0 {
 				timer := time.NewTimer(wait)
@@ -117,8 +187,11 @@ func watch[T any](ctx context.Context, r *Resolver, sub *redis.PubSub, first T, 
 					return
 				case <-timer.C:
 				}
+				select { // announcements meanwhile: this read answers them
+				case <-l.C:
+				default:
+				}
 			}
-			drain(msgs)
 			v, err := read()
 			if err != nil {
 				if ctx.Err() == nil {
@@ -137,17 +210,6 @@ func watch[T any](ctx context.Context, r *Resolver, sub *redis.PubSub, first T, 
 		}
 	}()
 	return out
-}
-
-// drain discards announcements already queued: one re-read answers them all.
-func drain(msgs <-chan *redis.Message) {
-	for {
-		select {
-		case <-msgs:
-		default:
-			return
-		}
-	}
 }
 
 func fingerprint[T any](v T) string {

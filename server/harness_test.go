@@ -52,6 +52,9 @@ type envOptions struct {
 	readTimeout, idleTimeout time.Duration
 	authLookupRate           int
 	logs                     io.Writer // where the servers log (default nowhere)
+	// ClickHouse pool and query bounds, subscription caps; default the app's.
+	chMaxConns, queryPerRequest, queryPerWorkspace int
+	subsPerSocket, subsPerWorkspace                int
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -87,7 +90,9 @@ func newEnv(t *testing.T, o envOptions) *env {
 		SecretKey: testSecretKey(t), SendRate: orNoLimit(o.sendRate), ReportRate: orNoLimit(o.reportRate),
 		APNSHost: e.apns.URL(), APNSRootCAs: e.apns.RootCAs(), FCMEndpoint: e.fcm.URL(),
 		HTTPReadTimeout: o.readTimeout, HTTPIdleTimeout: o.idleTimeout, AuthLookupRate: o.authLookupRate,
-		FCMTokenURIs: append([]string{e.fcm.TokenURL()}, o.fcmTokenURIs...),
+		FCMTokenURIs:       append([]string{e.fcm.TokenURL()}, o.fcmTokenURIs...),
+		ClickHouseMaxConns: o.chMaxConns, QueryConcurrencyRequest: o.queryPerRequest, QueryConcurrencyWorkspace: o.queryPerWorkspace,
+		SubscriptionsPerSocket: o.subsPerSocket, SubscriptionsPerWorkspace: o.subsPerWorkspace,
 	}
 	a := openHerald(t, cfg, logger)
 	e.app, e.cfg = a, a.Cfg
@@ -241,8 +246,9 @@ type gqlError struct {
 }
 
 type response struct {
-	Data   map[string]any `json:"data"`
-	Errors []gqlError     `json:"errors"`
+	Data       map[string]any `json:"data"`
+	Errors     []gqlError     `json:"errors"`
+	Extensions map[string]any `json:"extensions"`
 }
 
 func (c *client) do(query string, v vars) response {

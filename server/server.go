@@ -64,6 +64,7 @@ func New(o Options) http.Handler {
 	gql.Use(limit) // first: it runs before gqlgen parses and validates
 	gql.Use(extension.FixedComplexityLimit(graph.MaxComplexity))
 	gql.Use(graph.DepthLimit{Max: graph.MaxDepth})
+	gql.Use(graph.RequestScope{Resolver: o.Resolver})
 	auth := newAuthenticator(o)
 	// Subscriptions: graphql-transport-ws and the legacy graphql-ws, the
 	// key in connection_init's payload ({"Authorization": "Bearer <key>"}).
@@ -96,7 +97,7 @@ func New(o Options) http.Handler {
 			if err != nil {
 				return refuse()
 			}
-			return graph.WithWorkspace(ctx, ws), nil, nil
+			return graph.WithSocket(graph.WithWorkspace(ctx, ws)), nil, nil
 		},
 	})
 	gql.AddTransport(transport.Options{})

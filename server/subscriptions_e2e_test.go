@@ -16,6 +16,7 @@ import (
 
 	coderws "github.com/coder/websocket"
 
+	"github.com/heraldpush/herald/jobs"
 	"github.com/heraldpush/herald/providers/sim"
 )
 
@@ -348,5 +349,105 @@ func TestGraphQLWSNodeClient(t *testing.T) {
 	out, err := bad.Output()
 	if err == nil || strings.Contains(string(out), `"status"`) || !strings.Contains(string(out), "Forbidden") {
 		t.Errorf("bad key: exit %v, output %s; want a Forbidden error and no data", err, out)
+	}
+}
+
+// readID returns the next message for subscription id (next/data or error),
+// skipping keep-alives and other subscriptions' messages.
+func (c *wsClient) readID(id string, timeout time.Duration) (wsMsg, error) {
+	for {
+		m, err := c.read(timeout)
+		if err != nil || m.ID == id {
+			return m, err
+		}
+	}
+}
+
+// Every subscription of a process shares one Redis pub/sub connection;
+// subscriptions per socket and per workspace are capped (LIMIT_EXCEEDED,
+// the socket goes on); an idle subscription queries nothing.
+func TestSubscriptionsSharedAndCapped(t *testing.T) {
+	const perSocket, perWorkspace = 5, 8
+	e := newEnv(t, envOptions{subsPerSocket: perSocket, subsPerWorkspace: perWorkspace})
+	c := e.withCredentials(e.workspace("a"))
+	tok := sim.Token("ab", 1)
+	c.device("p1", "IOS", tok, time.Time{})
+	id := c.send(c.message("Hello", "there"), "p1", "ALL_DEVICES", "")
+	c.waitFinal(id)
+	channel := jobs.DeliveryChannel(id)
+	numsub := func() int64 {
+		t.Helper()
+		n, err := e.app.Redis.PubSubNumSub(context.Background(), channel).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n[channel]
+	}
+
+	open := func(from, to int) *wsClient {
+		t.Helper()
+		ws, err := dialWS(t, e.http.URL, "graphql-transport-ws", c.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ws.conn.Close(coderws.StatusNormalClosure, "") })
+		for i := from; i <= to; i++ {
+			sid := fmt.Sprint(i)
+			ws.subscribe(sid, deliveryUpdatedQuery, map[string]any{"id": id})
+			if m, err := ws.readID(sid, 10*time.Second); err != nil || m.Type != "next" {
+				t.Fatalf("subscription %s: %s %s, %v", sid, m.Type, m.Payload, err)
+			}
+		}
+		return ws
+	}
+	refused := func(ws *wsClient, sid, want string) {
+		t.Helper()
+		ws.subscribe(sid, deliveryUpdatedQuery, map[string]any{"id": id})
+		m, err := ws.readID(sid, 10*time.Second)
+		// gqlgen sends a resolver's refusal as a payload of errors.
+		if err != nil || (m.Type != "error" && m.Type != "next") || !strings.Contains(string(m.Payload), `"code":"LIMIT_EXCEEDED"`) || !strings.Contains(string(m.Payload), want) {
+			t.Fatalf("subscription %s over a cap: %s %s, %v; want an error with LIMIT_EXCEEDED naming %q", sid, m.Type, m.Payload, err, want)
+		}
+	}
+
+	a := open(1, perSocket)
+	if n := numsub(); n != 1 {
+		t.Errorf("%d subscriptions on one socket: Redis has %d subscribers of the channel, want 1 (one shared connection)", perSocket, n)
+	}
+	refused(a, "over-socket", "one connection")
+	b := open(perSocket+1, perWorkspace)
+	refused(b, "over-workspace", "one workspace")
+	if n := numsub(); n != 1 {
+		t.Errorf("%d subscriptions on two sockets: Redis has %d subscribers of the channel, want 1", perWorkspace, n)
+	}
+
+	// Idle: longer than the old 5 s re-check, nothing is read.
+	before := e.app.Queries.Queries()
+	time.Sleep(6 * time.Second)
+	if d := e.app.Queries.Queries() - before; d != 0 {
+		t.Errorf("%d idle subscriptions ran %d ClickHouse queries in 6s, want 0", perWorkspace, d)
+	}
+
+	// A change reaches a subscription of the capped socket.
+	e.post("/push/events", fmt.Sprintf(`{"delivery_id":%q,"event":"delivered","device_id":%q}`, id, tok))
+	for {
+		m, err := a.readID("1", 20*time.Second)
+		if err != nil || m.Type != "next" {
+			t.Fatalf("update after the report: %s %s, %v", m.Type, m.Payload, err)
+		}
+		if strings.Contains(string(m.Payload), "DELIVERED") {
+			break
+		}
+	}
+
+	// Closing the sockets unsubscribes the channel.
+	a.conn.Close(coderws.StatusNormalClosure, "")
+	b.conn.Close(coderws.StatusNormalClosure, "")
+	deadline := time.Now().Add(10 * time.Second)
+	for numsub() != 0 || e.app.Live.Feed.Channels() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after closing: %d Redis subscribers, %d feed channels; want 0", numsub(), e.app.Live.Feed.Channels())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -182,6 +182,12 @@ func parseConfig(name string, args []string) (app.Config, *devFlags, error) {
 	num(&c.Template.MaxBytes, "template-max-bytes", "HERALD_TEMPLATE_MAX_BYTES", render.DefaultMaxBytes, "most bytes one push's Liquid templates may produce (output, assigned and captured values; also any one filter's result)")
 	num(&c.Template.MaxIterations, "template-max-iterations", "HERALD_TEMPLATE_MAX_ITERATIONS", render.DefaultMaxIterations, "most loop iterations one push's Liquid templates may run")
 	dur(&c.Template.CPUTime, "template-cpu-time", "HERALD_TEMPLATE_CPU_TIME", render.DefaultCPUTime, "most CPU time one push's Liquid templates may use to render")
+	num(&c.ClickHouseMaxConns, "clickhouse-max-conns", "HERALD_CLICKHOUSE_MAX_CONNS", 20, "ClickHouse connection pool size")
+	num(&c.QueryConcurrencyRequest, "query-concurrency-request", "HERALD_QUERY_CONCURRENCY_REQUEST", 4, "ClickHouse reads one GraphQL request runs at once")
+	num(&c.QueryConcurrencyWorkspace, "query-concurrency-workspace", "HERALD_QUERY_CONCURRENCY_WORKSPACE", 8, "ClickHouse reads one workspace runs at once (per process)")
+	dur(&c.QueryWait, "query-wait", "HERALD_QUERY_WAIT", 10*time.Second, "longest wait for a workspace's query slot before RATE_LIMITED")
+	num(&c.SubscriptionsPerSocket, "subscriptions-per-socket", "HERALD_SUBSCRIPTIONS_PER_SOCKET", 100, "live subscriptions per websocket")
+	num(&c.SubscriptionsPerWorkspace, "subscriptions-per-workspace", "HERALD_SUBSCRIPTIONS_PER_WORKSPACE", 1000, "live subscriptions per workspace (per process)")
 	var bufMax int
 	num(&bufMax, "event-buffer-max", "HERALD_EVENT_BUFFER_MAX", 1_000_000, "most buffered events before reports get 503")
 	str(&c.APNSHost, "apns-host", "HERALD_APNS_HOST", "", "APNS endpoint (default Apple's production host)")

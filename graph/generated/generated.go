@@ -224,7 +224,7 @@ type ComplexityRoot struct {
 	Person struct {
 		Attributes   func(childComplexity int) int
 		CreatedAt    func(childComplexity int) int
-		Devices      func(childComplexity int) int
+		Devices      func(childComplexity int, first *int) int
 		ID           func(childComplexity int) int
 		Unsubscribed func(childComplexity int) int
 	}
@@ -293,7 +293,7 @@ type MutationResolver interface {
 	ReportPushMetric(ctx context.Context, input model.ReportPushMetricInput) (bool, error)
 }
 type PersonResolver interface {
-	Devices(ctx context.Context, obj *model.Person) ([]*model.Device, error)
+	Devices(ctx context.Context, obj *model.Person, first *int) ([]*model.Device, error)
 }
 type PushMessageResolver interface {
 	Campaign(ctx context.Context, obj *model.PushMessage) (*model.Campaign, error)
@@ -1163,7 +1163,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			break
 		}
 
-		return e.ComplexityRoot.Person.Devices(childComplexity), true
+		args, err := ec.field_Person_devices_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Person.Devices(childComplexity, args["first"].(*int)), true
 	case "Person.id":
 		if e.ComplexityRoot.Person.ID == nil {
 			break
@@ -1541,7 +1546,8 @@ type Person {
   attributes: JSON!
   unsubscribed: Boolean!
   createdAt: Time!
-  devices: [Device!]!
+  "The person's devices, newest last used first: at most first (1–100)."
+  devices(first: Int = 100): [Device!]!
 }
 
 type Device {
@@ -2509,6 +2515,20 @@ func (ec *executionContext) field_Mutation_trackEvent_args(ctx context.Context, 
 		return nil, err
 	}
 	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Person_devices_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
 	return args, nil
 }
 
@@ -6094,7 +6114,8 @@ func (ec *executionContext) _Person_devices(ctx context.Context, field graphql.C
 			return ec.fieldContext_Person_devices(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return ec.Resolvers.Person().Devices(ctx, obj)
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Person().Devices(ctx, obj, fc.Args["first"].(*int))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []*model.Device) graphql.Marshaler {
@@ -6104,7 +6125,7 @@ func (ec *executionContext) _Person_devices(ctx context.Context, field graphql.C
 		true,
 	)
 }
-func (ec *executionContext) fieldContext_Person_devices(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+func (ec *executionContext) fieldContext_Person_devices(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	fc = &graphql.FieldContext{
 		Object:     "Person",
 		Field:      field,
@@ -6113,6 +6134,17 @@ func (ec *executionContext) fieldContext_Person_devices(_ context.Context, field
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Device(ctx, field)
 		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Person_devices_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
 	}
 	return fc, nil
 }

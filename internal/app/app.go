@@ -81,6 +81,22 @@ type Config struct {
 	// produced, loop iterations and CPU time. Defaults 64 KiB, 10000 and 100ms
 	// (render.Limits).
 	Template render.Limits
+	// ClickHouseMaxConns is the ClickHouse connection pool's size; a query
+	// waits up to 5s for a free connection. Default 20; it must exceed
+	// QueryConcurrencyWorkspace so that a busy workspace leaves room for
+	// the others.
+	ClickHouseMaxConns int
+	// QueryConcurrencyRequest and QueryConcurrencyWorkspace bound the
+	// ClickHouse reads one GraphQL request, and all requests of one
+	// workspace (per process), run at once. Defaults 4 and 8.
+	QueryConcurrencyRequest, QueryConcurrencyWorkspace int
+	// QueryWait is how long a read waits for its workspace's slot before
+	// the request fails with RATE_LIMITED. Default 10s.
+	QueryWait time.Duration
+	// SubscriptionsPerSocket and SubscriptionsPerWorkspace cap the live
+	// subscriptions of one websocket and of one workspace (per process);
+	// over a cap a subscription gets LIMIT_EXCEEDED. Defaults 100 and 1000.
+	SubscriptionsPerSocket, SubscriptionsPerWorkspace int
 	// SecretKey (32 bytes, from HERALD_SECRET_KEY) seals push credentials at
 	// rest. serve and worker refuse to start without it; dev makes one.
 	SecretKey []byte
@@ -134,6 +150,24 @@ func (c *Config) setDefaults() {
 	if c.ReportRate == 0 {
 		c.ReportRate = 200
 	}
+	if c.ClickHouseMaxConns <= 0 {
+		c.ClickHouseMaxConns = 20
+	}
+	if c.QueryConcurrencyRequest <= 0 {
+		c.QueryConcurrencyRequest = 4
+	}
+	if c.QueryConcurrencyWorkspace <= 0 {
+		c.QueryConcurrencyWorkspace = 8
+	}
+	if c.QueryWait <= 0 {
+		c.QueryWait = 10 * time.Second
+	}
+	if c.SubscriptionsPerSocket <= 0 {
+		c.SubscriptionsPerSocket = graph.DefaultSubscriptionsPerSocket
+	}
+	if c.SubscriptionsPerWorkspace <= 0 {
+		c.SubscriptionsPerWorkspace = graph.DefaultSubscriptionsPerWorkspace
+	}
 	if c.EventInterval <= 0 {
 		c.EventInterval = 50 * time.Millisecond
 	}
@@ -154,6 +188,12 @@ func (c *Config) Validate() error {
 	if c.GraphQLMaxTokens < 0 || c.GraphQLMaxFields < 0 {
 		return fmt.Errorf("config: graphql max tokens %d and max fields %d must be positive", c.GraphQLMaxTokens, c.GraphQLMaxFields)
 	}
+	if c.QueryConcurrencyRequest > c.QueryConcurrencyWorkspace {
+		return fmt.Errorf("config: query concurrency per request %d is above the per-workspace %d", c.QueryConcurrencyRequest, c.QueryConcurrencyWorkspace)
+	}
+	if c.QueryConcurrencyWorkspace >= c.ClickHouseMaxConns {
+		return fmt.Errorf("config: query concurrency per workspace %d must be below the ClickHouse pool's %d connections, or one workspace can take them all", c.QueryConcurrencyWorkspace, c.ClickHouseMaxConns)
+	}
 	if c.RedisDB < 0 || c.RedisDB > 15 {
 		return fmt.Errorf("config: redis db %d is not in 0..15", c.RedisDB)
 	}
@@ -170,6 +210,11 @@ type App struct {
 	Asynq   *asynq.Client
 	Secrets *secret.Box
 	Logger  *slog.Logger
+	// Queries bounds ClickHouse reads per request and per workspace.
+	Queries *clickhouse.Limiter
+	// Live is the process's one Redis pub/sub connection for
+	// subscriptions, and their caps.
+	Live *graph.Live
 
 	// stop ends the background loops started with the worker.
 	stop context.CancelFunc
@@ -185,7 +230,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*App, error) {
 		rdb.Close()
 		return nil, fmt.Errorf("redis at %s does not answer (%v): start it with `bash scripts/services.sh`", cfg.RedisAddr, err)
 	}
-	ch, err := clickhouse.Open(ctx, clickhouse.Options{Addr: cfg.ClickHouseAddr, Database: cfg.ClickHouseDatabase})
+	ch, err := clickhouse.Open(ctx, clickhouse.Options{Addr: cfg.ClickHouseAddr, Database: cfg.ClickHouseDatabase, MaxOpenConns: cfg.ClickHouseMaxConns})
 	if err != nil {
 		rdb.Close()
 		return nil, err
@@ -219,10 +264,12 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*App, error) {
 	a := &App{
 		Secrets: box,
 		Cfg:     cfg, CH: ch, Redis: rdb, Store: clickhouse.NewStore(ch),
-		Events: events,
-		Asynq:  asynq.NewClientFromRedisClient(rdb),
-		Logger: logger,
-		stop:   func() {},
+		Events:  events,
+		Asynq:   asynq.NewClientFromRedisClient(rdb),
+		Logger:  logger,
+		Queries: clickhouse.NewLimiter(cfg.QueryConcurrencyRequest, cfg.QueryConcurrencyWorkspace, cfg.QueryWait),
+		Live:    graph.NewLive(jobs.NewChangeFeed(rdb, logger.With("component", "live")), cfg.SubscriptionsPerSocket, cfg.SubscriptionsPerWorkspace),
+		stop:    func() {},
 	}
 	return a, nil
 }
@@ -230,6 +277,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*App, error) {
 // Close flushes the event writer and closes the connections.
 func (a *App) Close() {
 	a.stop()
+	a.Live.Feed.Close()
 	a.Events.Close()
 	a.CH.Close()
 	a.Redis.Close()
@@ -240,7 +288,7 @@ func (a *App) Handler() http.Handler {
 	limiter := ratelimit.New(a.Redis, "herald:rate")
 	return server.New(server.Options{
 		Limiter: limiter, ReportRatePerIP: a.Cfg.ReportRate,
-		Resolver: &graph.Resolver{Store: a.Store, Queue: jobs.NewQueue(a.Asynq, a.Redis), Render: render.New(a.Cfg.Template), Events: a.Events, Targets: jobs.NewTargetCache(a.Redis, 0), Redis: a.Redis, Secrets: a.Secrets, Limiter: limiter, SendRate: a.Cfg.SendRate, FCMTokenURIs: a.Cfg.FCMTokenURIs, Logger: a.Logger.With("component", "graph")},
+		Resolver: &graph.Resolver{Store: a.Store, Queue: jobs.NewQueue(a.Asynq, a.Redis), Render: render.New(a.Cfg.Template), Events: a.Events, Targets: jobs.NewTargetCache(a.Redis, 0), Redis: a.Redis, Secrets: a.Secrets, Limiter: limiter, SendRate: a.Cfg.SendRate, FCMTokenURIs: a.Cfg.FCMTokenURIs, Queries: a.Queries, Live: a.Live, Logger: a.Logger.With("component", "graph")},
 		Store:    a.Store,
 		Logger:   a.Logger.With("component", "server"),
 		Dev:      a.Cfg.Dev,
