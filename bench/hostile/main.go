@@ -472,13 +472,23 @@ func attacks() []attack {
 		{name: "12. SDK report: unknown delivery / untargeted token", run: func(ctx context.Context, h *herald) outcome {
 			bodies := []string{
 				fmt.Sprintf(`{"delivery_id":%q,"event":"delivered","device_id":%q}`, "0190a000-0000-7000-8000-000000000000", h.token),
-				fmt.Sprintf(`{"delivery_id":%q,"event":"delivered","device_id":%q}`, h.delivery, "ffff"),
+				fmt.Sprintf(`{"delivery_id":%q,"event":"delivered","device_id":%q}`, h.delivery, strings.Repeat("f", 64)),
 			}
-			i := 0
-			return h.repeat(ctx, 20, func() (string, time.Duration) {
-				i++
-				return h.post(ctx, "/push/events", "", []byte(bodies[i%2]), nil)
-			})
+			var o outcome
+			answers := map[int]map[string]bool{}
+			var times [2][]time.Duration
+			for i := range 20 {
+				a, d, body := h.postBody(ctx, "/push/events", []byte(bodies[i%2]))
+				o.answers, o.times = append(o.answers, a), append(o.times, d)
+				if answers[i%2] == nil {
+					answers[i%2] = map[string]bool{}
+				}
+				answers[i%2][a+" "+strings.ReplaceAll(body, h.token, "<token>")] = true
+				times[i%2] = append(times[i%2], d)
+			}
+			same := len(answers[0]) == 1 && len(answers[1]) == 1 && fmt.Sprint(answers[0]) == (strings.ReplaceAll(fmt.Sprint(answers[1]), strings.Repeat("f", 64), "<token>"))
+			o.detail = fmt.Sprintf("one answer for both: %v; medians %s / %s", same, fmtDur(median(times[0])), fmtDur(median(times[1])))
+			return o
 		}},
 		{name: "14. 2,000 requests with bad keys", run: func(ctx context.Context, h *herald) outcome {
 			return h.parallel(ctx, 2000, 16, func(i int) (string, time.Duration) {
@@ -540,6 +550,20 @@ func (h *herald) post(ctx context.Context, path, key string, body []byte, stream
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
 	return h.do(req)
+}
+
+// postBody posts body without a key; the answer, its time and the body.
+func (h *herald) postBody(ctx context.Context, path string, body []byte) (string, time.Duration, string) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, h.url+path, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	start := time.Now()
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return "error: " + clip(err.Error(), 50), time.Since(start), ""
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	resp.Body.Close()
+	return "HTTP " + strconv.Itoa(resp.StatusCode), time.Since(start), string(b)
 }
 
 func (h *herald) get(ctx context.Context, path, key string) (string, time.Duration) {
