@@ -159,9 +159,10 @@ type attack struct {
 }
 
 type outcome struct {
-	answers []string
-	times   []time.Duration
-	detail  string
+	answers  []string
+	times    []time.Duration
+	detail   string
+	requests int // when not len(times): messages on one connection
 }
 
 type result struct {
@@ -182,7 +183,11 @@ func (h *herald) measure(ctx context.Context, a attack, idle float64) result {
 	elapsed := time.Since(start)
 	cpu := procCPU(h.pid) - cpu0 - time.Duration(idle*float64(elapsed))
 	mem := peak(h.pid) - rss0
-	return result{name: a.name, answer: summarize(o.answers), detail: o.detail, note: a.note, requests: len(o.times), median: median(o.times), cpu: max(cpu, 0), mem: max(mem, 0)}
+	n := len(o.times)
+	if o.requests > 0 {
+		n = o.requests
+	}
+	return result{name: a.name, answer: summarize(o.answers), detail: o.detail, note: a.note, requests: n, median: median(o.times), cpu: max(cpu, 0), mem: max(mem, 0)}
 }
 
 func printHeader() {
@@ -635,14 +640,20 @@ func (h *herald) subscriptions(ctx context.Context, n int) outcome {
 		}
 		_ = json.Unmarshal(b, &m)
 		key := m.Type
-		if m.Type == "error" {
-			var es []struct {
-				Extensions struct{ Code string } `json:"extensions"`
-			}
+		type gqlErr struct {
+			Extensions struct{ Code string } `json:"extensions"`
+		}
+		var es []gqlErr
+		switch m.Type {
+		case "error":
 			_ = json.Unmarshal(m.Payload, &es)
-			if len(es) > 0 {
-				key += " " + es[0].Extensions.Code
-			}
+		case "next":
+			var p struct{ Errors []gqlErr }
+			_ = json.Unmarshal(m.Payload, &p)
+			es = p.Errors
+		}
+		if len(es) > 0 {
+			key += " " + es[0].Extensions.Code
 		}
 		counts[key]++
 	}
@@ -656,7 +667,8 @@ func (h *herald) subscriptions(ctx context.Context, n int) outcome {
 		answers = []string{"no message in 3 s"}
 	}
 	_ = c.Close(websocket.StatusNormalClosure, "")
-	return outcome{answers: answers, times: []time.Duration{time.Since(start)}, detail: fmt.Sprintf("%d subscribe messages", n)}
+	slices.Sort(answers)
+	return outcome{answers: answers, times: []time.Duration{time.Since(start)}, requests: n, detail: "requests: subscribe messages on one socket; time: the whole attack"}
 }
 
 // slowBodies opens n connections that send a request's head and then one
