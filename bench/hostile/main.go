@@ -462,10 +462,10 @@ func attacks() []attack {
 			})
 		}},
 		{name: "9. 50 slow-body requests (1 byte/s)", note: "time: until the server drops them", run: func(ctx context.Context, h *herald) outcome { return h.slowBodies(ctx, 50) }},
-		{name: "10. lastUsedAt 2200-01-01", run: func(ctx context.Context, h *herald) outcome {
+		{name: "10. lastUsedAt 2300-01-01", run: func(ctx context.Context, h *herald) outcome {
 			return h.repeat(ctx, 1, func() (string, time.Duration) {
 				return h.post(ctx, "/graphql", h.key, gqlBody(`mutation($in: RegisterDeviceInput!) { registerDevice(input: $in) { token } }`,
-					map[string]any{"in": map[string]any{"personId": "hostile-person", "platform": "IOS", "token": "ab12", "lastUsedAt": "2200-01-01T00:00:00Z"}}), nil)
+					map[string]any{"in": map[string]any{"personId": "hostile-person", "platform": "IOS", "token": strings.Repeat("ab", 32), "lastUsedAt": "2300-01-01T00:00:00Z"}}), nil)
 			})
 		}},
 		{name: "11. trackEvent with 900 KB of data", run: func(ctx context.Context, h *herald) outcome {
