@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"net"
 	"net/http"
@@ -14,7 +15,8 @@ import (
 	"github.com/heraldpush/herald/internal/ratelimit"
 )
 
-// authenticator resolves Bearer keys to workspaces. It caches hits for
+// authenticator resolves Bearer keys (and the Track API's site id and key)
+// to workspaces. It caches hits for
 // authCacheTTL and misses for badKeyTTL, and bounds the lookups of keys it
 // has not cached to lookupRate per client IP per second, so that a stream
 // of bad keys costs ClickHouse little and other workspaces nothing.
@@ -64,6 +66,32 @@ func newAuthenticator(o Options) *authenticator {
 // uncached keys this second.
 func (a *authenticator) workspace(ctx context.Context, key, ip string) (string, error) {
 	h := HashKey(key)
+	return a.resolve(ctx, h, ip, func(ctx context.Context) (string, error) {
+		w, err := a.store.WorkspaceByKeyHash(ctx, h)
+		return w.ID, err
+	})
+}
+
+// siteWorkspace is workspace for the Track API's Basic auth: the workspace
+// whose site id is site and whose API key is key, cached and limited the
+// same way (a wrong key for a known site is a miss like an unknown site).
+func (a *authenticator) siteWorkspace(ctx context.Context, site, key, ip string) (string, error) {
+	return a.resolve(ctx, HashKey(site+":"+key), ip, func(ctx context.Context) (string, error) {
+		w, err := a.store.WorkspaceBySiteID(ctx, site)
+		if err != nil {
+			return "", err
+		}
+		if subtle.ConstantTimeCompare([]byte(w.KeyHash), []byte(HashKey(key))) != 1 {
+			return "", clickhouse.ErrNotFound
+		}
+		return w.ID, nil
+	})
+}
+
+// resolve answers from the caches by the credentials' hash h, else counts
+// a lookup for ip and runs lookup, caching its answer (a hit or
+// clickhouse.ErrNotFound).
+func (a *authenticator) resolve(ctx context.Context, h, ip string, lookup func(context.Context) (string, error)) (string, error) {
 	now := time.Now()
 	a.mu.Lock()
 	c, hit := a.hits[h]
@@ -78,7 +106,7 @@ func (a *authenticator) workspace(ctx context.Context, key, ip string) (string, 
 	if err := a.allowLookup(ctx, ip); err != nil {
 		return "", err
 	}
-	w, err := a.store.WorkspaceByKeyHash(ctx, h)
+	id, err := lookup(ctx)
 	if errors.Is(err, clickhouse.ErrNotFound) {
 		a.mu.Lock()
 		if len(a.misses) >= authCacheMax {
@@ -94,9 +122,9 @@ func (a *authenticator) workspace(ctx context.Context, key, ip string) (string, 
 	if len(a.hits) >= authCacheMax {
 		a.hits = map[string]cached{}
 	}
-	a.hits[h] = cached{w.ID, now.Add(authCacheTTL)}
+	a.hits[h] = cached{id, now.Add(authCacheTTL)}
 	a.mu.Unlock()
-	return w.ID, nil
+	return id, nil
 }
 
 // allowLookup counts one credential lookup for ip. Redis being away lets

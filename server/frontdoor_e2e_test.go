@@ -363,4 +363,46 @@ func TestBadKeysCostNoLookups(t *testing.T) {
 	if r := postQuery(t, c.url, c.key, `{ __typename }`); r.status != 200 {
 		t.Errorf("good key during the guesses: %d %s", r.status, r.body)
 	}
+
+	// The Track API's Basic auth (site id and key) is cached and limited the
+	// same way: it used to look up every unknown site id.
+	t.Run("track API", func(t *testing.T) {
+		site := e.siteID(c)
+		track := func(a auth) int {
+			st, _, _ := e.rest(http.MethodPut, "/api/v1/customers/p1", `{"email":"p1@example.com"}`, a)
+			return st
+		}
+		time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
+		if st := track(basic(site, c.key)); st != http.StatusOK {
+			t.Fatalf("good site id and key: %d", st)
+		}
+		if st := track(basic(site, "hk_wrong")); st != http.StatusUnauthorized {
+			t.Fatalf("wrong key: %d, want 401", st)
+		}
+		if err := e.app.CH.Exec(ctx, "RENAME TABLE workspaces TO workspaces_away"); err != nil {
+			t.Fatal(err)
+		}
+		defer restore()
+		if st := track(basic(site, "hk_wrong")); st != http.StatusUnauthorized {
+			t.Errorf("the same wrong key again: %d, want 401 from the cache", st)
+		}
+		if st := track(basic(site, c.key)); st != http.StatusOK {
+			t.Errorf("good site id and key again: %d, want 200 from the cache", st)
+		}
+		restore()
+		time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
+		limited := 0
+		for i := range 20 {
+			switch st := track(basic(fmt.Sprintf("site%d", i), "hk_x")); st {
+			case http.StatusTooManyRequests:
+				limited++
+			case http.StatusUnauthorized:
+			default:
+				t.Fatalf("guess %d: %d", i, st)
+			}
+		}
+		if limited < 10 {
+			t.Errorf("%d of 20 Track API guesses in a second were limited, want at least 10", limited)
+		}
+	})
 }

@@ -2,8 +2,6 @@ package server
 
 import (
 	"bytes"
-	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,8 +10,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/google/uuid"
 
@@ -37,15 +33,12 @@ type trackHandler struct {
 	store    *clickhouse.Store
 	bearer   *authenticator
 	logger   *slog.Logger
-
-	mu    sync.Mutex
-	sites map[string]cached // by HashKey(site id + ":" + key): hits only
 }
 
 // registerTrack adds the Track API and the transactional send to mux.
 func registerTrack(mux *http.ServeMux, o Options, bearer *authenticator) {
 	h := &trackHandler{resolver: o.Resolver, store: o.Store, logger: o.Logger.With("component", "track"),
-		bearer: bearer, sites: map[string]cached{}}
+		bearer: bearer}
 	mux.HandleFunc("PUT /api/v1/customers/{id}", h.basic(h.identify))
 	mux.HandleFunc("PUT /api/v1/customers/{id}/devices", h.basic(h.addDevice))
 	mux.HandleFunc("DELETE /api/v1/customers/{id}/devices/{token}", h.basic(h.deleteDevice))
@@ -72,43 +65,21 @@ func (h *trackHandler) basic(next http.HandlerFunc) http.HandlerFunc {
 			unauthorized("missing credentials: use HTTP Basic auth with your site id as the username and your API key as the password")
 			return
 		}
-		ws, err := h.siteWorkspace(r.Context(), site, key)
+		ws, err := h.bearer.siteWorkspace(r.Context(), site, key, clientIP(r))
+		var rl *graph.RateLimitError
 		switch {
 		case err == nil:
 			next(w, r.WithContext(graph.WithWorkspace(r.Context(), ws)))
 		case errors.Is(err, clickhouse.ErrNotFound):
 			unauthorized("unauthorized: the site id and API key do not match a workspace")
+		case errors.As(err, &rl):
+			w.Header().Set("Retry-After", strconv.Itoa(rl.RetryAfterSeconds()))
+			writeMeta(w, http.StatusTooManyRequests, "too many credential lookups from this address; retry later")
 		default:
 			h.logger.ErrorContext(r.Context(), "track auth failed", "err", err)
 			writeMeta(w, http.StatusServiceUnavailable, "cannot check the credentials now; retry later")
 		}
 	}
-}
-
-// siteWorkspace returns the workspace whose site id is site and whose API
-// key is key; clickhouse.ErrNotFound when there is none.
-func (h *trackHandler) siteWorkspace(ctx context.Context, site, key string) (string, error) {
-	ck := HashKey(site + ":" + key)
-	h.mu.Lock()
-	c, ok := h.sites[ck]
-	h.mu.Unlock()
-	if ok && time.Now().Before(c.until) {
-		return c.workspace, nil
-	}
-	w, err := h.store.WorkspaceBySiteID(ctx, site)
-	if err != nil {
-		return "", err
-	}
-	if subtle.ConstantTimeCompare([]byte(w.KeyHash), []byte(HashKey(key))) != 1 {
-		return "", clickhouse.ErrNotFound
-	}
-	h.mu.Lock()
-	if len(h.sites) > 10000 {
-		h.sites = map[string]cached{}
-	}
-	h.sites[ck] = cached{w.ID, time.Now().Add(authCacheTTL)}
-	h.mu.Unlock()
-	return w.ID, nil
 }
 
 // decodeTrack reads one JSON value into v; on failure it answers 413 or 400
