@@ -241,7 +241,11 @@ func TestBroadcastSurvivesProviderOutage(t *testing.T) {
 	c := e.withCredentials(e.workspace("a"))
 	e.worker.Shutdown()
 	const n = 200
-	tokenOf := func(i int) string { return sim.Token("c4", i) }
+	// Tokens the simulators accept after 250 ms: with 20 sends in flight the
+	// broadcast takes about 2.5 s, so the outage starts in its middle even
+	// on a busy machine (with instant tokens it could end before the test
+	// saw a quarter of it done, and then tested nothing).
+	tokenOf := func(i int) string { return sim.Token("5100", i) }
 	e.loadPeople(c.workspaceID, n, tokenOf)
 	msg := c.message("Hello", "news")
 	e.startWorkerProcess("1500ms") // 10 retries span about a minute
