@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +29,15 @@ import (
 // dev runs everything in one process: the APNS and FCM simulators, the API,
 // the worker, and a demo workspace whose key is written to <state>/dev.env.
 func dev(ctx context.Context, cfg app.Config, d *devFlags, logger *slog.Logger) error {
+	cert, err := cfg.LoadCertificate()
+	if err != nil {
+		return err
+	}
+	// dev's own clients of the API trust exactly the certificate it serves.
+	var clientTLS *tls.Config
+	if cert != nil {
+		clientTLS = cert.PinnedClientTLS()
+	}
 	// The device simulator learns Herald's URL once the API listens.
 	var phones atomic.Pointer[devicesim.Simulator]
 	onAccepted := func(token string, body []byte) {
@@ -57,7 +67,6 @@ func dev(ctx context.Context, cfg app.Config, d *devFlags, logger *slog.Logger) 
 	}
 
 	if cfg.SecretKey == nil { // dev keeps its own key beside dev.env
-		var err error
 		if cfg.SecretKey, err = devSecret(filepath.Join(d.stateDir, "secret.key")); err != nil {
 			return err
 		}
@@ -86,8 +95,8 @@ func dev(ctx context.Context, cfg app.Config, d *devFlags, logger *slog.Logger) 
 		logger.Info("created the demo workspace", "id", ws.ID)
 	}
 
-	return serveApp(ctx, a, true, func(url string) {
-		phones.Store(devicesim.New(devicesim.Options{URL: url, DeliveredRate: d.deliveredRate, OpenedRate: d.openedRate, Delay: d.reportDelay},
+	return serveApp(ctx, a, cert, true, func(url string) {
+		phones.Store(devicesim.New(devicesim.Options{URL: url, DeliveredRate: d.deliveredRate, OpenedRate: d.openedRate, Delay: d.reportDelay, TLS: clientTLS},
 			logger.With("component", "devicesim")))
 		if err := os.MkdirAll(d.stateDir, 0o700); err != nil {
 			logger.Error("cannot write dev.env", "err", err)
@@ -99,7 +108,10 @@ func dev(ctx context.Context, cfg app.Config, d *devFlags, logger *slog.Logger) 
 		go func() {
 			// The simulators make new keys at every start, so the demo
 			// workspace gets fresh credentials each time.
-			c := &gqlClient{url: url + "/graphql", key: key}
+			c := &gqlClient{url: url + "/graphql", key: key, http: http.DefaultClient}
+			if clientTLS != nil {
+				c.http = &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS}}
+			}
 			if err := setSimCredentials(ctx, c, apns, fcm); err != nil {
 				logger.Error("dev: set simulator credentials", "err", err)
 				return
@@ -216,6 +228,7 @@ func seedDemo(ctx context.Context, c *gqlClient) error {
 // gqlClient is a minimal GraphQL-over-HTTP client for the demo seeding.
 type gqlClient struct {
 	url, key string
+	http     *http.Client
 }
 
 func (c *gqlClient) do(ctx context.Context, query string, vars map[string]any) (map[string]any, error) {
@@ -226,7 +239,7 @@ func (c *gqlClient) do(ctx context.Context, query string, vars map[string]any) (
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+c.key)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, err
 	}

@@ -37,7 +37,10 @@ import (
 
 func main() {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	if err := run(os.Args[1:], logger); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], logger); err != nil {
+		stop()
 		fmt.Fprintln(os.Stderr, "herald:", err)
 		os.Exit(1)
 	}
@@ -54,12 +57,12 @@ commands:
   clickhouse serve        run the embedded ClickHouse (scripts/services.sh starts it)
   clickhouse version      print the version of the ClickHouse at --addr`
 
-func run(args []string, logger *slog.Logger) error {
+// run runs one command until it ends or ctx does (main's ends on SIGINT or
+// SIGTERM).
+func run(ctx context.Context, args []string, logger *slog.Logger) error {
 	if len(args) == 0 {
 		return errors.New(usage)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	cmd, rest := args[0], args[1:]
 	switch cmd {
 	case "serve":
@@ -158,6 +161,8 @@ func parseConfig(name string, args []string) (app.Config, *devFlags, error) {
 		fs.IntVar(p, flagName, envInt(env, def), help+" ($"+env+")")
 	}
 	str(&c.Addr, "addr", "HERALD_ADDR", "127.0.0.1:8080", "HTTP listen address")
+	str(&c.TLSCertFile, "tls-cert-file", "HERALD_TLS_CERT_FILE", "", "PEM certificate (and chain) of the API; with --tls-key-file it serves HTTPS")
+	str(&c.TLSKeyFile, "tls-key-file", "HERALD_TLS_KEY_FILE", "", "PEM private key of --tls-cert-file")
 	str(&c.ClickHouseAddr, "clickhouse", "HERALD_CLICKHOUSE_ADDR", "127.0.0.1:9000", "ClickHouse native address")
 	str(&c.ClickHouseDatabase, "database", "HERALD_CLICKHOUSE_DATABASE", "herald", "ClickHouse database")
 	str(&c.RedisAddr, "redis", "HERALD_REDIS_ADDR", "127.0.0.1:6379", "Redis address")
@@ -263,17 +268,24 @@ func envInt(name string, def int) int {
 }
 
 func serve(ctx context.Context, cfg app.Config, logger *slog.Logger, withWorker bool) error {
+	// The certificate is checked before anything connects, so a bad pair
+	// fails at once.
+	cert, err := cfg.LoadCertificate()
+	if err != nil {
+		return err
+	}
 	a, err := app.Open(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	return serveApp(ctx, a, withWorker, nil)
+	return serveApp(ctx, a, cert, withWorker, nil)
 }
 
-// serveApp runs the HTTP API (and the worker) until ctx ends. ready, when
-// set, runs once the listener is open.
-func serveApp(ctx context.Context, a *app.App, withWorker bool, ready func(url string)) error {
+// serveApp runs the HTTP API (and the worker) until ctx ends: HTTPS with
+// cert when it is set (read again on SIGHUP), else HTTP. ready, when set,
+// runs once the listener is open.
+func serveApp(ctx context.Context, a *app.App, cert *app.Certificate, withWorker bool, ready func(url string)) error {
 	if withWorker {
 		w, err := a.StartWorker()
 		if err != nil {
@@ -286,9 +298,20 @@ func serveApp(ctx context.Context, a *app.App, withWorker bool, ready func(url s
 		return fmt.Errorf("listen on %s: %w (is another herald running? stop it or pass --addr)", a.Cfg.Addr, err)
 	}
 	srv := a.HTTPServer()
+	// net/http's own messages (TLS handshake failures, a client speaking
+	// plain HTTP to the HTTPS port) go to the one logger, at INFO like
+	// Herald's other refusals.
+	srv.ErrorLog = slog.NewLogLogger(a.Logger.With("component", "http").Handler(), slog.LevelInfo)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
 	url := "http://" + ln.Addr().String()
+	if cert != nil {
+		reloadOnHangup(ctx, cert, a.Logger.With("component", "tls"))
+		srv.TLSConfig = cert.ServerTLS()
+		url = "https://" + ln.Addr().String()
+		go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { errc <- srv.Serve(ln) }()
+	}
 	a.Logger.Info("herald API listening", "url", url)
 	if ready != nil {
 		ready(url)
@@ -301,6 +324,28 @@ func serveApp(ctx context.Context, a *app.App, withWorker bool, ready func(url s
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return srv.Shutdown(sctx)
+}
+
+// reloadOnHangup reads the certificate again on each SIGHUP until ctx ends;
+// a pair that does not load is logged and the one in use stays.
+func reloadOnHangup(ctx context.Context, cert *app.Certificate, logger *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := cert.Reload(); err != nil {
+					logger.Error("SIGHUP: TLS certificate not reloaded; the one in use stays", "err", err)
+				} else {
+					logger.Info("SIGHUP: TLS certificate reloaded")
+				}
+			}
+		}
+	}()
 }
 
 func worker(ctx context.Context, cfg app.Config, logger *slog.Logger) error {

@@ -114,6 +114,10 @@ type Config struct {
 	// per client IP per second (default 20; negative: no limit).
 	BadKeyTTL      time.Duration
 	AuthLookupRate int
+	// TLSCertFile and TLSKeyFile are PEM files of the API's certificate
+	// (with its chain) and private key; with both, the API serves HTTPS
+	// only (LoadCertificate). Both or neither; default neither, plain HTTP.
+	TLSCertFile, TLSKeyFile string
 }
 
 func (c *Config) setDefaults() {
@@ -197,7 +201,7 @@ func (c *Config) Validate() error {
 	if c.RedisDB < 0 || c.RedisDB > 15 {
 		return fmt.Errorf("config: redis db %d is not in 0..15", c.RedisDB)
 	}
-	return nil
+	return c.checkTLS()
 }
 
 // App holds Herald's open connections and services.

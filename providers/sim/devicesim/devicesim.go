@@ -7,6 +7,7 @@ package devicesim
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -25,6 +26,9 @@ type Options struct {
 	OpenedRate float64
 	// Delay is the mean wait before each report (uniform in [Delay/2, 3·Delay/2]).
 	Delay time.Duration
+	// TLS, when URL is https, is the client's TLS configuration (herald dev
+	// trusts exactly the certificate it serves); nil uses the system roots.
+	TLS *tls.Config
 }
 
 // Simulator reports metrics for accepted pushes.
@@ -39,7 +43,11 @@ func New(o Options, logger *slog.Logger) *Simulator {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Simulator{opts: o, client: &http.Client{Timeout: 10 * time.Second}, logger: logger}
+	client := &http.Client{Timeout: 10 * time.Second}
+	if o.TLS != nil {
+		client.Transport = &http.Transport{TLSClientConfig: o.TLS}
+	}
+	return &Simulator{opts: o, client: client, logger: logger}
 }
 
 // DeliveryID finds Customer.io's CIO-Delivery-ID in an APNS payload (a
