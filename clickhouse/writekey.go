@@ -7,7 +7,7 @@ import (
 
 // selectWorkspaceByWriteKey: param write_key_hash; columns id, name,
 // key_hash, site_id, write_key_hash, created_at of the workspace whose
-// current version has that write key ('' never matches).
+// current version has that write key (an empty hash never matches).
 const selectWorkspaceByWriteKey = `SELECT id, name, key_hash, site_id, write_key_hash, created_at
 FROM workspaces FINAL WHERE write_key_hash = ? AND write_key_hash != '' LIMIT 1`
 
