@@ -332,6 +332,9 @@ func TestCDPRequests(t *testing.T) {
 			if got == 400 && (out["success"] != false || out["message"] == "") {
 				t.Errorf("400 answer %v, want success false and a message", out)
 			}
+			if m, _ := out["message"].(string); tc.gzip && got == 400 && !strings.Contains(m, "decompressed") {
+				t.Errorf("message %q, want the decompressed limit named", m)
+			}
 		})
 	}
 	if r := c.do(`{ person(id: "p-r") { id } }`, nil); r.code() != "NOT_FOUND" {
