@@ -23,6 +23,7 @@ import (
 	"github.com/heraldpush/herald/domain"
 	"github.com/heraldpush/herald/graph"
 	"github.com/heraldpush/herald/graph/model"
+	"github.com/heraldpush/herald/internal/ratelimit"
 )
 
 // The Data Pipelines API: Customer.io's CDP API, which follows Segment's
@@ -54,11 +55,15 @@ type cdpHandler struct {
 	auth     *authenticator
 	redis    redis.UniversalClient // nil: no messageId de-duplication
 	logger   *slog.Logger
+	// limiter and perIP bound requests per client IP per second, as the
+	// SDK report endpoints' HERALD_REPORT_RATE (0: no limit).
+	limiter *ratelimit.Limiter
+	perIP   int
 }
 
 // registerCDP adds the Data Pipelines API to mux.
 func registerCDP(mux *http.ServeMux, o Options, auth *authenticator) {
-	h := &cdpHandler{resolver: o.Resolver, auth: auth, logger: o.Logger.With("component", "cdp")}
+	h := &cdpHandler{resolver: o.Resolver, auth: auth, logger: o.Logger.With("component", "cdp"), limiter: o.Limiter, perIP: o.ReportRatePerIP}
 	if o.Resolver != nil {
 		h.redis = o.Resolver.Redis
 	}
@@ -169,10 +174,29 @@ func decodeStrict(raw []byte, v any) error {
 	return nil
 }
 
+// limited answers 429 when the client IP is over its rate; Redis being
+// away lets the request through.
+func (h *cdpHandler) limited(w http.ResponseWriter, r *http.Request) bool {
+	if h.limiter == nil {
+		return false
+	}
+	ok, retry, err := h.limiter.Allow(r.Context(), "cdp:"+clientIP(r), h.perIP)
+	if err != nil || ok {
+		return false
+	}
+	rl := &graph.RateLimitError{RetryAfter: retry}
+	w.Header().Set("Retry-After", strconv.Itoa(rl.RetryAfterSeconds()))
+	writeSegment(w, http.StatusTooManyRequests, "rate_limited", rl.Error())
+	return true
+}
+
 // single serves /v1/track, /v1/identify and the ignored calls: the body is
 // one event of type typ.
 func (h *cdpHandler) single(typ string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if h.limited(w, r) {
+			return
+		}
 		raw, msg := readCDPBody(w, r, maxCDPEventBytes)
 		if msg != "" {
 			writeSegment(w, http.StatusBadRequest, "invalid_request", msg)
@@ -194,6 +218,9 @@ func (h *cdpHandler) single(typ string) http.HandlerFunc {
 
 // batch serves /v1/batch and /v1/b.
 func (h *cdpHandler) batch(w http.ResponseWriter, r *http.Request) {
+	if h.limited(w, r) {
+		return
+	}
 	raw, msg := readCDPBody(w, r, maxCDPBatchBytes)
 	if msg != "" {
 		writeSegment(w, http.StatusBadRequest, "invalid_request", msg)

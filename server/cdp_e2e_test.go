@@ -372,3 +372,45 @@ func TestCDPSettings(t *testing.T) {
 		t.Errorf("unknown key: %d %v, want 401", status, out)
 	}
 }
+
+// TestCDPSegmentEvents: Segment's mobile push events and any other track
+// (a conversion), and the per-IP rate limit.
+func TestCDPSegmentEvents(t *testing.T) {
+	e := newEnv(t, envOptions{reportRate: 5})
+	c, key := e.cdpWorkspace("cdp-segment")
+	basic := map[string]string{"Content-Type": "application/json", "Authorization": basicWriteKey(key)}
+	campID := get(c.mustDo(`mutation { createCampaign(input: {name: "Goal", conversionGoal: {event: "Order Completed"}}) { id } }`, nil), "createCampaign", "id").(string)
+	msg := get(c.mustDo(`mutation($c: ID!) { createPushMessage(input: {campaignId: $c, name: "m", title: "t", body: "b"}) { id } }`, vars{"c": campID}), "createPushMessage", "id").(string)
+	token := "fcmSeg" + strings.Repeat("z9", 40)
+	c.device("p-seg", "ANDROID", token, time.Time{})
+	id := c.send(msg, "p-seg", "ALL_DEVICES", "")
+	c.waitFinal(id)
+
+	post := func(body string) {
+		t.Helper()
+		time.Sleep(250 * time.Millisecond) // under 5 a second
+		if got, out := e.cdpPost("/v1/track", []byte(body), basic); got != 200 {
+			t.Fatalf("%s: %d %v", body, got, out)
+		}
+	}
+	post(`{"event":"Push Notification Received","userId":"p-seg","properties":{"deliveryId":"` + id + `"},"context":{"device":{"token":"` + token + `","type":"android"}}}`)
+	c.waitStatus(id, "DELIVERED")
+	post(`{"event":"Push Notification Tapped","userId":"p-seg","properties":{"delivery_id":"` + id + `","recipient":"` + token + `"}}`)
+	c.waitStatus(id, "OPENED")
+	post(`{"event":"Push Notification Bounced","userId":"p-seg","properties":{"deliveryId":"` + id + `"},"context":{"device":{"token":"` + token + `"}}}`)
+	post(`{"event":"Order Completed","userId":"p-seg","messageId":"order-1","properties":{"total":12.5}}`)
+	c.waitStatus(id, "CONVERTED")
+
+	// The limit: a burst of 12 spans at most two one-second windows, so
+	// at most 10 pass and the rest get 429.
+	time.Sleep(time.Second)
+	limited := 0
+	for range 12 {
+		if s, _ := e.cdpPost("/v1/screen", []byte(`{"userId":"p-seg"}`), basic); s == 429 {
+			limited++
+		}
+	}
+	if limited < 2 {
+		t.Errorf("%d of a burst of 12 got 429, want at least 2", limited)
+	}
+}
