@@ -32,6 +32,10 @@ func (e *env) cdpPost(path string, body []byte, headers map[string]string) (int,
 	e.t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, e.http.URL+path, bytes.NewReader(body))
 	for k, v := range headers {
+		if k == "Transfer-Encoding" && v == "chunked" { // no Content-Length, as setChunkedStreamingMode(0)
+			req.Body, req.ContentLength = io.NopCloser(bytes.NewReader(body)), -1
+			continue
+		}
 		req.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(req)
@@ -205,24 +209,35 @@ func TestCDPMobileSDKs(t *testing.T) {
 	iosToken := "0a1b" + strings.Repeat("cd", 30)
 	androidToken := "eAnd" + strings.Repeat("x1:Y_", 30)
 
-	// iOS batch upload (analytics-swift under customerio-ios 3.x): JSON, no
-	// gzip, the write key in the body ({"batch":[…],"sentAt","writeKey"}).
-	ios := `{"batch":[` +
-		`{"type":"identify","userId":"p-ios","anonymousId":"A-1","messageId":"ios-1","timestamp":"2026-12-02T06:00:00.000Z","traits":{"email":"ios@example.com"},"context":{"device":{"type":"ios"}}},` +
-		`{"type":"track","event":"Device Created or Updated","userId":"p-ios","anonymousId":"A-1","messageId":"ios-2","timestamp":"2026-12-02T06:00:00.100Z","properties":{"cio_sdk_version":"3.10.0","push_enabled":"true"},"context":{"device":{"token":"` + iosToken + `","type":"ios"}}}` +
-		`],"sentAt":"2026-12-02T06:00:01.000Z","writeKey":"` + key + `"}`
-	if got, out := e.cdpPost("/v1/b", []byte(ios), map[string]string{"Content-Type": "application/json"}); got != 200 {
+	// iOS batch upload: customerio-ios 3.x uploads through Customer.io's
+	// analytics-swift fork (customerio-ios Package.swift:54, CioAnalytics
+	// 1.7.3+cio.1 = customerio/cdp-analytics-swift). Its DirectoryStore.swift
+	// (b5f805b) writes the file line by line (LineStream.swift:105-107: each
+	// line ends in "\n"): "{ \"batch\": [" (:159), the first event, each
+	// next one as ","+event (:79-81), then "],\"sentAt\":…,\"writeKey\":…}"
+	// (:174-175); HTTPClient.swift:56,189-194 POSTs it to /b as
+	// application/json; charset=utf-8, no gzip, no Authorization. The device
+	// event's context is DataPipelineImplementation+BGQ.swift:45
+	// ({"device":{"token":…,"type":"ios"}}).
+	ios := "{ \"batch\": [\n" +
+		`{"type":"identify","userId":"p-ios","anonymousId":"A-1","messageId":"ios-1","timestamp":"2026-12-02T06:00:00.000Z","traits":{"email":"ios@example.com"},"context":{"device":{"type":"ios"}}}` + "\n" +
+		`,{"type":"track","event":"Device Created or Updated","userId":"p-ios","anonymousId":"A-1","messageId":"ios-2","timestamp":"2026-12-02T06:00:00.100Z","properties":{"cio_sdk_version":"3.10.0","push_enabled":"true"},"context":{"device":{"token":"` + iosToken + `","type":"ios"}}}` + "\n" +
+		`],"sentAt":"2026-12-02T06:00:01.000Z","writeKey":"` + key + `"}` + "\n"
+	if got, out := e.cdpPost("/v1/b", []byte(ios), map[string]string{"Content-Type": "application/json; charset=utf-8"}); got != 200 {
 		t.Fatalf("ios batch: %d %v", got, out)
 	}
-	// Android batch upload: analytics-kotlin core/.../HTTPClient.kt:167-169
-	// (segmentio/analytics-kotlin) POSTs https://$apiHost/b with
-	// Content-Type text/plain and Content-Encoding gzip; the body is
-	// StorageImpl.kt:37-40's {"batch":[ … ],"sentAt":…,"writeKey":…}.
+	// Android batch upload: segmentio/analytics-kotlin (a14649b)
+	// core/src/main/java/com/segment/analytics/kotlin/core/HTTPClient.kt:166-171
+	// POSTs https://$apiHost/b with Content-Type text/plain, Content-Encoding
+	// gzip, chunked; the body is core/.../utilities/StorageImpl.kt:37-40's
+	// {"batch":[ev,ev],"sentAt":…,"writeKey":…} (no spaces, no newlines).
+	// The token is in context.device.token (customerio-android 4.19.0
+	// datapipelines/.../plugins/ContextPlugin.kt:55).
 	android := `{"batch":[` +
 		`{"type":"identify","userId":"p-and","anonymousId":"b-2","messageId":"and-1","timestamp":"2026-12-02T06:00:00.000Z","traits":{"plan":"free"},"context":{"device":{"type":"android"}}},` +
 		`{"type":"track","event":"Device Created or Updated","userId":"p-and","anonymousId":"b-2","messageId":"and-2","timestamp":"2026-12-02T06:00:00.100Z","properties":{"device_os":34},"context":{"device":{"token":"` + androidToken + `","type":"android"}}}` +
 		`],"sentAt":"2026-12-02T06:00:01.000Z","writeKey":"` + key + `"}`
-	androidHeaders := map[string]string{"Content-Type": "text/plain", "Content-Encoding": "gzip"}
+	androidHeaders := map[string]string{"Content-Type": "text/plain", "Content-Encoding": "gzip", "Transfer-Encoding": "chunked"}
 	if got, out := e.cdpPost("/v1/b", gzipBytes(t, []byte(android)), androidHeaders); got != 200 {
 		t.Fatalf("android batch: %d %v", got, out)
 	}
