@@ -190,21 +190,30 @@ func (h *cdpHandler) limited(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
+// read checks the client IP's rate, reads the body within limit and
+// decodes it into v; it answers 429 or 400 itself and returns false.
+func (h *cdpHandler) read(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
+	if h.limited(w, r) {
+		return false
+	}
+	raw, msg := readCDPBody(w, r, limit)
+	if msg != "" {
+		writeSegment(w, http.StatusBadRequest, "invalid_request", msg)
+		return false
+	}
+	if err := decodeStrict(raw, v); err != nil {
+		writeSegment(w, http.StatusBadRequest, "invalid_request", "Invalid JSON: "+err.Error())
+		return false
+	}
+	return true
+}
+
 // single serves /v1/track, /v1/identify and the ignored calls: the body is
 // one event of type typ.
 func (h *cdpHandler) single(typ string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if h.limited(w, r) {
-			return
-		}
-		raw, msg := readCDPBody(w, r, maxCDPEventBytes)
-		if msg != "" {
-			writeSegment(w, http.StatusBadRequest, "invalid_request", msg)
-			return
-		}
 		var ev cdpEvent
-		if err := decodeStrict(raw, &ev); err != nil {
-			writeSegment(w, http.StatusBadRequest, "invalid_request", "Invalid JSON: "+err.Error())
+		if !h.read(w, r, maxCDPEventBytes, &ev) {
 			return
 		}
 		ev.Type = typ
@@ -218,17 +227,8 @@ func (h *cdpHandler) single(typ string) http.HandlerFunc {
 
 // batch serves /v1/batch and /v1/b.
 func (h *cdpHandler) batch(w http.ResponseWriter, r *http.Request) {
-	if h.limited(w, r) {
-		return
-	}
-	raw, msg := readCDPBody(w, r, maxCDPBatchBytes)
-	if msg != "" {
-		writeSegment(w, http.StatusBadRequest, "invalid_request", msg)
-		return
-	}
 	var b cdpBatch
-	if err := decodeStrict(raw, &b); err != nil {
-		writeSegment(w, http.StatusBadRequest, "invalid_request", "Invalid JSON: "+err.Error())
+	if !h.read(w, r, maxCDPBatchBytes, &b) {
 		return
 	}
 	events := make([]cdpEvent, 0, len(b.Batch))
@@ -361,7 +361,15 @@ func (h *cdpHandler) apply(ctx context.Context, ws string, ev cdpEvent) error {
 		if user == "" {
 			return badCDP("identify without a userId: Herald's people have ids")
 		}
-		_, err := h.resolver.Mutation().IdentifyPerson(ctx, model.IdentifyPersonInput{ID: user, Attributes: ev.Traits})
+		in := model.IdentifyPersonInput{ID: user, Attributes: map[string]any{}}
+		for k, v := range ev.Traits {
+			if b, ok := v.(bool); ok && k == "unsubscribed" { // the flag, as the Track API's identify
+				in.Unsubscribed = &b
+				continue
+			}
+			in.Attributes[k] = v
+		}
+		_, err := h.resolver.Mutation().IdentifyPerson(ctx, in)
 		return err
 	case "track":
 	default: // screen, page, group, alias and unknown types: accepted, ignored

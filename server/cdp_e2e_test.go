@@ -278,18 +278,21 @@ func TestCDPMobileSDKs(t *testing.T) {
 	// retry after a lost answer): the retried identify must not apply again.
 	opened := []byte(`{"batch":[` +
 		`{"type":"track","event":"Report Delivery Event","userId":"p-and","anonymousId":"b-2","messageId":"and-3","timestamp":"` + time.Now().UTC().Format("2006-01-02T15:04:05.000Z") + `","properties":{"recipient":"` + androidToken + `","metric":"opened","deliveryId":"` + andID + `"},"context":{"device":{"token":"` + androidToken + `","type":"android"}}},` +
-		`{"type":"identify","userId":"p-and","anonymousId":"b-2","messageId":"and-4","traits":{"plan":"trial"}}` +
+		`{"type":"identify","userId":"p-and","anonymousId":"b-2","messageId":"and-4","traits":{"plan":"trial","unsubscribed":false}}` +
 		`],"sentAt":"2026-12-02T06:00:02.000Z","writeKey":"` + key + `"}`)
 	if got, out := e.cdpPost("/v1/b", gzipBytes(t, opened), androidHeaders); got != 200 {
 		t.Fatalf("android opened: %d %v", got, out)
 	}
 	c.waitStatus(andID, "OPENED")
-	c.person("p-and", vars{"plan": "paid"}, false) // changed since the batch
+	c.person("p-and", vars{"plan": "paid"}, true) // changed since the batch
 	if got, out := e.cdpPost("/v1/b", gzipBytes(t, opened), androidHeaders); got != 200 {
 		t.Fatalf("android opened again: %d %v", got, out)
 	}
 	if attrs, _ := c.personDevices("p-and"); attrs["plan"] != "paid" {
 		t.Errorf("after the retried batch plan = %v, want paid (the retry applied again)", attrs["plan"])
+	}
+	if r := c.mustDo(`{ person(id: "p-and") { unsubscribed attributes } }`, nil); get(r, "person", "unsubscribed") != true || get(r, "person", "attributes", "unsubscribed") != nil {
+		t.Errorf("person = %v, want unsubscribed (the flag; not an attribute)", r)
 	}
 	ttl, err := e.app.Redis.TTL(context.Background(), "cdp:msg:"+c.workspaceID+":and-4").Result()
 	if err != nil || ttl < 23*time.Hour {
