@@ -31,21 +31,24 @@ func (s *Store) Conn() driver.Conn { return s.raw }
 // now is the updated_at of a new row version: the newest one wins.
 func now() time.Time { return time.Now().UTC() }
 
-// Workspace is a tenant; KeyHash is the SHA-256 hex of its API key.
+// Workspace is a tenant; KeyHash is the SHA-256 hex of its API key,
+// WriteKeyHash that of its Data Pipelines write key ("" when it has none).
 type Workspace struct {
-	ID        string
-	Name      string
-	KeyHash   string
-	SiteID    string
-	CreatedAt time.Time
+	ID           string
+	Name         string
+	KeyHash      string
+	SiteID       string
+	WriteKeyHash string
+	CreatedAt    time.Time
 }
 
-// insertWorkspace: params id, name, key_hash, site_id, created_at, updated_at.
-const insertWorkspace = `INSERT INTO workspaces (id, name, key_hash, site_id, created_at, updated_at)`
+// insertWorkspace: params id, name, key_hash, site_id, write_key_hash,
+// created_at, updated_at.
+const insertWorkspace = `INSERT INTO workspaces (id, name, key_hash, site_id, write_key_hash, created_at, updated_at)`
 
-// CreateWorkspace records a workspace.
+// CreateWorkspace records a workspace (or a new version of one).
 func (s *Store) CreateWorkspace(ctx context.Context, w Workspace) error {
-	return s.insertOne(ctx, "workspace", insertWorkspace, w.ID, w.Name, w.KeyHash, w.SiteID, w.CreatedAt, now())
+	return s.insertOne(ctx, "workspace", insertWorkspace, w.ID, w.Name, w.KeyHash, w.SiteID, w.WriteKeyHash, w.CreatedAt, now())
 }
 
 // selectWorkspaceByKey: param key_hash; columns id, name, key_hash, site_id, created_at.

@@ -117,6 +117,7 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("POST /api/v1/push/events", sdk.pushEvents)
 	mux.HandleFunc("POST /api/v1/metrics", sdk.metrics)
 	registerTrack(mux, o, auth)
+	registerCDP(mux, o, auth)
 	if o.Dev {
 		mux.Handle("/{$}", playground.Handler("Herald", "/graphql"))
 	}

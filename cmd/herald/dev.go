@@ -78,17 +78,23 @@ func dev(ctx context.Context, cfg app.Config, d *devFlags, logger *slog.Logger) 
 	defer a.Close()
 
 	envFile := filepath.Join(d.stateDir, "dev.env")
-	key := readEnvFile(envFile)["HERALD_API_KEY"]
+	key, writeKey := readEnvFile(envFile)["HERALD_API_KEY"], readEnvFile(envFile)["HERALD_WRITE_KEY"]
 	if key != "" {
-		if _, err := a.Store.WorkspaceByKeyHash(ctx, server.HashKey(key)); errors.Is(err, clickhouse.ErrNotFound) {
+		ws, err := a.Store.WorkspaceByKeyHash(ctx, server.HashKey(key))
+		if errors.Is(err, clickhouse.ErrNotFound) {
 			key = ""
 		} else if err != nil {
 			return err
+		} else if wk, err := a.Store.WorkspaceByWriteKeyHash(ctx, server.HashKey(writeKey)); writeKey == "" || err != nil || wk.ID != ws.ID {
+			// A demo workspace from before write keys: give it one.
+			if writeKey, err = rotateWriteKey(ctx, a.Store, ws.ID); err != nil {
+				return err
+			}
 		}
 	}
 	if key == "" {
 		var ws clickhouse.Workspace
-		ws, key, err = createWorkspace(ctx, a.Store, "demo")
+		ws, key, writeKey, err = createWorkspace(ctx, a.Store, "demo")
 		if err != nil {
 			return err
 		}
@@ -101,7 +107,7 @@ func dev(ctx context.Context, cfg app.Config, d *devFlags, logger *slog.Logger) 
 		if err := os.MkdirAll(d.stateDir, 0o700); err != nil {
 			logger.Error("cannot write dev.env", "err", err)
 		}
-		env := fmt.Sprintf("HERALD_URL=%s\nHERALD_API_KEY=%s\nHERALD_APNS_SIM=%s\nHERALD_FCM_SIM=%s\n", url, key, apns.URL(), fcm.URL())
+		env := fmt.Sprintf("HERALD_URL=%s\nHERALD_API_KEY=%s\nHERALD_WRITE_KEY=%s\nHERALD_APNS_SIM=%s\nHERALD_FCM_SIM=%s\n", url, key, writeKey, apns.URL(), fcm.URL())
 		if err := os.WriteFile(envFile, []byte(env), 0o600); err != nil {
 			logger.Error("cannot write dev.env", "err", err)
 		}

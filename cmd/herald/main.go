@@ -4,7 +4,8 @@
 //	herald worker             the Asynq worker that sends pushes
 //	herald migrate            apply ClickHouse migrations
 //	herald dev                API + worker + APNS/FCM simulators + demo data
-//	herald workspace create NAME   create a workspace and print its API key
+//	herald workspace create NAME   create a workspace and print its API key and write key
+//	herald workspace rotate-write-key ID   give a workspace a new Data Pipelines write key
 //	herald clickhouse serve   the embedded ClickHouse (chDB's engine, supervised)
 //
 // Configuration comes from HERALD_* environment variables, overridden by
@@ -53,7 +54,9 @@ commands:
   worker                  run the send worker
   migrate                 apply ClickHouse migrations
   dev                     API + worker + simulators + demo data, for trying Herald
-  workspace create NAME   create a workspace; prints its API key and site id
+  workspace create NAME   create a workspace; prints its API key, site id and write key
+  workspace rotate-write-key ID
+                          give workspace ID a new Data Pipelines write key (the old one stops working)
   clickhouse serve        run the embedded ClickHouse (scripts/services.sh starts it)
   clickhouse version      print the version of the ClickHouse at --addr`
 
@@ -102,8 +105,11 @@ func run(ctx context.Context, args []string, logger *slog.Logger) error {
 		}
 		return dev(ctx, cfg, fs, logger)
 	case "workspace":
+		if len(rest) >= 2 && rest[0] == "rotate-write-key" {
+			return rotateWriteKeyCmd(ctx, rest[1], rest[2:], logger)
+		}
 		if len(rest) < 2 || rest[0] != "create" {
-			return errors.New("usage: herald workspace create NAME")
+			return errors.New("usage: herald workspace create NAME | herald workspace rotate-write-key ID")
 		}
 		cfg, _, err := parseConfig("workspace create", rest[2:])
 		if err != nil {
@@ -114,12 +120,12 @@ func run(ctx context.Context, args []string, logger *slog.Logger) error {
 			return err
 		}
 		defer a.Close()
-		ws, key, err := createWorkspace(ctx, a.Store, rest[1])
+		ws, key, writeKey, err := createWorkspace(ctx, a.Store, rest[1])
 		if err != nil {
 			return err
 		}
-		fmt.Printf("workspace: %s (%s)\nsite id:   %s\napi key:   %s\n", ws.Name, ws.ID, ws.SiteID, key)
-		fmt.Println("the key is shown once; Herald stores only its hash")
+		fmt.Printf("workspace: %s (%s)\nsite id:   %s\napi key:   %s\nwrite key: %s\n", ws.Name, ws.ID, ws.SiteID, key, writeKey)
+		fmt.Println("the keys are shown once; Herald stores only their hashes")
 		return nil
 	case "clickhouse":
 		return clickhouseCmd(ctx, rest, logger)
@@ -364,15 +370,18 @@ func worker(ctx context.Context, cfg app.Config, logger *slog.Logger) error {
 	return nil
 }
 
-// createWorkspace stores a new workspace and returns its one-time API key.
-func createWorkspace(ctx context.Context, store *clickhouse.Store, name string) (clickhouse.Workspace, string, error) {
+// createWorkspace stores a new workspace and returns its one-time API key
+// and Data Pipelines write key.
+func createWorkspace(ctx context.Context, store *clickhouse.Store, name string) (ws clickhouse.Workspace, key, writeKey string, err error) {
 	if name == "" {
-		return clickhouse.Workspace{}, "", errors.New("workspace name is empty")
+		return clickhouse.Workspace{}, "", "", errors.New("workspace name is empty")
 	}
 	key, hash := server.NewAPIKey()
-	ws := clickhouse.Workspace{ID: "ws_" + server.NewSiteID(), Name: name, KeyHash: hash, SiteID: server.NewSiteID(), CreatedAt: time.Now().UTC()}
+	writeKey, writeHash := server.NewWriteKey()
+	ws = clickhouse.Workspace{ID: "ws_" + server.NewSiteID(), Name: name, KeyHash: hash, SiteID: server.NewSiteID(),
+		WriteKeyHash: writeHash, CreatedAt: time.Now().UTC()}
 	if err := store.CreateWorkspace(ctx, ws); err != nil {
-		return ws, "", err
+		return ws, "", "", err
 	}
-	return ws, key, nil
+	return ws, key, writeKey, nil
 }
