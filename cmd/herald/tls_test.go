@@ -202,7 +202,7 @@ func TestServeTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(w.Shutdown)
-	_, apiKey, err := createWorkspace(ctx, a.Store, "tls")
+	_, apiKey, _, err := createWorkspace(ctx, a.Store, "tls")
 	if err != nil {
 		t.Fatal(err)
 	}
