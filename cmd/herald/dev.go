@@ -26,7 +26,8 @@ import (
 )
 
 // dev runs everything in one process: the APNS and FCM simulators, the API,
-// the worker, and a demo workspace whose key is written to <state>/dev.env.
+// the worker, and a demo workspace whose key and site id are written to
+// <state>/dev.env.
 func dev(ctx context.Context, cfg app.Config, d *devFlags, logger *slog.Logger) error {
 	// The device simulator learns Herald's URL once the API listens.
 	var phones atomic.Pointer[devicesim.Simulator]
@@ -70,15 +71,15 @@ func dev(ctx context.Context, cfg app.Config, d *devFlags, logger *slog.Logger) 
 
 	envFile := filepath.Join(d.stateDir, "dev.env")
 	key := readEnvFile(envFile)["HERALD_API_KEY"]
+	var ws clickhouse.Workspace
 	if key != "" {
-		if _, err := a.Store.WorkspaceByKeyHash(ctx, server.HashKey(key)); errors.Is(err, clickhouse.ErrNotFound) {
+		if ws, err = a.Store.WorkspaceByKeyHash(ctx, server.HashKey(key)); errors.Is(err, clickhouse.ErrNotFound) {
 			key = ""
 		} else if err != nil {
 			return err
 		}
 	}
 	if key == "" {
-		var ws clickhouse.Workspace
 		ws, key, err = createWorkspace(ctx, a.Store, "demo")
 		if err != nil {
 			return err
@@ -92,7 +93,10 @@ func dev(ctx context.Context, cfg app.Config, d *devFlags, logger *slog.Logger) 
 		if err := os.MkdirAll(d.stateDir, 0o700); err != nil {
 			logger.Error("cannot write dev.env", "err", err)
 		}
-		env := fmt.Sprintf("HERALD_URL=%s\nHERALD_API_KEY=%s\nHERALD_APNS_SIM=%s\nHERALD_FCM_SIM=%s\n", url, key, apns.URL(), fcm.URL())
+		// HERALD_SITE_ID beside the key: the Track API's Basic auth (and
+		// Customer.io's clients) need both.
+		env := fmt.Sprintf("HERALD_URL=%s\nHERALD_API_KEY=%s\nHERALD_SITE_ID=%s\nHERALD_APNS_SIM=%s\nHERALD_FCM_SIM=%s\n",
+			url, key, ws.SiteID, apns.URL(), fcm.URL())
 		if err := os.WriteFile(envFile, []byte(env), 0o600); err != nil {
 			logger.Error("cannot write dev.env", "err", err)
 		}
