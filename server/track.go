@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -344,13 +345,11 @@ func (h *trackHandler) deletePerson(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{})
 }
 
-// anonymousEventBody is POST /api/v1/events.
+// anonymousEventBody is POST /api/v1/events: a person's event's fields and
+// the anonymous id.
 type anonymousEventBody struct {
-	Name        *string         `json:"name"`
-	AnonymousID *string         `json:"anonymous_id"`
-	Data        map[string]any  `json:"data"`
-	Timestamp   json.RawMessage `json:"timestamp"`
-	ID          *string         `json:"id"`
+	eventBody
+	AnonymousID *string `json:"anonymous_id"`
 }
 
 // anonymousEvent is POST /api/v1/events, Customer.io's anonymous event. It
@@ -366,16 +365,11 @@ func (h *trackHandler) anonymousEvent(w http.ResponseWriter, r *http.Request) {
 	if !decodeTrack(w, r, &b) {
 		return
 	}
-	if b.Name == nil || strings.TrimSpace(*b.Name) == "" {
+	if _, ok := b.check(w); !ok {
+		return
+	}
+	if strings.TrimSpace(*b.Name) == "" {
 		writeMeta(w, http.StatusBadRequest, "name: required (the event's name)")
-		return
-	}
-	if _, err := parseUnixSeconds(b.Timestamp); err != nil {
-		writeMeta(w, http.StatusBadRequest, "timestamp: "+err.Error())
-		return
-	}
-	if b.ID != nil && len(*b.ID) > maxEventIDLen {
-		writeMeta(w, http.StatusBadRequest, fmt.Sprintf("id: at most %d characters", maxEventIDLen))
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{})
@@ -421,6 +415,25 @@ type eventBody struct {
 	ID        *string         `json:"id"`
 }
 
+// check answers 400 for a missing name, a bad timestamp or an overlong id
+// and returns false; otherwise it returns the event's time (zero: now).
+func (b *eventBody) check(w http.ResponseWriter) (time.Time, bool) {
+	if b.Name == nil {
+		writeMeta(w, http.StatusBadRequest, "name: required (the event's name)")
+		return time.Time{}, false
+	}
+	at, err := parseUnixSeconds(b.Timestamp)
+	if err != nil {
+		writeMeta(w, http.StatusBadRequest, "timestamp: "+err.Error())
+		return time.Time{}, false
+	}
+	if b.ID != nil && len(*b.ID) > maxEventIDLen {
+		writeMeta(w, http.StatusBadRequest, fmt.Sprintf("id: at most %d characters", maxEventIDLen))
+		return time.Time{}, false
+	}
+	return at, true
+}
+
 // event is POST /api/v1/customers/{id}/events: the same path as GraphQL
 // trackEvent, conversions included. Customer.io's event id (a ULID by their
 // advice) deduplicates: a UUID is used as is, any other id is mapped to a
@@ -430,20 +443,11 @@ func (h *trackHandler) event(w http.ResponseWriter, r *http.Request) {
 	if !decodeTrack(w, r, &b) {
 		return
 	}
-	if b.Name == nil {
-		writeMeta(w, http.StatusBadRequest, "name: required (the event's name)")
-		return
-	}
-	at, err := parseUnixSeconds(b.Timestamp)
-	if err != nil {
-		writeMeta(w, http.StatusBadRequest, "timestamp: "+err.Error())
+	at, ok := b.check(w)
+	if !ok {
 		return
 	}
 	e := graph.TrackedEvent{Workspace: mustWorkspace(r), PersonID: r.PathValue("id"), Name: *b.Name, Data: b.Data, At: at}
-	if b.ID != nil && len(*b.ID) > maxEventIDLen {
-		writeMeta(w, http.StatusBadRequest, fmt.Sprintf("id: at most %d characters", maxEventIDLen))
-		return
-	}
 	if b.ID != nil && *b.ID != "" {
 		if u, err := uuid.Parse(*b.ID); err == nil {
 			e.ID = u.String()

@@ -73,7 +73,7 @@ func TestDevWritesSiteID(t *testing.T) {
 		}
 	}
 	if env["HERALD_SITE_ID"] == "" || env["HERALD_API_KEY"] == "" {
-		t.Fatalf("dev.env = %v; want HERALD_SITE_ID beside HERALD_API_KEY", env)
+		t.Fatalf("dev.env: HERALD_SITE_ID %q, HERALD_API_KEY set %v; want both", env["HERALD_SITE_ID"], env["HERALD_API_KEY"] != "")
 	}
 	cio := customerio.NewTrackClient(env["HERALD_SITE_ID"], env["HERALD_API_KEY"], customerio.WithURL(env["HERALD_URL"]))
 	if err := cio.Identify("dev-1", map[string]any{"plan": "basic"}); err != nil {
