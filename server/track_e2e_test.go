@@ -374,11 +374,28 @@ func TestSendPushREST(t *testing.T) {
 	}
 	// The 200 body is Customer.io's {"delivery_id", "queued_at"}:
 	// https://docs.customer.io/journeys/send/transactional/api-common-api-errors/
+	// The official client sends the body (send_push.go:8-27) and reads that
+	// answer (transactional.go:77-88).
+	api := e.apiClient(c)
+	clientSend := func(req *customerio.SendPushRequest) string {
+		t.Helper()
+		resp, err := api.SendPush(context.Background(), req)
+		if err != nil {
+			t.Fatalf("SendPush: %v", err)
+		}
+		if resp.DeliveryID == "" || resp.QueuedAt.Before(time.Now().Add(-time.Minute)) {
+			t.Fatalf("SendPush answer = %+v", resp)
+		}
+		return resp.DeliveryID
+	}
+	to12345 := map[string]string{"id": "12345"}
 
 	// Send a transactional push, with every documented override:
 	// https://docs.customer.io/integrations/api/app/tag/send-messages/sendPush/
-	m := send(fmt.Sprintf(`{"transactional_message_id":%q,"to":"all","title":"Order {{ trigger.order }} shipped","message":"Hi {{ customer.first_name }}, it arrives {{ event.day }}","image_url":"https://example.com/box.png","link":"myapp://orders/{{ trigger.order }}","sound":"default","custom_data":{"screen":"orders/{{ trigger.order }}","count":2},"identifiers":{"id":"12345"},"message_data":{"order":"A-1","day":"Monday"}}`, msg))
-	id := m["delivery_id"].(string)
+	id := clientSend(&customerio.SendPushRequest{TransactionalMessageID: msg, To: "all", Title: "Order {{ trigger.order }} shipped",
+		Message: "Hi {{ customer.first_name }}, it arrives {{ event.day }}", ImageURL: "https://example.com/box.png",
+		Link: "myapp://orders/{{ trigger.order }}", Sound: "default", CustomData: []byte(`{"screen":"orders/{{ trigger.order }}","count":2}`),
+		Identifiers: to12345, MessageData: map[string]any{"order": "A-1", "day": "Monday"}})
 	d := c.waitFinal(id)
 	if d.Status != "SENT" || d.DevicesTargeted != 3 {
 		t.Fatalf("to all: %s, %d devices; want SENT to 3", d.Status, d.DevicesTargeted)
@@ -419,7 +436,7 @@ func TestSendPushREST(t *testing.T) {
 	}
 
 	// No overrides: the message's own fields; last_used picks the newest device.
-	d = c.waitFinal(send(fmt.Sprintf(`{"transactional_message_id":%q,"to":"last_used","identifiers":{"id":"12345"}}`, msg))["delivery_id"].(string))
+	d = c.waitFinal(clientSend(&customerio.SendPushRequest{TransactionalMessageID: msg, To: "last_used", Identifiers: to12345}))
 	if d.Status != "SENT" || d.DevicesTargeted != 1 || d.Devices[0].Token != ios {
 		t.Fatalf("last_used: %s %s; want SENT to %s", d.Status, fmtDevices(d), ios)
 	}
@@ -429,18 +446,18 @@ func TestSendPushREST(t *testing.T) {
 	if got := get(plain, "aps", "alert", "title"); got != "Hi Sarah" {
 		t.Errorf("title without overrides = %v, want the message's", got)
 	}
-	// A token sends to that device only; message_id is accepted too; to is
-	// all by default.
+	// A token sends to that device only; message_id (which the client does
+	// not send) is accepted too; to is all by default.
 	d = c.waitFinal(send(fmt.Sprintf(`{"message_id":%q,"to":%q,"identifiers":{"id":"12345"}}`, msg, old))["delivery_id"].(string))
 	if d.Status != "SENT" || d.DevicesTargeted != 1 || d.Devices[0].Token != old {
 		t.Errorf("to a token: %s %s; want SENT to %s", d.Status, fmtDevices(d), old)
 	}
-	d = c.waitFinal(send(fmt.Sprintf(`{"transactional_message_id":%q,"identifiers":{"id":"12345"}}`, msg))["delivery_id"].(string))
+	d = c.waitFinal(clientSend(&customerio.SendPushRequest{TransactionalMessageID: msg, Identifiers: to12345}))
 	if d.DevicesTargeted != 3 {
 		t.Errorf("default to: %d devices, want 3", d.DevicesTargeted)
 	}
 	// A missing Liquid variable in an override fails the delivery like one in the message.
-	d = c.waitFinal(send(fmt.Sprintf(`{"transactional_message_id":%q,"title":"{{ trigger.missing }}","identifiers":{"id":"12345"}}`, msg))["delivery_id"].(string))
+	d = c.waitFinal(clientSend(&customerio.SendPushRequest{TransactionalMessageID: msg, Title: "{{ trigger.missing }}", Identifiers: to12345}))
 	if d.Status != "FAILED" || d.FailureReason == nil || *d.FailureReason != "Liquid error: variable is missing: trigger.missing" {
 		t.Errorf("missing variable in an override: %s %v", d.Status, d.FailureReason)
 	}
