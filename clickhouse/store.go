@@ -381,3 +381,18 @@ func b2u(b bool) uint8 {
 }
 
 func isNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
+
+// deletePerson: params workspace_id, id. A lightweight delete: every version
+// of the person's row is masked at once, so every query that reads persons
+// (FINAL or not) stops seeing it without a tombstone column to filter on. A
+// later identify creates the person anew.
+const deletePerson = `DELETE FROM persons WHERE workspace_id = ? AND id = ?`
+
+// DeletePerson removes a person's row (not their devices, deliveries or
+// events: the caller marks the devices removed).
+func (s *Store) DeletePerson(ctx context.Context, workspaceID, id string) error {
+	if err := s.conn.Exec(ctx, deletePerson, workspaceID, id); err != nil {
+		return fmt.Errorf("clickhouse: delete person: %w", err)
+	}
+	return nil
+}

@@ -227,7 +227,7 @@ func TestRateLimits(t *testing.T) {
 			retryAfter = resp.Header.Get("Retry-After")
 		}
 	}
-	if statuses[http.StatusNotFound] != 4 || statuses[http.StatusTooManyRequests] != 3 || retryAfter != "1" {
-		t.Errorf("reports: %v, Retry-After %q; want 4×404 then 3×429 with Retry-After 1", statuses, retryAfter)
+	if statuses[http.StatusBadRequest] != 4 || statuses[http.StatusTooManyRequests] != 3 || retryAfter != "1" {
+		t.Errorf("reports: %v, Retry-After %q; want 4×400 (unmatched) then 3×429 with Retry-After 1", statuses, retryAfter)
 	}
 }

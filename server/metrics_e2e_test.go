@@ -64,12 +64,12 @@ func TestSDKReports(t *testing.T) {
 		name, path, body string
 		status           int
 	}{
-		{"unknown delivery", "/push/events", fmt.Sprintf(`{"delivery_id":%q,"event":"delivered","device_id":%q,"timestamp":%d}`, unknown, a, now), 404},
-		{"not a delivery id", "/push/events", fmt.Sprintf(`{"delivery_id":"RPILAgUBcRhIBqSfeiIwdIYJKxTY","event":"delivered","device_id":%q}`, a), 404},
-		{"token not targeted", "/push/events", fmt.Sprintf(`{"delivery_id":%q,"event":"delivered","device_id":%q}`, id, other), 404},
+		{"unknown delivery", "/push/events", fmt.Sprintf(`{"delivery_id":%q,"event":"delivered","device_id":%q,"timestamp":%d}`, unknown, a, now), 400},
+		{"not a delivery id", "/push/events", fmt.Sprintf(`{"delivery_id":"RPILAgUBcRhIBqSfeiIwdIYJKxTY","event":"delivered","device_id":%q}`, a), 400},
+		{"token not targeted", "/push/events", fmt.Sprintf(`{"delivery_id":%q,"event":"delivered","device_id":%q}`, id, other), 400},
 		{"bad JSON", "/push/events", `{"delivery_id": "x", `, 400},
 		{"not an object", "/api/v1/push/events", `["delivered"]`, 400},
-		{"unknown event", "/push/events", fmt.Sprintf(`{"delivery_id":%q,"event":"clicked","device_id":%q}`, id, a), 400},
+		{"unknown event", "/push/events", fmt.Sprintf(`{"delivery_id":%q,"event":"bounced","device_id":%q}`, id, a), 400},
 		{"timestamp not a number", "/push/events", fmt.Sprintf(`{"delivery_id":%q,"event":"opened","device_id":%q,"timestamp":"yesterday"}`, id, a), 400},
 		{"timestamp in milliseconds", "/push/events", fmt.Sprintf(`{"delivery_id":%q,"event":"opened","device_id":%q,"timestamp":%d}`, id, a, now*1000), 400},
 		{"timestamp in the future", "/push/events", fmt.Sprintf(`{"delivery_id":%q,"event":"opened","device_id":%q,"timestamp":%d}`, id, a, now+3600), 400},
@@ -246,5 +246,40 @@ func TestConversions(t *testing.T) {
 	// Bad input.
 	if r := c.do(`mutation { trackEvent(input: {personId: "p1", name: ""}) }`, nil); r.code() != "BAD_USER_INPUT" {
 		t.Errorf("empty event name: %q", r.code())
+	}
+}
+
+// Legacy SDKs (customerio-android 3.x) report a tapped push as "clicked"
+// and send HTTP Basic auth (site id : API key); "clicked" counts as opened,
+// and the credentials are ignored: right, wrong or absent, a report counts
+// only for a device the delivery targeted.
+func TestSDKLegacyReports(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c := e.withCredentials(e.workspace("a"))
+	a, b := sim.Token("e1", 1), sim.Token("e2", 1)
+	c.person("p1", nil, false)
+	c.device("p1", "IOS", a, time.Now().Add(-time.Minute))
+	c.device("p1", "IOS", b, time.Now().Add(-time.Hour))
+	id := c.send(c.message("Hello", "there"), "p1", "ALL_DEVICES", "")
+	if d := c.waitFinal(id); d.Status != "SENT" {
+		t.Fatalf("status %s, want SENT", d.Status)
+	}
+	for _, r := range []struct {
+		path, body string
+		auth       auth
+	}{
+		{"/api/v1/push/events", fmt.Sprintf(`{"delivery_id":%q,"event":"clicked","device_id":%q}`, id, a), basic(e.siteID(c), c.key)},
+		{"/api/v1/metrics", fmt.Sprintf(`{"delivery_id":%q,"metric":"clicked","recipient":%q}`, id, b), basic("wrong", "wrong")},
+	} {
+		if status, _, m := e.rest("POST", r.path, r.body, r.auth); status != 200 {
+			t.Fatalf("%s clicked → %d %v; want 200", r.path, status, m)
+		}
+	}
+	e.flush()
+	if got := e.distinctEvents(id, "opened"); got != 2 {
+		t.Errorf("distinct opened events = %d, want 2 (one per device)", got)
+	}
+	if d := c.delivery(id); d.Status != "OPENED" {
+		t.Errorf("status %s, want OPENED", d.Status)
 	}
 }

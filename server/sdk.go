@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/heraldpush/herald/domain"
@@ -21,9 +22,10 @@ import (
 // maxReportBytes bounds an SDK report's body; real ones are ~150 bytes.
 const maxReportBytes = 16 << 10
 
-// sdkHandler serves the metric endpoints Customer.io's SDKs call. They carry
-// no auth (as Customer.io's do): a report counts only for a device token the
-// delivery targeted.
+// sdkHandler serves the metric endpoints Customer.io's SDKs call. Legacy
+// SDKs send HTTP Basic auth (site id : API key), newer ones none; Herald
+// ignores it either way: a report counts only for a device token the
+// delivery targeted, and a 401 would pause every request of a legacy SDK.
 type sdkHandler struct {
 	resolver *graph.Resolver
 	logger   *slog.Logger
@@ -85,6 +87,11 @@ func parseReport(raw []byte, f reportFormat) (graph.MetricReport, error) {
 	if len(token) > maxTokenLen || len(body.DeliveryID) > maxTokenLen {
 		return graph.MetricReport{}, reportError(fmt.Sprintf("delivery_id and %s are at most %d characters", tokenField, maxTokenLen))
 	}
+	if strings.EqualFold(strings.TrimSpace(event), "clicked") {
+		// Legacy SDKs (customerio-android 3.x) report a tapped push as
+		// "clicked"; it is Herald's opened.
+		event = "opened"
+	}
 	metric, err := domain.ParseMetric(event)
 	if err != nil {
 		return graph.MetricReport{}, reportError(eventField + ": " + err.Error())
@@ -132,7 +139,13 @@ func (h *sdkHandler) serve(w http.ResponseWriter, r *http.Request, f reportForma
 	case errors.As(err, &in):
 		writeError(w, http.StatusBadRequest, in.Error())
 	case errors.As(err, &nf):
-		writeError(w, http.StatusNotFound, nf.Error())
+		// An unmatched report (unknown delivery, another workspace's, or a
+		// token it did not target) is 400, not 404: the legacy SDKs
+		// (customerio-android 3.x QueueRunRequest, customerio-ios 2.x
+		// queue runner) delete a queued request on 400 and retry every
+		// other 4xx, so a 404 came back forever. One body for all three
+		// cases, so the answer tells nothing about which.
+		writeError(w, http.StatusBadRequest, nf.Error())
 	case isOverloaded(err):
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "Herald is catching up; retry after 1 second")

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -43,6 +45,15 @@ func registerTrack(mux *http.ServeMux, o Options, bearer *authenticator) {
 	mux.HandleFunc("PUT /api/v1/customers/{id}/devices", h.basic(h.addDevice))
 	mux.HandleFunc("DELETE /api/v1/customers/{id}/devices/{token}", h.basic(h.deleteDevice))
 	mux.HandleFunc("POST /api/v1/customers/{id}/events", h.basic(h.event))
+	mux.HandleFunc("DELETE /api/v1/customers/{id}", h.basic(h.deletePerson))
+	mux.HandleFunc("POST /api/v1/events", h.basic(h.anonymousEvent))
+	mux.HandleFunc("POST /api/v1/merge_customers", h.basic(h.merge))
+	// Anything else under /api/ (a route Herald lacks, or a method a route
+	// does not take) answers in Customer.io's shape, not Go's plain text,
+	// so a client that decodes {"meta":{"error"}} shows the reason.
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeMeta(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
 	mux.HandleFunc("POST /v1/send/push", h.sendPush)
 }
 
@@ -60,7 +71,7 @@ func (h *trackHandler) basic(next http.HandlerFunc) http.HandlerFunc {
 			w.Header().Set("WWW-Authenticate", `Basic realm="herald"`)
 			writeMeta(w, http.StatusUnauthorized, msg)
 		}
-		site, key, ok := r.BasicAuth()
+		site, key, ok := basicAuth(r)
 		if !ok || site == "" || key == "" {
 			unauthorized("missing credentials: use HTTP Basic auth with your site id as the username and your API key as the password")
 			return
@@ -80,6 +91,25 @@ func (h *trackHandler) basic(next http.HandlerFunc) http.HandlerFunc {
 			writeMeta(w, http.StatusServiceUnavailable, "cannot check the credentials now; retry later")
 		}
 	}
+}
+
+// basicAuth reads HTTP Basic credentials in standard base64 or in the
+// URL-safe alphabet: go-customerio v3 encodes them with
+// base64.URLEncoding (customerio.go, CustomerIO.auth), which net/http's
+// BasicAuth does not decode when the encoding holds '-' or '_'.
+func basicAuth(r *http.Request) (site, key string, ok bool) {
+	if site, key, ok = r.BasicAuth(); ok {
+		return site, key, true
+	}
+	enc, found := strings.CutPrefix(r.Header.Get("Authorization"), "Basic ")
+	if !found {
+		return "", "", false
+	}
+	raw, err := base64.URLEncoding.DecodeString(strings.TrimSpace(enc))
+	if err != nil {
+		return "", "", false
+	}
+	return strings.Cut(string(raw), ":")
 }
 
 // decodeTrack reads one JSON value into v; on failure it answers 413 or 400
@@ -177,10 +207,8 @@ func (h *trackHandler) identify(w http.ResponseWriter, r *http.Request) {
 	if !decodeTrack(w, r, &body) {
 		return
 	}
-	if body == nil {
-		writeMeta(w, http.StatusBadRequest, "body must be a JSON object of attributes")
-		return
-	}
+	// body null (go-customerio's Identify(id, nil)) is no attributes: the
+	// person is created or left as is.
 	id := r.PathValue("id")
 	in := model.IdentifyPersonInput{ID: id, Attributes: map[string]any{}}
 	for k, v := range body {
@@ -266,7 +294,7 @@ func (h *trackHandler) addDevice(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	in := model.RegisterDeviceInput{PersonID: r.PathValue("id"), Token: *b.Device.ID, Platform: platform, Attributes: b.Device.Attributes}
-	lastUsed, err := parseUnixSeconds(b.Device.LastUsed)
+	lastUsed, err := parseUnixSeconds(unquoteNumber(b.Device.LastUsed))
 	if err != nil {
 		writeMeta(w, http.StatusBadRequest, "device.last_used: "+err.Error())
 		return
@@ -292,12 +320,118 @@ func (h *trackHandler) deleteDevice(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{})
 }
 
+// unquoteNumber turns a JSON string holding a number ("1514764800") into
+// that number, and leaves anything else as is: go-customerio v3 sends a
+// device's last_used as a string (device.go, newDeviceV1: fmt.Sprintf("%v")).
+func unquoteNumber(raw json.RawMessage) json.RawMessage {
+	var s string
+	if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
+		return raw
+	}
+	if _, err := strconv.ParseFloat(strings.TrimSpace(s), 64); err != nil {
+		return raw
+	}
+	return json.RawMessage(strings.TrimSpace(s))
+}
+
+// deletePerson is DELETE /api/v1/customers/{id}: the person's devices are
+// removed and the person deleted (person(id) is NOT_FOUND afterwards);
+// their past deliveries and events stay. An unknown person is 404.
+func (h *trackHandler) deletePerson(w http.ResponseWriter, r *http.Request) {
+	if err := h.resolver.DeletePerson(r.Context(), r.PathValue("id")); err != nil {
+		h.fail(w, r, err, map[string]string{"personId": "identifier"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{})
+}
+
+// anonymousEventBody is POST /api/v1/events: a person's event's fields and
+// the anonymous id.
+type anonymousEventBody struct {
+	eventBody
+	AnonymousID *string `json:"anonymous_id"`
+}
+
+// anonymousEvent is POST /api/v1/events, Customer.io's anonymous event. It
+// is checked like a person's event and answered 200, but nothing is
+// recorded: Herald has no anonymous people, and recording the event under
+// its anonymous_id as a person id would let an anonymous id equal to a
+// person's id convert that person's delivery. Customer.io attaches such
+// events to a person when one is later identified with the anonymous id;
+// Herald has no such link, so there is nothing the event could later count
+// for.
+func (h *trackHandler) anonymousEvent(w http.ResponseWriter, r *http.Request) {
+	var b anonymousEventBody
+	if !decodeTrack(w, r, &b) {
+		return
+	}
+	if _, ok := b.check(w); !ok {
+		return
+	}
+	if strings.TrimSpace(*b.Name) == "" {
+		writeMeta(w, http.StatusBadRequest, "name: required (the event's name)")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{})
+}
+
+// mergeBody is POST /api/v1/merge_customers.
+type mergeBody struct {
+	Primary   map[string]json.RawMessage `json:"primary"`
+	Secondary map[string]json.RawMessage `json:"secondary"`
+}
+
+// merge is POST /api/v1/merge_customers: the secondary person is merged
+// into the primary (graph.Resolver.MergePeople). Both are named by id
+// (email and cio_id are refused with 400, as in /v1/send/push); an unknown
+// person is 404.
+func (h *trackHandler) merge(w http.ResponseWriter, r *http.Request) {
+	var b mergeBody
+	if !decodeTrack(w, r, &b) {
+		return
+	}
+	primary, msg := personIdentifier(b.Primary)
+	if msg != "" {
+		writeMeta(w, http.StatusBadRequest, strings.Replace(msg, "identifiers", "primary", 1))
+		return
+	}
+	secondary, msg := personIdentifier(b.Secondary)
+	if msg != "" {
+		writeMeta(w, http.StatusBadRequest, strings.Replace(msg, "identifiers", "secondary", 1))
+		return
+	}
+	if err := h.resolver.MergePeople(r.Context(), primary, secondary); err != nil {
+		h.fail(w, r, err, nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{})
+}
+
 // eventBody is POST /api/v1/customers/{id}/events.
 type eventBody struct {
 	Name      *string         `json:"name"`
 	Data      map[string]any  `json:"data"`
 	Timestamp json.RawMessage `json:"timestamp"`
 	ID        *string         `json:"id"`
+}
+
+// check answers 400 for a missing name, a bad timestamp or an overlong id
+// and returns false; otherwise it returns the event's time (zero: now).
+func (b *eventBody) check(w http.ResponseWriter) (time.Time, bool) {
+	if b.Name == nil {
+		writeMeta(w, http.StatusBadRequest, "name: required (the event's name)")
+		return time.Time{}, false
+	}
+	at, err := parseUnixSeconds(b.Timestamp)
+	if err != nil {
+		writeMeta(w, http.StatusBadRequest, "timestamp: "+err.Error())
+		return time.Time{}, false
+	}
+	if b.ID != nil && len(*b.ID) > maxEventIDLen {
+		writeMeta(w, http.StatusBadRequest, fmt.Sprintf("id: at most %d characters", maxEventIDLen))
+		return time.Time{}, false
+	}
+	return at, true
 }
 
 // event is POST /api/v1/customers/{id}/events: the same path as GraphQL
@@ -309,20 +443,11 @@ func (h *trackHandler) event(w http.ResponseWriter, r *http.Request) {
 	if !decodeTrack(w, r, &b) {
 		return
 	}
-	if b.Name == nil {
-		writeMeta(w, http.StatusBadRequest, "name: required (the event's name)")
-		return
-	}
-	at, err := parseUnixSeconds(b.Timestamp)
-	if err != nil {
-		writeMeta(w, http.StatusBadRequest, "timestamp: "+err.Error())
+	at, ok := b.check(w)
+	if !ok {
 		return
 	}
 	e := graph.TrackedEvent{Workspace: mustWorkspace(r), PersonID: r.PathValue("id"), Name: *b.Name, Data: b.Data, At: at}
-	if b.ID != nil && len(*b.ID) > maxEventIDLen {
-		writeMeta(w, http.StatusBadRequest, fmt.Sprintf("id: at most %d characters", maxEventIDLen))
-		return
-	}
 	if b.ID != nil && *b.ID != "" {
 		if u, err := uuid.Parse(*b.ID); err == nil {
 			e.ID = u.String()

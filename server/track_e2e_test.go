@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	customerio "github.com/customerio/go-customerio/v3"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/heraldpush/herald/providers/sim"
@@ -68,17 +70,31 @@ func metaError(m map[string]any) string {
 const personQuery = `query($id: ID!) { person(id: $id) { attributes unsubscribed
   devices { token platform lastUsedAt attributes state } } }`
 
-// The Track API's calls, with Customer.io's documented bodies, change what
+// trackClient is the official Go client, github.com/customerio/go-customerio/v3
+// v3.10.0, pointed at Herald with customerio.WithURL (options.go:88), using the
+// workspace's site id and API key as Customer.io's Track API credentials
+// (customerio.go:61, NewTrackClient).
+func (e *env) trackClient(c *client) *customerio.CustomerIO {
+	e.t.Helper()
+	return customerio.NewTrackClient(e.siteID(c), c.key, customerio.WithURL(e.http.URL))
+}
+
+// apiClient is the same module's App API client (api.go:101, NewAPIClient),
+// which sends with Authorization: Bearer <key> (api.go:119).
+func (e *env) apiClient(c *client) *customerio.APIClient {
+	return customerio.NewAPIClient(c.key, customerio.WithURL(e.http.URL))
+}
+
+// The Track API's calls, made by the official Go client, change what
 // GraphQL shows; an event converts a delivery as trackEvent does.
 func TestTrackAPI(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	c := e.withCredentials(e.workspace("a"))
-	cred := basic(e.siteID(c), c.key)
-	ok := func(method, path, body string) {
+	cio := e.trackClient(c)
+	must := func(what string, err error) {
 		t.Helper()
-		status, _, m := e.rest(method, path, body, cred)
-		if status != 200 || m == nil || len(m) != 0 {
-			t.Fatalf("%s %s → %d %v; want 200 {}", method, path, status, m)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
 		}
 	}
 	person := func(id string) map[string]any {
@@ -87,16 +103,17 @@ func TestTrackAPI(t *testing.T) {
 		return p
 	}
 
-	// Add or update a customer:
+	// Identify sends PUT /api/v1/customers/{id} with the attributes as the
+	// body (customerio.go:88-95):
 	// https://docs.customer.io/integrations/api/track/tag/track-customers/identify/
-	ok("PUT", "/api/v1/customers/5", `{"email":"bob@example.com","created_at":1361205308,"first_name":"Bob","plan":"basic"}`)
+	must("identify", cio.Identify("5", map[string]any{"email": "bob@example.com", "created_at": 1361205308, "first_name": "Bob", "plan": "basic"}))
 	p := person("5")
 	want := map[string]any{"email": "bob@example.com", "created_at": float64(1361205308), "first_name": "Bob", "plan": "basic"}
 	if diff := cmp.Diff(want, p["attributes"]); diff != "" {
 		t.Errorf("attributes after identify (-want +got):\n%s", diff)
 	}
 	// Merged as identifyPerson: null removes, unsubscribed sets the flag.
-	ok("PUT", "/api/v1/customers/5", `{"plan":"premium","first_name":null,"unsubscribed":true}`)
+	must("identify merge", cio.Identify("5", map[string]any{"plan": "premium", "first_name": nil, "unsubscribed": true}))
 	p = person("5")
 	want = map[string]any{"email": "bob@example.com", "created_at": float64(1361205308), "plan": "premium"}
 	if diff := cmp.Diff(want, p["attributes"]); diff != "" {
@@ -105,21 +122,24 @@ func TestTrackAPI(t *testing.T) {
 	if p["unsubscribed"] != true {
 		t.Errorf("unsubscribed = %v, want true", p["unsubscribed"])
 	}
-	ok("PUT", "/api/v1/customers/5", `{"unsubscribed":false,"first_name":"Bob"}`)
+	must("identify unsubscribed false", cio.Identify("5", map[string]any{"unsubscribed": false, "first_name": "Bob"}))
 	if p = person("5"); p["unsubscribed"] != false {
 		t.Errorf("unsubscribed = %v, want false", p["unsubscribed"])
 	}
 	// _update only updates an existing person.
-	ok("PUT", "/api/v1/customers/ghost", `{"_update":true,"plan":"basic"}`)
+	must("identify _update", cio.Identify("ghost", map[string]any{"_update": true, "plan": "basic"}))
 	if r := c.do(personQuery, vars{"id": "ghost"}); r.code() != "NOT_FOUND" {
 		t.Errorf("_update created a person: %+v", r)
 	}
 
-	// Add or update a customer device:
+	// AddDevice sends PUT /api/v1/customers/{id}/devices with
+	// {"device":{"id","platform","last_used","attributes"}}, where a
+	// last_used in data becomes a string (device.go:71-88 AddDeviceCtx;
+	// device.go:42 in newDeviceV1: d.LastUsed = fmt.Sprintf("%v", v)):
 	// https://docs.customer.io/integrations/api/track/tag/track-customers/add_device/
 	ios, android := sim.Token("10", 1), sim.Token("a0", 2)
-	ok("PUT", "/api/v1/customers/5/devices", fmt.Sprintf(`{"device":{"id":%q,"platform":"ios","last_used":1514764800,"attributes":{"app_version":"1.2"}}}`, ios))
-	ok("PUT", "/api/v1/customers/5/devices", fmt.Sprintf(`{"device":{"id":%q,"platform":"android"}}`, android))
+	must("add iOS device", cio.AddDevice("5", ios, "ios", map[string]any{"last_used": 1514764800, "app_version": "1.2"}))
+	must("add Android device", cio.AddDevice("5", android, "android", nil))
 	devs, _ := person("5")["devices"].([]any)
 	if len(devs) != 2 {
 		t.Fatalf("devices = %v, want 2", devs)
@@ -137,39 +157,52 @@ func TestTrackAPI(t *testing.T) {
 		t.Errorf("android device = %v", byToken[android])
 	}
 	// A device for a new person creates the person, as Customer.io does.
-	ok("PUT", "/api/v1/customers/6/devices", fmt.Sprintf(`{"device":{"id":%q,"platform":"ios"}}`, sim.Token("60", 1)))
+	must("add device for a new person", cio.AddDevice("6", sim.Token("60", 1), "ios", nil))
 	if person("6") == nil {
 		t.Error("adding a device did not create the person")
 	}
 
-	// Delete a customer device:
+	// DeleteDevice sends DELETE /api/v1/customers/{id}/devices/{token}
+	// with no body (device.go:96-106):
 	// https://docs.customer.io/integrations/api/track/tag/track-customers/delete_device/
-	ok("DELETE", "/api/v1/customers/5/devices/"+android, "")
+	must("delete device", cio.DeleteDevice("5", android))
 	devs, _ = person("5")["devices"].([]any)
 	if len(devs) != 1 || devs[0].(map[string]any)["token"] != ios {
 		t.Errorf("devices after delete = %v, want only %s", devs, ios)
 	}
 	// An unknown device is 404, like removeDevice's NOT_FOUND.
-	if status, _, m := e.rest("DELETE", "/api/v1/customers/5/devices/"+android, "", cred); status != 404 || metaError(m) == "" {
-		t.Errorf("deleting a removed device: %d %v; want 404", status, m)
+	var cerr *customerio.CustomerIOError
+	if err := cio.DeleteDevice("5", android); !errors.As(err, &cerr) || cerr.StatusCode() != 404 || metaErrorBody(cerr.Body()) == "" {
+		t.Errorf("deleting a removed device: %v; want 404 with meta.error", err)
 	}
 
-	// Track a customer event converts a delivery, as trackEvent:
-	// https://docs.customer.io/integrations/api/track/tag/track-events/track/
+	// SendPush sends POST /v1/send/push (send_push.go:34, transactional.go:38)
+	// and reads {"delivery_id","queued_at"} (transactional.go:77-88).
 	camp := c.mustDo(`mutation { createCampaign(input: {name: "Goal", conversionGoal: {event: "purchase"}}) { id } }`, nil)
 	msg := get(c.mustDo(`mutation($c: ID!) { createPushMessage(input: {campaignId: $c, name: "m", title: "Hi", body: "there"}) { id } }`,
 		vars{"c": get(camp, "createCampaign", "id")}), "createPushMessage", "id").(string)
-	id := c.send(msg, "5", "ALL_DEVICES", "")
+	sent, err := e.apiClient(c).SendPush(context.Background(), &customerio.SendPushRequest{
+		TransactionalMessageID: msg, Identifiers: map[string]string{"id": "5"}, To: "all"})
+	must("send push", err)
+	if sent.QueuedAt.Before(time.Now().Add(-time.Minute)) {
+		t.Errorf("queued_at = %v", sent.QueuedAt)
+	}
+	id := sent.DeliveryID
 	if d := c.waitFinal(id); d.Status != "SENT" {
 		t.Fatalf("delivery %s, want SENT", d.Status)
 	}
+
+	// Track sends POST /api/v1/customers/{id}/events with {"name","data"}
+	// and, with WithEventTimestamp, "timestamp" (customerio.go:103-113,
+	// options.go:136-140); the event converts a delivery as trackEvent:
+	// https://docs.customer.io/integrations/api/track/tag/track-events/track/
 	// An event before the send (the documented example's 2018 timestamp) converts nothing.
-	ok("POST", "/api/v1/customers/5/events", `{"name":"purchase","data":{"price":23.45},"timestamp":1514764800}`)
+	must("track before", cio.Track("5", "purchase", map[string]any{"price": 23.45}, customerio.WithEventTimestamp(time.Unix(1514764800, 0))))
 	e.flush()
 	if d := c.delivery(id); d.Status != "SENT" {
 		t.Errorf("an event before the send converted: %s", d.Status)
 	}
-	ok("POST", "/api/v1/customers/5/events", `{"name":"purchase","data":{"price":23.45}}`)
+	must("track", cio.Track("5", "purchase", map[string]any{"price": 23.45}))
 	e.flush()
 	if d := c.delivery(id); d.Status != "CONVERTED" {
 		t.Errorf("after the event: %s, want CONVERTED", d.Status)
@@ -181,6 +214,13 @@ func TestTrackAPI(t *testing.T) {
 	if n != 2 {
 		t.Errorf("person events = %d, want 2", n)
 	}
+}
+
+// metaErrorBody reads meta.error from a raw Customer.io error body.
+func metaErrorBody(raw []byte) string {
+	var m map[string]any
+	_ = json.Unmarshal(raw, &m)
+	return metaError(m)
 }
 
 // Every auth failure is 401 with Customer.io's error body; the Basic
@@ -268,7 +308,6 @@ func TestTrackBadBodies(t *testing.T) {
 		{"not JSON", "PUT", "/api/v1/customers/p1", `{"plan": `, 400, "JSON"},
 		{"empty body", "PUT", "/api/v1/customers/p1", ``, 400, "empty"},
 		{"array body", "PUT", "/api/v1/customers/p1", `["plan"]`, 400, "object"},
-		{"null body", "PUT", "/api/v1/customers/p1", `null`, 400, "object"},
 		{"unsubscribed not a bool", "PUT", "/api/v1/customers/p1", `{"unsubscribed":"yes"}`, 400, "unsubscribed"},
 		{"another id in the body", "PUT", "/api/v1/customers/p1", `{"id":"p2"}`, 400, "id"},
 		{"bad person id", "PUT", "/api/v1/customers/a%20b", `{"plan":"x"}`, 400, "identifier"},
@@ -335,11 +374,28 @@ func TestSendPushREST(t *testing.T) {
 	}
 	// The 200 body is Customer.io's {"delivery_id", "queued_at"}:
 	// https://docs.customer.io/journeys/send/transactional/api-common-api-errors/
+	// The official client sends the body (send_push.go:8-27) and reads that
+	// answer (transactional.go:77-88).
+	api := e.apiClient(c)
+	clientSend := func(req *customerio.SendPushRequest) string {
+		t.Helper()
+		resp, err := api.SendPush(context.Background(), req)
+		if err != nil {
+			t.Fatalf("SendPush: %v", err)
+		}
+		if resp.DeliveryID == "" || resp.QueuedAt.Before(time.Now().Add(-time.Minute)) {
+			t.Fatalf("SendPush answer = %+v", resp)
+		}
+		return resp.DeliveryID
+	}
+	to12345 := map[string]string{"id": "12345"}
 
 	// Send a transactional push, with every documented override:
 	// https://docs.customer.io/integrations/api/app/tag/send-messages/sendPush/
-	m := send(fmt.Sprintf(`{"transactional_message_id":%q,"to":"all","title":"Order {{ trigger.order }} shipped","message":"Hi {{ customer.first_name }}, it arrives {{ event.day }}","image_url":"https://example.com/box.png","link":"myapp://orders/{{ trigger.order }}","sound":"default","custom_data":{"screen":"orders/{{ trigger.order }}","count":2},"identifiers":{"id":"12345"},"message_data":{"order":"A-1","day":"Monday"}}`, msg))
-	id := m["delivery_id"].(string)
+	id := clientSend(&customerio.SendPushRequest{TransactionalMessageID: msg, To: "all", Title: "Order {{ trigger.order }} shipped",
+		Message: "Hi {{ customer.first_name }}, it arrives {{ event.day }}", ImageURL: "https://example.com/box.png",
+		Link: "myapp://orders/{{ trigger.order }}", Sound: "default", CustomData: []byte(`{"screen":"orders/{{ trigger.order }}","count":2}`),
+		Identifiers: to12345, MessageData: map[string]any{"order": "A-1", "day": "Monday"}})
 	d := c.waitFinal(id)
 	if d.Status != "SENT" || d.DevicesTargeted != 3 {
 		t.Fatalf("to all: %s, %d devices; want SENT to 3", d.Status, d.DevicesTargeted)
@@ -380,7 +436,7 @@ func TestSendPushREST(t *testing.T) {
 	}
 
 	// No overrides: the message's own fields; last_used picks the newest device.
-	d = c.waitFinal(send(fmt.Sprintf(`{"transactional_message_id":%q,"to":"last_used","identifiers":{"id":"12345"}}`, msg))["delivery_id"].(string))
+	d = c.waitFinal(clientSend(&customerio.SendPushRequest{TransactionalMessageID: msg, To: "last_used", Identifiers: to12345}))
 	if d.Status != "SENT" || d.DevicesTargeted != 1 || d.Devices[0].Token != ios {
 		t.Fatalf("last_used: %s %s; want SENT to %s", d.Status, fmtDevices(d), ios)
 	}
@@ -390,18 +446,18 @@ func TestSendPushREST(t *testing.T) {
 	if got := get(plain, "aps", "alert", "title"); got != "Hi Sarah" {
 		t.Errorf("title without overrides = %v, want the message's", got)
 	}
-	// A token sends to that device only; message_id is accepted too; to is
-	// all by default.
+	// A token sends to that device only; message_id (which the client does
+	// not send) is accepted too; to is all by default.
 	d = c.waitFinal(send(fmt.Sprintf(`{"message_id":%q,"to":%q,"identifiers":{"id":"12345"}}`, msg, old))["delivery_id"].(string))
 	if d.Status != "SENT" || d.DevicesTargeted != 1 || d.Devices[0].Token != old {
 		t.Errorf("to a token: %s %s; want SENT to %s", d.Status, fmtDevices(d), old)
 	}
-	d = c.waitFinal(send(fmt.Sprintf(`{"transactional_message_id":%q,"identifiers":{"id":"12345"}}`, msg))["delivery_id"].(string))
+	d = c.waitFinal(clientSend(&customerio.SendPushRequest{TransactionalMessageID: msg, Identifiers: to12345}))
 	if d.DevicesTargeted != 3 {
 		t.Errorf("default to: %d devices, want 3", d.DevicesTargeted)
 	}
 	// A missing Liquid variable in an override fails the delivery like one in the message.
-	d = c.waitFinal(send(fmt.Sprintf(`{"transactional_message_id":%q,"title":"{{ trigger.missing }}","identifiers":{"id":"12345"}}`, msg))["delivery_id"].(string))
+	d = c.waitFinal(clientSend(&customerio.SendPushRequest{TransactionalMessageID: msg, Title: "{{ trigger.missing }}", Identifiers: to12345}))
 	if d.Status != "FAILED" || d.FailureReason == nil || *d.FailureReason != "Liquid error: variable is missing: trigger.missing" {
 		t.Errorf("missing variable in an override: %s %v", d.Status, d.FailureReason)
 	}

@@ -27,7 +27,8 @@ import (
 )
 
 // dev runs everything in one process: the APNS and FCM simulators, the API,
-// the worker, and a demo workspace whose key is written to <state>/dev.env.
+// the worker, and a demo workspace whose key and site id are written to
+// <state>/dev.env.
 func dev(ctx context.Context, cfg app.Config, d *devFlags, logger *slog.Logger) error {
 	cert, err := cfg.LoadCertificate()
 	if err != nil {
@@ -79,9 +80,9 @@ func dev(ctx context.Context, cfg app.Config, d *devFlags, logger *slog.Logger) 
 
 	envFile := filepath.Join(d.stateDir, "dev.env")
 	key, writeKey := readEnvFile(envFile)["HERALD_API_KEY"], readEnvFile(envFile)["HERALD_WRITE_KEY"]
+	var ws clickhouse.Workspace
 	if key != "" {
-		ws, err := a.Store.WorkspaceByKeyHash(ctx, server.HashKey(key))
-		if errors.Is(err, clickhouse.ErrNotFound) {
+		if ws, err = a.Store.WorkspaceByKeyHash(ctx, server.HashKey(key)); errors.Is(err, clickhouse.ErrNotFound) {
 			key = ""
 		} else if err != nil {
 			return err
@@ -93,7 +94,6 @@ func dev(ctx context.Context, cfg app.Config, d *devFlags, logger *slog.Logger) 
 		}
 	}
 	if key == "" {
-		var ws clickhouse.Workspace
 		ws, key, writeKey, err = createWorkspace(ctx, a.Store, "demo")
 		if err != nil {
 			return err
@@ -107,7 +107,10 @@ func dev(ctx context.Context, cfg app.Config, d *devFlags, logger *slog.Logger) 
 		if err := os.MkdirAll(d.stateDir, 0o700); err != nil {
 			logger.Error("cannot write dev.env", "err", err)
 		}
-		env := fmt.Sprintf("HERALD_URL=%s\nHERALD_API_KEY=%s\nHERALD_WRITE_KEY=%s\nHERALD_APNS_SIM=%s\nHERALD_FCM_SIM=%s\n", url, key, writeKey, apns.URL(), fcm.URL())
+		// HERALD_SITE_ID beside the key: the Track API's Basic auth (and
+		// Customer.io's clients) need both.
+		env := fmt.Sprintf("HERALD_URL=%s\nHERALD_API_KEY=%s\nHERALD_SITE_ID=%s\nHERALD_WRITE_KEY=%s\nHERALD_APNS_SIM=%s\nHERALD_FCM_SIM=%s\n",
+			url, key, ws.SiteID, writeKey, apns.URL(), fcm.URL())
 		if err := os.WriteFile(envFile, []byte(env), 0o600); err != nil {
 			logger.Error("cannot write dev.env", "err", err)
 		}
