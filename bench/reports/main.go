@@ -1,4 +1,6 @@
-// Command reports measures the SDK report endpoint: how many reports per
+// Command reports measures the SDK report endpoints (-api push:
+// /push/events, one report a request; -api cdp: Data Pipelines batches to
+// /v1/b, -batch events each): how many reports per
 // second one Herald process acknowledges from clients on loopback, and the
 // lag from acknowledgement to queryable in ClickHouse at that rate (median
 // and p99). It needs ClickHouse and Redis (bash scripts/services.sh) and uses
@@ -30,6 +32,7 @@ import (
 	"github.com/heraldpush/herald/internal/app"
 	"github.com/heraldpush/herald/jobs"
 	"github.com/heraldpush/herald/providers/sim"
+	"github.com/heraldpush/herald/server"
 )
 
 func main() {
@@ -37,14 +40,23 @@ func main() {
 	clients := flag.Int("clients", 32, "concurrent HTTP clients")
 	chAddr := flag.String("clickhouse", "127.0.0.1:9000", "ClickHouse address")
 	redisAddr := flag.String("redis", "127.0.0.1:6379", "Redis address")
+	api := flag.String("api", "push", "push: one report a request to /push/events (the legacy SDKs); cdp: Data Pipelines batches to /v1/b with the write key in the body (the current SDKs), -batch events each")
+	perBatch := flag.Int("batch", 20, "events a /v1/b batch carries (with -api cdp)")
 	flag.Parse()
-	if err := run(*n, *clients, *chAddr, *redisAddr); err != nil {
+	if *api != "push" && *api != "cdp" {
+		fmt.Fprintln(os.Stderr, "bench: -api is push or cdp")
+		os.Exit(2)
+	}
+	if *api == "push" {
+		*perBatch = 1
+	}
+	if err := run(*n, *clients, *perBatch, *api, *chAddr, *redisAddr); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(n, clients int, chAddr, redisAddr string) error {
+func run(n, clients, perBatch int, api, chAddr, redisAddr string) error {
 	ctx := context.Background()
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
@@ -62,6 +74,12 @@ func run(n, clients int, chAddr, redisAddr string) error {
 
 	fmt.Fprintf(os.Stderr, "setting up %d deliveries in %s…\n", n, db)
 	ws := "ws_bench"
+	// The workspace, with a write key for the Data Pipelines API.
+	writeKey, writeKeyHash := server.NewWriteKey()
+	_, apiKeyHash := server.NewAPIKey()
+	if err := a.Store.CreateWorkspace(ctx, clickhouse.Workspace{ID: ws, Name: "bench", KeyHash: apiKeyHash, SiteID: server.NewSiteID(), WriteKeyHash: writeKeyHash, CreatedAt: time.Now().UTC()}); err != nil {
+		return err
+	}
 	camp, msg := uuid.New(), uuid.New()
 	deliveries := make([]clickhouse.Delivery, n)
 	tokens := make([]string, n)
@@ -107,6 +125,28 @@ func run(n, clients int, chAddr, redisAddr string) error {
 	go srv.Serve(ln)
 	defer srv.Close()
 	url := "http://" + ln.Addr().String() + "/push/events"
+	if api == "cdp" {
+		url = "http://" + ln.Addr().String() + "/v1/b"
+	}
+	// body is the request for reports [i, j): one /push/events report, or
+	// one /v1/b batch of Report Delivery Event tracks as the Android SDK
+	// sends them (analytics-kotlin; the key in the body).
+	body := func(i, j int) string {
+		if api == "push" {
+			return fmt.Sprintf(`{"delivery_id":%q,"event":"delivered","device_id":%q}`, deliveries[i].ID, tokens[i])
+		}
+		var b strings.Builder
+		b.WriteString(`{"batch":[`)
+		for k := i; k < j; k++ {
+			if k > i {
+				b.WriteString(",")
+			}
+			fmt.Fprintf(&b, `{"type":"track","event":"Report Delivery Event","anonymousId":"anon-%d","messageId":"%s-%d","timestamp":%q,"properties":{"recipient":%q,"metric":"delivered","deliveryId":%q}}`,
+				k, db, k, time.Now().UTC().Format(time.RFC3339Nano), tokens[k], deliveries[k].ID) // messageIds of this run only: Herald drops repeats for 24 h
+		}
+		fmt.Fprintf(&b, `],"sentAt":%q,"writeKey":%q}`, time.Now().UTC().Format(time.RFC3339Nano), writeKey)
+		return b.String()
+	}
 
 	ackAt := make([]time.Time, n)
 	var next, done atomic.Int64
@@ -120,14 +160,14 @@ func run(n, clients int, chAddr, redisAddr string) error {
 			defer wg.Done()
 			hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 			for {
-				i := int(next.Add(1) - 1)
+				i := int(next.Add(int64(perBatch)) - int64(perBatch))
 				if i >= n {
 					return
 				}
-				body := fmt.Sprintf(`{"delivery_id":%q,"event":"delivered","device_id":%q}`, deliveries[i].ID, tokens[i])
-				resp, err := hc.Post(url, "application/json", strings.NewReader(body))
+				j := min(i+perBatch, n)
+				resp, err := hc.Post(url, "application/json", strings.NewReader(body(i, j)))
 				if err != nil || resp.StatusCode != 200 {
-					failures.Add(1)
+					failures.Add(int64(j - i))
 					if resp != nil {
 						resp.Body.Close()
 					}
@@ -135,8 +175,11 @@ func run(n, clients int, chAddr, redisAddr string) error {
 				}
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
-				ackAt[i] = time.Now()
-				if d := done.Add(1); d%5000 == 0 {
+				now := time.Now()
+				for k := i; k < j; k++ {
+					ackAt[k] = now
+				}
+				if d := done.Add(int64(j - i)); d/5000 != (d-int64(j-i))/5000 {
 					fmt.Fprintf(os.Stderr, "  %d acknowledged\n", d)
 				}
 			}
@@ -211,8 +254,8 @@ func run(n, clients int, chAddr, redisAddr string) error {
 		}
 		return lags[int(float64(len(lags)-1)*p)].Round(time.Millisecond)
 	}
-	fmt.Printf("| reports | clients | acknowledged/s | failed | lag median | lag p99 | lag max |\n|---|---|---|---|---|---|---|\n")
-	fmt.Printf("| %d | %d | %.0f | %d | %s | %s | %s |\n", n, clients, float64(done.Load())/elapsed.Seconds(), failures.Load(), pct(0.5), pct(0.99), pct(1))
+	fmt.Printf("| endpoint | reports | per request | clients | acknowledged/s | failed | lag median | lag p99 | lag max |\n|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Printf("| %s | %d | %d | %d | %.0f | %d | %s | %s | %s |\n", strings.TrimPrefix(url, "http://"+ln.Addr().String()), n, perBatch, clients, float64(done.Load())/elapsed.Seconds(), failures.Load(), pct(0.5), pct(0.99), pct(1))
 	return nil
 }
 
