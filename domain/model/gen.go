@@ -274,7 +274,7 @@ func (g *gen) round(d *Delivery, round uint16, t0 time.Time) ([]sendOutcome, tim
 		n = 6 + g.rng.IntN(7)
 	}
 	n = min(n, len(g.tokens)) // distinct tokens
-	var picked []int // token indexes, distinct within the round
+	var picked []int          // token indexes, distinct within the round
 	var dds []clickhouse.DeliveryDevice
 	for len(dds) < n {
 		i := g.rng.IntN(len(g.tokens))
