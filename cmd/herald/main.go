@@ -111,11 +111,7 @@ func run(ctx context.Context, args []string, logger *slog.Logger) error {
 		if len(rest) < 2 || rest[0] != "create" {
 			return errors.New("usage: herald workspace create NAME | herald workspace rotate-write-key ID")
 		}
-		cfg, _, err := parseConfig("workspace create", rest[2:])
-		if err != nil {
-			return err
-		}
-		a, err := app.Open(ctx, cfg, logger)
+		a, err := openWorkspaceApp(ctx, "workspace create", rest[2:], logger)
 		if err != nil {
 			return err
 		}

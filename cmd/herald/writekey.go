@@ -14,11 +14,7 @@ import (
 // workspace a new Data Pipelines write key and prints it. Running servers
 // may accept the old key for up to 30 seconds more (their auth cache).
 func rotateWriteKeyCmd(ctx context.Context, id string, args []string, logger *slog.Logger) error {
-	cfg, _, err := parseConfig("workspace rotate-write-key", args)
-	if err != nil {
-		return err
-	}
-	a, err := app.Open(ctx, cfg, logger)
+	a, err := openWorkspaceApp(ctx, "workspace rotate-write-key", args, logger)
 	if err != nil {
 		return err
 	}
@@ -30,6 +26,16 @@ func rotateWriteKeyCmd(ctx context.Context, id string, args []string, logger *sl
 	fmt.Printf("workspace: %s\nwrite key: %s\n", id, key)
 	fmt.Println("the key is shown once; Herald stores only its hash; the old write key no longer works")
 	return nil
+}
+
+// openWorkspaceApp parses a workspace command's flags and opens Herald on
+// its ClickHouse and Redis.
+func openWorkspaceApp(ctx context.Context, name string, args []string, logger *slog.Logger) (*app.App, error) {
+	cfg, _, err := parseConfig(name, args)
+	if err != nil {
+		return nil, err
+	}
+	return app.Open(ctx, cfg, logger)
 }
 
 // rotateWriteKey stores a new write key for workspace id and returns it.
