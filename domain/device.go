@@ -59,16 +59,23 @@ const (
 // ValidateToken checks the form of a push token for a platform: for IOS
 // (APNS), an even number of hexadecimal digits, MinAPNSTokenLen to
 // MaxAPNSTokenLen long; for ANDROID (FCM), MinFCMTokenLen to MaxFCMTokenLen
-// characters of A-Z, a-z, 0-9 and "_:.-". It cannot tell whether the provider
-// knows the token: that shows as a bounce.
+// characters of A-Z, a-z, 0-9 and "_:.-". An IOS device may also hold an
+// FCM registration token (an app that uses Firebase Messaging on iOS, as
+// Customer.io's iOS SDK's FCM module does, registers that instead of the
+// APNS token): one with a colon, as FCM's "<instance id>:<token>" tokens
+// have, is checked as ANDROID's and sent through FCM (SendPlatform). It
+// cannot tell whether the provider knows the token: that shows as a bounce.
 func ValidateToken(p Platform, token string) error {
 	if token == "" {
 		return errors.New("token is empty")
 	}
 	switch p {
 	case PlatformIOS:
+		if isIOSFCMToken(token) {
+			return ValidateToken(PlatformAndroid, token)
+		}
 		if i := strings.IndexFunc(token, func(r rune) bool { return !isHex(r) }); i >= 0 {
-			return fmt.Errorf("token must be hexadecimal: invalid character %q at offset %d", token[i:i+1], i)
+			return fmt.Errorf("token must be hexadecimal (an APNS device token) or an FCM registration token (instance id:token): invalid character %q at offset %d", token[i:i+1], i)
 		}
 		if len(token) < MinAPNSTokenLen || len(token) > MaxAPNSTokenLen {
 			return fmt.Errorf("token must be %d to %d hexadecimal digits, got %d", MinAPNSTokenLen, MaxAPNSTokenLen, len(token))
@@ -87,6 +94,22 @@ func ValidateToken(p Platform, token string) error {
 		return fmt.Errorf("unknown platform %q: want IOS or ANDROID", p)
 	}
 	return nil
+}
+
+// isIOSFCMToken reports whether an iOS device's token is an FCM
+// registration token rather than an APNS device token: APNS tokens are
+// hexadecimal, FCM's are "<instance id>:<token>".
+func isIOSFCMToken(token string) bool { return strings.Contains(token, ":") }
+
+// SendPlatform returns the platform whose provider and credentials carry a
+// device's pushes: ANDROID (FCM) for an Android device and for an iOS
+// device that registered an FCM token (see ValidateToken), IOS (APNS) for
+// the other iOS devices.
+func SendPlatform(p Platform, token string) Platform {
+	if p == PlatformIOS && isIOSFCMToken(token) {
+		return PlatformAndroid
+	}
+	return p
 }
 
 // CanonicalToken is the form in which a token is stored, locked, targeted

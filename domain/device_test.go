@@ -116,7 +116,10 @@ func TestValidateToken(t *testing.T) {
 		{"apns empty", PlatformIOS, "", "token is empty"},
 		{"apns not hex", PlatformIOS, strings.Repeat("zz", 32), "token must be hexadecimal"},
 		{"apns space", PlatformIOS, hex64[:30] + " " + hex64[31:], "token must be hexadecimal"},
-		{"apns fcm token", PlatformIOS, fcm, "token must be hexadecimal"},
+		{"ios with an fcm token", PlatformIOS, fcm, ""},
+		{"ios fcm token without a colon", PlatformIOS, strings.Repeat("zz", 32), "or an FCM registration token"},
+		{"ios fcm token, bad character", PlatformIOS, fcm + "/", "invalid character \"/\""},
+		{"ios fcm token too short", PlatformIOS, "a:b", "32 to 4096"},
 		{"apns too short", PlatformIOS, hex64[:62], "64 to 200"},
 		{"apns too long", PlatformIOS, strings.Repeat("0f", 101), "64 to 200"},
 		{"apns odd length", PlatformIOS, hex64 + "a", "even number"},
@@ -144,6 +147,25 @@ func TestValidateToken(t *testing.T) {
 				t.Errorf("ValidateToken(%s, %q) = %q, want error containing %q", tt.platform, tt.token, err, tt.wantErr)
 			}
 		})
+	}
+}
+
+func TestSendPlatform(t *testing.T) {
+	hex64 := strings.Repeat("ab", 32)
+	fcm := "dQw4w9WgXcQ:APA91bH-_x.y" + strings.Repeat("A", 140)
+	for _, tt := range []struct {
+		p     Platform
+		token string
+		want  Platform
+	}{
+		{PlatformIOS, hex64, PlatformIOS},
+		{PlatformIOS, fcm, PlatformAndroid},
+		{PlatformAndroid, fcm, PlatformAndroid},
+		{PlatformAndroid, hex64, PlatformAndroid},
+	} {
+		if got := SendPlatform(tt.p, tt.token); got != tt.want {
+			t.Errorf("SendPlatform(%s, %.12s…) = %s, want %s", tt.p, tt.token, got, tt.want)
+		}
 	}
 }
 

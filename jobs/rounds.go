@@ -241,10 +241,12 @@ func sendsOf(r round, pl plan) []SendPayload {
 		}
 		push := pl.Push
 		push.Token = pd.Token
+		via := pd.sendPlatform()
+		push.ToIOS = via != pd.Platform
 		sends = append(sends, SendPayload{
 			WorkspaceID: d.WorkspaceID, CampaignID: d.CampaignID.String(), DeliveryID: d.ID.String(),
 			DeliveryCreated: d.CreatedAt, Round: r.p.Round, DeviceIndex: pd.Index, PersonID: d.PersonID,
-			Platform: pd.Platform, CredVersion: pl.CredVersions[pd.Platform], Push: push, DeviceState: pd.State,
+			Platform: via, CredVersion: pl.CredVersions[via], Push: push, DeviceState: pd.State,
 		})
 	}
 	return sends

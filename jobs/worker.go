@@ -243,6 +243,13 @@ type planDevice struct {
 	State string `json:"state,omitempty"`
 }
 
+// sendPlatform is the platform whose provider and credentials carry the
+// device's pushes (domain.SendPlatform): an iOS device with an FCM token
+// goes through FCM.
+func (pd planDevice) sendPlatform() string {
+	return string(domain.SendPlatform(domain.Platform(pd.Platform), pd.Token))
+}
+
 // planKey: a round's plan (JSON), set once with SET NX.
 func planKey(deliveryID string, round uint16) string {
 	return fmt.Sprintf("herald:plan:%s:%d", deliveryID, round)
@@ -364,11 +371,12 @@ func (w *Worker) makePlan(ctx context.Context, d clickhouse.Delivery, snap *Snap
 		pd := planDevice{Index: uint16(i), Token: dev.Token, Platform: string(dev.Platform), Suppressed: dev.State == domain.DeviceSuppressed,
 			Reporting: reporting[dev.Token], State: string(dev.State)}
 		if !pd.Suppressed {
-			c, ok := creds[pd.Platform]
+			via := pd.sendPlatform()
+			c, ok := creds[via]
 			if !ok {
 				return fail(domain.ReasonCredentialsNotFound)
 			}
-			pl.CredVersions[pd.Platform] = c.Version
+			pl.CredVersions[via] = c.Version
 		}
 		pl.Devices = append(pl.Devices, pd)
 	}

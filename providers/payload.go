@@ -79,7 +79,8 @@ func APNSPayload(p Push) ([]byte, error) {
 // FCMMessage returns the FCM HTTP v1 message for p: a notification (title,
 // body, image), data holding the custom data plus CIO-Delivery-ID,
 // CIO-Delivery-Token, link and image, and the Android collapse key set to
-// the delivery id. Reserved data keys override custom ones.
+// the delivery id. Reserved data keys override custom ones. For an iOS
+// device (p.ToIOS) the android block gives way to the apns one (fcmAPNS).
 func FCMMessage(p Push) *messaging.Message {
 	data := make(map[string]string, len(p.Data)+4)
 	for k, v := range p.Data {
@@ -97,12 +98,21 @@ func FCMMessage(p Push) *messaging.Message {
 			delete(data, k)
 		}
 	}
+	if p.ToIOS {
+		// As in APNSPayload: aps is Apple's and CIO Herald's (the apns block's CIO.push).
+		delete(data, "aps")
+		delete(data, "CIO")
+	}
 	if len(data) == 0 {
 		data = nil
 	}
 	m := &messaging.Message{Token: p.Token, Data: data}
 	if p.Title != "" || p.Body != "" || p.Image != "" {
 		m.Notification = &messaging.Notification{Title: p.Title, Body: p.Body, ImageURL: p.Image}
+	}
+	if p.ToIOS {
+		m.APNS = fcmAPNS(p)
+		return m
 	}
 	android := &messaging.AndroidConfig{CollapseKey: p.DeliveryID}
 	if p.Sound != "" {
@@ -112,6 +122,29 @@ func FCMMessage(p Push) *messaging.Message {
 		m.Android = android
 	}
 	return m
+}
+
+// fcmAPNS is the apns block of an FCM message to an iOS device: what
+// APNSPayload puts in the APNS payload besides the alert and the data
+// (FCM makes the alert from the notification and puts the data keys at
+// the top level of the payload, where the iOS SDK reads CIO-Delivery-ID):
+// sound, badge, mutable-content with an image (and FCM's image option,
+// which Firebase's own notification service extension reads), CIO.push,
+// and the collapse id.
+func fcmAPNS(p Push) *messaging.APNSConfig {
+	c := &messaging.APNSConfig{
+		Payload: &messaging.APNSPayload{Aps: &messaging.Aps{Sound: p.Sound, Badge: p.Badge, MutableContent: p.Image != ""}},
+	}
+	if p.DeliveryID != "" {
+		c.Headers = map[string]string{"apns-collapse-id": truncate(p.DeliveryID, maxCollapseID)}
+	}
+	if p.Link != "" || p.Image != "" {
+		c.Payload.CustomData = map[string]any{"CIO": map[string]any{"push": cioPush{Link: p.Link, Image: p.Image}}}
+	}
+	if p.Image != "" {
+		c.FCMOptions = &messaging.APNSFCMOptions{ImageURL: p.Image}
+	}
+	return c
 }
 
 // PayloadJSON returns the exact body Herald sends for p on platform: the

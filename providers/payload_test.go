@@ -32,6 +32,13 @@ func minimalPush() Push {
 	return Push{DeliveryID: "dlv_min", Token: "fcm-token-1", Body: "Hello"}
 }
 
+// toIOS makes p a push to an iOS device with an FCM token.
+func toIOS(p Push) Push {
+	p.ToIOS = true
+	p.Token = "dQw4w9WgXcQ:APA91bH-ios" + strings.Repeat("A", 40)
+	return p
+}
+
 func TestPayloadGolden(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -42,6 +49,8 @@ func TestPayloadGolden(t *testing.T) {
 		{"apns_minimal", IOS, minimalPush()},
 		{"fcm_full", Android, fullPush()},
 		{"fcm_minimal", Android, minimalPush()},
+		{"fcm_ios_full", Android, toIOS(fullPush())},
+		{"fcm_ios_minimal", Android, toIOS(minimalPush())},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := PayloadJSON(tc.platform, tc.push)

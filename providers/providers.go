@@ -27,6 +27,10 @@ type Push struct {
 	Sound      string
 	Badge      *int
 	Data       map[string]string // custom data; string values keep both platforms equal
+	// ToIOS: the device is an iPhone or iPad reached through FCM (it
+	// registered an FCM token, domain.SendPlatform); FCMMessage then sets
+	// the apns block instead of the android one.
+	ToIOS bool
 }
 
 // Outcome is the class of a provider's answer, as DESIGN.md's "Provider outcomes".

@@ -432,3 +432,87 @@ func TestCDPSegmentEvents(t *testing.T) {
 		t.Errorf("%d of a burst of 12 got 429, want at least 2", limited)
 	}
 }
+
+// TestCDPIOSFirebaseToken: an iOS app that uses Firebase Messaging
+// registers its FCM token, not the APNS one. customerio-ios 4.7.5
+// Sources/MessagingPushFCM/MessagingPushFCM.swift:61-65 hands the FCM
+// token to the same messagingPush.registerDeviceToken as the APNS module,
+// so it arrives as the iOS batch's Device Created or Updated with
+// context.device.type "ios" (DataPipelineImplementation+BGQ.swift:45).
+// Herald keeps the device as IOS and sends to it through FCM, with the
+// apns block an iPhone needs, while the person's APNS device goes to APNS.
+func TestCDPIOSFirebaseToken(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c, key := e.cdpWorkspace("cdp-ios-fcm")
+	msg := c.message("Hi", "Hello")
+	apnsToken := "0a1c" + strings.Repeat("cd", 30)
+	fcmToken := "fIoS4w9WgXcQ:APA91bH-" + strings.Repeat("iOs_", 30)
+	batch := "{ \"batch\": [\n" +
+		`{"type":"track","event":"Device Created or Updated","userId":"p-fios","anonymousId":"A-9","messageId":"fios-1","timestamp":"2026-12-02T06:00:00.100Z","properties":{"cio_sdk_version":"4.7.5"},"context":{"device":{"token":"` + apnsToken + `","type":"ios"}}}` + "\n" +
+		`,{"type":"track","event":"Device Created or Updated","userId":"p-fios","anonymousId":"A-9","messageId":"fios-2","timestamp":"2026-12-02T06:00:00.200Z","properties":{"cio_sdk_version":"4.7.5"},"context":{"device":{"token":"` + fcmToken + `","type":"ios"}}}` + "\n" +
+		`],"sentAt":"2026-12-02T06:00:01.000Z","writeKey":"` + key + `"}` + "\n"
+	if got, out := e.cdpPost("/v1/b", []byte(batch), map[string]string{"Content-Type": "application/json; charset=utf-8"}); got != 200 {
+		t.Fatalf("ios batch: %d %v", got, out)
+	}
+	if _, devs := c.personDevices("p-fios"); devs[apnsToken] != "IOS" || devs[fcmToken] != "IOS" {
+		t.Fatalf("devices = %v, want both IOS", devs)
+	}
+
+	id := c.send(msg, "p-fios", "ALL_DEVICES", "")
+	d := c.waitFinal(id)
+	for _, tok := range []string{apnsToken, fcmToken} {
+		if st, _ := d.statusOf(tok); st != "SENT" {
+			t.Errorf("device %.8s… is %q, want SENT: %s", tok, st, fmtDevices(d))
+		}
+	}
+	for _, dv := range d.Devices {
+		if dv.Platform != "IOS" {
+			t.Errorf("delivery device %.8s… platform %s, want IOS", dv.Token, dv.Platform)
+		}
+	}
+	if n := e.apns.Count(fcmToken); n != 0 {
+		t.Errorf("APNS got %d requests for the FCM token", n)
+	}
+	if n := e.fcm.Count(apnsToken); n != 0 {
+		t.Errorf("FCM got %d requests for the APNS token", n)
+	}
+	if n := e.apns.Count(apnsToken); n != 1 {
+		t.Errorf("APNS got %d requests for the APNS token, want 1", n)
+	}
+	reqs := e.fcm.Requests(fcmToken)
+	if len(reqs) != 1 {
+		t.Fatalf("FCM got %d requests for the iOS device's FCM token, want 1", len(reqs))
+	}
+	var body struct {
+		Message struct {
+			Data    map[string]string `json:"data"`
+			Android json.RawMessage   `json:"android"`
+			APNS    struct {
+				Headers map[string]string `json:"headers"`
+				Payload struct {
+					CIO struct {
+						Push struct{ Link string } `json:"push"`
+					} `json:"CIO"`
+					APS map[string]any `json:"aps"`
+				} `json:"payload"`
+			} `json:"apns"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(reqs[0].Body, &body); err != nil {
+		t.Fatalf("FCM body: %v: %s", err, reqs[0].Body)
+	}
+	m := body.Message
+	if m.Data["CIO-Delivery-ID"] != id || m.Data["CIO-Delivery-Token"] != fcmToken {
+		t.Errorf("data = %v, want CIO-Delivery-ID %s and the token", m.Data, id)
+	}
+	if m.Android != nil || m.APNS.Payload.APS == nil || m.APNS.Payload.CIO.Push.Link != "app://home" || m.APNS.Headers["apns-collapse-id"] != id {
+		t.Errorf("FCM message to an iOS device = %s, want an apns block (aps, CIO.push.link, apns-collapse-id) and no android block", reqs[0].Body)
+	}
+
+	// The SDK reports delivered for the FCM token like any other.
+	nse := `{"event":"Report Delivery Event","userId":"p-fios","properties":{"recipient":"` + fcmToken + `","metric":"delivered","deliveryId":"` + id + `"}}`
+	if got, out := e.cdpPost("/v1/track", []byte(nse), map[string]string{"Content-Type": "application/json; charset=utf-8", "Authorization": basicWriteKey(key)}); got != 200 {
+		t.Fatalf("nse: %d %v", got, out)
+	}
+	c.waitStatus(id, "DELIVERED")
+}

@@ -1567,6 +1567,7 @@ input IdentifyPersonInput {
 
 input RegisterDeviceInput {
   personId: ID!
+  "An APNS device token (hex) for IOS, an FCM registration token for ANDROID. An IOS device may hold an FCM token (an app that uses Firebase Messaging on iOS): it is sent through FCM."
   token: String!
   platform: Platform!
   "Defaults to now."

@@ -209,7 +209,8 @@ type Query struct {
 }
 
 type RegisterDeviceInput struct {
-	PersonID string   `json:"personId"`
+	PersonID string `json:"personId"`
+	// An APNS device token (hex) for IOS, an FCM registration token for ANDROID. An IOS device may hold an FCM token (an app that uses Firebase Messaging on iOS): it is sent through FCM.
 	Token    string   `json:"token"`
 	Platform Platform `json:"platform"`
 	// Defaults to now.
