@@ -1,11 +1,14 @@
 package server_test
 
 import (
+	"log"
+
 	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	analytics "gopkg.in/segmentio/analytics-go.v3"
 	"io"
 	"net/http"
 	"strings"
@@ -159,27 +162,52 @@ func mustWorkspaceOf(t *testing.T, e *env, key string) string {
 	return ws.ID
 }
 
-// TestCDPAnalyticsGo replays what github.com/segmentio/analytics-go/v3
-// sends (the module proxy does not serve it here: "403 This module version
-// is not available"): analytics.go:285-295 at bc3a04e POSTs Endpoint+
-// "/v1/batch" with Content-Type application/json and SetBasicAuth(key, ""),
-// the body message.go's batch {"messageId","sentAt","batch","context"}.
+// TestCDPAnalyticsGo drives Segment's own Go client,
+// gopkg.in/segmentio/analytics-go.v3 v3.1.0 (the module proxy serves it
+// under that path; github.com/segmentio/analytics-go/v3 it refuses, "403
+// This module version is not available"): its analytics.go:285-295 POSTs
+// Endpoint+"/v1/batch" with SetBasicAuth(writeKey, ""), message.go's batch
+// {"messageId","sentAt","batch","context"}. Its DeviceInfo has no token,
+// so a server registers a device with the token in Context.Extra's device,
+// which context.go:134-147 inlines as context.device.
 func TestCDPAnalyticsGo(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	c, key := e.cdpWorkspace("cdp-analytics-go")
 	msg := c.message("Hi", "Hello")
 	token := "0123" + strings.Repeat("ab", 30)
-	headers := map[string]string{"Content-Type": "application/json", "User-Agent": "analytics-go (version: 3.3.0)",
-		"Authorization": basicWriteKey(key)}
-	now := time.Now().UTC().Format(time.RFC3339Nano)
-	batch := `{"messageId":"b1","sentAt":"` + now + `","batch":[` +
-		`{"type":"identify","messageId":"m-identify","userId":"p-go","timestamp":"` + now + `","traits":{"name":"Ada","plan":"pro"}},` +
-		`{"type":"track","messageId":"m-device","userId":"p-go","event":"Device Created or Updated","timestamp":"` + now + `",` +
-		`"properties":{"app_version":"1.2.3"},"context":{"device":{"token":"` + token + `","type":"ios"}}}` +
-		`],"context":{"library":{"name":"analytics-go","version":"3.3.0"}}}`
-	if got, out := e.cdpPost("/v1/batch", []byte(batch), headers); got != 200 || out["success"] != true {
-		t.Fatalf("batch: %d %v", got, out)
+	// enqueue sends the messages with a new client and waits for each one's callback.
+	enqueue := func(msgs ...analytics.Message) {
+		t.Helper()
+		cb := &segmentCallback{done: make(chan error, len(msgs))}
+		sc, err := analytics.NewWithConfig(key, analytics.Config{Endpoint: e.http.URL, Interval: 20 * time.Millisecond, Callback: cb,
+			Logger: analytics.StdLogger(log.New(io.Discard, "", 0))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range msgs {
+			if err := sc.Enqueue(m); err != nil {
+				t.Fatalf("enqueue %T: %v", m, err)
+			}
+		}
+		for range msgs {
+			select {
+			case err := <-cb.done:
+				if err != nil {
+					t.Fatalf("analytics-go: %v", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("analytics-go: no callback after 20s")
+			}
+		}
+		if err := sc.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
+	enqueue(
+		analytics.Identify{UserId: "p-go", Traits: analytics.NewTraits().SetName("Ada").Set("plan", "pro")},
+		analytics.Track{UserId: "p-go", Event: "Device Created or Updated", Properties: analytics.NewProperties().Set("app_version", "1.2.3"),
+			Context: &analytics.Context{Extra: map[string]any{"device": map[string]any{"token": token, "type": "ios"}}}},
+	)
 	attrs, devs := c.personDevices("p-go")
 	if attrs["name"] != "Ada" || attrs["plan"] != "pro" {
 		t.Errorf("person attributes = %v, want name Ada, plan pro", attrs)
@@ -192,13 +220,41 @@ func TestCDPAnalyticsGo(t *testing.T) {
 	if d := c.waitFinal(id); d.Status != "SENT" {
 		t.Fatalf("delivery %s, want SENT", d.Status)
 	}
-	track := `{"messageId":"b2","sentAt":"` + now + `","batch":[{"type":"track","messageId":"m-delivered","anonymousId":"a1",` +
-		`"event":"Report Delivery Event","properties":{"recipient":"` + token + `","metric":"delivered","deliveryId":"` + id + `"}}]}`
-	if got, out := e.cdpPost("/v1/batch", []byte(track), headers); got != 200 {
-		t.Fatalf("report: %d %v", got, out)
-	}
+	enqueue(analytics.Track{AnonymousId: "a1", Event: "Report Delivery Event",
+		Properties: analytics.NewProperties().Set("recipient", token).Set("metric", "delivered").Set("deliveryId", id)})
 	c.waitStatus(id, "DELIVERED")
+
+	// A wrong write key: the client's Failure callback gets the 401 after
+	// its 10 attempts (analytics.go:248-279 retries every error, a 4xx too).
+	cb := &segmentCallback{done: make(chan error, 1)}
+	sc, err := analytics.NewWithConfig("wk-wrong", analytics.Config{Endpoint: e.http.URL, Interval: 20 * time.Millisecond, Callback: cb,
+		RetryAfter: func(int) time.Duration { return time.Millisecond },
+		Logger:     analytics.StdLogger(log.New(io.Discard, "", 0))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	if err := sc.Enqueue(analytics.Identify{UserId: "p-go", Traits: analytics.NewTraits().Set("plan", "stolen")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-cb.done:
+		if err == nil || !strings.Contains(err.Error(), "401") {
+			t.Errorf("wrong key: callback error %v, want a 401", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("wrong key: no callback after 20s")
+	}
+	if attrs, _ := c.personDevices("p-go"); attrs["plan"] != "pro" {
+		t.Errorf("plan = %v after a wrong key's identify, want pro", attrs["plan"])
+	}
 }
+
+// segmentCallback passes analytics-go's per-message outcome on.
+type segmentCallback struct{ done chan error }
+
+func (s *segmentCallback) Success(analytics.Message)              { s.done <- nil }
+func (s *segmentCallback) Failure(_ analytics.Message, err error) { s.done <- err }
 
 // TestCDPMobileSDKs replays the requests of Customer.io's mobile SDKs as
 // their source builds them.
