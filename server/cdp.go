@@ -114,6 +114,7 @@ type cdpEvent struct {
 	AnonymousID json.RawMessage `json:"anonymousId"`
 	MessageID   string          `json:"messageId"`
 	Timestamp   string          `json:"timestamp"`
+	SentAt      string          `json:"sentAt"` // the batch's when the event has none
 	Properties  map[string]any  `json:"properties"`
 	Traits      map[string]any  `json:"traits"`
 	WriteKey    string          `json:"writeKey"`
@@ -129,6 +130,7 @@ type cdpEvent struct {
 type cdpBatch struct {
 	Batch    []json.RawMessage `json:"batch"`
 	WriteKey string            `json:"writeKey"`
+	SentAt   string            `json:"sentAt"`
 }
 
 // readCDPBody reads the body, gunzipping it for Content-Encoding: gzip, and
@@ -212,11 +214,13 @@ func (h *cdpHandler) read(w http.ResponseWriter, r *http.Request, limit int64, v
 // one event of type typ.
 func (h *cdpHandler) single(typ string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		received := time.Now()
 		var ev cdpEvent
 		if !h.read(w, r, maxCDPEventBytes, &ev) {
 			return
 		}
 		ev.Type = typ
+		ev.Timestamp = skewed(ev.Timestamp, ev.SentAt, received)
 		ws, ok := h.authenticate(w, r, ev.WriteKey)
 		if !ok {
 			return
@@ -227,6 +231,7 @@ func (h *cdpHandler) single(typ string) http.HandlerFunc {
 
 // batch serves /v1/batch and /v1/b.
 func (h *cdpHandler) batch(w http.ResponseWriter, r *http.Request) {
+	received := time.Now()
 	var b cdpBatch
 	if !h.read(w, r, maxCDPBatchBytes, &b) {
 		return
@@ -242,6 +247,10 @@ func (h *cdpHandler) batch(w http.ResponseWriter, r *http.Request) {
 			writeSegment(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf("batch[%d]: Invalid JSON: %v", i, err))
 			return
 		}
+		if ev.SentAt == "" {
+			ev.SentAt = b.SentAt
+		}
+		ev.Timestamp = skewed(ev.Timestamp, ev.SentAt, received)
 		events = append(events, ev)
 	}
 	ws, ok := h.authenticate(w, r, b.WriteKey)
@@ -459,6 +468,18 @@ func propString(props map[string]any, keys ...string) string {
 		}
 	}
 	return ""
+}
+
+// skewed corrects an event's timestamp for the sender's clock as Segment
+// does: timestamp + (received − sentAt), so a phone whose clock is two
+// hours slow reports the time it meant. Without a readable timestamp and
+// sentAt it returns timestamp as it is.
+func skewed(timestamp, sentAt string, received time.Time) string {
+	t, sent := parseISOTime(timestamp), parseISOTime(sentAt)
+	if t.IsZero() || sent.IsZero() {
+		return timestamp
+	}
+	return t.Add(received.Sub(sent)).Format(time.RFC3339Nano)
 }
 
 // parseISOTime reads an ISO-8601 timestamp; absent or unreadable is zero

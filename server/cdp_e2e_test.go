@@ -335,7 +335,7 @@ func TestCDPMobileSDKs(t *testing.T) {
 	opened := []byte(`{"batch":[` +
 		`{"type":"track","event":"Report Delivery Event","userId":"p-and","anonymousId":"b-2","messageId":"and-3","timestamp":"` + time.Now().UTC().Format("2006-01-02T15:04:05.000Z") + `","properties":{"recipient":"` + androidToken + `","metric":"opened","deliveryId":"` + andID + `"},"context":{"device":{"token":"` + androidToken + `","type":"android"}}},` +
 		`{"type":"identify","userId":"p-and","anonymousId":"b-2","messageId":"and-4","traits":{"plan":"trial","unsubscribed":false}}` +
-		`],"sentAt":"2026-12-02T06:00:02.000Z","writeKey":"` + key + `"}`)
+		`],"sentAt":"` + time.Now().UTC().Format("2006-01-02T15:04:05.000Z") + `","writeKey":"` + key + `"}`)
 	if got, out := e.cdpPost("/v1/b", gzipBytes(t, opened), androidHeaders); got != 200 {
 		t.Fatalf("android opened: %d %v", got, out)
 	}
@@ -571,4 +571,36 @@ func TestCDPIOSFirebaseToken(t *testing.T) {
 		t.Fatalf("nse: %d %v", got, out)
 	}
 	c.waitStatus(id, "DELIVERED")
+}
+
+// TestCDPSentAtSkew: Segment corrects each timestamp by the sender's clock
+// (timestamp + received − sentAt); a phone two hours slow reports a
+// delivered that happened half a second before it uploaded the batch, and
+// the metric counts at that moment rather than being refused as from
+// before the delivery existed.
+func TestCDPSentAtSkew(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c, key := e.cdpWorkspace("cdp-skew")
+	msg := c.message("Hi", "Hello")
+	token := "skew" + strings.Repeat("Q_", 30)
+	c.device("p-skew", "ANDROID", token, time.Time{})
+	id := c.send(msg, "p-skew", "ALL_DEVICES", "")
+	c.waitFinal(id)
+
+	phone := time.Now().Add(-2 * time.Hour) // the phone's clock
+	iso := func(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
+	batch := `{"batch":[{"type":"track","event":"Report Delivery Event","anonymousId":"s-1","messageId":"skew-1","timestamp":"` + iso(phone.Add(-500*time.Millisecond)) +
+		`","properties":{"recipient":"` + token + `","metric":"delivered","deliveryId":"` + id + `"}}],"sentAt":"` + iso(phone) + `","writeKey":"` + key + `"}`
+	before := time.Now()
+	if got, out := e.cdpPost("/v1/b", []byte(batch), map[string]string{"Content-Type": "application/json"}); got != 200 {
+		t.Fatalf("batch: %d %v", got, out)
+	}
+	c.waitStatus(id, "DELIVERED")
+	at, err := time.Parse(time.RFC3339Nano, get(c.mustDo(`query($id: ID!) { delivery(id: $id) { deliveredAt } }`, vars{"id": id}), "delivery", "deliveredAt").(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := before.Add(-500 * time.Millisecond); at.Before(want.Add(-2*time.Second)) || at.After(time.Now()) {
+		t.Errorf("deliveredAt = %v, want about %v (the phone's timestamp corrected by sentAt)", at, want)
+	}
 }
