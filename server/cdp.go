@@ -124,6 +124,8 @@ type cdpEvent struct {
 			Type  string `json:"type"`
 		} `json:"device"`
 	} `json:"context"`
+
+	at time.Time // Timestamp corrected by SentAt (eventTime); zero means now
 }
 
 // cdpBatch is a /v1/batch or /v1/b body.
@@ -220,7 +222,7 @@ func (h *cdpHandler) single(typ string) http.HandlerFunc {
 			return
 		}
 		ev.Type = typ
-		ev.Timestamp = skewed(ev.Timestamp, ev.SentAt, received)
+		ev.at = eventTime(ev.Timestamp, ev.SentAt, received)
 		ws, ok := h.authenticate(w, r, ev.WriteKey)
 		if !ok {
 			return
@@ -250,7 +252,7 @@ func (h *cdpHandler) batch(w http.ResponseWriter, r *http.Request) {
 		if ev.SentAt == "" {
 			ev.SentAt = b.SentAt
 		}
-		ev.Timestamp = skewed(ev.Timestamp, ev.SentAt, received)
+		ev.at = eventTime(ev.Timestamp, ev.SentAt, received)
 		events = append(events, ev)
 	}
 	ws, ok := h.authenticate(w, r, b.WriteKey)
@@ -364,7 +366,7 @@ const (
 // mutations and the SDK report endpoints.
 func (h *cdpHandler) apply(ctx context.Context, ws string, ev cdpEvent) error {
 	user := idString(ev.UserID)
-	at := parseISOTime(ev.Timestamp)
+	at := ev.at
 	switch ev.Type {
 	case "identify":
 		if user == "" {
@@ -470,16 +472,16 @@ func propString(props map[string]any, keys ...string) string {
 	return ""
 }
 
-// skewed corrects an event's timestamp for the sender's clock as Segment
-// does: timestamp + (received − sentAt), so a phone whose clock is two
-// hours slow reports the time it meant. Without a readable timestamp and
-// sentAt it returns timestamp as it is.
-func skewed(timestamp, sentAt string, received time.Time) string {
+// eventTime is an event's time: its timestamp corrected for the sender's
+// clock as Segment does, timestamp + (received − sentAt), so a phone whose
+// clock is two hours slow reports the time it meant; the timestamp as it
+// is without a readable sentAt; zero (now) without a readable timestamp.
+func eventTime(timestamp, sentAt string, received time.Time) time.Time {
 	t, sent := parseISOTime(timestamp), parseISOTime(sentAt)
 	if t.IsZero() || sent.IsZero() {
-		return timestamp
+		return t
 	}
-	return t.Add(received.Sub(sent)).Format(time.RFC3339Nano)
+	return t.Add(received.Sub(sent))
 }
 
 // parseISOTime reads an ISO-8601 timestamp; absent or unreadable is zero

@@ -1,21 +1,20 @@
 package server_test
 
 import (
-	"log"
-
 	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	analytics "gopkg.in/segmentio/analytics-go.v3"
 	"io"
+	"log"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/heraldpush/herald/server"
+	analytics "gopkg.in/segmentio/analytics-go.v3"
 )
 
 // cdpWorkspace is a workspace with credentials and a Data Pipelines write key.
@@ -175,32 +174,12 @@ func TestCDPAnalyticsGo(t *testing.T) {
 	c, key := e.cdpWorkspace("cdp-analytics-go")
 	msg := c.message("Hi", "Hello")
 	token := "0123" + strings.Repeat("ab", 30)
-	// enqueue sends the messages with a new client and waits for each one's callback.
 	enqueue := func(msgs ...analytics.Message) {
 		t.Helper()
-		cb := &segmentCallback{done: make(chan error, len(msgs))}
-		sc, err := analytics.NewWithConfig(key, analytics.Config{Endpoint: e.http.URL, Interval: 20 * time.Millisecond, Callback: cb,
-			Logger: analytics.StdLogger(log.New(io.Discard, "", 0))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range msgs {
-			if err := sc.Enqueue(m); err != nil {
-				t.Fatalf("enqueue %T: %v", m, err)
+		for i, err := range segmentSend(t, e.http.URL, key, msgs...) {
+			if err != nil {
+				t.Fatalf("analytics-go, message %d: %v", i, err)
 			}
-		}
-		for range msgs {
-			select {
-			case err := <-cb.done:
-				if err != nil {
-					t.Fatalf("analytics-go: %v", err)
-				}
-			case <-time.After(20 * time.Second):
-				t.Fatal("analytics-go: no callback after 20s")
-			}
-		}
-		if err := sc.Close(); err != nil {
-			t.Fatal(err)
 		}
 	}
 	enqueue(
@@ -226,28 +205,39 @@ func TestCDPAnalyticsGo(t *testing.T) {
 
 	// A wrong write key: the client's Failure callback gets the 401 after
 	// its 10 attempts (analytics.go:248-279 retries every error, a 4xx too).
-	cb := &segmentCallback{done: make(chan error, 1)}
-	sc, err := analytics.NewWithConfig("wk-wrong", analytics.Config{Endpoint: e.http.URL, Interval: 20 * time.Millisecond, Callback: cb,
-		RetryAfter: func(int) time.Duration { return time.Millisecond },
-		Logger:     analytics.StdLogger(log.New(io.Discard, "", 0))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.Close()
-	if err := sc.Enqueue(analytics.Identify{UserId: "p-go", Traits: analytics.NewTraits().Set("plan", "stolen")}); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-cb.done:
-		if err == nil || !strings.Contains(err.Error(), "401") {
-			t.Errorf("wrong key: callback error %v, want a 401", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("wrong key: no callback after 20s")
+	if errs := segmentSend(t, e.http.URL, "wk-wrong", analytics.Identify{UserId: "p-go", Traits: analytics.NewTraits().Set("plan", "stolen")}); errs[0] == nil || !strings.Contains(errs[0].Error(), "401") {
+		t.Errorf("wrong key: callback error %v, want a 401", errs[0])
 	}
 	if attrs, _ := c.personDevices("p-go"); attrs["plan"] != "pro" {
 		t.Errorf("plan = %v after a wrong key's identify, want pro", attrs["plan"])
 	}
+}
+
+// segmentSend sends msgs with a new analytics-go client (no wait between
+// its retries) and returns each one's outcome from its callback.
+func segmentSend(t *testing.T, endpoint, writeKey string, msgs ...analytics.Message) []error {
+	t.Helper()
+	cb := &segmentCallback{done: make(chan error, len(msgs))}
+	sc, err := analytics.NewWithConfig(writeKey, analytics.Config{Endpoint: endpoint, Interval: 20 * time.Millisecond, Callback: cb,
+		RetryAfter: func(int) time.Duration { return time.Millisecond }, Logger: analytics.StdLogger(log.New(io.Discard, "", 0))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	for _, m := range msgs {
+		if err := sc.Enqueue(m); err != nil {
+			t.Fatalf("enqueue %T: %v", m, err)
+		}
+	}
+	errs := make([]error, len(msgs))
+	for i := range msgs {
+		select {
+		case errs[i] = <-cb.done:
+		case <-time.After(20 * time.Second):
+			t.Fatal("analytics-go: no callback after 20s")
+		}
+	}
+	return errs
 }
 
 // segmentCallback passes analytics-go's per-message outcome on.
@@ -539,29 +529,15 @@ func TestCDPIOSFirebaseToken(t *testing.T) {
 	if len(reqs) != 1 {
 		t.Fatalf("FCM got %d requests for the iOS device's FCM token, want 1", len(reqs))
 	}
-	var body struct {
-		Message struct {
-			Data    map[string]string `json:"data"`
-			Android json.RawMessage   `json:"android"`
-			APNS    struct {
-				Headers map[string]string `json:"headers"`
-				Payload struct {
-					CIO struct {
-						Push struct{ Link string } `json:"push"`
-					} `json:"CIO"`
-					APS map[string]any `json:"aps"`
-				} `json:"payload"`
-			} `json:"apns"`
-		} `json:"message"`
-	}
+	var body map[string]any
 	if err := json.Unmarshal(reqs[0].Body, &body); err != nil {
 		t.Fatalf("FCM body: %v: %s", err, reqs[0].Body)
 	}
-	m := body.Message
-	if m.Data["CIO-Delivery-ID"] != id || m.Data["CIO-Delivery-Token"] != fcmToken {
-		t.Errorf("data = %v, want CIO-Delivery-ID %s and the token", m.Data, id)
+	if get(body, "message", "data", "CIO-Delivery-ID") != id || get(body, "message", "data", "CIO-Delivery-Token") != fcmToken {
+		t.Errorf("data = %v, want CIO-Delivery-ID %s and the token", get(body, "message", "data"), id)
 	}
-	if m.Android != nil || m.APNS.Payload.APS == nil || m.APNS.Payload.CIO.Push.Link != "app://home" || m.APNS.Headers["apns-collapse-id"] != id {
+	if get(body, "message", "android") != nil || get(body, "message", "apns", "payload", "aps") == nil ||
+		get(body, "message", "apns", "payload", "CIO", "push", "link") != "app://home" || get(body, "message", "apns", "headers", "apns-collapse-id") != id {
 		t.Errorf("FCM message to an iOS device = %s, want an apns block (aps, CIO.push.link, apns-collapse-id) and no android block", reqs[0].Body)
 	}
 
@@ -585,22 +561,32 @@ func TestCDPSentAtSkew(t *testing.T) {
 	token := "skew" + strings.Repeat("Q_", 30)
 	c.device("p-skew", "ANDROID", token, time.Time{})
 	id := c.send(msg, "p-skew", "ALL_DEVICES", "")
+	created := time.Now()
 	c.waitFinal(id)
+	// The report is of a delivered lag before the upload: the delivery must
+	// be older than lag, or its time would be clamped to the delivery's
+	// creation (the timestamp rule).
+	const lag = 1500 * time.Millisecond
+	time.Sleep(time.Until(created.Add(lag + time.Second)))
 
 	phone := time.Now().Add(-2 * time.Hour) // the phone's clock
 	iso := func(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
-	batch := `{"batch":[{"type":"track","event":"Report Delivery Event","anonymousId":"s-1","messageId":"skew-1","timestamp":"` + iso(phone.Add(-500*time.Millisecond)) +
+	batch := `{"batch":[{"type":"track","event":"Report Delivery Event","anonymousId":"s-1","messageId":"skew-1","timestamp":"` + iso(phone.Add(-lag)) +
 		`","properties":{"recipient":"` + token + `","metric":"delivered","deliveryId":"` + id + `"}}],"sentAt":"` + iso(phone) + `","writeKey":"` + key + `"}`
-	before := time.Now()
+	before := time.Now().Truncate(time.Millisecond)
 	if got, out := e.cdpPost("/v1/b", []byte(batch), map[string]string{"Content-Type": "application/json"}); got != 200 {
 		t.Fatalf("batch: %d %v", got, out)
 	}
+	after := time.Now()
 	c.waitStatus(id, "DELIVERED")
 	at, err := time.Parse(time.RFC3339Nano, get(c.mustDo(`query($id: ID!) { delivery(id: $id) { deliveredAt } }`, vars{"id": id}), "delivery", "deliveredAt").(string))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := before.Add(-500 * time.Millisecond); at.Before(want.Add(-2*time.Second)) || at.After(time.Now()) {
-		t.Errorf("deliveredAt = %v, want about %v (the phone's timestamp corrected by sentAt)", at, want)
+	// received − lag, received being between before and after (sentAt and
+	// the timestamp have whole milliseconds); the upload's own time would be
+	// lag later.
+	if lo, hi := before.Add(-lag-time.Millisecond), after.Add(-lag); at.Before(lo) || at.After(hi) {
+		t.Errorf("deliveredAt = %v, want in [%v, %v]: the phone's timestamp corrected by sentAt", at, lo, hi)
 	}
 }
