@@ -241,27 +241,28 @@ type Message struct {
 	Sound       string
 	Badge       int32
 	Data        string
+	Options     string // providers.Options as JSON; '' = the default
 	CreatedAt   time.Time
 }
 
 // insertMessage: params workspace_id, id, campaign_id, name, title, body,
-// link, image, sound, badge, data, created_at.
-const insertMessage = `INSERT INTO push_messages (workspace_id, id, campaign_id, name, title, body, link, image, sound, badge, data, created_at)`
+// link, image, sound, badge, data, options, created_at.
+const insertMessage = `INSERT INTO push_messages (workspace_id, id, campaign_id, name, title, body, link, image, sound, badge, data, options, created_at)`
 
 // CreateMessage records a push template.
 func (s *Store) CreateMessage(ctx context.Context, m Message) error {
-	return s.insertOne(ctx, "message", insertMessage, m.WorkspaceID, m.ID, m.CampaignID, m.Name, m.Title, m.Body, m.Link, m.Image, m.Sound, m.Badge, m.Data, m.CreatedAt)
+	return s.insertOne(ctx, "message", insertMessage, m.WorkspaceID, m.ID, m.CampaignID, m.Name, m.Title, m.Body, m.Link, m.Image, m.Sound, m.Badge, m.Data, m.Options, m.CreatedAt)
 }
 
 // selectMessage: params workspace_id, id; columns campaign_id, name, title,
-// body, link, image, sound, badge, data, created_at.
-const selectMessage = `SELECT campaign_id, name, title, body, link, image, sound, badge, data, created_at
+// body, link, image, sound, badge, data, options, created_at.
+const selectMessage = `SELECT campaign_id, name, title, body, link, image, sound, badge, data, options, created_at
 FROM push_messages FINAL WHERE workspace_id = ? AND id = ?`
 
 // Message reads a push template; ErrNotFound if absent.
 func (s *Store) Message(ctx context.Context, workspaceID string, id uuid.UUID) (Message, error) {
 	m := Message{WorkspaceID: workspaceID, ID: id}
-	err := s.conn.QueryRow(ctx, selectMessage, workspaceID, id).Scan(&m.CampaignID, &m.Name, &m.Title, &m.Body, &m.Link, &m.Image, &m.Sound, &m.Badge, &m.Data, &m.CreatedAt)
+	err := s.conn.QueryRow(ctx, selectMessage, workspaceID, id).Scan(&m.CampaignID, &m.Name, &m.Title, &m.Body, &m.Link, &m.Image, &m.Sound, &m.Badge, &m.Data, &m.Options, &m.CreatedAt)
 	return m, rowErr("message", err)
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/heraldpush/herald/clickhouse"
 	"github.com/heraldpush/herald/graph/model"
+	"github.com/heraldpush/herald/providers"
 )
 
 // maxPersonIDLen follows Customer.io's limit on customer ids.
@@ -103,6 +104,8 @@ func messageModel(m clickhouse.Message) *model.PushMessage {
 	pm := &model.PushMessage{ID: m.ID.String(), Name: m.Name, Title: m.Title, Body: m.Body,
 		Link: optString(m.Link), Image: optString(m.Image), Sound: optString(m.Sound),
 		Data: decodeJSON(m.Data), CreatedAt: m.CreatedAt.UTC()}
+	// Stored by newMessage from valid options; unreadable ones show as the default.
+	pm.Options, _ = providers.DecodeOptions(m.Options)
 	if m.CampaignID != uuid.Nil {
 		pm.CampaignID = m.CampaignID.String()
 	}

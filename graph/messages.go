@@ -32,8 +32,8 @@ func (r *Resolver) newMessage(ctx context.Context, ws string, in model.CreatePus
 	if err := checkLen("input.name", in.Name, maxNameLen); err != nil {
 		return m, err
 	}
-	if in.Title == "" && in.Body == "" {
-		return m, badInput("input.body", "a push needs a title or a body")
+	if in.Title == "" && in.Body == "" && (in.Options == nil || !in.Options.Silent) {
+		return m, badInput("input.body", "a push needs a title or a body (or options.silent)")
 	}
 	if in.Badge != nil {
 		if *in.Badge < 0 {
@@ -58,9 +58,29 @@ func (r *Resolver) newMessage(ctx context.Context, ws string, in model.CreatePus
 		return m, err
 	}
 	m.Data = data
+	var opts providers.Options
+	if in.Options != nil {
+		opts = *in.Options
+	}
+	hasAlert := m.Title != "" || m.Body != "" || m.Sound != "" || m.Badge >= 0 || m.Image != ""
+	if err := opts.Validate(hasAlert); err != nil {
+		var oe *providers.OptionError
+		if errors.As(err, &oe) {
+			return m, badInput("input.options."+oe.Field, "%s", oe.Msg)
+		}
+		return m, badInput("input.options", "%v", err)
+	}
+	if m.Options, err = opts.Encode(); err != nil {
+		return m, badInput("input.options", "%v", err)
+	}
 	fields, custom, err := jobs.MessageFields(m)
 	if err != nil {
 		return m, badInput("input.data", "%v", err)
+	}
+	for k, v := range opts.TextFields() {
+		if v != "" {
+			fields["options."+k] = v
+		}
 	}
 	if err := r.Render.Check(fields); err != nil {
 		var fe *render.FieldError
@@ -70,7 +90,7 @@ func (r *Resolver) newMessage(ctx context.Context, ws string, in model.CreatePus
 		return m, badInput("input", "%v", err)
 	}
 	p := providers.Push{DeliveryID: id.String(), Token: sampleToken, Title: m.Title, Body: m.Body,
-		Link: m.Link, Image: m.Image, Sound: m.Sound, Data: map[string]string{}}
+		Link: m.Link, Image: m.Image, Sound: m.Sound, Data: map[string]string{}, Options: opts}
 	for k, v := range custom {
 		p.Data[k] = v
 	}
@@ -93,6 +113,14 @@ func (r *Resolver) newMessage(ctx context.Context, ws string, in model.CreatePus
 		}
 	}
 	return m, nil
+}
+
+// enumOrNil is a stored enum option for GraphQL: nil when unset.
+func enumOrNil(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 // campaignByID loads a campaign of the caller's workspace; nil when id is empty or unknown.

@@ -360,6 +360,31 @@ func (r *pushMessageResolver) Campaign(ctx context.Context, obj *model.PushMessa
 	return r.campaignByID(ctx, obj.CampaignID)
 }
 
+// Priority is the resolver for the priority field.
+func (r *pushOptionsResolver) Priority(ctx context.Context, obj *providers.Options) (*string, error) {
+	return enumOrNil(obj.Priority), nil
+}
+
+// PushType is the resolver for the pushType field.
+func (r *pushOptionsResolver) PushType(ctx context.Context, obj *providers.Options) (*string, error) {
+	return enumOrNil(obj.PushType), nil
+}
+
+// InterruptionLevel is the resolver for the interruptionLevel field.
+func (r *pushOptionsResolver) InterruptionLevel(ctx context.Context, obj *providers.Options) (*string, error) {
+	return enumOrNil(obj.InterruptionLevel), nil
+}
+
+// NotificationPriority is the resolver for the notificationPriority field.
+func (r *pushOptionsResolver) NotificationPriority(ctx context.Context, obj *providers.Options) (*string, error) {
+	return enumOrNil(obj.NotificationPriority), nil
+}
+
+// Visibility is the resolver for the visibility field.
+func (r *pushOptionsResolver) Visibility(ctx context.Context, obj *providers.Options) (*string, error) {
+	return enumOrNil(obj.Visibility), nil
+}
+
 // Person is the resolver for the person field.
 func (r *queryResolver) Person(ctx context.Context, id string) (*model.Person, error) {
 	ws, err := workspace(ctx)
@@ -452,6 +477,9 @@ func (r *Resolver) Person() generated.PersonResolver { return &personResolver{r}
 // PushMessage returns generated.PushMessageResolver implementation.
 func (r *Resolver) PushMessage() generated.PushMessageResolver { return &pushMessageResolver{r} }
 
+// PushOptions returns generated.PushOptionsResolver implementation.
+func (r *Resolver) PushOptions() generated.PushOptionsResolver { return &pushOptionsResolver{r} }
+
 // Query returns generated.QueryResolver implementation.
 func (r *Resolver) Query() generated.QueryResolver { return &queryResolver{r} }
 
@@ -466,6 +494,7 @@ type (
 	mutationResolver     struct{ *Resolver }
 	personResolver       struct{ *Resolver }
 	pushMessageResolver  struct{ *Resolver }
+	pushOptionsResolver  struct{ *Resolver }
 	queryResolver        struct{ *Resolver }
 	subscriptionResolver struct{ *Resolver }
 )

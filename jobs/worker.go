@@ -412,19 +412,35 @@ func (w *Worker) renderPush(d clickhouse.Delivery, person clickhouse.Person, m c
 	if err := overrides.Apply(fields, custom); err != nil {
 		return providers.Push{}, err
 	}
+	opts, err := providers.DecodeOptions(m.Options)
+	if err != nil {
+		return providers.Push{}, err
+	}
+	for k, v := range opts.TextFields() {
+		if v != "" {
+			fields["options."+k] = v
+		}
+	}
 	out, err := w.render.Render(fields, customer, data)
 	if err != nil {
 		return providers.Push{}, err
 	}
+	text := map[string]string{}
+	for k, v := range out {
+		if name, ok := strings.CutPrefix(k, "options."); ok {
+			text[name] = v
+		}
+	}
 	p := providers.Push{
 		DeliveryID: d.ID.String(),
 		Title:      out["title"], Body: out["body"], Link: out["link"], Image: out["image"], Sound: out["sound"],
+		Options: opts.WithText(text),
 	}
 	if m.Badge >= 0 {
 		b := int(m.Badge)
 		p.Badge = &b
 	}
-	if len(custom) > 0 || len(fields) > 5 {
+	if len(custom) > 0 || hasData(fields) {
 		p.Data = map[string]string{}
 		for k, v := range custom {
 			p.Data[k] = v
@@ -436,6 +452,16 @@ func (w *Worker) renderPush(d clickhouse.Delivery, person clickhouse.Person, m c
 		}
 	}
 	return p, nil
+}
+
+// hasData reports whether fields hold a custom data template.
+func hasData(fields map[string]string) bool {
+	for k := range fields {
+		if strings.HasPrefix(k, "data.") {
+			return true
+		}
+	}
+	return false
 }
 
 // MessageFields returns a message's Liquid fields by name ("title", "body",

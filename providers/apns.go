@@ -135,18 +135,25 @@ func (s *apnsSender) Send(ctx context.Context, p Push) Result {
 	if len(payload) > MaxPayloadBytes {
 		return tooLarge()
 	}
+	pushType, suffix := p.Options.apnsPushType()
 	n := &apns2.Notification{
 		DeviceToken: p.Token,
-		Topic:       s.bundleID,
-		CollapseID:  truncate(p.DeliveryID, maxCollapseID),
-		PushType:    apns2.PushTypeAlert,
-		Priority:    apns2.PriorityHigh,
+		Topic:       s.bundleID + suffix,
+		CollapseID:  p.collapseID(),
+		PushType:    pushType,
+		Priority:    p.Options.apnsPriority(),
+		Expiration:  p.Options.expiration(time.Now()),
 		Payload:     payload,
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	status := new(int)
-	res, err := s.client.PushWithContext(context.WithValue(ctx, statusKey{}, status), n)
+	ctx = context.WithValue(ctx, statusKey{}, status)
+	if n.Expiration.Equal(time.Unix(0, 0)) {
+		// apns2 leaves out an expiration of 0 (now or never); the transport sets it.
+		ctx = context.WithValue(ctx, expireNowKey{}, true)
+	}
+	res, err := s.client.PushWithContext(ctx, n)
 	if err != nil {
 		// Push also fails, with an empty Response and an error quoting it,
 		// on an answer whose body is not JSON: classify by its status alone.
@@ -207,11 +214,19 @@ func apnsErrorOutcome(err error) Outcome {
 // statusRecorder writes the answer's HTTP status.
 type statusKey struct{}
 
+// expireNowKey marks a push whose apns-expiration is 0, which apns2
+// cannot send: statusRecorder sets the header.
+type expireNowKey struct{}
+
 // statusRecorder notes the HTTP status of each answer: apns2 drops it when
-// the body is not JSON.
+// the body is not JSON. It also sets apns-expiration 0 (expireNowKey).
 type statusRecorder struct{ next http.RoundTripper }
 
 func (t *statusRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	if now, _ := req.Context().Value(expireNowKey{}).(bool); now {
+		req = req.Clone(req.Context())
+		req.Header.Set("apns-expiration", "0")
+	}
 	resp, err := t.next.RoundTrip(req)
 	if p, ok := req.Context().Value(statusKey{}).(*int); ok && err == nil {
 		*p = resp.StatusCode

@@ -31,6 +31,8 @@ type Push struct {
 	// registered an FCM token, domain.SendPlatform); FCMMessage then sets
 	// the apns block instead of the android one.
 	ToIOS bool
+	// Options are the message's delivery options, their Liquid rendered.
+	Options Options
 }
 
 // Outcome is the class of a provider's answer, as DESIGN.md's "Provider outcomes".

@@ -15,6 +15,7 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/introspection"
 	"github.com/heraldpush/herald/graph/model"
+	"github.com/heraldpush/herald/providers"
 	gqlparser "github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
 )
@@ -36,6 +37,7 @@ type ResolverRoot interface {
 	Mutation() MutationResolver
 	Person() PersonResolver
 	PushMessage() PushMessageResolver
+	PushOptions() PushOptionsResolver
 	Query() QueryResolver
 	Subscription() SubscriptionResolver
 }
@@ -239,8 +241,39 @@ type ComplexityRoot struct {
 		Image     func(childComplexity int) int
 		Link      func(childComplexity int) int
 		Name      func(childComplexity int) int
+		Options   func(childComplexity int) int
 		Sound     func(childComplexity int) int
 		Title     func(childComplexity int) int
+	}
+
+	PushOptions struct {
+		AndroidPayload       func(childComplexity int) int
+		BodyLocArgs          func(childComplexity int) int
+		BodyLocKey           func(childComplexity int) int
+		Category             func(childComplexity int) int
+		ChannelID            func(childComplexity int) int
+		ClickAction          func(childComplexity int) int
+		CollapseKey          func(childComplexity int) int
+		Color                func(childComplexity int) int
+		ContentAvailable     func(childComplexity int) int
+		DirectBoot           func(childComplexity int) int
+		IOSPayload           func(childComplexity int) int
+		Icon                 func(childComplexity int) int
+		InterruptionLevel    func(childComplexity int) int
+		MutableContent       func(childComplexity int) int
+		NotificationPriority func(childComplexity int) int
+		Priority             func(childComplexity int) int
+		PushType             func(childComplexity int) int
+		RelevanceScore       func(childComplexity int) int
+		Silent               func(childComplexity int) int
+		Subtitle             func(childComplexity int) int
+		TTLSeconds           func(childComplexity int) int
+		Tag                  func(childComplexity int) int
+		TargetContentID      func(childComplexity int) int
+		ThreadID             func(childComplexity int) int
+		TitleLocArgs         func(childComplexity int) int
+		TitleLocKey          func(childComplexity int) int
+		Visibility           func(childComplexity int) int
 	}
 
 	Query struct {
@@ -297,6 +330,16 @@ type PersonResolver interface {
 }
 type PushMessageResolver interface {
 	Campaign(ctx context.Context, obj *model.PushMessage) (*model.Campaign, error)
+}
+type PushOptionsResolver interface {
+	Priority(ctx context.Context, obj *providers.Options) (*string, error)
+
+	PushType(ctx context.Context, obj *providers.Options) (*string, error)
+
+	InterruptionLevel(ctx context.Context, obj *providers.Options) (*string, error)
+
+	NotificationPriority(ctx context.Context, obj *providers.Options) (*string, error)
+	Visibility(ctx context.Context, obj *providers.Options) (*string, error)
 }
 type QueryResolver interface {
 	Person(ctx context.Context, id string) (*model.Person, error)
@@ -1236,6 +1279,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.PushMessage.Name(childComplexity), true
+	case "PushMessage.options":
+		if e.ComplexityRoot.PushMessage.Options == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PushMessage.Options(childComplexity), true
 	case "PushMessage.sound":
 		if e.ComplexityRoot.PushMessage.Sound == nil {
 			break
@@ -1248,6 +1297,169 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.PushMessage.Title(childComplexity), true
+
+	case "PushOptions.androidPayload":
+		if e.ComplexityRoot.PushOptions.AndroidPayload == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PushOptions.AndroidPayload(childComplexity), true
+	case "PushOptions.bodyLocArgs":
+		if e.ComplexityRoot.PushOptions.BodyLocArgs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PushOptions.BodyLocArgs(childComplexity), true
+	case "PushOptions.bodyLocKey":
+		if e.ComplexityRoot.PushOptions.BodyLocKey == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PushOptions.BodyLocKey(childComplexity), true
+	case "PushOptions.category":
+		if e.ComplexityRoot.PushOptions.Category == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PushOptions.Category(childComplexity), true
+	case "PushOptions.channelId":
+		if e.ComplexityRoot.PushOptions.ChannelID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PushOptions.ChannelID(childComplexity), true
+	case "PushOptions.clickAction":
+		if e.ComplexityRoot.PushOptions.ClickAction == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PushOptions.ClickAction(childComplexity), true
+	case "PushOptions.collapseKey":
+		if e.ComplexityRoot.PushOptions.CollapseKey == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PushOptions.CollapseKey(childComplexity), true
+	case "PushOptions.color":
+		if e.ComplexityRoot.PushOptions.Color == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PushOptions.Color(childComplexity), true
+	case "PushOptions.contentAvailable":
+		if e.ComplexityRoot.PushOptions.ContentAvailable == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PushOptions.ContentAvailable(childComplexity), true
+	case "PushOptions.directBoot":
+		if e.ComplexityRoot.PushOptions.DirectBoot == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PushOptions.DirectBoot(childComplexity), true
+	case "PushOptions.iosPayload":
+		if e.ComplexityRoot.PushOptions.IOSPayload == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PushOptions.IOSPayload(childComplexity), true
+	case "PushOptions.icon":
+		if e.ComplexityRoot.PushOptions.Icon == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PushOptions.Icon(childComplexity), true
+	case "PushOptions.interruptionLevel":
+		if e.ComplexityRoot.PushOptions.InterruptionLevel == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PushOptions.InterruptionLevel(childComplexity), true
+	case "PushOptions.mutableContent":
+		if e.ComplexityRoot.PushOptions.MutableContent == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PushOptions.MutableContent(childComplexity), true
+	case "PushOptions.notificationPriority":
+		if e.ComplexityRoot.PushOptions.NotificationPriority == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PushOptions.NotificationPriority(childComplexity), true
+	case "PushOptions.priority":
+		if e.ComplexityRoot.PushOptions.Priority == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PushOptions.Priority(childComplexity), true
+	case "PushOptions.pushType":
+		if e.ComplexityRoot.PushOptions.PushType == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PushOptions.PushType(childComplexity), true
+	case "PushOptions.relevanceScore":
+		if e.ComplexityRoot.PushOptions.RelevanceScore == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PushOptions.RelevanceScore(childComplexity), true
+	case "PushOptions.silent":
+		if e.ComplexityRoot.PushOptions.Silent == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PushOptions.Silent(childComplexity), true
+	case "PushOptions.subtitle":
+		if e.ComplexityRoot.PushOptions.Subtitle == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PushOptions.Subtitle(childComplexity), true
+	case "PushOptions.ttlSeconds":
+		if e.ComplexityRoot.PushOptions.TTLSeconds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PushOptions.TTLSeconds(childComplexity), true
+	case "PushOptions.tag":
+		if e.ComplexityRoot.PushOptions.Tag == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PushOptions.Tag(childComplexity), true
+	case "PushOptions.targetContentId":
+		if e.ComplexityRoot.PushOptions.TargetContentID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PushOptions.TargetContentID(childComplexity), true
+	case "PushOptions.threadId":
+		if e.ComplexityRoot.PushOptions.ThreadID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PushOptions.ThreadID(childComplexity), true
+	case "PushOptions.titleLocArgs":
+		if e.ComplexityRoot.PushOptions.TitleLocArgs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PushOptions.TitleLocArgs(childComplexity), true
+	case "PushOptions.titleLocKey":
+		if e.ComplexityRoot.PushOptions.TitleLocKey == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PushOptions.TitleLocKey(childComplexity), true
+	case "PushOptions.visibility":
+		if e.ComplexityRoot.PushOptions.Visibility == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PushOptions.Visibility(childComplexity), true
 
 	case "Query.broadcast":
 		if e.ComplexityRoot.Query.Broadcast == nil {
@@ -1369,6 +1581,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("FCMCredentialsInput", ec.unmarshalInputFCMCredentialsInput),
 			graphql.NewInputUnmarshaler("IdentifyPersonInput", ec.unmarshalInputIdentifyPersonInput),
 			graphql.NewInputUnmarshaler("PushCredentialsInput", ec.unmarshalInputPushCredentialsInput),
+			graphql.NewInputUnmarshaler("PushOptionsInput", ec.unmarshalInputPushOptionsInput),
 			graphql.NewInputUnmarshaler("RegisterDeviceInput", ec.unmarshalInputRegisterDeviceInput),
 			graphql.NewInputUnmarshaler("ReportPushMetricInput", ec.unmarshalInputReportPushMetricInput),
 			graphql.NewInputUnmarshaler("SendPushInput", ec.unmarshalInputSendPushInput),
@@ -1765,6 +1978,107 @@ input CreatePushMessageInput {
   badge: Int
   "Custom data: an object whose values are strings (Liquid templates) or other JSON values."
   data: JSON
+  "Delivery options; omit for a high-priority alert kept for the providers' default time."
+  options: PushOptionsInput
+}
+
+"How urgently the provider delivers: APNS apns-priority 10, 5 or 1; FCM android priority high, normal, normal."
+enum PushPriority { HIGH NORMAL LOW }
+
+"APNS apns-push-type (the topic gets the suffix Apple wants: .voip, .complication, .pushkit.fileprovider, .location-query, .push-type.liveactivity, .voip-ptt). MDM and widgets are not sent by Herald."
+enum APNSPushType { ALERT BACKGROUND VOIP COMPLICATION FILEPROVIDER LOCATION LIVEACTIVITY PUSHTOTALK }
+
+"APNS aps.interruption-level."
+enum InterruptionLevel { PASSIVE ACTIVE TIME_SENSITIVE CRITICAL }
+
+"FCM android.notification.notification_priority (PRIORITY_MIN … PRIORITY_MAX)."
+enum AndroidNotificationPriority { MIN LOW DEFAULT HIGH MAX }
+
+"FCM android.notification.visibility."
+enum AndroidVisibility { PRIVATE PUBLIC SECRET }
+
+"""
+A push's delivery options. Text options marked Liquid are templates like the message's fields.
+Impossible combinations are refused with BAD_USER_INPUT naming the option: a silent push with
+a title, body, sound, badge or image, or with priority HIGH (Apple refuses priority 10 for a
+background push); pushType BACKGROUND without silent; content-available alone at HIGH.
+"""
+input PushOptionsInput {
+  "A background (data-only) push: APNS push type background with content-available, priority 5 unless set; FCM without a notification. The message's title and body must be empty."
+  silent: Boolean
+  priority: PushPriority
+  "How long the provider keeps an undelivered push, 0 to 2419200 (28 days); 0 = now or never. Omit for the providers' default."
+  ttlSeconds: Int
+  "Replaces the delivery id as apns-collapse-id and FCM collapse_key (Liquid; at most 64 bytes)."
+  collapseKey: String
+  pushType: APNSPushType
+  category: String
+  "aps.thread-id (Liquid)."
+  threadId: String
+  "aps.mutable-content; also set whenever the message has an image."
+  mutableContent: Boolean
+  "aps.content-available alongside the alert."
+  contentAvailable: Boolean
+  interruptionLevel: InterruptionLevel
+  "aps.relevance-score, 0 to 1."
+  relevanceScore: Float
+  "aps.target-content-id (Liquid)."
+  targetContentId: String
+  "aps.alert.subtitle (Liquid)."
+  subtitle: String
+  titleLocKey: String
+  titleLocArgs: [String!]
+  "aps.alert.loc-key and FCM body_loc_key."
+  bodyLocKey: String
+  bodyLocArgs: [String!]
+  "FCM android.notification.channel_id."
+  channelId: String
+  notificationPriority: AndroidNotificationPriority
+  visibility: AndroidVisibility
+  icon: String
+  "#RRGGBB."
+  color: String
+  "FCM android.notification.tag (Liquid)."
+  tag: String
+  "FCM android.notification.click_action (Liquid)."
+  clickAction: String
+  "FCM android.direct_boot_ok."
+  directBoot: Boolean
+  "Raw APNS payload merged over Herald's (aps keys into aps; to FCM-on-iOS devices, into the apns payload). CIO-Delivery-ID and CIO-Delivery-Token stay Herald's."
+  iosPayload: JSON
+  "Raw FCM message fields merged over Herald's for Android devices: data (string values), notification, android. CIO-Delivery-ID and CIO-Delivery-Token stay Herald's."
+  androidPayload: JSON
+}
+
+"A message's delivery options as stored (see PushOptionsInput); unset text options are empty."
+type PushOptions {
+  silent: Boolean!
+  priority: PushPriority
+  ttlSeconds: Int
+  collapseKey: String!
+  pushType: APNSPushType
+  category: String!
+  threadId: String!
+  mutableContent: Boolean!
+  contentAvailable: Boolean!
+  interruptionLevel: InterruptionLevel
+  relevanceScore: Float
+  targetContentId: String!
+  subtitle: String!
+  titleLocKey: String!
+  titleLocArgs: [String!]!
+  bodyLocKey: String!
+  bodyLocArgs: [String!]!
+  channelId: String!
+  notificationPriority: AndroidNotificationPriority
+  visibility: AndroidVisibility
+  icon: String!
+  color: String!
+  tag: String!
+  clickAction: String!
+  directBoot: Boolean!
+  iosPayload: JSON
+  androidPayload: JSON
 }
 
 type PushMessage {
@@ -1777,6 +2091,7 @@ type PushMessage {
   sound: String
   badge: Int
   data: JSON!
+  options: PushOptions!
   campaign: Campaign
   createdAt: Time!
 }
@@ -2203,12 +2518,74 @@ func (ec *executionContext) childFields_PushMessage(ctx context.Context, field g
 		return ec.fieldContext_PushMessage_badge(ctx, field)
 	case "data":
 		return ec.fieldContext_PushMessage_data(ctx, field)
+	case "options":
+		return ec.fieldContext_PushMessage_options(ctx, field)
 	case "campaign":
 		return ec.fieldContext_PushMessage_campaign(ctx, field)
 	case "createdAt":
 		return ec.fieldContext_PushMessage_createdAt(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type PushMessage", field.Name)
+}
+
+func (ec *executionContext) childFields_PushOptions(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "silent":
+		return ec.fieldContext_PushOptions_silent(ctx, field)
+	case "priority":
+		return ec.fieldContext_PushOptions_priority(ctx, field)
+	case "ttlSeconds":
+		return ec.fieldContext_PushOptions_ttlSeconds(ctx, field)
+	case "collapseKey":
+		return ec.fieldContext_PushOptions_collapseKey(ctx, field)
+	case "pushType":
+		return ec.fieldContext_PushOptions_pushType(ctx, field)
+	case "category":
+		return ec.fieldContext_PushOptions_category(ctx, field)
+	case "threadId":
+		return ec.fieldContext_PushOptions_threadId(ctx, field)
+	case "mutableContent":
+		return ec.fieldContext_PushOptions_mutableContent(ctx, field)
+	case "contentAvailable":
+		return ec.fieldContext_PushOptions_contentAvailable(ctx, field)
+	case "interruptionLevel":
+		return ec.fieldContext_PushOptions_interruptionLevel(ctx, field)
+	case "relevanceScore":
+		return ec.fieldContext_PushOptions_relevanceScore(ctx, field)
+	case "targetContentId":
+		return ec.fieldContext_PushOptions_targetContentId(ctx, field)
+	case "subtitle":
+		return ec.fieldContext_PushOptions_subtitle(ctx, field)
+	case "titleLocKey":
+		return ec.fieldContext_PushOptions_titleLocKey(ctx, field)
+	case "titleLocArgs":
+		return ec.fieldContext_PushOptions_titleLocArgs(ctx, field)
+	case "bodyLocKey":
+		return ec.fieldContext_PushOptions_bodyLocKey(ctx, field)
+	case "bodyLocArgs":
+		return ec.fieldContext_PushOptions_bodyLocArgs(ctx, field)
+	case "channelId":
+		return ec.fieldContext_PushOptions_channelId(ctx, field)
+	case "notificationPriority":
+		return ec.fieldContext_PushOptions_notificationPriority(ctx, field)
+	case "visibility":
+		return ec.fieldContext_PushOptions_visibility(ctx, field)
+	case "icon":
+		return ec.fieldContext_PushOptions_icon(ctx, field)
+	case "color":
+		return ec.fieldContext_PushOptions_color(ctx, field)
+	case "tag":
+		return ec.fieldContext_PushOptions_tag(ctx, field)
+	case "clickAction":
+		return ec.fieldContext_PushOptions_clickAction(ctx, field)
+	case "directBoot":
+		return ec.fieldContext_PushOptions_directBoot(ctx, field)
+	case "iosPayload":
+		return ec.fieldContext_PushOptions_iosPayload(ctx, field)
+	case "androidPayload":
+		return ec.fieldContext_PushOptions_androidPayload(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PushOptions", field.Name)
 }
 
 func (ec *executionContext) childFields___Directive(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -6357,6 +6734,38 @@ func (ec *executionContext) fieldContext_PushMessage_data(_ context.Context, fie
 	return graphql.NewScalarFieldContext("PushMessage", field, false, false, "JSON")
 }
 
+func (ec *executionContext) _PushMessage_options(ctx context.Context, field graphql.CollectedField, obj *model.PushMessage) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PushMessage_options(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Options, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v providers.Options) graphql.Marshaler {
+			return ec.marshalNPushOptions2githubᚗcomᚋheraldpushᚋheraldᚋprovidersᚐOptions(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PushMessage_options(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PushMessage",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PushOptions(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _PushMessage_campaign(ctx context.Context, field graphql.CollectedField, obj *model.PushMessage) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -6410,6 +6819,627 @@ func (ec *executionContext) _PushMessage_createdAt(ctx context.Context, field gr
 }
 func (ec *executionContext) fieldContext_PushMessage_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("PushMessage", field, false, false, "Time")
+}
+
+func (ec *executionContext) _PushOptions_silent(ctx context.Context, field graphql.CollectedField, obj *providers.Options) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PushOptions_silent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Silent, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PushOptions_silent(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PushOptions", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _PushOptions_priority(ctx context.Context, field graphql.CollectedField, obj *providers.Options) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PushOptions_priority(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.PushOptions().Priority(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOPushPriority2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PushOptions_priority(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PushOptions", field, true, true, "PushPriority")
+}
+
+func (ec *executionContext) _PushOptions_ttlSeconds(ctx context.Context, field graphql.CollectedField, obj *providers.Options) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PushOptions_ttlSeconds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TTLSeconds, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PushOptions_ttlSeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PushOptions", field, false, false, "Int")
+}
+
+func (ec *executionContext) _PushOptions_collapseKey(ctx context.Context, field graphql.CollectedField, obj *providers.Options) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PushOptions_collapseKey(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CollapseKey, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PushOptions_collapseKey(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PushOptions", field, false, false, "String")
+}
+
+func (ec *executionContext) _PushOptions_pushType(ctx context.Context, field graphql.CollectedField, obj *providers.Options) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PushOptions_pushType(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.PushOptions().PushType(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOAPNSPushType2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PushOptions_pushType(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PushOptions", field, true, true, "APNSPushType")
+}
+
+func (ec *executionContext) _PushOptions_category(ctx context.Context, field graphql.CollectedField, obj *providers.Options) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PushOptions_category(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Category, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PushOptions_category(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PushOptions", field, false, false, "String")
+}
+
+func (ec *executionContext) _PushOptions_threadId(ctx context.Context, field graphql.CollectedField, obj *providers.Options) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PushOptions_threadId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ThreadID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PushOptions_threadId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PushOptions", field, false, false, "String")
+}
+
+func (ec *executionContext) _PushOptions_mutableContent(ctx context.Context, field graphql.CollectedField, obj *providers.Options) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PushOptions_mutableContent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MutableContent, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PushOptions_mutableContent(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PushOptions", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _PushOptions_contentAvailable(ctx context.Context, field graphql.CollectedField, obj *providers.Options) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PushOptions_contentAvailable(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ContentAvailable, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PushOptions_contentAvailable(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PushOptions", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _PushOptions_interruptionLevel(ctx context.Context, field graphql.CollectedField, obj *providers.Options) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PushOptions_interruptionLevel(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.PushOptions().InterruptionLevel(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOInterruptionLevel2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PushOptions_interruptionLevel(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PushOptions", field, true, true, "InterruptionLevel")
+}
+
+func (ec *executionContext) _PushOptions_relevanceScore(ctx context.Context, field graphql.CollectedField, obj *providers.Options) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PushOptions_relevanceScore(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RelevanceScore, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *float64) graphql.Marshaler {
+			return ec.marshalOFloat2ᚖfloat64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PushOptions_relevanceScore(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PushOptions", field, false, false, "Float")
+}
+
+func (ec *executionContext) _PushOptions_targetContentId(ctx context.Context, field graphql.CollectedField, obj *providers.Options) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PushOptions_targetContentId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TargetContentID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PushOptions_targetContentId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PushOptions", field, false, false, "String")
+}
+
+func (ec *executionContext) _PushOptions_subtitle(ctx context.Context, field graphql.CollectedField, obj *providers.Options) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PushOptions_subtitle(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Subtitle, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PushOptions_subtitle(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PushOptions", field, false, false, "String")
+}
+
+func (ec *executionContext) _PushOptions_titleLocKey(ctx context.Context, field graphql.CollectedField, obj *providers.Options) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PushOptions_titleLocKey(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TitleLocKey, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PushOptions_titleLocKey(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PushOptions", field, false, false, "String")
+}
+
+func (ec *executionContext) _PushOptions_titleLocArgs(ctx context.Context, field graphql.CollectedField, obj *providers.Options) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PushOptions_titleLocArgs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TitleLocArgs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PushOptions_titleLocArgs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PushOptions", field, false, false, "String")
+}
+
+func (ec *executionContext) _PushOptions_bodyLocKey(ctx context.Context, field graphql.CollectedField, obj *providers.Options) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PushOptions_bodyLocKey(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BodyLocKey, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PushOptions_bodyLocKey(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PushOptions", field, false, false, "String")
+}
+
+func (ec *executionContext) _PushOptions_bodyLocArgs(ctx context.Context, field graphql.CollectedField, obj *providers.Options) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PushOptions_bodyLocArgs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BodyLocArgs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PushOptions_bodyLocArgs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PushOptions", field, false, false, "String")
+}
+
+func (ec *executionContext) _PushOptions_channelId(ctx context.Context, field graphql.CollectedField, obj *providers.Options) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PushOptions_channelId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ChannelID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PushOptions_channelId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PushOptions", field, false, false, "String")
+}
+
+func (ec *executionContext) _PushOptions_notificationPriority(ctx context.Context, field graphql.CollectedField, obj *providers.Options) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PushOptions_notificationPriority(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.PushOptions().NotificationPriority(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOAndroidNotificationPriority2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PushOptions_notificationPriority(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PushOptions", field, true, true, "AndroidNotificationPriority")
+}
+
+func (ec *executionContext) _PushOptions_visibility(ctx context.Context, field graphql.CollectedField, obj *providers.Options) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PushOptions_visibility(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.PushOptions().Visibility(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOAndroidVisibility2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PushOptions_visibility(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PushOptions", field, true, true, "AndroidVisibility")
+}
+
+func (ec *executionContext) _PushOptions_icon(ctx context.Context, field graphql.CollectedField, obj *providers.Options) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PushOptions_icon(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Icon, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PushOptions_icon(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PushOptions", field, false, false, "String")
+}
+
+func (ec *executionContext) _PushOptions_color(ctx context.Context, field graphql.CollectedField, obj *providers.Options) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PushOptions_color(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Color, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PushOptions_color(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PushOptions", field, false, false, "String")
+}
+
+func (ec *executionContext) _PushOptions_tag(ctx context.Context, field graphql.CollectedField, obj *providers.Options) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PushOptions_tag(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Tag, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PushOptions_tag(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PushOptions", field, false, false, "String")
+}
+
+func (ec *executionContext) _PushOptions_clickAction(ctx context.Context, field graphql.CollectedField, obj *providers.Options) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PushOptions_clickAction(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ClickAction, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PushOptions_clickAction(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PushOptions", field, false, false, "String")
+}
+
+func (ec *executionContext) _PushOptions_directBoot(ctx context.Context, field graphql.CollectedField, obj *providers.Options) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PushOptions_directBoot(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DirectBoot, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PushOptions_directBoot(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PushOptions", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _PushOptions_iosPayload(ctx context.Context, field graphql.CollectedField, obj *providers.Options) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PushOptions_iosPayload(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.IOSPayload, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v map[string]any) graphql.Marshaler {
+			return ec.marshalOJSON2map(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PushOptions_iosPayload(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PushOptions", field, false, false, "JSON")
+}
+
+func (ec *executionContext) _PushOptions_androidPayload(ctx context.Context, field graphql.CollectedField, obj *providers.Options) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PushOptions_androidPayload(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AndroidPayload, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v map[string]any) graphql.Marshaler {
+			return ec.marshalOJSON2map(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PushOptions_androidPayload(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PushOptions", field, false, false, "JSON")
 }
 
 func (ec *executionContext) _Query_person(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
@@ -8203,7 +9233,7 @@ func (ec *executionContext) unmarshalInputCreatePushMessageInput(ctx context.Con
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"campaignId", "name", "title", "body", "link", "image", "sound", "badge", "data"}
+	fieldsInOrder := [...]string{"campaignId", "name", "title", "body", "link", "image", "sound", "badge", "data", "options"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -8273,6 +9303,13 @@ func (ec *executionContext) unmarshalInputCreatePushMessageInput(ctx context.Con
 				return it, err
 			}
 			it.Data = data
+		case "options":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("options"))
+			data, err := ec.unmarshalOPushOptionsInput2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋprovidersᚐOptions(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Options = data
 		}
 	}
 	return it, nil
@@ -8511,6 +9548,230 @@ func (ec *executionContext) unmarshalInputPushCredentialsInput(ctx context.Conte
 func UnmarshalPushCredentialsInput(ctx context.Context, raw any) (model.PushCredentialsInput, error) {
 	var out model.PushCredentialsInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "PushCredentialsInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputPushOptionsInput(ctx context.Context, obj any) (providers.Options, error) {
+	var it providers.Options
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"silent", "priority", "ttlSeconds", "collapseKey", "pushType", "category", "threadId", "mutableContent", "contentAvailable", "interruptionLevel", "relevanceScore", "targetContentId", "subtitle", "titleLocKey", "titleLocArgs", "bodyLocKey", "bodyLocArgs", "channelId", "notificationPriority", "visibility", "icon", "color", "tag", "clickAction", "directBoot", "iosPayload", "androidPayload"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "silent":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("silent"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Silent = data
+		case "priority":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("priority"))
+			data, err := ec.unmarshalOPushPriority2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Priority = data
+		case "ttlSeconds":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("ttlSeconds"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TTLSeconds = data
+		case "collapseKey":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("collapseKey"))
+			data, err := ec.unmarshalOString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CollapseKey = data
+		case "pushType":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("pushType"))
+			data, err := ec.unmarshalOAPNSPushType2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PushType = data
+		case "category":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("category"))
+			data, err := ec.unmarshalOString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Category = data
+		case "threadId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("threadId"))
+			data, err := ec.unmarshalOString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ThreadID = data
+		case "mutableContent":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("mutableContent"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MutableContent = data
+		case "contentAvailable":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("contentAvailable"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ContentAvailable = data
+		case "interruptionLevel":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("interruptionLevel"))
+			data, err := ec.unmarshalOInterruptionLevel2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.InterruptionLevel = data
+		case "relevanceScore":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("relevanceScore"))
+			data, err := ec.unmarshalOFloat2ᚖfloat64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RelevanceScore = data
+		case "targetContentId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("targetContentId"))
+			data, err := ec.unmarshalOString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TargetContentID = data
+		case "subtitle":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("subtitle"))
+			data, err := ec.unmarshalOString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Subtitle = data
+		case "titleLocKey":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("titleLocKey"))
+			data, err := ec.unmarshalOString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TitleLocKey = data
+		case "titleLocArgs":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("titleLocArgs"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TitleLocArgs = data
+		case "bodyLocKey":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("bodyLocKey"))
+			data, err := ec.unmarshalOString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.BodyLocKey = data
+		case "bodyLocArgs":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("bodyLocArgs"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.BodyLocArgs = data
+		case "channelId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("channelId"))
+			data, err := ec.unmarshalOString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ChannelID = data
+		case "notificationPriority":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("notificationPriority"))
+			data, err := ec.unmarshalOAndroidNotificationPriority2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NotificationPriority = data
+		case "visibility":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("visibility"))
+			data, err := ec.unmarshalOAndroidVisibility2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Visibility = data
+		case "icon":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("icon"))
+			data, err := ec.unmarshalOString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Icon = data
+		case "color":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("color"))
+			data, err := ec.unmarshalOString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Color = data
+		case "tag":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("tag"))
+			data, err := ec.unmarshalOString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Tag = data
+		case "clickAction":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("clickAction"))
+			data, err := ec.unmarshalOString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ClickAction = data
+		case "directBoot":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("directBoot"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DirectBoot = data
+		case "iosPayload":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("iosPayload"))
+			data, err := ec.unmarshalOJSON2map(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IOSPayload = data
+		case "androidPayload":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("androidPayload"))
+			data, err := ec.unmarshalOJSON2map(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AndroidPayload = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalPushOptionsInput unmarshals raw into the PushOptionsInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalPushOptionsInput(ctx context.Context, raw any) (providers.Options, error) {
+	var out providers.Options
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "PushOptionsInput", raw, &out)
 	return out, err
 }
 
@@ -10065,6 +11326,11 @@ func (ec *executionContext) _PushMessage(ctx context.Context, sel ast.SelectionS
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "options":
+			out.Values[i] = ec._PushMessage_options(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		case "campaign":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, false,
@@ -10074,6 +11340,174 @@ func (ec *executionContext) _PushMessage(ctx context.Context, sel ast.SelectionS
 		case "createdAt":
 			out.Values[i] = ec._PushMessage_createdAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var pushOptionsImplementors = []string{"PushOptions"}
+
+func (ec *executionContext) _PushOptions(ctx context.Context, sel ast.SelectionSet, obj *providers.Options) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, pushOptionsImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PushOptions")
+		case "silent":
+			out.Values[i] = ec._PushOptions_silent(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "priority":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._PushOptions_priority(ctx, field, obj)
+				})
+		case "ttlSeconds":
+			out.Values[i] = ec._PushOptions_ttlSeconds(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "collapseKey":
+			out.Values[i] = ec._PushOptions_collapseKey(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "pushType":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._PushOptions_pushType(ctx, field, obj)
+				})
+		case "category":
+			out.Values[i] = ec._PushOptions_category(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "threadId":
+			out.Values[i] = ec._PushOptions_threadId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "mutableContent":
+			out.Values[i] = ec._PushOptions_mutableContent(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "contentAvailable":
+			out.Values[i] = ec._PushOptions_contentAvailable(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "interruptionLevel":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._PushOptions_interruptionLevel(ctx, field, obj)
+				})
+		case "relevanceScore":
+			out.Values[i] = ec._PushOptions_relevanceScore(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "targetContentId":
+			out.Values[i] = ec._PushOptions_targetContentId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "subtitle":
+			out.Values[i] = ec._PushOptions_subtitle(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "titleLocKey":
+			out.Values[i] = ec._PushOptions_titleLocKey(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "titleLocArgs":
+			out.Values[i] = ec._PushOptions_titleLocArgs(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "bodyLocKey":
+			out.Values[i] = ec._PushOptions_bodyLocKey(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "bodyLocArgs":
+			out.Values[i] = ec._PushOptions_bodyLocArgs(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "channelId":
+			out.Values[i] = ec._PushOptions_channelId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "notificationPriority":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._PushOptions_notificationPriority(ctx, field, obj)
+				})
+		case "visibility":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._PushOptions_visibility(ctx, field, obj)
+				})
+		case "icon":
+			out.Values[i] = ec._PushOptions_icon(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "color":
+			out.Values[i] = ec._PushOptions_color(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "tag":
+			out.Values[i] = ec._PushOptions_tag(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "clickAction":
+			out.Values[i] = ec._PushOptions_clickAction(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "directBoot":
+			out.Values[i] = ec._PushOptions_directBoot(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "iosPayload":
+			out.Values[i] = ec._PushOptions_iosPayload(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "androidPayload":
+			out.Values[i] = ec._PushOptions_androidPayload(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		default:
@@ -10984,6 +12418,10 @@ func (ec *executionContext) marshalNPushMetric2githubᚗcomᚋheraldpushᚋheral
 	return v
 }
 
+func (ec *executionContext) marshalNPushOptions2githubᚗcomᚋheraldpushᚋheraldᚋprovidersᚐOptions(ctx context.Context, sel ast.SelectionSet, v providers.Options) graphql.Marshaler {
+	return ec._PushOptions(ctx, sel, &v)
+}
+
 func (ec *executionContext) unmarshalNRegisterDeviceInput2githubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐRegisterDeviceInput(ctx context.Context, v any) (model.RegisterDeviceInput, error) {
 	res, err := ec.unmarshalInputRegisterDeviceInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -11011,6 +12449,35 @@ func (ec *executionContext) marshalNString2string(ctx context.Context, sel ast.S
 		graphql.AddInvalidNullFromMarshaler(ctx, "String!")
 	}
 	return res
+}
+
+func (ec *executionContext) unmarshalNString2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]string, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNString2string(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalNString2ᚕstringᚄ(ctx context.Context, sel ast.SelectionSet, v []string) graphql.Marshaler {
+	ret := make(graphql.Array, len(v))
+	for i := range v {
+		ret[i] = ec.marshalNString2string(ctx, sel, v[i])
+	}
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) unmarshalNTime2timeᚐTime(ctx context.Context, v any) (time.Time, error) {
@@ -11182,6 +12649,96 @@ func (ec *executionContext) unmarshalOAPNSCredentialsInput2ᚖgithubᚗcomᚋher
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) unmarshalOAPNSPushType2string(ctx context.Context, v any) (string, error) {
+	res, err := graphql.UnmarshalString(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOAPNSPushType2string(ctx context.Context, sel ast.SelectionSet, v string) graphql.Marshaler {
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(v)
+	return res
+}
+
+func (ec *executionContext) unmarshalOAPNSPushType2ᚖstring(ctx context.Context, v any) (*string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := graphql.UnmarshalString(v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOAPNSPushType2ᚖstring(ctx context.Context, sel ast.SelectionSet, v *string) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(*v)
+	return res
+}
+
+func (ec *executionContext) unmarshalOAndroidNotificationPriority2string(ctx context.Context, v any) (string, error) {
+	res, err := graphql.UnmarshalString(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOAndroidNotificationPriority2string(ctx context.Context, sel ast.SelectionSet, v string) graphql.Marshaler {
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(v)
+	return res
+}
+
+func (ec *executionContext) unmarshalOAndroidNotificationPriority2ᚖstring(ctx context.Context, v any) (*string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := graphql.UnmarshalString(v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOAndroidNotificationPriority2ᚖstring(ctx context.Context, sel ast.SelectionSet, v *string) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(*v)
+	return res
+}
+
+func (ec *executionContext) unmarshalOAndroidVisibility2string(ctx context.Context, v any) (string, error) {
+	res, err := graphql.UnmarshalString(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOAndroidVisibility2string(ctx context.Context, sel ast.SelectionSet, v string) graphql.Marshaler {
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(v)
+	return res
+}
+
+func (ec *executionContext) unmarshalOAndroidVisibility2ᚖstring(ctx context.Context, v any) (*string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := graphql.UnmarshalString(v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOAndroidVisibility2ᚖstring(ctx context.Context, sel ast.SelectionSet, v *string) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(*v)
+	return res
+}
+
 func (ec *executionContext) unmarshalOAudience2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐAudience(ctx context.Context, v any) (*model.Audience, error) {
 	if v == nil {
 		return nil, nil
@@ -11316,6 +12873,23 @@ func (ec *executionContext) unmarshalOFCMCredentialsInput2ᚖgithubᚗcomᚋhera
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) unmarshalOFloat2ᚖfloat64(ctx context.Context, v any) (*float64, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := graphql.UnmarshalFloatContext(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOFloat2ᚖfloat64(ctx context.Context, sel ast.SelectionSet, v *float64) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	res := graphql.MarshalFloatContext(*v)
+	return graphql.WrapContextMarshaler(ctx, res)
+}
+
 func (ec *executionContext) unmarshalOGranularity2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐGranularity(ctx context.Context, v any) (*model.Granularity, error) {
 	if v == nil {
 		return nil, nil
@@ -11403,6 +12977,36 @@ func (ec *executionContext) marshalOInt2ᚖint(ctx context.Context, sel ast.Sele
 	return res
 }
 
+func (ec *executionContext) unmarshalOInterruptionLevel2string(ctx context.Context, v any) (string, error) {
+	res, err := graphql.UnmarshalString(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOInterruptionLevel2string(ctx context.Context, sel ast.SelectionSet, v string) graphql.Marshaler {
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(v)
+	return res
+}
+
+func (ec *executionContext) unmarshalOInterruptionLevel2ᚖstring(ctx context.Context, v any) (*string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := graphql.UnmarshalString(v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOInterruptionLevel2ᚖstring(ctx context.Context, sel ast.SelectionSet, v *string) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(*v)
+	return res
+}
+
 func (ec *executionContext) unmarshalOJSON2map(ctx context.Context, v any) (map[string]any, error) {
 	if v == nil {
 		return nil, nil
@@ -11433,6 +13037,91 @@ func (ec *executionContext) marshalOPushMessage2ᚖgithubᚗcomᚋheraldpushᚋh
 		return graphql.Null
 	}
 	return ec._PushMessage(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOPushOptionsInput2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋprovidersᚐOptions(ctx context.Context, v any) (*providers.Options, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputPushOptionsInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalOPushPriority2string(ctx context.Context, v any) (string, error) {
+	res, err := graphql.UnmarshalString(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOPushPriority2string(ctx context.Context, sel ast.SelectionSet, v string) graphql.Marshaler {
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(v)
+	return res
+}
+
+func (ec *executionContext) unmarshalOPushPriority2ᚖstring(ctx context.Context, v any) (*string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := graphql.UnmarshalString(v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOPushPriority2ᚖstring(ctx context.Context, sel ast.SelectionSet, v *string) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(*v)
+	return res
+}
+
+func (ec *executionContext) unmarshalOString2string(ctx context.Context, v any) (string, error) {
+	res, err := graphql.UnmarshalString(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOString2string(ctx context.Context, sel ast.SelectionSet, v string) graphql.Marshaler {
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(v)
+	return res
+}
+
+func (ec *executionContext) unmarshalOString2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]string, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNString2string(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalOString2ᚕstringᚄ(ctx context.Context, sel ast.SelectionSet, v []string) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := make(graphql.Array, len(v))
+	for i := range v {
+		ret[i] = ec.marshalNString2string(ctx, sel, v[i])
+	}
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) unmarshalOString2ᚖstring(ctx context.Context, v any) (*string, error) {

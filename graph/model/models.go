@@ -3,7 +3,11 @@
 // resolvers.
 package model
 
-import "time"
+import (
+	"time"
+
+	"github.com/heraldpush/herald/providers"
+)
 
 // Person is a customer profile; its devices are resolved on demand.
 type Person struct {
@@ -15,17 +19,18 @@ type Person struct {
 
 // PushMessage is a push template; CampaignID is empty outside a campaign.
 type PushMessage struct {
-	ID         string         `json:"id"`
-	Name       string         `json:"name"`
-	Title      string         `json:"title"`
-	Body       string         `json:"body"`
-	Link       *string        `json:"link,omitempty"`
-	Image      *string        `json:"image,omitempty"`
-	Sound      *string        `json:"sound,omitempty"`
-	Badge      *int           `json:"badge,omitempty"`
-	Data       map[string]any `json:"data"`
-	CampaignID string         `json:"-"`
-	CreatedAt  time.Time      `json:"createdAt"`
+	ID         string            `json:"id"`
+	Name       string            `json:"name"`
+	Title      string            `json:"title"`
+	Body       string            `json:"body"`
+	Link       *string           `json:"link,omitempty"`
+	Image      *string           `json:"image,omitempty"`
+	Sound      *string           `json:"sound,omitempty"`
+	Badge      *int              `json:"badge,omitempty"`
+	Data       map[string]any    `json:"data"`
+	Options    providers.Options `json:"options"`
+	CampaignID string            `json:"-"`
+	CreatedAt  time.Time         `json:"createdAt"`
 }
 
 // Delivery is one message to one person, with its status computed in ClickHouse.

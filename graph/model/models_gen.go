@@ -8,6 +8,8 @@ import (
 	"io"
 	"strconv"
 	"time"
+
+	"github.com/heraldpush/herald/providers"
 )
 
 // Either a .p8 token key (p8 with keyId and teamId) or a certificate (certPem: certificate and private key PEM).
@@ -101,6 +103,8 @@ type CreatePushMessageInput struct {
 	Badge      *int    `json:"badge,omitempty"`
 	// Custom data: an object whose values are strings (Liquid templates) or other JSON values.
 	Data map[string]any `json:"data,omitempty"`
+	// Delivery options; omit for a high-priority alert kept for the providers' default time.
+	Options *providers.Options `json:"options,omitempty"`
 }
 
 type DeliveryConnection struct {

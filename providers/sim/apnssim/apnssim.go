@@ -300,12 +300,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusBadRequest, "BadPayload", token) // not in Apple's list; Apple closes with 400 too
 		return
 	}
-	if p := r.Header.Get("apns-priority"); p != "" && p != "10" && p != "5" && p != "1" {
-		s.fail(w, http.StatusBadRequest, "BadPriority", token)
-		return
-	}
-	if id := r.Header.Get("apns-collapse-id"); len(id) > 64 {
-		s.fail(w, http.StatusBadRequest, "BadCollapseId", token)
+	if reason := sim.CheckAPNS(r.Header.Get, body); reason != "" {
+		s.fail(w, http.StatusBadRequest, reason, token)
 		return
 	}
 

@@ -258,6 +258,11 @@ type sendRequest struct {
 	} `json:"message"`
 }
 
+// rawRequest holds the message as sent, for sim.CheckFCM.
+type rawRequest struct {
+	Message json.RawMessage `json:"message"`
+}
+
 // serveSend is POST /v1/projects/{project}/messages:send.
 func (s *Server) serveSend(w http.ResponseWriter, r *http.Request) {
 	project := r.PathValue("project")
@@ -296,6 +301,12 @@ func (s *Server) serveSend(w http.ResponseWriter, r *http.Request) {
 		return
 	case len(body) > sim.MaxPayloadBytes:
 		writeError(w, http.StatusBadRequest, "INVALID_ARGUMENT", "Android message is too big", "INVALID_ARGUMENT")
+		return
+	}
+	var raw rawRequest
+	_ = json.Unmarshal(body, &raw)
+	if msg := sim.CheckFCM(raw.Message); msg != "" {
+		writeError(w, http.StatusBadRequest, "INVALID_ARGUMENT", msg, "INVALID_ARGUMENT")
 		return
 	}
 

@@ -1,0 +1,4 @@
+-- push_messages.options: the message's delivery options (priority, time
+-- to live, silent, APNS and FCM options, custom payloads per platform) as
+-- the JSON of providers.Options; '' for the default push.
+ALTER TABLE push_messages ADD COLUMN IF NOT EXISTS options String DEFAULT '' AFTER data;

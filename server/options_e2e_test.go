@@ -1,0 +1,156 @@
+package server_test
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/heraldpush/herald/providers/sim"
+)
+
+// TestPushOptions creates messages with delivery options through GraphQL,
+// reads them back, sends them to an iOS and an Android device and checks
+// what the simulators got: the rendered Liquid options, the APNS headers,
+// the FCM android block and the custom payloads merged with Herald's keys.
+// Impossible combinations are refused with BAD_USER_INPUT naming the option.
+func TestPushOptions(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c := e.withCredentials(e.workspace("opts"))
+	ios, android := sim.Token("0e01", 1), sim.Token("0e02", 1)
+	c.person("p1", vars{"first_name": "Ada", "order": "42"}, false)
+	c.device("p1", "IOS", ios, time.Now().Add(-time.Hour))
+	c.device("p1", "ANDROID", android, time.Now().Add(-2*time.Hour))
+
+	const create = `mutation($in: CreatePushMessageInput!) { createPushMessage(input: $in) { id options {
+		silent priority ttlSeconds collapseKey pushType threadId subtitle interruptionLevel relevanceScore
+		channelId notificationPriority visibility color tag titleLocArgs iosPayload androidPayload } } }`
+	opts := vars{
+		"priority": "NORMAL", "ttlSeconds": 3600, "collapseKey": "order-{{ customer.order }}",
+		"threadId": "orders", "subtitle": "For {{ customer.first_name }}", "interruptionLevel": "TIME_SENSITIVE",
+		"relevanceScore": 0.5, "channelId": "orders", "notificationPriority": "HIGH", "visibility": "PRIVATE",
+		"color": "#ff8800", "tag": "order-{{ customer.order }}",
+		"iosPayload":     vars{"aps": vars{"category": "ORDER"}, "order": vars{"id": 42}},
+		"androidPayload": vars{"data": vars{"extra": "1"}, "android": vars{"notification": vars{"sticky": true}}},
+	}
+	d := c.mustDo(create, vars{"in": vars{"name": "Options", "title": "Shipped", "body": "Hi {{ customer.first_name }}", "options": opts}})
+	msg := get(d, "createPushMessage", "id").(string)
+	got := get(d, "createPushMessage", "options").(map[string]any)
+	for k, want := range map[string]any{"silent": false, "priority": "NORMAL", "ttlSeconds": 3600.0, "collapseKey": "order-{{ customer.order }}",
+		"pushType": nil, "interruptionLevel": "TIME_SENSITIVE", "visibility": "PRIVATE", "notificationPriority": "HIGH", "relevanceScore": 0.5} {
+		if got[k] != want {
+			t.Errorf("options.%s = %v, want %v", k, got[k], want)
+		}
+	}
+	if tla, ok := got["titleLocArgs"].([]any); !ok || len(tla) != 0 {
+		t.Errorf("options.titleLocArgs = %#v, want []", got["titleLocArgs"])
+	}
+	// Read back through message(id): the same options.
+	rd := c.mustDo(`query($id: ID!) { pushMessage(id: $id) { options { collapseKey tag iosPayload } } }`, vars{"id": msg})
+	if s := get(rd, "pushMessage", "options", "tag"); s != "order-{{ customer.order }}" {
+		t.Errorf("pushMessage(id).options.tag = %v", s)
+	}
+
+	id := c.send(msg, "p1", "ALL_DEVICES", "")
+	if st := c.waitFinal(id); st.Status != "SENT" {
+		t.Fatalf("status = %s (%s)", st.Status, fmtDevices(st))
+	}
+	areq := e.apns.Requests(ios)
+	if len(areq) != 1 {
+		t.Fatalf("APNS got %d requests", len(areq))
+	}
+	for h, want := range map[string]string{"apns-priority": "5", "apns-push-type": "alert", "apns-collapse-id": "order-42"} {
+		if g := areq[0].Headers.Get(h); g != want {
+			t.Errorf("APNS %s = %q, want %q", h, g, want)
+		}
+	}
+	if exp, err := strconv.ParseInt(areq[0].Headers.Get("apns-expiration"), 10, 64); err != nil || exp < time.Now().Add(59*time.Minute).Unix() {
+		t.Errorf("apns-expiration = %q, want about now + 1 h", areq[0].Headers.Get("apns-expiration"))
+	}
+	var ap map[string]any
+	if err := json.Unmarshal(areq[0].Body, &ap); err != nil {
+		t.Fatal(err)
+	}
+	if s := get(ap, "aps", "alert", "subtitle"); s != "For Ada" {
+		t.Errorf("aps.alert.subtitle = %v, want the rendered %q", s, "For Ada")
+	}
+	for path, want := range map[string]any{"aps.thread-id": "orders", "aps.interruption-level": "time-sensitive",
+		"aps.relevance-score": 0.5, "aps.category": "ORDER", "order.id": 42.0, "CIO-Delivery-ID": id, "CIO-Delivery-Token": ios} {
+		if g := get(ap, strings.Split(path, ".")...); g != want {
+			t.Errorf("APNS payload %s = %v, want %v", path, g, want)
+		}
+	}
+	freq := e.fcm.Requests(android)
+	if len(freq) != 1 {
+		t.Fatalf("FCM got %d requests", len(freq))
+	}
+	var fm map[string]any
+	if err := json.Unmarshal(freq[0].Body, &fm); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]any{"message.android.priority": "normal", "message.android.ttl": "3600s",
+		"message.android.collapse_key": "order-42", "message.android.notification.channel_id": "orders",
+		"message.android.notification.notification_priority": "PRIORITY_HIGH", "message.android.notification.visibility": "PRIVATE",
+		"message.android.notification.color": "#ff8800", "message.android.notification.tag": "order-42",
+		"message.android.notification.sticky": true, "message.data.extra": "1", "message.data.CIO-Delivery-ID": id} {
+		if g := get(fm, strings.Split(path, ".")...); g != want {
+			t.Errorf("FCM %s = %v, want %v", path, g, want)
+		}
+	}
+
+	// A silent push: no alert; background at priority 5 on APNS, no notification on FCM.
+	sd := c.mustDo(create, vars{"in": vars{"name": "Sync", "title": "", "body": "", "data": vars{"sync": "inbox"},
+		"options": vars{"silent": true}}})
+	sid := c.send(get(sd, "createPushMessage", "id").(string), "p1", "ALL_DEVICES", "")
+	if st := c.waitFinal(sid); st.Status != "SENT" {
+		t.Fatalf("silent status = %s (%s)", st.Status, fmtDevices(st))
+	}
+	areq = e.apns.Requests(ios)
+	if len(areq) != 2 || areq[1].Headers.Get("apns-push-type") != "background" || areq[1].Headers.Get("apns-priority") != "5" {
+		t.Fatalf("silent APNS request: %d requests, headers %v", len(areq), areq[len(areq)-1].Headers)
+	}
+	if err := json.Unmarshal(areq[1].Body, &ap); err != nil {
+		t.Fatal(err)
+	}
+	if aps, _ := ap["aps"].(map[string]any); len(aps) != 1 || aps["content-available"] != 1.0 || ap["sync"] != "inbox" {
+		t.Errorf("silent APNS payload = %s", areq[1].Body)
+	}
+	freq = e.fcm.Requests(android)
+	if err := json.Unmarshal(freq[len(freq)-1].Body, &fm); err != nil {
+		t.Fatal(err)
+	}
+	if n := get(fm, "message", "notification"); n != nil {
+		t.Errorf("silent FCM message has a notification: %s", freq[len(freq)-1].Body)
+	}
+
+	for _, tc := range []struct {
+		name  string
+		in    vars
+		field string
+	}{
+		{"silent with a title", vars{"title": "x", "body": "", "options": vars{"silent": true}}, "input.options.silent"},
+		{"silent at HIGH", vars{"title": "", "body": "", "options": vars{"silent": true, "priority": "HIGH"}}, "input.options.priority"},
+		{"background without silent", vars{"title": "x", "body": "y", "options": vars{"pushType": "BACKGROUND"}}, "input.options.pushType"},
+		{"ttl too long", vars{"title": "x", "body": "y", "options": vars{"ttlSeconds": 30 * 24 * 3600}}, "input.options.ttlSeconds"},
+		{"color", vars{"title": "x", "body": "y", "options": vars{"color": "orange"}}, "input.options.color"},
+		{"android webpush", vars{"title": "x", "body": "y", "options": vars{"androidPayload": vars{"webpush": vars{}}}}, "input.options.androidPayload.webpush"},
+		{"bad Liquid in an option", vars{"title": "x", "body": "y", "options": vars{"subtitle": "{{ customer.name "}}, "input.options.subtitle"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.in["name"] = "refused"
+			r := c.do(create, vars{"in": tc.in})
+			if r.code() != "BAD_USER_INPUT" {
+				t.Fatalf("code = %q, want BAD_USER_INPUT (%+v)", r.code(), r.Errors)
+			}
+			if f, _ := r.Errors[0].Extensions["field"].(string); f != tc.field {
+				t.Errorf("field = %q, want %q (%s)", f, tc.field, r.Errors[0].Message)
+			}
+		})
+	}
+	// An option the schema does not have is refused by name.
+	r := c.do(create, vars{"in": vars{"name": "x", "title": "x", "body": "y", "options": vars{"webpush": vars{}}}})
+	if len(r.Errors) == 0 || !strings.Contains(r.Errors[0].Message, "webpush") {
+		t.Errorf("unknown option: errors %+v, want one naming webpush", r.Errors)
+	}
+}
