@@ -345,10 +345,17 @@ func (r *Resolver) broadcast(ctx context.Context, in model.BroadcastInput) (*mod
 	if err != nil {
 		return nil, err
 	}
-	if _, err := r.Store.Message(ctx, ws, msgID); errors.Is(err, clickhouse.ErrNotFound) {
+	msg, err := r.Store.Message(ctx, ws, msgID)
+	if errors.Is(err, clickhouse.ErrNotFound) {
 		return nil, badInput("input.messageId", "no push message with id %s", in.MessageID)
 	} else if err != nil {
 		return nil, err
+	}
+	var overrides string
+	if in.Overrides != nil {
+		if overrides, err = r.checkOverrides(*in.Overrides, msg); err != nil {
+			return nil, err
+		}
 	}
 	audience := model.AudienceAllDevices
 	if in.Audience != nil {
@@ -362,7 +369,7 @@ func (r *Resolver) broadcast(ctx context.Context, in model.BroadcastInput) (*mod
 		return nil, err
 	}
 	id, _ := uuid.NewV7()
-	b := clickhouse.Broadcast{WorkspaceID: ws, ID: id, MessageID: msgID, Audience: string(audience), Data: data, CreatedAt: time.Now().UTC()}
+	b := clickhouse.Broadcast{WorkspaceID: ws, ID: id, MessageID: msgID, Audience: string(audience), Data: data, Overrides: overrides, CreatedAt: time.Now().UTC()}
 	if in.PersonIds == nil {
 		b.AllPersons = true
 		if b.Total, err = r.Store.CountPersons(ctx, ws); err != nil {

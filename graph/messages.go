@@ -63,12 +63,8 @@ func (r *Resolver) newMessage(ctx context.Context, ws string, in model.CreatePus
 		opts = *in.Options
 	}
 	hasAlert := m.Title != "" || m.Body != "" || m.Sound != "" || m.Badge >= 0 || m.Image != ""
-	if err := opts.Validate(hasAlert); err != nil {
-		var oe *providers.OptionError
-		if errors.As(err, &oe) {
-			return m, badInput("input.options."+oe.Field, "%s", oe.Msg)
-		}
-		return m, badInput("input.options", "%v", err)
+	if err := checkOptions("input.options", opts, hasAlert); err != nil {
+		return m, err
 	}
 	if m.Options, err = opts.Encode(); err != nil {
 		return m, badInput("input.options", "%v", err)

@@ -292,6 +292,9 @@ func (r *mutationResolver) SendPush(ctx context.Context, input model.SendPushInp
 		return nil, err
 	}
 	req := SendRequest{Workspace: ws, MessageID: input.MessageID, PersonID: input.PersonID, Token: strOr(input.Token), Data: input.Data}
+	if input.Overrides != nil {
+		req.Overrides = *input.Overrides
+	}
 	if input.Audience != nil {
 		req.Audience = *input.Audience
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/heraldpush/herald/domain"
 	"github.com/heraldpush/herald/graph/model"
 	"github.com/heraldpush/herald/jobs"
+	"github.com/heraldpush/herald/providers"
 	"github.com/heraldpush/herald/render"
 )
 
@@ -23,8 +24,8 @@ type SendRequest struct {
 	Token     string         // the CUSTOM_TOKEN target
 	// Data is bound as event.* and trigger.* in the templates.
 	Data map[string]any
-	// Overrides replace the message's fields (REST only). Their Liquid is
-	// checked here; an error names the field as "overrides.<title|body|…>".
+	// Overrides replace the message's fields and options. Their Liquid is
+	// checked here; an error names the field as "input.overrides.<title|body|…>".
 	Overrides jobs.Overrides
 }
 
@@ -74,14 +75,14 @@ func (r *Resolver) Send(ctx context.Context, req SendRequest) (clickhouse.Delive
 	if err != nil {
 		return clickhouse.Delivery{}, err
 	}
-	overrides, err := r.checkOverrides(req.Overrides)
-	if err != nil {
-		return clickhouse.Delivery{}, err
-	}
 	msg, err := r.Store.Message(ctx, ws, msgID)
 	if errors.Is(err, clickhouse.ErrNotFound) {
 		return clickhouse.Delivery{}, messageNotFound{&InputError{Field: "input.messageId", Message: "no push message with id " + req.MessageID}}
 	}
+	if err != nil {
+		return clickhouse.Delivery{}, err
+	}
+	overrides, err := r.checkOverrides(req.Overrides, msg)
 	if err != nil {
 		return clickhouse.Delivery{}, err
 	}
@@ -100,28 +101,68 @@ func (r *Resolver) Send(ctx context.Context, req SendRequest) (clickhouse.Delive
 	return d, nil
 }
 
-// checkOverrides parses every overriding template and returns the overrides
-// as stored ("" when none).
-func (r *Resolver) checkOverrides(o jobs.Overrides) (string, error) {
+// checkOverrides parses every overriding template, checks the delivery
+// options in effect against the content in effect (Options.Validate), and
+// returns the overrides as stored ("" when none). Errors name the field as
+// "input.overrides.<title|body|…|options.priority|…>".
+func (r *Resolver) checkOverrides(o jobs.Overrides, msg clickhouse.Message) (string, error) {
 	if o.IsZero() {
 		return "", nil
 	}
 	fields, custom := map[string]string{}, map[string]string{}
 	if err := o.Apply(fields, custom); err != nil {
-		return "", badInput("overrides.data", "%v", err)
+		return "", badInput("input.overrides.data", "%v", err)
+	}
+	msgOpts, err := providers.DecodeOptions(msg.Options)
+	if err != nil {
+		return "", err
+	}
+	opts := o.EffectiveOptions(msgOpts)
+	for k, v := range opts.TextFields() {
+		if v != "" {
+			fields["options."+k] = v
+		}
 	}
 	if err := r.Render.Check(fields); err != nil {
 		var fe *render.FieldError
 		if errors.As(err, &fe) {
-			return "", badInput("overrides."+fe.Field, "%v", fe.Err)
+			return "", badInput("input.overrides."+fe.Field, "%v", fe.Err)
 		}
-		return "", badInput("overrides", "%v", err)
+		return "", badInput("input.overrides", "%v", err)
+	}
+	content, _, err := jobs.MessageFields(msg)
+	if err != nil {
+		return "", err
+	}
+	if err := o.Apply(content, map[string]string{}); err != nil {
+		return "", badInput("input.overrides.data", "%v", err)
+	}
+	hasAlert := msg.Badge >= 0
+	for _, k := range []string{"title", "body", "sound", "image"} {
+		hasAlert = hasAlert || content[k] != ""
+	}
+	if err := checkOptions("input.overrides.options", opts, hasAlert); err != nil {
+		return "", err
 	}
 	s, err := o.Encode()
 	if err != nil {
-		return "", badInput("overrides", "%v", err)
+		return "", badInput("input.overrides", "%v", err)
 	}
 	return s, nil
+}
+
+// checkOptions validates delivery options for content with or without an
+// alert; an error names the option under prefix.
+func checkOptions(prefix string, opts providers.Options, hasAlert bool) error {
+	err := opts.Validate(hasAlert)
+	var oe *providers.OptionError
+	if errors.As(err, &oe) {
+		return badInput(prefix+"."+oe.Field, "%s", oe.Msg)
+	}
+	if err != nil {
+		return badInput(prefix, "%v", err)
+	}
+	return nil
 }
 
 // WorkspaceOf returns the workspace WithWorkspace put in ctx ("" when none).

@@ -123,7 +123,7 @@ func (w *Worker) HandleFanout(ctx context.Context, t *asynq.Task) error {
 	for i, person := range persons {
 		did := BroadcastDeliveryID(b.ID, b.CreatedAt, person)
 		ds[i] = clickhouse.Delivery{WorkspaceID: p.WorkspaceID, ID: did, CampaignID: msg.CampaignID, MessageID: msg.ID,
-			PersonID: person, Audience: b.Audience, Data: b.Data, CreatedAt: clickhouse.DeliveryTime(did).UTC()}
+			PersonID: person, Audience: b.Audience, Data: b.Data, Overrides: b.Overrides, CreatedAt: clickhouse.DeliveryTime(did).UTC()}
 	}
 	// A re-run batch writes only the deliveries it has not written yet.
 	ids := make([]uuid.UUID, len(ds))

@@ -3,6 +3,8 @@ package jobs
 import (
 	"encoding/json"
 	"fmt"
+
+	"github.com/heraldpush/herald/providers"
 )
 
 // Overrides replaces fields of a push message for one delivery (Customer.io's
@@ -17,11 +19,35 @@ type Overrides struct {
 	Image string         `json:"image,omitempty"`
 	Sound string         `json:"sound,omitempty"`
 	Data  map[string]any `json:"data,omitempty"`
+	// Options replace the message's delivery options as a whole.
+	Options *providers.Options `json:"options,omitempty"`
+	// IOSPayload and AndroidPayload replace the custom payloads of the
+	// options in effect, the rest of them kept (POST /v1/send/push's
+	// custom_payload).
+	IOSPayload     map[string]any `json:"ios_payload,omitempty"`
+	AndroidPayload map[string]any `json:"android_payload,omitempty"`
 }
 
 // IsZero reports whether o overrides nothing.
 func (o Overrides) IsZero() bool {
-	return o.Title == "" && o.Body == "" && o.Link == "" && o.Image == "" && o.Sound == "" && len(o.Data) == 0
+	return o.Title == "" && o.Body == "" && o.Link == "" && o.Image == "" && o.Sound == "" && len(o.Data) == 0 &&
+		o.Options == nil && o.IOSPayload == nil && o.AndroidPayload == nil
+}
+
+// EffectiveOptions returns the delivery options of a push of a message
+// whose options are msg, with o applied.
+func (o Overrides) EffectiveOptions(msg providers.Options) providers.Options {
+	opts := msg
+	if o.Options != nil {
+		opts = *o.Options
+	}
+	if o.IOSPayload != nil {
+		opts.IOSPayload = o.IOSPayload
+	}
+	if o.AndroidPayload != nil {
+		opts.AndroidPayload = o.AndroidPayload
+	}
+	return opts
 }
 
 // Encode returns o as stored in deliveries.overrides ("" when empty).

@@ -412,10 +412,11 @@ func (w *Worker) renderPush(d clickhouse.Delivery, person clickhouse.Person, m c
 	if err := overrides.Apply(fields, custom); err != nil {
 		return providers.Push{}, err
 	}
-	opts, err := providers.DecodeOptions(m.Options)
+	msgOpts, err := providers.DecodeOptions(m.Options)
 	if err != nil {
 		return providers.Push{}, err
 	}
+	opts := overrides.EffectiveOptions(msgOpts)
 	for k, v := range opts.TextFields() {
 		if v != "" {
 			fields["options."+k] = v

@@ -1,11 +1,15 @@
 package server_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	customerio "github.com/customerio/go-customerio/v3"
 
 	"github.com/heraldpush/herald/providers/sim"
 )
@@ -152,5 +156,158 @@ func TestPushOptions(t *testing.T) {
 	r := c.do(create, vars{"in": vars{"name": "x", "title": "x", "body": "y", "options": vars{"webpush": vars{}}}})
 	if len(r.Errors) == 0 || !strings.Contains(r.Errors[0].Message, "webpush") {
 		t.Errorf("unknown option: errors %+v, want one naming webpush", r.Errors)
+	}
+}
+
+// TestSendPushClientOptions drives go-customerio's SendPush (v3.10.0,
+// send_push.go:8-27, every field of SendPushRequest) against Herald:
+// custom_payload for iOS (APNS and FCM shapes) and Android reaches the
+// simulators merged with Herald's keys; each field Herald does not do yet
+// is refused with 400 naming it, and nothing is sent.
+func TestSendPushClientOptions(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c := e.withCredentials(e.workspace("cio-opts"))
+	api := e.apiClient(c)
+	ios, android := sim.Token("0c01", 1), sim.Token("0c02", 1)
+	c.person("p1", vars{"first_name": "Ada"}, false)
+	c.device("p1", "IOS", ios, time.Now().Add(-time.Minute))
+	c.device("p1", "ANDROID", android, time.Now().Add(-time.Hour))
+	msg := c.message("Hi {{ customer.first_name }}", "Welcome")
+
+	for _, shape := range []string{
+		`{"aps":{"category":"WELCOME","sound":"chime.caf"},"promo":"spring"}`,
+		`{"message":{"apns":{"payload":{"aps":{"category":"WELCOME","sound":"chime.caf"},"promo":"spring"}}}}`,
+	} {
+		cp := `{"ios":` + shape + `,"android":{"message":{"data":{"promo":"spring"},"android":{"notification":{"channel_id":"promos","tag":"welcome"}}}}}`
+		resp, err := api.SendPush(context.Background(), &customerio.SendPushRequest{TransactionalMessageID: msg,
+			Identifiers: map[string]string{"id": "p1"}, CustomPayload: json.RawMessage(cp)})
+		if err != nil {
+			t.Fatalf("SendPush with custom_payload %s: %v", shape, err)
+		}
+		if d := c.waitFinal(resp.DeliveryID); d.Status != "SENT" {
+			t.Fatalf("delivery %s (%s)", d.Status, fmtDevices(d))
+		}
+		areq := e.apns.Requests(ios)
+		var ap map[string]any
+		if err := json.Unmarshal(areq[len(areq)-1].Body, &ap); err != nil {
+			t.Fatal(err)
+		}
+		for path, want := range map[string]any{"aps.category": "WELCOME", "aps.sound": "chime.caf", "aps.alert.title": "Hi Ada",
+			"promo": "spring", "CIO-Delivery-ID": resp.DeliveryID} {
+			if g := get(ap, strings.Split(path, ".")...); g != want {
+				t.Errorf("ios %s: APNS payload %s = %v, want %v", shape, path, g, want)
+			}
+		}
+		freq := e.fcm.Requests(android)
+		var fm map[string]any
+		if err := json.Unmarshal(freq[len(freq)-1].Body, &fm); err != nil {
+			t.Fatal(err)
+		}
+		for path, want := range map[string]any{"message.data.promo": "spring", "message.data.CIO-Delivery-ID": resp.DeliveryID,
+			"message.android.notification.channel_id": "promos", "message.android.notification.tag": "welcome",
+			"message.android.collapse_key": resp.DeliveryID, "message.notification.title": "Hi Ada"} {
+			if g := get(fm, strings.Split(path, ".")...); g != want {
+				t.Errorf("FCM %s = %v, want %v", path, g, want)
+			}
+		}
+	}
+
+	yes, at, lang := true, time.Now().Add(time.Hour).Unix(), "fr"
+	before := e.apns.Total() + e.fcm.Total()
+	for _, tc := range []struct {
+		field string
+		req   customerio.SendPushRequest
+	}{
+		{"send_at", customerio.SendPushRequest{SendAt: &at}},
+		{"queue_draft", customerio.SendPushRequest{QueueDraft: &yes}},
+		{"send_to_unsubscribed", customerio.SendPushRequest{SendToUnsubscribed: &yes}},
+		{"custom_device", customerio.SendPushRequest{Device: &customerio.Device{Token: sim.Token("0c03", 1), Platform: "ios"}}},
+		{"language", customerio.SendPushRequest{Language: &lang}},
+		{"disable_message_retention", customerio.SendPushRequest{DisableMessageRetention: &yes}},
+		{"custom_payload.web", customerio.SendPushRequest{CustomPayload: json.RawMessage(`{"web":{}}`)}},
+		{"custom_payload.ios.message.apns.headers", customerio.SendPushRequest{CustomPayload: json.RawMessage(`{"ios":{"message":{"apns":{"headers":{"apns-priority":"5"},"payload":{}}}}}`)}},
+		{"custom_payload.android.message", customerio.SendPushRequest{CustomPayload: json.RawMessage(`{"android":{"data":{"a":"b"}}}`)}},
+		{"custom_payload.android.data.n", customerio.SendPushRequest{CustomPayload: json.RawMessage(`{"android":{"message":{"data":{"n":1}}}}`)}},
+	} {
+		t.Run(tc.field, func(t *testing.T) {
+			req := tc.req
+			req.TransactionalMessageID, req.Identifiers = msg, map[string]string{"id": "p1"}
+			_, err := api.SendPush(context.Background(), &req)
+			var terr *customerio.TransactionalError
+			if !errors.As(err, &terr) || terr.StatusCode != 400 || !strings.HasPrefix(terr.Err, tc.field+":") {
+				t.Errorf("SendPush with %s: %v, want 400 naming %s", tc.field, err, tc.field)
+			}
+		})
+	}
+	e.idle()
+	if after := e.apns.Total() + e.fcm.Total(); after != before {
+		t.Errorf("refused sends reached the providers: %d requests, want 0", after-before)
+	}
+}
+
+// TestOverridesOptions: sendPush and broadcast overrides replace a
+// message's fields and options for their deliveries; options impossible
+// with the content in effect are refused.
+func TestOverridesOptions(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c := e.withCredentials(e.workspace("ovr"))
+	tok1, tok2 := sim.Token("0d01", 1), sim.Token("0d02", 1)
+	c.person("p1", vars{"first_name": "Ada"}, false)
+	c.device("p1", "IOS", tok1, time.Now().Add(-time.Minute))
+	c.person("p2", vars{"first_name": "Bo"}, false)
+	c.device("p2", "IOS", tok2, time.Now().Add(-time.Minute))
+	msg := c.message("Hi {{ customer.first_name }}", "Welcome")
+
+	d := c.mustDo(`mutation($in: SendPushInput!) { sendPush(input: $in) { id } }`, vars{"in": vars{"messageId": msg, "personId": "p1",
+		"overrides": vars{"title": "Hey {{ customer.first_name }}", "options": vars{"priority": "LOW", "threadId": "t-{{ customer.first_name }}"}}}})
+	if st := c.waitFinal(get(d, "sendPush", "id").(string)); st.Status != "SENT" {
+		t.Fatalf("sendPush: %s", st.Status)
+	}
+	req := e.apns.Requests(tok1)[0]
+	var ap map[string]any
+	if err := json.Unmarshal(req.Body, &ap); err != nil {
+		t.Fatal(err)
+	}
+	if req.Headers.Get("apns-priority") != "1" || get(ap, "aps", "thread-id") != "t-Ada" || get(ap, "aps", "alert", "title") != "Hey Ada" {
+		t.Errorf("sendPush overrides: apns-priority %q, payload %s", req.Headers.Get("apns-priority"), req.Body)
+	}
+
+	b := c.mustDo(`mutation($in: BroadcastInput!) { broadcast(input: $in) { id } }`, vars{"in": vars{"messageId": msg, "personIds": []string{"p1", "p2"},
+		"overrides": vars{"options": vars{"interruptionLevel": "PASSIVE", "collapseKey": "welcome"}}}})
+	if get(b, "broadcast", "id") == nil {
+		t.Fatal("no broadcast id")
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for (e.apns.Count(tok1) < 2 || e.apns.Count(tok2) < 1) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, r := range []sim.Request{e.apns.Requests(tok1)[1], e.apns.Requests(tok2)[0]} {
+		if err := json.Unmarshal(r.Body, &ap); err != nil {
+			t.Fatal(err)
+		}
+		if r.Headers.Get("apns-collapse-id") != "welcome" || get(ap, "aps", "interruption-level") != "passive" {
+			t.Errorf("broadcast overrides: collapse id %q, payload %s", r.Headers.Get("apns-collapse-id"), r.Body)
+		}
+	}
+
+	for _, tc := range []struct {
+		name, mutation string
+		in             vars
+		field          string
+	}{
+		{"sendPush silent with the message's title", `mutation($in: SendPushInput!) { sendPush(input: $in) { id } }`,
+			vars{"messageId": msg, "personId": "p1", "overrides": vars{"options": vars{"silent": true}}}, "input.overrides.options.silent"},
+		{"broadcast bad Liquid in an option", `mutation($in: BroadcastInput!) { broadcast(input: $in) { id } }`,
+			vars{"messageId": msg, "overrides": vars{"options": vars{"tag": "{{ x "}}}, "input.overrides.options.tag"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := c.do(tc.mutation, vars{"in": tc.in})
+			if r.code() != "BAD_USER_INPUT" {
+				t.Fatalf("code %q (%+v), want BAD_USER_INPUT", r.code(), r.Errors)
+			}
+			if f, _ := r.Errors[0].Extensions["field"].(string); f != tc.field {
+				t.Errorf("field %q, want %q (%s)", f, tc.field, r.Errors[0].Message)
+			}
+		})
 	}
 }

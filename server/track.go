@@ -131,15 +131,7 @@ func decodeTrack(w http.ResponseWriter, r *http.Request, v any) bool {
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if err := dec.Decode(v); err != nil {
-		var te *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &te) && te.Field != "":
-			writeMeta(w, http.StatusBadRequest, fmt.Sprintf("%s: must be %s, got %s", te.Field, jsonKind(te.Type.Kind().String()), te.Value))
-		case errors.As(err, &te):
-			writeMeta(w, http.StatusBadRequest, "body must be a JSON object, got "+te.Value)
-		default:
-			writeMeta(w, http.StatusBadRequest, "body is not valid JSON: "+err.Error())
-		}
+		writeDecodeError(w, err)
 		return false
 	}
 	if dec.More() {
@@ -147,6 +139,33 @@ func decodeTrack(w http.ResponseWriter, r *http.Request, v any) bool {
 		return false
 	}
 	return true
+}
+
+// decodeFields decodes a body already read as fields (decodeTrack into a
+// map) into v, answering 400 naming a field of the wrong type.
+func decodeFields(w http.ResponseWriter, fields map[string]json.RawMessage, v any) bool {
+	b, err := json.Marshal(fields)
+	if err == nil {
+		err = json.Unmarshal(b, v)
+	}
+	if err != nil {
+		writeDecodeError(w, err)
+		return false
+	}
+	return true
+}
+
+// writeDecodeError answers 400 for a body that does not decode.
+func writeDecodeError(w http.ResponseWriter, err error) {
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &te) && te.Field != "":
+		writeMeta(w, http.StatusBadRequest, fmt.Sprintf("%s: must be %s, got %s", te.Field, jsonKind(te.Type.Kind().String()), te.Value))
+	case errors.As(err, &te):
+		writeMeta(w, http.StatusBadRequest, "body must be a JSON object, got "+te.Value)
+	default:
+		writeMeta(w, http.StatusBadRequest, "body is not valid JSON: "+err.Error())
+	}
 }
 
 // jsonKind names a Go kind as a JSON type.
@@ -181,8 +200,13 @@ func (h *trackHandler) fail(w http.ResponseWriter, r *http.Request, err error, f
 		field := in.Field
 		if f, ok := fields[field]; ok {
 			field = f
-		} else if rest, ok := strings.CutPrefix(field, "overrides.data."); ok {
-			field = "custom_data." + rest
+		} else {
+			for from, to := range map[string]string{"input.overrides.data.": "custom_data.",
+				"input.overrides.options.iosPayload.": "custom_payload.ios.", "input.overrides.options.androidPayload.": "custom_payload.android."} {
+				if rest, ok := strings.CutPrefix(field, from); ok {
+					field = to + rest
+				}
+			}
 		}
 		writeMeta(w, http.StatusBadRequest, field+": "+in.Message)
 	case errors.As(err, &nf):
@@ -480,7 +504,90 @@ type sendPushBody struct {
 	Link                   *string                    `json:"link"`
 	Sound                  *string                    `json:"sound"`
 	CustomData             map[string]any             `json:"custom_data"`
+	CustomPayload          map[string]json.RawMessage `json:"custom_payload"`
 	MessageData            map[string]any             `json:"message_data"`
+}
+
+// sendPushUnsupported are fields of Customer.io's transactional push
+// (go-customerio's SendPushRequest) that Herald does not do yet: a request
+// with one is refused by name rather than sent without it.
+var sendPushUnsupported = map[string]string{
+	"send_at":                   "scheduled sends are not supported yet; send at the time",
+	"queue_draft":               "drafts are not supported yet",
+	"send_to_unsubscribed":      "not supported yet: Herald never sends to an unsubscribed person",
+	"custom_device":             "not supported yet: register the device first (PUT /api/v1/customers/{id}/devices), then send",
+	"language":                  "translations are not supported",
+	"disable_message_retention": "not supported: Herald keeps every delivery",
+}
+
+// checkSendPushFields refuses a field Herald does not support or know, by name.
+func checkSendPushFields(raw map[string]json.RawMessage) string {
+	for k := range raw {
+		if why, ok := sendPushUnsupported[k]; ok {
+			return k + ": " + why
+		}
+	}
+	known := map[string]bool{"transactional_message_id": true, "message_id": true, "identifiers": true, "to": true, "title": true,
+		"message": true, "image_url": true, "link": true, "sound": true, "custom_data": true, "custom_payload": true, "message_data": true}
+	for k := range raw {
+		if !known[k] {
+			return k + ": not a field of /v1/send/push"
+		}
+	}
+	return ""
+}
+
+// customPayload reads custom_payload as Customer.io documents it: ios is
+// an APNS payload ({"aps": …, "CIO": …, custom keys}) or, for an app on
+// FCM, {"message": {"apns": {"payload": {…}}}}; android is {"message":
+// {"data": …, "notification": …, "android": …}}. It returns the iOS and
+// Android payloads for the overrides, or a 400 message naming the field.
+func customPayload(cp map[string]json.RawMessage) (ios, android map[string]any, msg string) {
+	for k, raw := range cp {
+		var obj map[string]any
+		if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
+			if k == "ios" || k == "android" {
+				return nil, nil, "custom_payload." + k + ": must be an object"
+			}
+		}
+		switch k {
+		case "ios":
+			m, ok := obj["message"]
+			if !ok {
+				ios = obj
+				continue
+			}
+			fcm, _ := m.(map[string]any)
+			for mk := range fcm {
+				if mk != "apns" {
+					return nil, nil, "custom_payload.ios.message." + mk + ": Herald takes only message.apns.payload for iOS (the notification comes from title and message)"
+				}
+			}
+			apns, _ := fcm["apns"].(map[string]any)
+			for ak := range apns {
+				if ak != "payload" {
+					return nil, nil, "custom_payload.ios.message.apns." + ak + ": not supported; set priority, time to live and collapse key in the message's options"
+				}
+			}
+			if ios, _ = apns["payload"].(map[string]any); ios == nil {
+				return nil, nil, "custom_payload.ios.message.apns.payload: required, an object"
+			}
+		case "android":
+			m, ok := obj["message"].(map[string]any)
+			if !ok {
+				return nil, nil, `custom_payload.android.message: required, an object (FCM's {"message": {"data", "notification", "android"}})`
+			}
+			for mk := range obj {
+				if mk != "message" {
+					return nil, nil, "custom_payload.android." + mk + ": not a field (the payload goes in message)"
+				}
+			}
+			android = m
+		default:
+			return nil, nil, "custom_payload." + k + ": not a platform (ios, android)"
+		}
+	}
+	return ios, android, ""
 }
 
 // sendPush is POST /v1/send/push with Authorization: Bearer <API key>. It
@@ -511,8 +618,21 @@ func (h *trackHandler) sendPush(w http.ResponseWriter, r *http.Request) {
 		writeMeta(w, http.StatusServiceUnavailable, "cannot check the API key now; retry later")
 		return
 	}
+	var raw map[string]json.RawMessage
+	if !decodeTrack(w, r, &raw) {
+		return
+	}
+	if msg := checkSendPushFields(raw); msg != "" {
+		writeMeta(w, http.StatusBadRequest, msg)
+		return
+	}
 	var b sendPushBody
-	if !decodeTrack(w, r, &b) {
+	if !decodeFields(w, raw, &b) {
+		return
+	}
+	iosPayload, androidPayload, msg := customPayload(b.CustomPayload)
+	if msg != "" {
+		writeMeta(w, http.StatusBadRequest, msg)
 		return
 	}
 	msgField, msgID := "transactional_message_id", b.TransactionalMessageID
@@ -539,7 +659,7 @@ func (h *trackHandler) sendPush(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	req.Overrides = jobs.Overrides{Title: strOr(b.Title), Body: strOr(b.Message), Link: strOr(b.Link), Image: strOr(b.ImageURL),
-		Sound: strOr(b.Sound), Data: b.CustomData}
+		Sound: strOr(b.Sound), Data: b.CustomData, IOSPayload: iosPayload, AndroidPayload: androidPayload}
 	d, err := h.resolver.Send(graph.WithWorkspace(r.Context(), ws), req)
 	if errors.Is(err, graph.ErrMessageNotFound) {
 		// Customer.io's App API answers 404 "The transactional message does
@@ -550,8 +670,10 @@ func (h *trackHandler) sendPush(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		h.fail(w, r, err, map[string]string{"input.messageId": msgField, "input.personId": "identifiers.id", "input.token": "to",
-			"input.data": "message_data", "overrides.title": "title", "overrides.body": "message", "overrides.link": "link",
-			"overrides.image": "image_url", "overrides.sound": "sound", "overrides.data": "custom_data", "overrides": "body"})
+			"input.data": "message_data", "input.overrides.title": "title", "input.overrides.body": "message", "input.overrides.link": "link",
+			"input.overrides.image": "image_url", "input.overrides.sound": "sound", "input.overrides.data": "custom_data",
+			"input.overrides.options.iosPayload": "custom_payload.ios", "input.overrides.options.androidPayload": "custom_payload.android",
+			"input.overrides": "body"})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"delivery_id": d.ID.String(), "queued_at": d.CreatedAt.Unix()})

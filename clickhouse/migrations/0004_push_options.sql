@@ -2,3 +2,7 @@
 -- to live, silent, APNS and FCM options, custom payloads per platform) as
 -- the JSON of providers.Options; '' for the default push.
 ALTER TABLE push_messages ADD COLUMN IF NOT EXISTS options String DEFAULT '' AFTER data;
+-- broadcasts.overrides: the overrides (jobs.Overrides as JSON: fields and
+-- options replacing the message's) given to every delivery of the
+-- broadcast; '' for none.
+ALTER TABLE broadcasts ADD COLUMN IF NOT EXISTS overrides String DEFAULT '' AFTER data;

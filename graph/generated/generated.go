@@ -15,6 +15,7 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/introspection"
 	"github.com/heraldpush/herald/graph/model"
+	"github.com/heraldpush/herald/jobs"
 	"github.com/heraldpush/herald/providers"
 	gqlparser "github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -1582,6 +1583,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("IdentifyPersonInput", ec.unmarshalInputIdentifyPersonInput),
 			graphql.NewInputUnmarshaler("PushCredentialsInput", ec.unmarshalInputPushCredentialsInput),
 			graphql.NewInputUnmarshaler("PushOptionsInput", ec.unmarshalInputPushOptionsInput),
+			graphql.NewInputUnmarshaler("PushOverridesInput", ec.unmarshalInputPushOverridesInput),
 			graphql.NewInputUnmarshaler("RegisterDeviceInput", ec.unmarshalInputRegisterDeviceInput),
 			graphql.NewInputUnmarshaler("ReportPushMetricInput", ec.unmarshalInputReportPushMetricInput),
 			graphql.NewInputUnmarshaler("SendPushInput", ec.unmarshalInputSendPushInput),
@@ -1952,6 +1954,8 @@ input BroadcastInput {
   audience: Audience = ALL_DEVICES
   "Bound as event.* and trigger.* in the templates."
   data: JSON
+  "Replace the message's fields or options for every delivery of the broadcast."
+  overrides: PushOverridesInput
 }
 
 type Broadcast {
@@ -2104,6 +2108,21 @@ input SendPushInput {
   token: String
   "Bound as event.* and trigger.* in the templates."
   data: JSON
+  "Replace the message's fields or options for this send."
+  overrides: PushOverridesInput
+}
+
+"Fields that replace a message's for one send (Liquid templates like the message's); omitted or empty ones keep the message's."
+input PushOverridesInput {
+  title: String
+  body: String
+  link: String
+  image: String
+  sound: String
+  "Merged into the message's custom data, its keys winning."
+  data: JSON
+  "Replace the message's delivery options as a whole (checked against the content in effect)."
+  options: PushOptionsInput
 }
 
 type Delivery {
@@ -9072,7 +9091,7 @@ func (ec *executionContext) unmarshalInputBroadcastInput(ctx context.Context, ob
 		asMap["audience"] = "ALL_DEVICES"
 	}
 
-	fieldsInOrder := [...]string{"messageId", "personIds", "audience", "data"}
+	fieldsInOrder := [...]string{"messageId", "personIds", "audience", "data", "overrides"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -9107,6 +9126,13 @@ func (ec *executionContext) unmarshalInputBroadcastInput(ctx context.Context, ob
 				return it, err
 			}
 			it.Data = data
+		case "overrides":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("overrides"))
+			data, err := ec.unmarshalOPushOverridesInput2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋjobsᚐOverrides(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Overrides = data
 		}
 	}
 	return it, nil
@@ -9775,6 +9801,90 @@ func UnmarshalPushOptionsInput(ctx context.Context, raw any) (providers.Options,
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputPushOverridesInput(ctx context.Context, obj any) (jobs.Overrides, error) {
+	var it jobs.Overrides
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"title", "body", "link", "image", "sound", "data", "options"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "title":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("title"))
+			data, err := ec.unmarshalOString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Title = data
+		case "body":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("body"))
+			data, err := ec.unmarshalOString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Body = data
+		case "link":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("link"))
+			data, err := ec.unmarshalOString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Link = data
+		case "image":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("image"))
+			data, err := ec.unmarshalOString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Image = data
+		case "sound":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("sound"))
+			data, err := ec.unmarshalOString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Sound = data
+		case "data":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("data"))
+			data, err := ec.unmarshalOJSON2map(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Data = data
+		case "options":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("options"))
+			data, err := ec.unmarshalOPushOptionsInput2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋprovidersᚐOptions(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Options = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalPushOverridesInput unmarshals raw into the PushOverridesInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalPushOverridesInput(ctx context.Context, raw any) (jobs.Overrides, error) {
+	var out jobs.Overrides
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "PushOverridesInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputRegisterDeviceInput(ctx context.Context, obj any) (model.RegisterDeviceInput, error) {
 	var it model.RegisterDeviceInput
 	if obj == nil {
@@ -9923,7 +10033,7 @@ func (ec *executionContext) unmarshalInputSendPushInput(ctx context.Context, obj
 		asMap["audience"] = "ALL_DEVICES"
 	}
 
-	fieldsInOrder := [...]string{"messageId", "personId", "audience", "token", "data"}
+	fieldsInOrder := [...]string{"messageId", "personId", "audience", "token", "data", "overrides"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -9965,6 +10075,13 @@ func (ec *executionContext) unmarshalInputSendPushInput(ctx context.Context, obj
 				return it, err
 			}
 			it.Data = data
+		case "overrides":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("overrides"))
+			data, err := ec.unmarshalOPushOverridesInput2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋjobsᚐOverrides(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Overrides = data
 		}
 	}
 	return it, nil
@@ -13044,6 +13161,14 @@ func (ec *executionContext) unmarshalOPushOptionsInput2ᚖgithubᚗcomᚋheraldp
 		return nil, nil
 	}
 	res, err := ec.unmarshalInputPushOptionsInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalOPushOverridesInput2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋjobsᚐOverrides(ctx context.Context, v any) (*jobs.Overrides, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputPushOverridesInput(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 

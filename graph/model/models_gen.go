@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/heraldpush/herald/jobs"
 	"github.com/heraldpush/herald/providers"
 )
 
@@ -28,6 +29,8 @@ type BroadcastInput struct {
 	Audience  *Audience `json:"audience,omitempty"`
 	// Bound as event.* and trigger.* in the templates.
 	Data map[string]any `json:"data,omitempty"`
+	// Replace the message's fields or options for every delivery of the broadcast.
+	Overrides *jobs.Overrides `json:"overrides,omitempty"`
 }
 
 type CampaignConnection struct {
@@ -238,6 +241,8 @@ type SendPushInput struct {
 	Token *string `json:"token,omitempty"`
 	// Bound as event.* and trigger.* in the templates.
 	Data map[string]any `json:"data,omitempty"`
+	// Replace the message's fields or options for this send.
+	Overrides *jobs.Overrides `json:"overrides,omitempty"`
 }
 
 type Subscription struct {
