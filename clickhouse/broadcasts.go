@@ -97,7 +97,7 @@ func (s *Store) CreateDeliveries(ctx context.Context, ds []Delivery) error {
 	}
 	defer batch.Close()
 	for _, d := range ds {
-		if err := batch.Append(d.WorkspaceID, d.ID, d.CampaignID, d.MessageID, d.PersonID, d.Audience, d.Token, d.Data, d.Overrides); err != nil {
+		if err := batch.Append(d.WorkspaceID, d.ID, d.CampaignID, d.MessageID, d.PersonID, d.Audience, d.Token, d.Data, d.Overrides, d.chSendAt()); err != nil {
 			return fmt.Errorf("clickhouse: append delivery: %w", err)
 		}
 	}

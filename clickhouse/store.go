@@ -281,7 +281,17 @@ type Delivery struct {
 	// Overrides replaces fields of the message for this delivery (a JSON
 	// object written by jobs.Overrides; '' = none), from POST /v1/send/push.
 	Overrides string
+	// SendAt is when a scheduled send is due; zero for a send at once.
+	SendAt    time.Time
 	CreatedAt time.Time
+}
+
+// chSendAt is SendAt as stored (the epoch for zero).
+func (d Delivery) chSendAt() time.Time {
+	if d.SendAt.IsZero() {
+		return time.Unix(0, 0).UTC()
+	}
+	return d.SendAt.UTC()
 }
 
 // DeliveryTime is the creation time encoded in a UUIDv7 delivery id (whole
@@ -292,18 +302,18 @@ func DeliveryTime(id uuid.UUID) time.Time {
 }
 
 // insertDelivery: params workspace_id, id, campaign_id, message_id,
-// person_id, audience, token, data, overrides (created_at comes from the id).
-const insertDelivery = `INSERT INTO deliveries (workspace_id, id, campaign_id, message_id, person_id, audience, token, data, overrides)`
+// person_id, audience, token, data, overrides, send_at (created_at comes from the id).
+const insertDelivery = `INSERT INTO deliveries (workspace_id, id, campaign_id, message_id, person_id, audience, token, data, overrides, send_at)`
 
 // CreateDelivery records a delivery.
 func (s *Store) CreateDelivery(ctx context.Context, d Delivery) error {
-	return s.insertOne(ctx, "delivery", insertDelivery, d.WorkspaceID, d.ID, d.CampaignID, d.MessageID, d.PersonID, d.Audience, d.Token, d.Data, d.Overrides)
+	return s.insertOne(ctx, "delivery", insertDelivery, d.WorkspaceID, d.ID, d.CampaignID, d.MessageID, d.PersonID, d.Audience, d.Token, d.Data, d.Overrides, d.chSendAt())
 }
 
 // selectDelivery: params workspace_id, created_at (the id's time, so the
 // primary key finds the row), id; columns campaign_id, message_id,
 // person_id, audience, token, data, overrides, created_at.
-const selectDelivery = `SELECT campaign_id, message_id, person_id, toString(audience), token, data, overrides, created_at
+const selectDelivery = `SELECT campaign_id, message_id, person_id, toString(audience), token, data, overrides, send_at, created_at
 FROM deliveries FINAL
 WHERE workspace_id = ? AND created_at = ? AND id = ?`
 
@@ -311,8 +321,13 @@ WHERE workspace_id = ? AND created_at = ? AND id = ?`
 func (s *Store) Delivery(ctx context.Context, workspaceID string, id uuid.UUID) (Delivery, error) {
 	d := Delivery{WorkspaceID: workspaceID, ID: id}
 	err := s.conn.QueryRow(ctx, selectDelivery, workspaceID, chTime(DeliveryTime(id)), id).
-		Scan(&d.CampaignID, &d.MessageID, &d.PersonID, &d.Audience, &d.Token, &d.Data, &d.Overrides, &d.CreatedAt)
+		Scan(&d.CampaignID, &d.MessageID, &d.PersonID, &d.Audience, &d.Token, &d.Data, &d.Overrides, &d.SendAt, &d.CreatedAt)
 	d.CreatedAt = d.CreatedAt.UTC()
+	if d.SendAt.Unix() <= 0 {
+		d.SendAt = time.Time{}
+	} else {
+		d.SendAt = d.SendAt.UTC()
+	}
 	return d, rowErr("delivery", err)
 }
 

@@ -152,6 +152,8 @@ const (
 	ReasonCustomerNotFound = "Customer doesn't exist"
 	// ReasonCustomerUnsubscribed: the person is unsubscribed.
 	ReasonCustomerUnsubscribed = "Customer is unsubscribed"
+	// ReasonCanceled: a scheduled send was canceled before its time.
+	ReasonCanceled = "Canceled before its send time"
 	// ReasonCredentialsNotFound: the workspace has no credentials for the device's platform.
 	ReasonCredentialsNotFound = "Credentials not found"
 	// ReasonNoDevices: the person has no device that the audience selects.

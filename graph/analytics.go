@@ -198,6 +198,9 @@ func (r *Resolver) deliveries(ctx context.Context, filter *model.DeliveryFilter,
 			f.PersonID = *filter.PersonID
 		}
 		for _, s := range filter.Status {
+			if s == model.DeliveryStatusScheduled {
+				return nil, badInput("filter.status", "SCHEDULED is not a delivery-logs filter: a scheduled send is listed as ATTEMPTED until its time")
+			}
 			f.Statuses = append(f.Statuses, string(s))
 		}
 		if err := checkOptTime("filter.from", filter.From); err != nil {
@@ -327,6 +330,23 @@ func (r *Resolver) retryDelivery(ctx context.Context, id string) (*model.Deliver
 	}
 	m := deliveryModel(d, clickhouse.DeliveryStatus{Status: string(domain.DeliveryAttempted), Round: round})
 	return m, nil
+}
+
+// cancelDelivery cancels a scheduled send before it starts (jobs.Queue.CancelScheduled).
+func (r *Resolver) cancelDelivery(ctx context.Context, id string) (*model.Delivery, error) {
+	d, st, err := r.deliveryStatus(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if d.SendAt.IsZero() {
+		return nil, badInput("id", "delivery %s was sent at once, not scheduled: only a scheduled send can be canceled", d.ID)
+	}
+	if err := r.Queue.CancelScheduled(ctx, d.ID.String()); errors.Is(err, jobs.ErrStarted) {
+		return nil, badInput("id", "delivery %s has started (or was canceled already): a scheduled send can be canceled only before its time", d.ID)
+	} else if err != nil {
+		return nil, err
+	}
+	return deliveryModel(d, st), nil
 }
 
 // maxBroadcastList bounds an explicit person list (larger audiences omit

@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/heraldpush/herald/clickhouse"
+	"github.com/heraldpush/herald/domain"
 	"github.com/heraldpush/herald/graph/model"
 	"github.com/heraldpush/herald/providers"
 )
@@ -124,6 +125,14 @@ func deliveryModel(d clickhouse.Delivery, st clickhouse.DeliveryStatus) *model.D
 		CreatedAt: d.CreatedAt.UTC(), SentAt: optTime(st.SentAt), DeliveredAt: optTime(st.DeliveredAt), OpenedAt: optTime(st.OpenedAt),
 		ConvertedAt: optTime(st.ConvertedAt),
 		Devices:     []*model.DeviceSend{}, Round: int(st.Round),
+	}
+	if !d.SendAt.IsZero() {
+		at := d.SendAt.UTC()
+		m.SendAt = &at
+		// Nothing recorded yet and its time still ahead: not started.
+		if st.Status == string(domain.DeliveryAttempted) && st.DevicesTargeted == 0 && st.Round == 0 && time.Now().Before(at) {
+			m.Status = model.DeliveryStatusScheduled
+		}
 	}
 	if d.CampaignID != uuid.Nil {
 		m.CampaignID = d.CampaignID.String()

@@ -295,6 +295,9 @@ func (r *mutationResolver) SendPush(ctx context.Context, input model.SendPushInp
 	if input.Overrides != nil {
 		req.Overrides = *input.Overrides
 	}
+	if input.SendAt != nil {
+		req.SendAt = *input.SendAt
+	}
 	if input.Audience != nil {
 		req.Audience = *input.Audience
 	}
@@ -313,6 +316,11 @@ func (r *mutationResolver) Broadcast(ctx context.Context, input model.BroadcastI
 // RetryDelivery is the resolver for the retryDelivery field.
 func (r *mutationResolver) RetryDelivery(ctx context.Context, id string) (*model.Delivery, error) {
 	return r.retryDelivery(ctx, id)
+}
+
+// CancelDelivery is the resolver for the cancelDelivery field.
+func (r *mutationResolver) CancelDelivery(ctx context.Context, id string) (*model.Delivery, error) {
+	return r.cancelDelivery(ctx, id)
 }
 
 // TrackEvent is the resolver for the trackEvent field.

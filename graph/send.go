@@ -3,6 +3,7 @@ package graph
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -27,6 +28,25 @@ type SendRequest struct {
 	// Overrides replace the message's fields and options. Their Liquid is
 	// checked here; an error names the field as "input.overrides.<title|body|…>".
 	Overrides jobs.Overrides
+	// SendAt schedules the send (zero: at once); checkSendAt bounds it.
+	SendAt time.Time
+}
+
+// maxSchedule is how far ahead a send can be scheduled.
+const maxSchedule = 90 * 24 * time.Hour
+
+// checkSendAt refuses a send time in the past or more than 90 days ahead.
+func checkSendAt(field string, at time.Time) error {
+	now := time.Now()
+	switch {
+	case at.IsZero():
+		return nil
+	case at.Before(now):
+		return badInput(field, "%s is in the past (now is %s)", at.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	case at.After(now.Add(maxSchedule)):
+		return badInput(field, "%s is more than 90 days ahead", at.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // ErrMessageNotFound is wrapped by Send's error for an unknown message id (a
@@ -75,6 +95,9 @@ func (r *Resolver) Send(ctx context.Context, req SendRequest) (clickhouse.Delive
 	if err != nil {
 		return clickhouse.Delivery{}, err
 	}
+	if err := checkSendAt("input.sendAt", req.SendAt); err != nil {
+		return clickhouse.Delivery{}, err
+	}
 	msg, err := r.Store.Message(ctx, ws, msgID)
 	if errors.Is(err, clickhouse.ErrNotFound) {
 		return clickhouse.Delivery{}, messageNotFound{&InputError{Field: "input.messageId", Message: "no push message with id " + req.MessageID}}
@@ -91,11 +114,21 @@ func (r *Resolver) Send(ctx context.Context, req SendRequest) (clickhouse.Delive
 		return clickhouse.Delivery{}, err
 	}
 	d := clickhouse.Delivery{WorkspaceID: ws, ID: id, CampaignID: msg.CampaignID, MessageID: msg.ID, PersonID: req.PersonID,
-		Audience: string(audience), Token: req.Token, Data: data, Overrides: overrides, CreatedAt: clickhouse.DeliveryTime(id).UTC()}
+		Audience: string(audience), Token: req.Token, Data: data, Overrides: overrides, SendAt: req.SendAt.UTC().Truncate(time.Millisecond),
+		CreatedAt: clickhouse.DeliveryTime(id).UTC()}
+	if req.SendAt.IsZero() {
+		d.SendAt = time.Time{}
+	}
 	if err := r.Store.CreateDelivery(ctx, d); err != nil {
 		return clickhouse.Delivery{}, err
 	}
-	if err := r.Queue.Deliver(ctx, jobs.DeliverPayload{WorkspaceID: ws, DeliveryID: id.String()}); err != nil {
+	p := jobs.DeliverPayload{WorkspaceID: ws, DeliveryID: id.String()}
+	if d.SendAt.IsZero() {
+		err = r.Queue.Deliver(ctx, p)
+	} else {
+		err = r.Queue.Schedule(ctx, p, d.SendAt)
+	}
+	if err != nil {
 		return clickhouse.Delivery{}, err
 	}
 	return d, nil

@@ -58,7 +58,7 @@ func NewDeliverTask(p DeliverPayload) (*asynq.Task, error) {
 		return nil, fmt.Errorf("jobs: marshal deliver payload: %w", err)
 	}
 	return asynq.NewTask(TypeDeliver, b,
-		asynq.TaskID(fmt.Sprintf("deliver:%s:%d", p.DeliveryID, p.Round)),
+		asynq.TaskID(deliverTaskID(p.DeliveryID, p.Round)),
 		asynq.Queue(QueueDeliver), asynq.MaxRetry(25), asynq.Retention(retention)), nil
 }
 
@@ -114,6 +114,57 @@ func (q *Queue) Deliver(ctx context.Context, p DeliverPayload) error {
 		return err
 	}
 	return enqueue(ctx, q.client, t)
+}
+
+// Schedule enqueues a delivery's first round to run at sendAt: Asynq keeps
+// due times in whole seconds, so the task is due at the second sendAt is
+// in, and the worker waits out the rest (HandleDeliver).
+func (q *Queue) Schedule(ctx context.Context, p DeliverPayload, sendAt time.Time) error {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return fmt.Errorf("jobs: marshal deliver payload: %w", err)
+	}
+	t := asynq.NewTask(TypeDeliver, b, asynq.TaskID(deliverTaskID(p.DeliveryID, p.Round)),
+		asynq.Queue(QueueDeliver), asynq.MaxRetry(25), asynq.Retention(retention), asynq.ProcessAt(sendAt.Truncate(time.Second)))
+	return enqueue(ctx, q.client, t)
+}
+
+// ErrStarted is CancelScheduled's error for a send that has started (or
+// was canceled before).
+var ErrStarted = errors.New("the send has started or was canceled already")
+
+// CancelScheduled cancels a scheduled delivery before it starts: it
+// claims the delivery as canceled (scheduledKey; the deliver task claims
+// it as started when it runs, and only one claim wins), then runs its
+// deliver task at once, which records the pre-send failure "Canceled
+// before its send time" instead of sending.
+func (q *Queue) CancelScheduled(ctx context.Context, deliveryID string) error {
+	ok, err := q.rdb.SetNX(ctx, scheduledKey(deliveryID), scheduledCanceled, scheduledKeyTTL).Result()
+	if err != nil {
+		return fmt.Errorf("jobs: cancel %s: %w", deliveryID, err)
+	}
+	if !ok {
+		return ErrStarted
+	}
+	// If the task cannot be moved (it is due already, or Redis failed
+	// here), it runs at its time and finds the claim all the same.
+	_ = asynq.NewInspectorFromRedisClient(q.rdb).RunTask(QueueDeliver, deliverTaskID(deliveryID, 0))
+	return nil
+}
+
+// scheduledKey holds a scheduled delivery's claim: scheduledStarted or
+// scheduledCanceled, whichever was set first.
+func scheduledKey(deliveryID string) string { return "herald:scheduled:" + deliveryID }
+
+const (
+	scheduledStarted  = "started"
+	scheduledCanceled = "canceled"
+	// scheduledKeyTTL outlives the furthest send time (90 days).
+	scheduledKeyTTL = 100 * 24 * time.Hour
+)
+
+func deliverTaskID(deliveryID string, round uint16) string {
+	return fmt.Sprintf("deliver:%s:%d", deliveryID, round)
 }
 
 func enqueue(ctx context.Context, c *asynq.Client, t *asynq.Task) error {

@@ -283,7 +283,57 @@ func (w *Worker) HandleDeliver(ctx context.Context, t *asynq.Task) error {
 			return err
 		}
 	}
+	if !d.SendAt.IsZero() && p.Round == 0 {
+		if err := w.awaitSendAt(ctx, d); err != nil {
+			return err
+		}
+	}
 	return w.deliverAll(ctx, []round{{p: p, d: d}})[0]
+}
+
+// maxEarly is how early a scheduled deliver task may run and wait for its
+// time: Asynq makes it due at the start of its second.
+const maxEarly = 2 * time.Second
+
+// awaitSendAt waits for a scheduled delivery's time when its task runs up
+// to maxEarly before it. A task run earlier than that was run by
+// CancelScheduled (it goes on to record the cancellation) or too soon,
+// which is retried.
+func (w *Worker) awaitSendAt(ctx context.Context, d clickhouse.Delivery) error {
+	wait := time.Until(d.SendAt)
+	if wait <= 0 {
+		return nil
+	}
+	if wait > maxEarly {
+		v, err := w.rdb.Get(ctx, scheduledKey(d.ID.String())).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+		if v == scheduledCanceled {
+			return nil
+		}
+		return fmt.Errorf("jobs: delivery %s is scheduled for %s; it ran %s early", d.ID, d.SendAt.Format(time.RFC3339Nano), wait.Round(time.Millisecond))
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// claimScheduled claims a scheduled delivery as started; false when it
+// was canceled first (CancelScheduled).
+func (w *Worker) claimScheduled(ctx context.Context, d clickhouse.Delivery) (bool, error) {
+	key := scheduledKey(d.ID.String())
+	ok, err := w.rdb.SetNX(ctx, key, scheduledStarted, scheduledKeyTTL).Result()
+	if err != nil || ok {
+		return ok, err
+	}
+	v, err := w.rdb.Get(ctx, key).Result()
+	return v != scheduledCanceled, err
 }
 
 // makePlan runs the pre-send checks in DESIGN.md's order. reporting, when
@@ -291,6 +341,15 @@ func (w *Worker) HandleDeliver(ctx context.Context, t *asynq.Task) error {
 // device tokens, read beforehand for a whole batch.
 func (w *Worker) makePlan(ctx context.Context, d clickhouse.Delivery, snap *Snapshot, reporting map[string]bool) (plan, error) {
 	fail := func(reason string) (plan, error) { return plan{PresendReason: reason}, nil }
+	if !d.SendAt.IsZero() {
+		started, err := w.claimScheduled(ctx, d)
+		if err != nil {
+			return plan{}, err
+		}
+		if !started {
+			return fail(domain.ReasonCanceled)
+		}
+	}
 
 	var person clickhouse.Person
 	var err error

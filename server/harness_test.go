@@ -353,17 +353,17 @@ func (c *client) delivery(id string) delivery {
 	return out
 }
 
-// waitFinal polls until the delivery's status is not ATTEMPTED.
+// waitFinal polls until the delivery's status is neither SCHEDULED nor ATTEMPTED.
 func (c *client) waitFinal(id string) delivery {
 	c.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		d := c.delivery(id)
-		if d.Status != "ATTEMPTED" {
+		if d.Status != "ATTEMPTED" && d.Status != "SCHEDULED" {
 			return d
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("delivery %s still ATTEMPTED after 30s: %+v", id, d)
+			c.t.Fatalf("delivery %s still %s after 30s: %+v", id, d.Status, d)
 		}
 		time.Sleep(25 * time.Millisecond)
 	}

@@ -212,13 +212,12 @@ func TestSendPushClientOptions(t *testing.T) {
 		}
 	}
 
-	yes, at, lang := true, time.Now().Add(time.Hour).Unix(), "fr"
+	yes, lang := true, "fr"
 	before := e.apns.Total() + e.fcm.Total()
 	for _, tc := range []struct {
 		field string
 		req   customerio.SendPushRequest
 	}{
-		{"send_at", customerio.SendPushRequest{SendAt: &at}},
 		{"queue_draft", customerio.SendPushRequest{QueueDraft: &yes}},
 		{"send_to_unsubscribed", customerio.SendPushRequest{SendToUnsubscribed: &yes}},
 		{"custom_device", customerio.SendPushRequest{Device: &customerio.Device{Token: sim.Token("0c03", 1), Platform: "ios"}}},

@@ -505,6 +505,7 @@ type sendPushBody struct {
 	Sound                  *string                    `json:"sound"`
 	CustomData             map[string]any             `json:"custom_data"`
 	CustomPayload          map[string]json.RawMessage `json:"custom_payload"`
+	SendAt                 *int64                     `json:"send_at"`
 	MessageData            map[string]any             `json:"message_data"`
 }
 
@@ -512,7 +513,6 @@ type sendPushBody struct {
 // (go-customerio's SendPushRequest) that Herald does not do yet: a request
 // with one is refused by name rather than sent without it.
 var sendPushUnsupported = map[string]string{
-	"send_at":                   "scheduled sends are not supported yet; send at the time",
 	"queue_draft":               "drafts are not supported yet",
 	"send_to_unsubscribed":      "not supported yet: Herald never sends to an unsubscribed person",
 	"custom_device":             "not supported yet: register the device first (PUT /api/v1/customers/{id}/devices), then send",
@@ -528,7 +528,8 @@ func checkSendPushFields(raw map[string]json.RawMessage) string {
 		}
 	}
 	known := map[string]bool{"transactional_message_id": true, "message_id": true, "identifiers": true, "to": true, "title": true,
-		"message": true, "image_url": true, "link": true, "sound": true, "custom_data": true, "custom_payload": true, "message_data": true}
+		"message": true, "image_url": true, "link": true, "sound": true, "custom_data": true, "custom_payload": true, "message_data": true,
+		"send_at": true}
 	for k := range raw {
 		if !known[k] {
 			return k + ": not a field of /v1/send/push"
@@ -660,6 +661,9 @@ func (h *trackHandler) sendPush(w http.ResponseWriter, r *http.Request) {
 	}
 	req.Overrides = jobs.Overrides{Title: strOr(b.Title), Body: strOr(b.Message), Link: strOr(b.Link), Image: strOr(b.ImageURL),
 		Sound: strOr(b.Sound), Data: b.CustomData, IOSPayload: iosPayload, AndroidPayload: androidPayload}
+	if b.SendAt != nil {
+		req.SendAt = time.Unix(*b.SendAt, 0)
+	}
 	d, err := h.resolver.Send(graph.WithWorkspace(r.Context(), ws), req)
 	if errors.Is(err, graph.ErrMessageNotFound) {
 		// Customer.io's App API answers 404 "The transactional message does
@@ -670,7 +674,7 @@ func (h *trackHandler) sendPush(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		h.fail(w, r, err, map[string]string{"input.messageId": msgField, "input.personId": "identifiers.id", "input.token": "to",
-			"input.data": "message_data", "input.overrides.title": "title", "input.overrides.body": "message", "input.overrides.link": "link",
+			"input.data": "message_data", "input.sendAt": "send_at", "input.overrides.title": "title", "input.overrides.body": "message", "input.overrides.link": "link",
 			"input.overrides.image": "image_url", "input.overrides.sound": "sound", "input.overrides.data": "custom_data",
 			"input.overrides.options.iosPayload": "custom_payload.ios", "input.overrides.options.androidPayload": "custom_payload.android",
 			"input.overrides": "body"})

@@ -6,3 +6,6 @@ ALTER TABLE push_messages ADD COLUMN IF NOT EXISTS options String DEFAULT '' AFT
 -- options replacing the message's) given to every delivery of the
 -- broadcast; '' for none.
 ALTER TABLE broadcasts ADD COLUMN IF NOT EXISTS overrides String DEFAULT '' AFTER data;
+-- deliveries.send_at: when a scheduled send is due (sendAt, send_at);
+-- 1970-01-01 (0) for a send that goes at once.
+ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS send_at DateTime64(3, 'UTC') DEFAULT 0 AFTER overrides;

@@ -120,6 +120,7 @@ type ComplexityRoot struct {
 		OpenedAt         func(childComplexity int) int
 		PersonID         func(childComplexity int) int
 		Round            func(childComplexity int) int
+		SendAt           func(childComplexity int) int
 		SentAt           func(childComplexity int) int
 		Status           func(childComplexity int) int
 	}
@@ -195,6 +196,7 @@ type ComplexityRoot struct {
 
 	Mutation struct {
 		Broadcast          func(childComplexity int, input model.BroadcastInput) int
+		CancelDelivery     func(childComplexity int, id string) int
 		CreateCampaign     func(childComplexity int, input model.CreateCampaignInput) int
 		CreatePushMessage  func(childComplexity int, input model.CreatePushMessageInput) int
 		IdentifyPerson     func(childComplexity int, input model.IdentifyPersonInput) int
@@ -323,6 +325,7 @@ type MutationResolver interface {
 	SendPush(ctx context.Context, input model.SendPushInput) (*model.Delivery, error)
 	Broadcast(ctx context.Context, input model.BroadcastInput) (*model.Broadcast, error)
 	RetryDelivery(ctx context.Context, id string) (*model.Delivery, error)
+	CancelDelivery(ctx context.Context, id string) (*model.Delivery, error)
 	TrackEvent(ctx context.Context, input model.TrackEventInput) (bool, error)
 	ReportPushMetric(ctx context.Context, input model.ReportPushMetricInput) (bool, error)
 }
@@ -709,6 +712,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Delivery.Round(childComplexity), true
+	case "Delivery.sendAt":
+		if e.ComplexityRoot.Delivery.SendAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Delivery.SendAt(childComplexity), true
 	case "Delivery.sentAt":
 		if e.ComplexityRoot.Delivery.SentAt == nil {
 			break
@@ -1011,6 +1020,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.Broadcast(childComplexity, args["input"].(model.BroadcastInput)), true
+	case "Mutation.cancelDelivery":
+		if e.ComplexityRoot.Mutation.CancelDelivery == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_cancelDelivery_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CancelDelivery(childComplexity, args["id"].(string)), true
 	case "Mutation.createCampaign":
 		if e.ComplexityRoot.Mutation.CreateCampaign == nil {
 			break
@@ -1693,7 +1713,8 @@ scalar Time
 
 enum Platform { IOS ANDROID }
 enum Audience { ALL_DEVICES LAST_USED CUSTOM_TOKEN }
-enum DeliveryStatus { ATTEMPTED SENT DELIVERED OPENED CONVERTED FAILED BOUNCED SUPPRESSED }
+"SCHEDULED: a send whose sendAt is still ahead (not ATTEMPTED until its time); a delivery-logs filter does not take it."
+enum DeliveryStatus { SCHEDULED ATTEMPTED SENT DELIVERED OPENED CONVERTED FAILED BOUNCED SUPPRESSED }
 enum DeviceSendStatus { PENDING SENT FAILED BOUNCED SUPPRESSED }
 "A device's send state: BOUNCED after a bounce, SUPPRESSED after a second bounce in a row."
 enum DeviceState { OK BOUNCED SUPPRESSED }
@@ -1725,6 +1746,8 @@ type Mutation {
   broadcast(input: BroadcastInput!): Broadcast!
   "Starts a new round of a FAILED delivery (re-render, re-resolve devices, re-send); the earlier rounds stay in its history."
   retryDelivery(id: ID!): Delivery!
+  "Cancels a scheduled send before its time: it becomes FAILED with failureReason \"Canceled before its send time\" and nothing is sent. Refused (BAD_USER_INPUT) once it has started or for a send that was not scheduled."
+  cancelDelivery(id: ID!): Delivery!
   "Records a person's event; a campaign's goal event converts the delivery of that campaign nearest before it."
   trackEvent(input: TrackEventInput!): Boolean!
   "What an app's SDK reports: delivered, opened or converted, for a device the delivery targeted."
@@ -2110,6 +2133,8 @@ input SendPushInput {
   data: JSON
   "Replace the message's fields or options for this send."
   overrides: PushOverridesInput
+  "Send at this time instead of now: from now to 90 days ahead. The delivery is SCHEDULED until then and can be canceled (cancelDelivery)."
+  sendAt: Time
 }
 
 "Fields that replace a message's for one send (Liquid templates like the message's); omitted or empty ones keep the message's."
@@ -2136,6 +2161,8 @@ type Delivery {
   devicesTargeted: Int!
   devicesAttempted: Int!
   createdAt: Time!
+  "When a scheduled send is due; null for a send at once."
+  sendAt: Time
   sentAt: Time
   deliveredAt: Time
   openedAt: Time
@@ -2311,6 +2338,8 @@ func (ec *executionContext) childFields_Delivery(ctx context.Context, field grap
 		return ec.fieldContext_Delivery_devicesAttempted(ctx, field)
 	case "createdAt":
 		return ec.fieldContext_Delivery_createdAt(ctx, field)
+	case "sendAt":
+		return ec.fieldContext_Delivery_sendAt(ctx, field)
 	case "sentAt":
 		return ec.fieldContext_Delivery_sentAt(ctx, field)
 	case "deliveredAt":
@@ -2764,6 +2793,20 @@ func (ec *executionContext) field_Mutation_broadcast_args(ctx context.Context, r
 		return nil, err
 	}
 	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_cancelDelivery_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
 	return args, nil
 }
 
@@ -4402,6 +4445,29 @@ func (ec *executionContext) _Delivery_createdAt(ctx context.Context, field graph
 	)
 }
 func (ec *executionContext) fieldContext_Delivery_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Delivery", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Delivery_sendAt(ctx context.Context, field graphql.CollectedField, obj *model.Delivery) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Delivery_sendAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SendAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Delivery_sendAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Delivery", field, false, false, "Time")
 }
 
@@ -6063,6 +6129,50 @@ func (ec *executionContext) fieldContext_Mutation_retryDelivery(ctx context.Cont
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_retryDelivery_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_cancelDelivery(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_cancelDelivery(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CancelDelivery(ctx, fc.Args["id"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Delivery) graphql.Marshaler {
+			return ec.marshalNDelivery2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐDelivery(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_cancelDelivery(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Delivery(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_cancelDelivery_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -10033,7 +10143,7 @@ func (ec *executionContext) unmarshalInputSendPushInput(ctx context.Context, obj
 		asMap["audience"] = "ALL_DEVICES"
 	}
 
-	fieldsInOrder := [...]string{"messageId", "personId", "audience", "token", "data", "overrides"}
+	fieldsInOrder := [...]string{"messageId", "personId", "audience", "token", "data", "overrides", "sendAt"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -10082,6 +10192,13 @@ func (ec *executionContext) unmarshalInputSendPushInput(ctx context.Context, obj
 				return it, err
 			}
 			it.Overrides = data
+		case "sendAt":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("sendAt"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SendAt = data
 		}
 	}
 	return it, nil
@@ -10603,6 +10720,11 @@ func (ec *executionContext) _Delivery(ctx context.Context, sel ast.SelectionSet,
 		case "createdAt":
 			out.Values[i] = ec._Delivery_createdAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "sendAt":
+			out.Values[i] = ec._Delivery_sendAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "sentAt":
@@ -11187,6 +11309,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "retryDelivery":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_retryDelivery(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cancelDelivery":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_cancelDelivery(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++

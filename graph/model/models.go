@@ -45,6 +45,7 @@ type Delivery struct {
 	DevicesTargeted  int            `json:"devicesTargeted"`
 	DevicesAttempted int            `json:"devicesAttempted"`
 	CreatedAt        time.Time      `json:"createdAt"`
+	SendAt           *time.Time     `json:"sendAt,omitempty"`
 	SentAt           *time.Time     `json:"sentAt,omitempty"`
 	DeliveredAt      *time.Time     `json:"deliveredAt,omitempty"`
 	OpenedAt         *time.Time     `json:"openedAt,omitempty"`

@@ -243,6 +243,8 @@ type SendPushInput struct {
 	Data map[string]any `json:"data,omitempty"`
 	// Replace the message's fields or options for this send.
 	Overrides *jobs.Overrides `json:"overrides,omitempty"`
+	// Send at this time instead of now: from now to 90 days ahead. The delivery is SCHEDULED until then and can be canceled (cancelDelivery).
+	SendAt *time.Time `json:"sendAt,omitempty"`
 }
 
 type Subscription struct {
@@ -315,9 +317,11 @@ func (e Audience) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// SCHEDULED: a send whose sendAt is still ahead (not ATTEMPTED until its time); a delivery-logs filter does not take it.
 type DeliveryStatus string
 
 const (
+	DeliveryStatusScheduled  DeliveryStatus = "SCHEDULED"
 	DeliveryStatusAttempted  DeliveryStatus = "ATTEMPTED"
 	DeliveryStatusSent       DeliveryStatus = "SENT"
 	DeliveryStatusDelivered  DeliveryStatus = "DELIVERED"
@@ -329,6 +333,7 @@ const (
 )
 
 var AllDeliveryStatus = []DeliveryStatus{
+	DeliveryStatusScheduled,
 	DeliveryStatusAttempted,
 	DeliveryStatusSent,
 	DeliveryStatusDelivered,
@@ -341,7 +346,7 @@ var AllDeliveryStatus = []DeliveryStatus{
 
 func (e DeliveryStatus) IsValid() bool {
 	switch e {
-	case DeliveryStatusAttempted, DeliveryStatusSent, DeliveryStatusDelivered, DeliveryStatusOpened, DeliveryStatusConverted, DeliveryStatusFailed, DeliveryStatusBounced, DeliveryStatusSuppressed:
+	case DeliveryStatusScheduled, DeliveryStatusAttempted, DeliveryStatusSent, DeliveryStatusDelivered, DeliveryStatusOpened, DeliveryStatusConverted, DeliveryStatusFailed, DeliveryStatusBounced, DeliveryStatusSuppressed:
 		return true
 	}
 	return false

@@ -320,6 +320,11 @@ func (a *App) Health(ctx context.Context) error {
 	return nil
 }
 
+// scheduledPoll bounds how often the worker moves due scheduled tasks
+// (sendAt) to their queues, so that a scheduled send goes within a second
+// of its time (Asynq's default is 5 s).
+const scheduledPoll = 250 * time.Millisecond
+
 // StartWorker starts an Asynq server running Herald's tasks; stop it with Shutdown.
 func (a *App) StartWorker() (*asynq.Server, error) {
 	w := jobs.NewWorker(a.Store, a.Events, a.Redis, a.Asynq, jobs.Config{
@@ -332,7 +337,7 @@ func (a *App) StartWorker() (*asynq.Server, error) {
 		Concurrency:              a.Cfg.Concurrency,
 		Queues:                   map[string]int{jobs.QueueDeliver: 3, jobs.QueueSend: 6, "default": 1},
 		RetryDelayFunc:           jobs.RetryDelay(a.Cfg.RetryBase, a.Cfg.RetryMax),
-		DelayedTaskCheckInterval: a.Cfg.PollInterval,
+		DelayedTaskCheckInterval: min(a.Cfg.PollInterval, scheduledPoll),
 		TaskCheckInterval:        a.Cfg.PollInterval,
 		Logger:                   asynqLogger{a.Logger.With("component", "asynq")},
 		LogLevel:                 asynq.WarnLevel,
