@@ -18,14 +18,24 @@ type Broadcast struct {
 	PersonIDs   []string // empty when AllPersons
 	AllPersons  bool
 	Data        string
-	Overrides   string // jobs.Overrides as JSON, for every delivery; '' = none
+	Overrides   string    // jobs.Overrides as JSON, for every delivery; '' = none
+	SendAt      time.Time // when a scheduled broadcast fans out; zero = at once
 	Total       uint64
 	CreatedAt   time.Time
 }
 
+// FanoutTime is when the broadcast's deliveries are created (their ids'
+// time): its send time when scheduled, else its creation.
+func (b Broadcast) FanoutTime() time.Time {
+	if b.SendAt.IsZero() {
+		return b.CreatedAt
+	}
+	return b.SendAt
+}
+
 // insertBroadcast: params workspace_id, id, message_id, audience,
-// person_ids, all_persons, data, overrides, total, created_at.
-const insertBroadcast = `INSERT INTO broadcasts (workspace_id, id, message_id, audience, person_ids, all_persons, data, overrides, total, created_at)`
+// person_ids, all_persons, data, overrides, send_at, total, created_at.
+const insertBroadcast = `INSERT INTO broadcasts (workspace_id, id, message_id, audience, person_ids, all_persons, data, overrides, send_at, total, created_at)`
 
 // CreateBroadcast records a broadcast.
 func (s *Store) CreateBroadcast(ctx context.Context, b Broadcast) error {
@@ -33,20 +43,20 @@ func (s *Store) CreateBroadcast(ctx context.Context, b Broadcast) error {
 	if ids == nil {
 		ids = []string{}
 	}
-	return s.insertOne(ctx, "broadcast", insertBroadcast, b.WorkspaceID, b.ID, b.MessageID, b.Audience, ids, b2u(b.AllPersons), b.Data, b.Overrides, b.Total, b.CreatedAt)
+	return s.insertOne(ctx, "broadcast", insertBroadcast, b.WorkspaceID, b.ID, b.MessageID, b.Audience, ids, b2u(b.AllPersons), b.Data, b.Overrides, epochIfZero(b.SendAt), b.Total, b.CreatedAt)
 }
 
 // selectBroadcast: params workspace_id, id; columns message_id, audience,
-// person_ids, all_persons, data, overrides, total, created_at.
-const selectBroadcast = `SELECT message_id, toString(audience), person_ids, all_persons, data, overrides, total, created_at
+// person_ids, all_persons, data, overrides, send_at, total, created_at.
+const selectBroadcast = `SELECT message_id, toString(audience), person_ids, all_persons, data, overrides, send_at, total, created_at
 FROM broadcasts FINAL WHERE workspace_id = ? AND id = ?`
 
 // Broadcast reads a broadcast; ErrNotFound if absent.
 func (s *Store) Broadcast(ctx context.Context, workspaceID string, id uuid.UUID) (Broadcast, error) {
 	b := Broadcast{WorkspaceID: workspaceID, ID: id}
 	var all uint8
-	err := s.conn.QueryRow(ctx, selectBroadcast, workspaceID, id).Scan(&b.MessageID, &b.Audience, &b.PersonIDs, &all, &b.Data, &b.Overrides, &b.Total, &b.CreatedAt)
-	b.AllPersons, b.CreatedAt = all == 1, b.CreatedAt.UTC()
+	err := s.conn.QueryRow(ctx, selectBroadcast, workspaceID, id).Scan(&b.MessageID, &b.Audience, &b.PersonIDs, &all, &b.Data, &b.Overrides, &b.SendAt, &b.Total, &b.CreatedAt)
+	b.AllPersons, b.CreatedAt, b.SendAt = all == 1, b.CreatedAt.UTC(), zeroIfEpoch(b.SendAt)
 	return b, rowErr("broadcast", err)
 }
 

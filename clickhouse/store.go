@@ -286,12 +286,24 @@ type Delivery struct {
 	CreatedAt time.Time
 }
 
-// chSendAt is SendAt as stored (the epoch for zero).
-func (d Delivery) chSendAt() time.Time {
-	if d.SendAt.IsZero() {
+// chSendAt is SendAt as stored (epochIfZero).
+func (d Delivery) chSendAt() time.Time { return epochIfZero(d.SendAt) }
+
+// epochIfZero is an optional time as stored: the epoch (a DateTime64
+// column's default) for zero.
+func epochIfZero(t time.Time) time.Time {
+	if t.IsZero() {
 		return time.Unix(0, 0).UTC()
 	}
-	return d.SendAt.UTC()
+	return t.UTC()
+}
+
+// zeroIfEpoch reads an optional time back: zero for the epoch.
+func zeroIfEpoch(t time.Time) time.Time {
+	if t.Unix() <= 0 {
+		return time.Time{}
+	}
+	return t.UTC()
 }
 
 // DeliveryTime is the creation time encoded in a UUIDv7 delivery id (whole
@@ -322,12 +334,7 @@ func (s *Store) Delivery(ctx context.Context, workspaceID string, id uuid.UUID) 
 	d := Delivery{WorkspaceID: workspaceID, ID: id}
 	err := s.conn.QueryRow(ctx, selectDelivery, workspaceID, chTime(DeliveryTime(id)), id).
 		Scan(&d.CampaignID, &d.MessageID, &d.PersonID, &d.Audience, &d.Token, &d.Data, &d.Overrides, &d.SendAt, &d.CreatedAt)
-	d.CreatedAt = d.CreatedAt.UTC()
-	if d.SendAt.Unix() <= 0 {
-		d.SendAt = time.Time{}
-	} else {
-		d.SendAt = d.SendAt.UTC()
-	}
+	d.CreatedAt, d.SendAt = d.CreatedAt.UTC(), zeroIfEpoch(d.SendAt)
 	return d, rowErr("delivery", err)
 }
 

@@ -388,8 +388,15 @@ func (r *Resolver) broadcast(ctx context.Context, in model.BroadcastInput) (*mod
 	if err != nil {
 		return nil, err
 	}
+	var sendAt time.Time
+	if in.SendAt != nil {
+		if err := checkSendAt("input.sendAt", *in.SendAt); err != nil {
+			return nil, err
+		}
+		sendAt = in.SendAt.UTC().Truncate(time.Millisecond)
+	}
 	id, _ := uuid.NewV7()
-	b := clickhouse.Broadcast{WorkspaceID: ws, ID: id, MessageID: msgID, Audience: string(audience), Data: data, Overrides: overrides, CreatedAt: time.Now().UTC()}
+	b := clickhouse.Broadcast{WorkspaceID: ws, ID: id, MessageID: msgID, Audience: string(audience), Data: data, Overrides: overrides, SendAt: sendAt, CreatedAt: time.Now().UTC()}
 	if in.PersonIds == nil {
 		b.AllPersons = true
 		if b.Total, err = r.Store.CountPersons(ctx, ws); err != nil {
@@ -414,10 +421,37 @@ func (r *Resolver) broadcast(ctx context.Context, in model.BroadcastInput) (*mod
 	if err := r.Store.CreateBroadcast(ctx, b); err != nil {
 		return nil, err
 	}
-	if err := r.Queue.Broadcast(ctx, ws, id.String()); err != nil {
+	if err := r.Queue.Broadcast(ctx, ws, id.String(), sendAt); err != nil {
 		return nil, err
 	}
-	return &model.Broadcast{ID: id.String(), MessageID: msgID.String(), Total: int(b.Total), CreatedAt: b.CreatedAt}, nil
+	return broadcastModel(b, 0, 0, false), nil
+}
+
+func broadcastModel(b clickhouse.Broadcast, queued, done int, canceled bool) *model.Broadcast {
+	m := &model.Broadcast{ID: b.ID.String(), MessageID: b.MessageID.String(), Total: int(b.Total), Queued: queued, Done: done,
+		CreatedAt: b.CreatedAt, Canceled: canceled}
+	if !b.SendAt.IsZero() {
+		at := b.SendAt
+		m.SendAt = &at
+	}
+	return m
+}
+
+// cancelBroadcast cancels a scheduled broadcast before it fans out (jobs.Queue.CancelBroadcast).
+func (r *Resolver) cancelBroadcast(ctx context.Context, id string) (*model.Broadcast, error) {
+	_, b, err := findByID(ctx, "id", id, "broadcast", r.Store.Broadcast)
+	if err != nil {
+		return nil, err
+	}
+	if b.SendAt.IsZero() {
+		return nil, badInput("id", "broadcast %s was sent at once, not scheduled: only a scheduled broadcast can be canceled", b.ID)
+	}
+	if err := r.Queue.CancelBroadcast(ctx, b.ID.String()); errors.Is(err, jobs.ErrStarted) {
+		return nil, badInput("id", "broadcast %s has started (or was canceled already): a scheduled broadcast can be canceled only before its time", b.ID)
+	} else if err != nil {
+		return nil, err
+	}
+	return broadcastModel(b, 0, 0, true), nil
 }
 
 func (r *Resolver) broadcastByID(ctx context.Context, id string) (*model.Broadcast, error) {
@@ -430,5 +464,11 @@ func (r *Resolver) broadcastByID(ctx context.Context, id string) (*model.Broadca
 	if err != nil {
 		return nil, err
 	}
-	return &model.Broadcast{ID: b.ID.String(), MessageID: b.MessageID.String(), Total: int(b.Total), Queued: queued, Done: done, CreatedAt: b.CreatedAt}, nil
+	canceled := false
+	if !b.SendAt.IsZero() {
+		if canceled, err = r.Queue.Canceled(ctx, b.ID.String()); err != nil {
+			return nil, err
+		}
+	}
+	return broadcastModel(b, queued, done, canceled), nil
 }

@@ -323,6 +323,11 @@ func (r *mutationResolver) CancelDelivery(ctx context.Context, id string) (*mode
 	return r.cancelDelivery(ctx, id)
 }
 
+// CancelBroadcast is the resolver for the cancelBroadcast field.
+func (r *mutationResolver) CancelBroadcast(ctx context.Context, id string) (*model.Broadcast, error) {
+	return r.cancelBroadcast(ctx, id)
+}
+
 // TrackEvent is the resolver for the trackEvent field.
 func (r *mutationResolver) TrackEvent(ctx context.Context, input model.TrackEventInput) (bool, error) {
 	ws, err := workspace(ctx)

@@ -31,22 +31,56 @@ type FanoutPayload struct {
 
 // NewFanoutTask builds a batch's task; its id is (broadcast, batch), so a
 // batch is queued once however often its predecessor runs.
-func NewFanoutTask(p FanoutPayload) (*asynq.Task, error) {
+func NewFanoutTask(p FanoutPayload, opts ...asynq.Option) (*asynq.Task, error) {
 	b, err := json.Marshal(p)
 	if err != nil {
 		return nil, fmt.Errorf("jobs: marshal fanout payload: %w", err)
 	}
-	return asynq.NewTask(TypeFanout, b, asynq.TaskID(fmt.Sprintf("fanout:%s:%d", p.BroadcastID, p.Batch)),
-		asynq.Queue(QueueDeliver), asynq.MaxRetry(25), asynq.Retention(retention)), nil
+	return asynq.NewTask(TypeFanout, b, append([]asynq.Option{asynq.TaskID(fanoutTaskID(p.BroadcastID, p.Batch)),
+		asynq.Queue(QueueDeliver), asynq.MaxRetry(25), asynq.Retention(retention)}, opts...)...), nil
 }
 
-// Broadcast starts a broadcast's fan-out.
-func (q *Queue) Broadcast(ctx context.Context, workspaceID, broadcastID string) error {
-	t, err := NewFanoutTask(FanoutPayload{WorkspaceID: workspaceID, BroadcastID: broadcastID})
+// Broadcast starts a broadcast's fan-out: at once, or at sendAt (not
+// zero) as Schedule does for a delivery.
+func (q *Queue) Broadcast(ctx context.Context, workspaceID, broadcastID string, sendAt time.Time) error {
+	var opts []asynq.Option
+	if !sendAt.IsZero() {
+		opts = append(opts, asynq.ProcessAt(sendAt.Truncate(time.Second)))
+	}
+	t, err := NewFanoutTask(FanoutPayload{WorkspaceID: workspaceID, BroadcastID: broadcastID}, opts...)
 	if err != nil {
 		return err
 	}
 	return enqueue(ctx, q.client, t)
+}
+
+// CancelBroadcast cancels a scheduled broadcast before it fans out: it
+// claims it as canceled (as CancelScheduled does a delivery) and drops
+// its fan-out task; a task that could not be dropped finds the claim and
+// makes no deliveries.
+func (q *Queue) CancelBroadcast(ctx context.Context, broadcastID string) error {
+	ok, err := q.rdb.SetNX(ctx, scheduledKey(broadcastID), scheduledCanceled, scheduledKeyTTL).Result()
+	if err != nil {
+		return fmt.Errorf("jobs: cancel broadcast %s: %w", broadcastID, err)
+	}
+	if !ok {
+		return ErrStarted
+	}
+	_ = asynq.NewInspectorFromRedisClient(q.rdb).DeleteTask(QueueDeliver, fanoutTaskID(broadcastID, 0))
+	return nil
+}
+
+// Canceled reports whether a scheduled delivery or broadcast was canceled.
+func (q *Queue) Canceled(ctx context.Context, id string) (bool, error) {
+	v, err := q.rdb.Get(ctx, scheduledKey(id)).Result()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	return v == scheduledCanceled, err
+}
+
+func fanoutTaskID(broadcastID string, batch int) string {
+	return fmt.Sprintf("fanout:%s:%d", broadcastID, batch)
 }
 
 // Redis keys of a broadcast's progress:
@@ -92,6 +126,19 @@ func (w *Worker) HandleFanout(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
+	if !b.SendAt.IsZero() && p.Batch == 0 {
+		if err := w.awaitSendAt(ctx, "broadcast "+b.ID.String(), b.ID.String(), b.SendAt); err != nil {
+			return err
+		}
+		started, err := w.claimScheduled(ctx, b.ID.String())
+		if err != nil {
+			return err
+		}
+		if !started {
+			w.logger.InfoContext(ctx, "broadcast canceled before its send time", "broadcast", b.ID)
+			return nil
+		}
+	}
 	msg, err := w.messages.get(p.WorkspaceID+"/"+b.MessageID.String(), func() (clickhouse.Message, error) {
 		return w.store.Message(ctx, p.WorkspaceID, b.MessageID)
 	})
@@ -121,7 +168,7 @@ func (w *Worker) HandleFanout(ctx context.Context, t *asynq.Task) error {
 	}
 	ds := make([]clickhouse.Delivery, len(persons))
 	for i, person := range persons {
-		did := BroadcastDeliveryID(b.ID, b.CreatedAt, person)
+		did := BroadcastDeliveryID(b.ID, b.FanoutTime(), person)
 		ds[i] = clickhouse.Delivery{WorkspaceID: p.WorkspaceID, ID: did, CampaignID: msg.CampaignID, MessageID: msg.ID,
 			PersonID: person, Audience: b.Audience, Data: b.Data, Overrides: b.Overrides, CreatedAt: clickhouse.DeliveryTime(did).UTC()}
 	}

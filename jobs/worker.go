@@ -284,7 +284,7 @@ func (w *Worker) HandleDeliver(ctx context.Context, t *asynq.Task) error {
 		}
 	}
 	if !d.SendAt.IsZero() && p.Round == 0 {
-		if err := w.awaitSendAt(ctx, d); err != nil {
+		if err := w.awaitSendAt(ctx, "delivery "+d.ID.String(), d.ID.String(), d.SendAt); err != nil {
 			return err
 		}
 	}
@@ -295,24 +295,24 @@ func (w *Worker) HandleDeliver(ctx context.Context, t *asynq.Task) error {
 // time: Asynq makes it due at the start of its second.
 const maxEarly = 2 * time.Second
 
-// awaitSendAt waits for a scheduled delivery's time when its task runs up
-// to maxEarly before it. A task run earlier than that was run by
-// CancelScheduled (it goes on to record the cancellation) or too soon,
-// which is retried.
-func (w *Worker) awaitSendAt(ctx context.Context, d clickhouse.Delivery) error {
-	wait := time.Until(d.SendAt)
+// awaitSendAt waits for a scheduled send's time (of the delivery or
+// broadcast id, named what in errors) when its task runs up to maxEarly
+// before it. A task run earlier than that was run by CancelScheduled (it
+// goes on to find the cancellation) or too soon, which is retried.
+func (w *Worker) awaitSendAt(ctx context.Context, what, id string, at time.Time) error {
+	wait := time.Until(at)
 	if wait <= 0 {
 		return nil
 	}
 	if wait > maxEarly {
-		v, err := w.rdb.Get(ctx, scheduledKey(d.ID.String())).Result()
+		v, err := w.rdb.Get(ctx, scheduledKey(id)).Result()
 		if err != nil && !errors.Is(err, redis.Nil) {
 			return err
 		}
 		if v == scheduledCanceled {
 			return nil
 		}
-		return fmt.Errorf("jobs: delivery %s is scheduled for %s; it ran %s early", d.ID, d.SendAt.Format(time.RFC3339Nano), wait.Round(time.Millisecond))
+		return fmt.Errorf("jobs: %s is scheduled for %s; it ran %s early", what, at.Format(time.RFC3339Nano), wait.Round(time.Millisecond))
 	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
@@ -324,10 +324,10 @@ func (w *Worker) awaitSendAt(ctx context.Context, d clickhouse.Delivery) error {
 	}
 }
 
-// claimScheduled claims a scheduled delivery as started; false when it
-// was canceled first (CancelScheduled).
-func (w *Worker) claimScheduled(ctx context.Context, d clickhouse.Delivery) (bool, error) {
-	key := scheduledKey(d.ID.String())
+// claimScheduled claims a scheduled delivery or broadcast (by id) as
+// started; false when it was canceled first (CancelScheduled).
+func (w *Worker) claimScheduled(ctx context.Context, id string) (bool, error) {
+	key := scheduledKey(id)
 	ok, err := w.rdb.SetNX(ctx, key, scheduledStarted, scheduledKeyTTL).Result()
 	if err != nil || ok {
 		return ok, err
@@ -342,7 +342,7 @@ func (w *Worker) claimScheduled(ctx context.Context, d clickhouse.Delivery) (boo
 func (w *Worker) makePlan(ctx context.Context, d clickhouse.Delivery, snap *Snapshot, reporting map[string]bool) (plan, error) {
 	fail := func(reason string) (plan, error) { return plan{PresendReason: reason}, nil }
 	if !d.SendAt.IsZero() {
-		started, err := w.claimScheduled(ctx, d)
+		started, err := w.claimScheduled(ctx, d.ID.String())
 		if err != nil {
 			return plan{}, err
 		}

@@ -59,13 +59,17 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// startServe runs `herald serve` as a separate process on e's database and
-// Redis DB, and waits until it answers /healthz.
-func (e *env) startServe(addr string) *exec.Cmd {
+// startProcess runs `herald <command>` on e's database, Redis DB, secret
+// key and simulators, with the extra HERALD_* settings given; it is
+// killed at the end of the test.
+func (e *env) startProcess(command string, extra ...string) *exec.Cmd {
 	e.t.Helper()
-	cmd := exec.Command(heraldBinary(e.t), "serve")
-	cmd.Env = append(os.Environ(),
-		"HERALD_ADDR="+addr,
+	ca := filepath.Join(e.t.TempDir(), "apns-ca.pem")
+	if err := os.WriteFile(ca, e.apns.CACertPEM(), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	cmd := exec.Command(heraldBinary(e.t), command)
+	cmd.Env = append(append(os.Environ(),
 		"HERALD_CLICKHOUSE_ADDR="+e.cfg.ClickHouseAddr,
 		"HERALD_CLICKHOUSE_DATABASE="+e.cfg.ClickHouseDatabase,
 		"HERALD_REDIS_ADDR="+e.cfg.RedisAddr,
@@ -73,7 +77,10 @@ func (e *env) startServe(addr string) *exec.Cmd {
 		"HERALD_EVENT_CLAIM_IDLE=1s",
 		"HERALD_REPORT_RATE=-1", "HERALD_SEND_RATE=-1",
 		"HERALD_SECRET_KEY="+hex.EncodeToString(e.cfg.SecretKey),
-	)
+		"HERALD_APNS_HOST="+e.apns.URL(), "HERALD_APNS_CA_FILE="+ca,
+		"HERALD_FCM_ENDPOINT="+e.fcm.URL(), "HERALD_FCM_TOKEN_URIS="+e.fcm.TokenURL(),
+		"HERALD_POLL_INTERVAL=20ms",
+	), extra...)
 	if os.Getenv("HERALD_TEST_LOG") != "" {
 		cmd.Stderr = os.Stderr
 	}
@@ -81,6 +88,14 @@ func (e *env) startServe(addr string) *exec.Cmd {
 		e.t.Fatal(err)
 	}
 	e.t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
+	return cmd
+}
+
+// startServe runs `herald serve` as a separate process on e's database and
+// Redis DB, and waits until it answers /healthz.
+func (e *env) startServe(addr string) *exec.Cmd {
+	e.t.Helper()
+	cmd := e.startProcess("serve", "HERALD_ADDR="+addr)
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {

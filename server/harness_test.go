@@ -326,12 +326,13 @@ func (c *client) send(messageID, personID, audience, token string) string {
 
 // delivery is the JSON of a delivery query.
 type delivery struct {
-	ID               string  `json:"id"`
-	Status           string  `json:"status"`
-	FailureReason    *string `json:"failureReason"`
-	DevicesTargeted  int     `json:"devicesTargeted"`
-	DevicesAttempted int     `json:"devicesAttempted"`
-	SentAt           *string `json:"sentAt"`
+	ID               string    `json:"id"`
+	Status           string    `json:"status"`
+	FailureReason    *string   `json:"failureReason"`
+	DevicesTargeted  int       `json:"devicesTargeted"`
+	DevicesAttempted int       `json:"devicesAttempted"`
+	SentAt           *string   `json:"sentAt"`
+	CreatedAt        time.Time `json:"createdAt"`
 	Devices          []struct {
 		Token     string  `json:"token"`
 		Platform  string  `json:"platform"`
@@ -341,7 +342,7 @@ type delivery struct {
 	} `json:"devices"`
 }
 
-const deliveryQuery = `query($id: ID!) { delivery(id: $id) { id status failureReason devicesTargeted devicesAttempted sentAt
+const deliveryQuery = `query($id: ID!) { delivery(id: $id) { id status failureReason devicesTargeted devicesAttempted sentAt createdAt
   devices { token platform status attempts lastError } } }`
 
 func (c *client) delivery(id string) delivery {

@@ -2,7 +2,9 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"syscall"
 	"testing"
 	"time"
 
@@ -153,4 +155,135 @@ func firstField(r response) (string, bool) {
 	}
 	f, ok := r.Errors[0].Extensions["field"].(string)
 	return f, ok
+}
+
+// TestScheduledBroadcast: a broadcast scheduled 2.5 s ahead makes no
+// deliveries before its time; then every person's push reaches APNS
+// within a second after it, and the deliveries are created at the send
+// time. One scheduled an hour ahead and canceled makes none, shows
+// canceled, and cannot be canceled again; one sent at once cannot be
+// canceled.
+func TestScheduledBroadcast(t *testing.T) {
+	e, c, tok, msg := scheduleEnv(t, "bcast-sched", "5c04")
+	tok2 := sim.Token("5c05", 1)
+	c.person("p2", vars{"first_name": "Bo"}, false)
+	c.device("p2", "IOS", tok2, time.Now().Add(-time.Minute))
+
+	const create = `mutation($in: BroadcastInput!) { broadcast(input: $in) { id sendAt canceled } }`
+	const read = `query($id: ID!) { broadcast(id: $id) { total queued done sendAt canceled } }`
+	at := time.Now().Add(2500 * time.Millisecond)
+	b := c.mustDo(create, vars{"in": vars{"messageId": msg, "personIds": []string{"p1", "p2"}, "sendAt": at.UTC().Format(time.RFC3339Nano)}})
+	id := get(b, "broadcast", "id").(string)
+	if s, _ := get(b, "broadcast", "sendAt").(string); s == "" || get(b, "broadcast", "canceled") != false {
+		t.Fatalf("broadcast answer: %v", b)
+	}
+	for time.Now().Before(at.Add(-100 * time.Millisecond)) {
+		if n := e.apns.Count(tok) + e.apns.Count(tok2); n != 0 {
+			t.Fatalf("APNS got %d requests %s before the send time", n, time.Until(at))
+		}
+		if q := get(c.mustDo(read, vars{"id": id}), "broadcast", "queued"); q != 0.0 {
+			t.Fatalf("broadcast queued %v deliveries before its time", q)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for (e.apns.Count(tok) < 1 || e.apns.Count(tok2) < 1) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, tk := range []string{tok, tok2} {
+		reqs := e.apns.Requests(tk)
+		if len(reqs) != 1 {
+			t.Fatalf("APNS got %d requests for %s, want 1", len(reqs), tk[:8])
+		}
+		late := reqs[0].Time.Sub(at)
+		t.Logf("broadcast push reached APNS %s after its time", late.Round(time.Millisecond))
+		if late < 0 || late >= time.Second {
+			t.Errorf("the broadcast push reached APNS %s after its time, want within [0, 1 s)", late)
+		}
+		var p map[string]any
+		if err := json.Unmarshal(reqs[0].Body, &p); err != nil {
+			t.Fatal(err)
+		}
+		d := c.delivery(p["CIO-Delivery-ID"].(string))
+		if d.CreatedAt.Sub(at.Truncate(time.Millisecond)).Abs() > time.Millisecond {
+			t.Errorf("delivery createdAt %s, want the send time %s", d.CreatedAt, at)
+		}
+	}
+
+	later := c.mustDo(create, vars{"in": vars{"messageId": msg, "sendAt": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}})
+	lid := get(later, "broadcast", "id").(string)
+	const cancel = `mutation($id: ID!) { cancelBroadcast(id: $id) { id canceled } }`
+	if got := get(c.mustDo(cancel, vars{"id": lid}), "cancelBroadcast", "canceled"); got != true {
+		t.Errorf("cancelBroadcast canceled = %v, want true", got)
+	}
+	if got := get(c.mustDo(read, vars{"id": lid}), "broadcast", "canceled"); got != true {
+		t.Errorf("broadcast(id).canceled = %v after cancelBroadcast, want true", got)
+	}
+	if n, err := e.inspc.GetTaskInfo("deliver", "fanout:"+lid+":0"); err == nil {
+		t.Errorf("the canceled broadcast's fan-out task is still queued: %+v", n)
+	}
+	if r := c.do(cancel, vars{"id": lid}); r.code() != "BAD_USER_INPUT" {
+		t.Errorf("second cancelBroadcast: %q %+v, want BAD_USER_INPUT", r.code(), r.Errors)
+	}
+	if r := c.do(cancel, vars{"id": id}); r.code() != "BAD_USER_INPUT" {
+		t.Errorf("cancelBroadcast after it started: %q %+v, want BAD_USER_INPUT", r.code(), r.Errors)
+	}
+	now := c.mustDo(create, vars{"in": vars{"messageId": msg, "personIds": []string{"p1"}}})
+	if r := c.do(cancel, vars{"id": get(now, "broadcast", "id")}); r.code() != "BAD_USER_INPUT" {
+		t.Errorf("cancelBroadcast of one sent at once: %q %+v, want BAD_USER_INPUT", r.code(), r.Errors)
+	}
+	if r := c.do(create, vars{"in": vars{"messageId": msg, "sendAt": time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)}}); r.code() != "BAD_USER_INPUT" {
+		t.Errorf("broadcast sendAt in the past: %q, want BAD_USER_INPUT", r.code())
+	}
+}
+
+// TestScheduledSendSurvivesWorkerSIGKILL: with `herald worker` processes
+// only, a send scheduled 4 s ahead outlives its worker being SIGKILLed a
+// second later: a new worker process sends it once, on time.
+func TestScheduledSendSurvivesWorkerSIGKILL(t *testing.T) {
+	e, c, tok, msg := scheduleEnv(t, "sched-kill", "5c06")
+	e.worker.Shutdown() // worker processes only from here on
+	first := e.startProcess("worker")
+	waitWorker(t, e, first.Process.Pid)
+	at := time.Now().Add(4 * time.Second)
+	id := scheduleSend(t, c, msg, at)
+	time.Sleep(time.Second)
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = first.Process.Wait()
+	second := e.startProcess("worker")
+	waitWorker(t, e, second.Process.Pid)
+	if time.Now().After(at) {
+		t.Fatalf("the second worker came up %s after the send time", time.Since(at))
+	}
+	if d := c.waitFinal(id); d.Status != "SENT" {
+		t.Fatalf("status = %s (%s), want SENT", d.Status, fmtDevices(d))
+	}
+	time.Sleep(500 * time.Millisecond)
+	reqs := e.apns.Requests(tok)
+	if len(reqs) != 1 {
+		t.Fatalf("APNS got %d requests, want 1", len(reqs))
+	}
+	late := reqs[0].Time.Sub(at)
+	t.Logf("after the SIGKILL, the scheduled push reached APNS %s after its time", late.Round(time.Millisecond))
+	if late < 0 || late >= time.Second {
+		t.Errorf("the push reached APNS %s after its time, want within [0, 1 s)", late)
+	}
+}
+
+// waitWorker waits until the worker process pid has registered with Asynq.
+func waitWorker(t *testing.T, e *env, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		servers, _ := e.inspc.Servers()
+		for _, s := range servers {
+			if s.PID == pid {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("worker process %d did not register with Asynq within 30 s", pid)
 }

@@ -225,7 +225,7 @@ func run(n, concurrency int, chAddr, redisAddr string) error {
 		if err := a.Store.CreateBroadcast(ctx, clickhouse.Broadcast{WorkspaceID: ws, ID: bid, MessageID: msgID, Audience: "ALL_DEVICES", AllPersons: true, Data: "{}", Total: uint64(n), CreatedAt: time.Now().UTC()}); err != nil {
 			return err
 		}
-		if err := jobs.NewQueue(a.Asynq, a.Redis).Broadcast(ctx, ws, bid.String()); err != nil {
+		if err := jobs.NewQueue(a.Asynq, a.Redis).Broadcast(ctx, ws, bid.String(), time.Time{}); err != nil {
 			return err
 		}
 		last := time.Now()

@@ -9,3 +9,6 @@ ALTER TABLE broadcasts ADD COLUMN IF NOT EXISTS overrides String DEFAULT '' AFTE
 -- deliveries.send_at: when a scheduled send is due (sendAt, send_at);
 -- 1970-01-01 (0) for a send that goes at once.
 ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS send_at DateTime64(3, 'UTC') DEFAULT 0 AFTER overrides;
+-- broadcasts.send_at: when a scheduled broadcast fans out; 1970-01-01
+-- (0) for one that goes at once.
+ALTER TABLE broadcasts ADD COLUMN IF NOT EXISTS send_at DateTime64(3, 'UTC') DEFAULT 0 AFTER overrides;

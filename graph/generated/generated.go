@@ -48,11 +48,13 @@ type DirectiveRoot struct {
 
 type ComplexityRoot struct {
 	Broadcast struct {
+		Canceled  func(childComplexity int) int
 		CreatedAt func(childComplexity int) int
 		Done      func(childComplexity int) int
 		ID        func(childComplexity int) int
 		Message   func(childComplexity int) int
 		Queued    func(childComplexity int) int
+		SendAt    func(childComplexity int) int
 		Total     func(childComplexity int) int
 	}
 
@@ -196,6 +198,7 @@ type ComplexityRoot struct {
 
 	Mutation struct {
 		Broadcast          func(childComplexity int, input model.BroadcastInput) int
+		CancelBroadcast    func(childComplexity int, id string) int
 		CancelDelivery     func(childComplexity int, id string) int
 		CreateCampaign     func(childComplexity int, input model.CreateCampaignInput) int
 		CreatePushMessage  func(childComplexity int, input model.CreatePushMessageInput) int
@@ -326,6 +329,7 @@ type MutationResolver interface {
 	Broadcast(ctx context.Context, input model.BroadcastInput) (*model.Broadcast, error)
 	RetryDelivery(ctx context.Context, id string) (*model.Delivery, error)
 	CancelDelivery(ctx context.Context, id string) (*model.Delivery, error)
+	CancelBroadcast(ctx context.Context, id string) (*model.Broadcast, error)
 	TrackEvent(ctx context.Context, input model.TrackEventInput) (bool, error)
 	ReportPushMetric(ctx context.Context, input model.ReportPushMetricInput) (bool, error)
 }
@@ -377,6 +381,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 	_ = ec
 	switch typeName + "." + field {
 
+	case "Broadcast.canceled":
+		if e.ComplexityRoot.Broadcast.Canceled == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Broadcast.Canceled(childComplexity), true
 	case "Broadcast.createdAt":
 		if e.ComplexityRoot.Broadcast.CreatedAt == nil {
 			break
@@ -407,6 +417,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Broadcast.Queued(childComplexity), true
+	case "Broadcast.sendAt":
+		if e.ComplexityRoot.Broadcast.SendAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Broadcast.SendAt(childComplexity), true
 	case "Broadcast.total":
 		if e.ComplexityRoot.Broadcast.Total == nil {
 			break
@@ -1020,6 +1036,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.Broadcast(childComplexity, args["input"].(model.BroadcastInput)), true
+	case "Mutation.cancelBroadcast":
+		if e.ComplexityRoot.Mutation.CancelBroadcast == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_cancelBroadcast_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CancelBroadcast(childComplexity, args["id"].(string)), true
 	case "Mutation.cancelDelivery":
 		if e.ComplexityRoot.Mutation.CancelDelivery == nil {
 			break
@@ -1748,6 +1775,8 @@ type Mutation {
   retryDelivery(id: ID!): Delivery!
   "Cancels a scheduled send before its time: it becomes FAILED with failureReason \"Canceled before its send time\" and nothing is sent. Refused (BAD_USER_INPUT) once it has started or for a send that was not scheduled."
   cancelDelivery(id: ID!): Delivery!
+  "Cancels a scheduled broadcast before its send time: it makes no deliveries. Refused (BAD_USER_INPUT) once it has started or for one sent at once."
+  cancelBroadcast(id: ID!): Broadcast!
   "Records a person's event; a campaign's goal event converts the delivery of that campaign nearest before it."
   trackEvent(input: TrackEventInput!): Boolean!
   "What an app's SDK reports: delivered, opened or converted, for a device the delivery targeted."
@@ -1979,6 +2008,8 @@ input BroadcastInput {
   data: JSON
   "Replace the message's fields or options for every delivery of the broadcast."
   overrides: PushOverridesInput
+  "Fan out at this time instead of now (from now to 90 days ahead); its deliveries are created then. Cancel before it with cancelBroadcast."
+  sendAt: Time
 }
 
 type Broadcast {
@@ -1991,6 +2022,10 @@ type Broadcast {
   "Deliveries whose devices were resolved and sent (or that failed before sending)."
   done: Int!
   createdAt: Time!
+  "When a scheduled broadcast fans out; null for one sent at once."
+  sendAt: Time
+  "Canceled before its send time (cancelBroadcast): it makes no deliveries."
+  canceled: Boolean!
 }
 
 "Each text field is a Liquid template over customer.* (the person's attributes) and event.*/trigger.* (the send's data)."
@@ -2216,6 +2251,10 @@ func (ec *executionContext) childFields_Broadcast(ctx context.Context, field gra
 		return ec.fieldContext_Broadcast_done(ctx, field)
 	case "createdAt":
 		return ec.fieldContext_Broadcast_createdAt(ctx, field)
+	case "sendAt":
+		return ec.fieldContext_Broadcast_sendAt(ctx, field)
+	case "canceled":
+		return ec.fieldContext_Broadcast_canceled(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Broadcast", field.Name)
 }
@@ -2796,6 +2835,20 @@ func (ec *executionContext) field_Mutation_broadcast_args(ctx context.Context, r
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_cancelBroadcast_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_cancelDelivery_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -3355,6 +3408,52 @@ func (ec *executionContext) _Broadcast_createdAt(ctx context.Context, field grap
 }
 func (ec *executionContext) fieldContext_Broadcast_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Broadcast", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Broadcast_sendAt(ctx context.Context, field graphql.CollectedField, obj *model.Broadcast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Broadcast_sendAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SendAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Broadcast_sendAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Broadcast", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Broadcast_canceled(ctx context.Context, field graphql.CollectedField, obj *model.Broadcast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Broadcast_canceled(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Canceled, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Broadcast_canceled(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Broadcast", field, false, false, "Boolean")
 }
 
 func (ec *executionContext) _Campaign_id(ctx context.Context, field graphql.CollectedField, obj *model.Campaign) (ret graphql.Marshaler) {
@@ -6173,6 +6272,50 @@ func (ec *executionContext) fieldContext_Mutation_cancelDelivery(ctx context.Con
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_cancelDelivery_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_cancelBroadcast(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_cancelBroadcast(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CancelBroadcast(ctx, fc.Args["id"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Broadcast) graphql.Marshaler {
+			return ec.marshalNBroadcast2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐBroadcast(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_cancelBroadcast(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Broadcast(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_cancelBroadcast_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -9201,7 +9344,7 @@ func (ec *executionContext) unmarshalInputBroadcastInput(ctx context.Context, ob
 		asMap["audience"] = "ALL_DEVICES"
 	}
 
-	fieldsInOrder := [...]string{"messageId", "personIds", "audience", "data", "overrides"}
+	fieldsInOrder := [...]string{"messageId", "personIds", "audience", "data", "overrides", "sendAt"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -9243,6 +9386,13 @@ func (ec *executionContext) unmarshalInputBroadcastInput(ctx context.Context, ob
 				return it, err
 			}
 			it.Overrides = data
+		case "sendAt":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("sendAt"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SendAt = data
 		}
 	}
 	return it, nil
@@ -10336,6 +10486,16 @@ func (ec *executionContext) _Broadcast(ctx context.Context, sel ast.SelectionSet
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "sendAt":
+			out.Values[i] = ec._Broadcast_sendAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "canceled":
+			out.Values[i] = ec._Broadcast_canceled(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -11316,6 +11476,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "cancelDelivery":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_cancelDelivery(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cancelBroadcast":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_cancelBroadcast(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++

@@ -80,10 +80,12 @@ type DeliveryLog struct {
 
 // Broadcast is one message to many people and its progress.
 type Broadcast struct {
-	ID        string    `json:"id"`
-	MessageID string    `json:"-"`
-	Total     int       `json:"total"`
-	Queued    int       `json:"queued"`
-	Done      int       `json:"done"`
-	CreatedAt time.Time `json:"createdAt"`
+	ID        string     `json:"id"`
+	MessageID string     `json:"-"`
+	Total     int        `json:"total"`
+	Queued    int        `json:"queued"`
+	Done      int        `json:"done"`
+	CreatedAt time.Time  `json:"createdAt"`
+	SendAt    *time.Time `json:"sendAt,omitempty"`
+	Canceled  bool       `json:"canceled"`
 }

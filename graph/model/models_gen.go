@@ -31,6 +31,8 @@ type BroadcastInput struct {
 	Data map[string]any `json:"data,omitempty"`
 	// Replace the message's fields or options for every delivery of the broadcast.
 	Overrides *jobs.Overrides `json:"overrides,omitempty"`
+	// Fan out at this time instead of now (from now to 90 days ahead); its deliveries are created then. Cancel before it with cancelBroadcast.
+	SendAt *time.Time `json:"sendAt,omitempty"`
 }
 
 type CampaignConnection struct {
