@@ -59,12 +59,8 @@ func (q *Queue) Broadcast(ctx context.Context, workspaceID, broadcastID string, 
 // its fan-out task; a task that could not be dropped finds the claim and
 // makes no deliveries.
 func (q *Queue) CancelBroadcast(ctx context.Context, broadcastID string) error {
-	ok, err := q.rdb.SetNX(ctx, scheduledKey(broadcastID), scheduledCanceled, scheduledKeyTTL).Result()
-	if err != nil {
-		return fmt.Errorf("jobs: cancel broadcast %s: %w", broadcastID, err)
-	}
-	if !ok {
-		return ErrStarted
+	if err := q.claimCanceled(ctx, broadcastID); err != nil {
+		return err
 	}
 	_ = asynq.NewInspectorFromRedisClient(q.rdb).DeleteTask(QueueDeliver, fanoutTaskID(broadcastID, 0))
 	return nil

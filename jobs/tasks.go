@@ -139,16 +139,25 @@ var ErrStarted = errors.New("the send has started or was canceled already")
 // deliver task at once, which records the pre-send failure "Canceled
 // before its send time" instead of sending.
 func (q *Queue) CancelScheduled(ctx context.Context, deliveryID string) error {
-	ok, err := q.rdb.SetNX(ctx, scheduledKey(deliveryID), scheduledCanceled, scheduledKeyTTL).Result()
-	if err != nil {
-		return fmt.Errorf("jobs: cancel %s: %w", deliveryID, err)
-	}
-	if !ok {
-		return ErrStarted
+	if err := q.claimCanceled(ctx, deliveryID); err != nil {
+		return err
 	}
 	// If the task cannot be moved (it is due already, or Redis failed
 	// here), it runs at its time and finds the claim all the same.
 	_ = asynq.NewInspectorFromRedisClient(q.rdb).RunTask(QueueDeliver, deliverTaskID(deliveryID, 0))
+	return nil
+}
+
+// claimCanceled claims a scheduled delivery or broadcast (by id) as
+// canceled; ErrStarted when its task claimed it as started first.
+func (q *Queue) claimCanceled(ctx context.Context, id string) error {
+	ok, err := q.rdb.SetNX(ctx, scheduledKey(id), scheduledCanceled, scheduledKeyTTL).Result()
+	if err != nil {
+		return fmt.Errorf("jobs: cancel %s: %w", id, err)
+	}
+	if !ok {
+		return ErrStarted
+	}
 	return nil
 }
 

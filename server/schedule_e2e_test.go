@@ -52,15 +52,7 @@ func TestScheduledSend(t *testing.T) {
 	if d := c.waitFinal(id); d.Status != "SENT" {
 		t.Fatalf("status = %s (%s), want SENT", d.Status, fmtDevices(d))
 	}
-	reqs := e.apns.Requests(tok)
-	if len(reqs) != 1 {
-		t.Fatalf("APNS got %d requests, want 1", len(reqs))
-	}
-	late := reqs[0].Time.Sub(at)
-	t.Logf("scheduled send reached APNS %s after its time", late.Round(time.Millisecond))
-	if late < 0 || late >= time.Second {
-		t.Errorf("the push reached APNS %s after its time, want within [0, 1 s)", late)
-	}
+	onTime(t, e, tok, at, "scheduled send")
 	time.Sleep(500 * time.Millisecond)
 	if n := e.apns.Count(tok); n != 1 {
 		t.Errorf("APNS got %d requests in all, want 1", n)
@@ -136,6 +128,22 @@ func TestSendPushClientSendAt(t *testing.T) {
 	}
 }
 
+// onTime checks that APNS got exactly one request for tok, 0 to 1 s after
+// at (what names the send in the log and errors), and returns it.
+func onTime(t *testing.T, e *env, tok string, at time.Time, what string) []sim.Request {
+	t.Helper()
+	reqs := e.apns.Requests(tok)
+	if len(reqs) != 1 {
+		t.Fatalf("%s: APNS got %d requests for %s, want 1", what, len(reqs), tok[:8])
+	}
+	late := reqs[0].Time.Sub(at)
+	t.Logf("%s reached APNS %s after its time", what, late.Round(time.Millisecond))
+	if late < 0 || late >= time.Second {
+		t.Errorf("%s reached APNS %s after its time, want within [0, 1 s)", what, late)
+	}
+	return reqs
+}
+
 // scheduleEnv is a Herald with one workspace, person p1 with one iOS
 // device (token prefix prefix) and a message.
 func scheduleEnv(t *testing.T, ws, prefix string) (*env, *client, string, string) {
@@ -191,15 +199,7 @@ func TestScheduledBroadcast(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	for _, tk := range []string{tok, tok2} {
-		reqs := e.apns.Requests(tk)
-		if len(reqs) != 1 {
-			t.Fatalf("APNS got %d requests for %s, want 1", len(reqs), tk[:8])
-		}
-		late := reqs[0].Time.Sub(at)
-		t.Logf("broadcast push reached APNS %s after its time", late.Round(time.Millisecond))
-		if late < 0 || late >= time.Second {
-			t.Errorf("the broadcast push reached APNS %s after its time, want within [0, 1 s)", late)
-		}
+		reqs := onTime(t, e, tk, at, "the broadcast's send")
 		var p map[string]any
 		if err := json.Unmarshal(reqs[0].Body, &p); err != nil {
 			t.Fatal(err)
@@ -261,15 +261,7 @@ func TestScheduledSendSurvivesWorkerSIGKILL(t *testing.T) {
 		t.Fatalf("status = %s (%s), want SENT", d.Status, fmtDevices(d))
 	}
 	time.Sleep(500 * time.Millisecond)
-	reqs := e.apns.Requests(tok)
-	if len(reqs) != 1 {
-		t.Fatalf("APNS got %d requests, want 1", len(reqs))
-	}
-	late := reqs[0].Time.Sub(at)
-	t.Logf("after the SIGKILL, the scheduled push reached APNS %s after its time", late.Round(time.Millisecond))
-	if late < 0 || late >= time.Second {
-		t.Errorf("the push reached APNS %s after its time, want within [0, 1 s)", late)
-	}
+	onTime(t, e, tok, at, "after the SIGKILL, the scheduled send")
 }
 
 // waitWorker waits until the worker process pid has registered with Asynq.
