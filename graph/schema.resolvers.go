@@ -298,6 +298,9 @@ func (r *mutationResolver) SendPush(ctx context.Context, input model.SendPushInp
 	if input.SendAt != nil {
 		req.SendAt = *input.SendAt
 	}
+	if input.SendToUnsubscribed != nil {
+		req.SendToUnsubscribed = *input.SendToUnsubscribed
+	}
 	if input.Audience != nil {
 		req.Audience = *input.Audience
 	}

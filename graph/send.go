@@ -30,6 +30,8 @@ type SendRequest struct {
 	Overrides jobs.Overrides
 	// SendAt schedules the send (zero: at once); checkSendAt bounds it.
 	SendAt time.Time
+	// SendToUnsubscribed sends even if the person is unsubscribed.
+	SendToUnsubscribed bool
 }
 
 // maxSchedule is how far ahead a send can be scheduled.
@@ -115,7 +117,7 @@ func (r *Resolver) Send(ctx context.Context, req SendRequest) (clickhouse.Delive
 	}
 	d := clickhouse.Delivery{WorkspaceID: ws, ID: id, CampaignID: msg.CampaignID, MessageID: msg.ID, PersonID: req.PersonID,
 		Audience: string(audience), Token: req.Token, Data: data, Overrides: overrides, SendAt: req.SendAt.UTC().Truncate(time.Millisecond),
-		CreatedAt: clickhouse.DeliveryTime(id).UTC()}
+		SendToUnsubscribed: req.SendToUnsubscribed, CreatedAt: clickhouse.DeliveryTime(id).UTC()}
 	if req.SendAt.IsZero() {
 		d.SendAt = time.Time{}
 	}

@@ -367,7 +367,7 @@ func (w *Worker) makePlan(ctx context.Context, d clickhouse.Delivery, snap *Snap
 			return plan{}, err
 		}
 	}
-	if person.Unsubscribed {
+	if person.Unsubscribed && !d.SendToUnsubscribed {
 		return fail(domain.ReasonCustomerUnsubscribed)
 	}
 	msg, err := w.messages.get(d.WorkspaceID+"/"+d.MessageID.String(), func() (clickhouse.Message, error) {

@@ -219,7 +219,6 @@ func TestSendPushClientOptions(t *testing.T) {
 		req   customerio.SendPushRequest
 	}{
 		{"queue_draft", customerio.SendPushRequest{QueueDraft: &yes}},
-		{"send_to_unsubscribed", customerio.SendPushRequest{SendToUnsubscribed: &yes}},
 		{"custom_device", customerio.SendPushRequest{Device: &customerio.Device{Token: sim.Token("0c03", 1), Platform: "ios"}}},
 		{"language", customerio.SendPushRequest{Language: &lang}},
 		{"disable_message_retention", customerio.SendPushRequest{DisableMessageRetention: &yes}},
@@ -308,5 +307,49 @@ func TestOverridesOptions(t *testing.T) {
 				t.Errorf("field %q, want %q (%s)", f, tc.field, r.Errors[0].Message)
 			}
 		})
+	}
+}
+
+// TestSendToUnsubscribed: go-customerio's SendPush reaches an unsubscribed
+// person unless send_to_unsubscribed is false (Customer.io's transactional
+// default); GraphQL sendPush does not unless sendToUnsubscribed is true.
+func TestSendToUnsubscribed(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c := e.withCredentials(e.workspace("unsub"))
+	api := e.apiClient(c)
+	c.person("u1", vars{"first_name": "Ada"}, true)
+	c.device("u1", "IOS", sim.Token("0f01", 1), time.Now().Add(-time.Minute))
+	msg := c.message("Reset", "Your code is 1234")
+	no := false
+	rest := func(flag *bool) string {
+		resp, err := api.SendPush(context.Background(), &customerio.SendPushRequest{TransactionalMessageID: msg,
+			Identifiers: map[string]string{"id": "u1"}, SendToUnsubscribed: flag})
+		if err != nil {
+			t.Fatalf("SendPush: %v", err)
+		}
+		return resp.DeliveryID
+	}
+	graphql := func(flag any) string {
+		in := vars{"messageId": msg, "personId": "u1"}
+		if flag != nil {
+			in["sendToUnsubscribed"] = flag
+		}
+		return get(c.mustDo(`mutation($in: SendPushInput!) { sendPush(input: $in) { id } }`, vars{"in": in}), "sendPush", "id").(string)
+	}
+	for _, tc := range []struct {
+		name, id, status string
+	}{
+		{"REST, send_to_unsubscribed omitted", rest(nil), "SENT"},
+		{"REST, send_to_unsubscribed false", rest(&no), "FAILED"},
+		{"GraphQL, sendToUnsubscribed omitted", graphql(nil), "FAILED"},
+		{"GraphQL, sendToUnsubscribed true", graphql(true), "SENT"},
+	} {
+		d := c.waitFinal(tc.id)
+		if d.Status != tc.status {
+			t.Errorf("%s: %s, want %s", tc.name, d.Status, tc.status)
+		}
+		if tc.status == "FAILED" && (d.FailureReason == nil || *d.FailureReason != "Customer is unsubscribed") {
+			t.Errorf("%s: failure reason %v, want \"Customer is unsubscribed\"", tc.name, d.FailureReason)
+		}
 	}
 }

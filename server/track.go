@@ -506,6 +506,7 @@ type sendPushBody struct {
 	CustomData             map[string]any             `json:"custom_data"`
 	CustomPayload          map[string]json.RawMessage `json:"custom_payload"`
 	SendAt                 *int64                     `json:"send_at"`
+	SendToUnsubscribed     *bool                      `json:"send_to_unsubscribed"`
 	MessageData            map[string]any             `json:"message_data"`
 }
 
@@ -514,7 +515,6 @@ type sendPushBody struct {
 // with one is refused by name rather than sent without it.
 var sendPushUnsupported = map[string]string{
 	"queue_draft":               "drafts are not supported yet",
-	"send_to_unsubscribed":      "not supported yet: Herald never sends to an unsubscribed person",
 	"custom_device":             "not supported yet: register the device first (PUT /api/v1/customers/{id}/devices), then send",
 	"language":                  "translations are not supported",
 	"disable_message_retention": "not supported: Herald keeps every delivery",
@@ -529,7 +529,7 @@ func checkSendPushFields(raw map[string]json.RawMessage) string {
 	}
 	known := map[string]bool{"transactional_message_id": true, "message_id": true, "identifiers": true, "to": true, "title": true,
 		"message": true, "image_url": true, "link": true, "sound": true, "custom_data": true, "custom_payload": true, "message_data": true,
-		"send_at": true}
+		"send_at": true, "send_to_unsubscribed": true}
 	for k := range raw {
 		if !known[k] {
 			return k + ": not a field of /v1/send/push"
@@ -664,6 +664,9 @@ func (h *trackHandler) sendPush(w http.ResponseWriter, r *http.Request) {
 	if b.SendAt != nil {
 		req.SendAt = time.Unix(*b.SendAt, 0)
 	}
+	// Customer.io's transactional API sends to unsubscribed people unless
+	// send_to_unsubscribed is false.
+	req.SendToUnsubscribed = b.SendToUnsubscribed == nil || *b.SendToUnsubscribed
 	d, err := h.resolver.Send(graph.WithWorkspace(r.Context(), ws), req)
 	if errors.Is(err, graph.ErrMessageNotFound) {
 		// Customer.io's App API answers 404 "The transactional message does

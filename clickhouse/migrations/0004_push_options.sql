@@ -12,3 +12,7 @@ ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS send_at DateTime64(3, 'UTC') DEF
 -- broadcasts.send_at: when a scheduled broadcast fans out; 1970-01-01
 -- (0) for one that goes at once.
 ALTER TABLE broadcasts ADD COLUMN IF NOT EXISTS send_at DateTime64(3, 'UTC') DEFAULT 0 AFTER overrides;
+-- deliveries.send_to_unsubscribed: 1 when the send goes to the person
+-- even if unsubscribed (POST /v1/send/push's send_to_unsubscribed,
+-- sendPush's sendToUnsubscribed).
+ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS send_to_unsubscribed UInt8 DEFAULT 0 AFTER send_at;

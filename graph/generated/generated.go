@@ -2170,6 +2170,8 @@ input SendPushInput {
   overrides: PushOverridesInput
   "Send at this time instead of now: from now to 90 days ahead. The delivery is SCHEDULED until then and can be canceled (cancelDelivery)."
   sendAt: Time
+  "Send even if the person is unsubscribed (a transactional message such as a password reset); by default an unsubscribed person's send fails with \"Customer is unsubscribed\"."
+  sendToUnsubscribed: Boolean = false
 }
 
 "Fields that replace a message's for one send (Liquid templates like the message's); omitted or empty ones keep the message's."
@@ -10292,8 +10294,11 @@ func (ec *executionContext) unmarshalInputSendPushInput(ctx context.Context, obj
 	if _, present := asMap["audience"]; !present {
 		asMap["audience"] = "ALL_DEVICES"
 	}
+	if _, present := asMap["sendToUnsubscribed"]; !present {
+		asMap["sendToUnsubscribed"] = false
+	}
 
-	fieldsInOrder := [...]string{"messageId", "personId", "audience", "token", "data", "overrides", "sendAt"}
+	fieldsInOrder := [...]string{"messageId", "personId", "audience", "token", "data", "overrides", "sendAt", "sendToUnsubscribed"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -10349,6 +10354,13 @@ func (ec *executionContext) unmarshalInputSendPushInput(ctx context.Context, obj
 				return it, err
 			}
 			it.SendAt = data
+		case "sendToUnsubscribed":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("sendToUnsubscribed"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SendToUnsubscribed = data
 		}
 	}
 	return it, nil

@@ -247,6 +247,8 @@ type SendPushInput struct {
 	Overrides *jobs.Overrides `json:"overrides,omitempty"`
 	// Send at this time instead of now: from now to 90 days ahead. The delivery is SCHEDULED until then and can be canceled (cancelDelivery).
 	SendAt *time.Time `json:"sendAt,omitempty"`
+	// Send even if the person is unsubscribed (a transactional message such as a password reset); by default an unsubscribed person's send fails with "Customer is unsubscribed".
+	SendToUnsubscribed *bool `json:"sendToUnsubscribed,omitempty"`
 }
 
 type Subscription struct {
