@@ -234,6 +234,7 @@ type Message struct {
 	ID          uuid.UUID
 	CampaignID  uuid.UUID
 	Name        string
+	Alias       string // the transactional_message_id that names it besides its id; '' = none
 	Title       string
 	Body        string
 	Link        string
@@ -245,25 +246,37 @@ type Message struct {
 	CreatedAt   time.Time
 }
 
-// insertMessage: params workspace_id, id, campaign_id, name, title, body,
-// link, image, sound, badge, data, options, created_at.
-const insertMessage = `INSERT INTO push_messages (workspace_id, id, campaign_id, name, title, body, link, image, sound, badge, data, options, created_at)`
+// insertMessage: params workspace_id, id, campaign_id, name, alias, title,
+// body, link, image, sound, badge, data, options, created_at.
+const insertMessage = `INSERT INTO push_messages (workspace_id, id, campaign_id, name, alias, title, body, link, image, sound, badge, data, options, created_at)`
 
 // CreateMessage records a push template.
 func (s *Store) CreateMessage(ctx context.Context, m Message) error {
-	return s.insertOne(ctx, "message", insertMessage, m.WorkspaceID, m.ID, m.CampaignID, m.Name, m.Title, m.Body, m.Link, m.Image, m.Sound, m.Badge, m.Data, m.Options, m.CreatedAt)
+	return s.insertOne(ctx, "message", insertMessage, m.WorkspaceID, m.ID, m.CampaignID, m.Name, m.Alias, m.Title, m.Body, m.Link, m.Image, m.Sound, m.Badge, m.Data, m.Options, m.CreatedAt)
 }
 
-// selectMessage: params workspace_id, id; columns campaign_id, name, title,
-// body, link, image, sound, badge, data, options, created_at.
-const selectMessage = `SELECT campaign_id, name, title, body, link, image, sound, badge, data, options, created_at
+// selectMessage: params workspace_id, id; columns campaign_id, name, alias,
+// title, body, link, image, sound, badge, data, options, created_at.
+const selectMessage = `SELECT campaign_id, name, alias, title, body, link, image, sound, badge, data, options, created_at
 FROM push_messages FINAL WHERE workspace_id = ? AND id = ?`
 
 // Message reads a push template; ErrNotFound if absent.
 func (s *Store) Message(ctx context.Context, workspaceID string, id uuid.UUID) (Message, error) {
 	m := Message{WorkspaceID: workspaceID, ID: id}
-	err := s.conn.QueryRow(ctx, selectMessage, workspaceID, id).Scan(&m.CampaignID, &m.Name, &m.Title, &m.Body, &m.Link, &m.Image, &m.Sound, &m.Badge, &m.Data, &m.Options, &m.CreatedAt)
+	err := s.conn.QueryRow(ctx, selectMessage, workspaceID, id).Scan(&m.CampaignID, &m.Name, &m.Alias, &m.Title, &m.Body, &m.Link, &m.Image, &m.Sound, &m.Badge, &m.Data, &m.Options, &m.CreatedAt)
 	return m, rowErr("message", err)
+}
+
+// selectMessageByAlias: params workspace_id, alias; column id of the
+// newest message with that alias.
+const selectMessageByAlias = `SELECT id FROM push_messages FINAL WHERE workspace_id = ? AND alias = ? ORDER BY created_at DESC LIMIT 1`
+
+// MessageIDByAlias finds the message a workspace calls alias (the newest,
+// should two have it); ErrNotFound if none.
+func (s *Store) MessageIDByAlias(ctx context.Context, workspaceID, alias string) (uuid.UUID, error) {
+	var id uuid.UUID
+	err := s.conn.QueryRow(ctx, selectMessageByAlias, workspaceID, alias).Scan(&id)
+	return id, rowErr("message", err)
 }
 
 // Delivery is one message to one person. Its ID is a UUIDv7 and CreatedAt

@@ -102,7 +102,7 @@ func optTime(t time.Time) *time.Time {
 }
 
 func messageModel(m clickhouse.Message) *model.PushMessage {
-	pm := &model.PushMessage{ID: m.ID.String(), Name: m.Name, Title: m.Title, Body: m.Body,
+	pm := &model.PushMessage{ID: m.ID.String(), Name: m.Name, Alias: optString(m.Alias), Title: m.Title, Body: m.Body,
 		Link: optString(m.Link), Image: optString(m.Image), Sound: optString(m.Sound),
 		Data: decodeJSON(m.Data), CreatedAt: m.CreatedAt.UTC()}
 	// Stored by newMessage from valid options; unreadable ones show as the default.

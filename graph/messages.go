@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/google/uuid"
 
@@ -31,6 +32,12 @@ func (r *Resolver) newMessage(ctx context.Context, ws string, in model.CreatePus
 	}
 	if err := checkLen("input.name", in.Name, maxNameLen); err != nil {
 		return m, err
+	}
+	if in.Alias != nil && *in.Alias != "" {
+		if err := r.checkAlias(ctx, ws, *in.Alias); err != nil {
+			return m, err
+		}
+		m.Alias = *in.Alias
 	}
 	if in.Title == "" && in.Body == "" && (in.Options == nil || !in.Options.Silent) {
 		return m, badInput("input.body", "a push needs a title or a body (or options.silent)")
@@ -109,6 +116,48 @@ func (r *Resolver) newMessage(ctx context.Context, ws string, in model.CreatePus
 		}
 	}
 	return m, nil
+}
+
+// maxAliasLen bounds a message alias.
+const maxAliasLen = 100
+
+// checkAlias refuses an alias that is a UUID (ids and aliases share
+// transactional_message_id), too long, has control characters, or names
+// another message of the workspace already.
+func (r *Resolver) checkAlias(ctx context.Context, ws, alias string) error {
+	if _, err := uuid.Parse(alias); err == nil {
+		return badInput("input.alias", "an alias cannot be a UUID: those are message ids")
+	}
+	if err := checkLen("input.alias", alias, maxAliasLen); err != nil {
+		return err
+	}
+	if strings.TrimSpace(alias) != alias || strings.ContainsFunc(alias, unicode.IsControl) {
+		return badInput("input.alias", "an alias has no leading or trailing spaces and no control characters")
+	}
+	id, err := r.Store.MessageIDByAlias(ctx, ws, alias)
+	if err == nil {
+		return badInput("input.alias", "alias %q names message %s already", alias, id)
+	}
+	if !errors.Is(err, clickhouse.ErrNotFound) {
+		return err
+	}
+	return nil
+}
+
+// MessageIDOf resolves a transactional_message_id: a message id (a UUID),
+// else a message alias of the workspace. ErrMessageNotFound when neither.
+func (r *Resolver) MessageIDOf(ctx context.Context, ws, ref string) (string, error) {
+	if _, err := uuid.Parse(ref); err == nil {
+		return ref, nil
+	}
+	id, err := r.Store.MessageIDByAlias(ctx, ws, ref)
+	if errors.Is(err, clickhouse.ErrNotFound) {
+		return "", ErrMessageNotFound
+	}
+	if err != nil {
+		return "", err
+	}
+	return id.String(), nil
 }
 
 // enumOrNil is a stored enum option for GraphQL: nil when unset.

@@ -353,3 +353,62 @@ func TestSendToUnsubscribed(t *testing.T) {
 		}
 	}
 }
+
+// TestMessageAliases: a message's alias (a name, or a number as
+// Customer.io's message ids are) stands for its id in
+// transactional_message_id, from go-customerio's SendPush and as a JSON
+// number; aliases are unique in a workspace, never UUIDs, and unknown
+// ones are 404.
+func TestMessageAliases(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c := e.withCredentials(e.workspace("alias"))
+	api := e.apiClient(c)
+	tok := sim.Token("0a11", 1)
+	c.person("p1", vars{"first_name": "Ada"}, false)
+	c.device("p1", "IOS", tok, time.Now().Add(-time.Minute))
+	const create = `mutation($in: CreatePushMessageInput!) { createPushMessage(input: $in) { id alias } }`
+	named := c.mustDo(create, vars{"in": vars{"name": "Reset", "alias": "password-reset", "title": "Reset", "body": "Code {{ trigger.code }}"}})
+	if a := get(named, "createPushMessage", "alias"); a != "password-reset" {
+		t.Fatalf("alias = %v", a)
+	}
+	c.mustDo(create, vars{"in": vars{"name": "Numbered", "alias": "42", "title": "Numbered", "body": "Hi"}})
+
+	resp, err := api.SendPush(context.Background(), &customerio.SendPushRequest{TransactionalMessageID: "password-reset",
+		Identifiers: map[string]string{"id": "p1"}, MessageData: map[string]any{"code": "1234"}})
+	if err != nil {
+		t.Fatalf("SendPush by alias: %v", err)
+	}
+	if d := c.waitFinal(resp.DeliveryID); d.Status != "SENT" {
+		t.Fatalf("by alias: %s", d.Status)
+	}
+	var p map[string]any
+	if err := json.Unmarshal(e.apns.Requests(tok)[0].Body, &p); err != nil {
+		t.Fatal(err)
+	}
+	if b := get(p, "aps", "alert", "body"); b != "Code 1234" {
+		t.Errorf("the aliased message's body = %v, want %q", b, "Code 1234")
+	}
+	status, _, m := e.rest("POST", "/v1/send/push", `{"transactional_message_id":42,"identifiers":{"id":"p1"}}`, bearer(c.key))
+	if status != 200 {
+		t.Fatalf("transactional_message_id 42 (a number): %d %v", status, m)
+	}
+	if d := c.waitFinal(m["delivery_id"].(string)); d.Status != "SENT" {
+		t.Errorf("by number: %s", d.Status)
+	}
+	for body, want := range map[string]int{
+		`{"transactional_message_id":"no-such-message","identifiers":{"id":"p1"}}`: 404,
+		`{"transactional_message_id":4.5,"identifiers":{"id":"p1"}}`:               400,
+		`{"transactional_message_id":{"id":1},"identifiers":{"id":"p1"}}`:          400,
+	} {
+		if status, _, m := e.rest("POST", "/v1/send/push", body, bearer(c.key)); status != want || !strings.HasPrefix(metaError(m), "transactional_message_id:") {
+			t.Errorf("%s: %d %v, want %d naming transactional_message_id", body, status, m, want)
+		}
+	}
+	for name, alias := range map[string]string{"taken": "password-reset", "a UUID": "0190d6b2-0000-7000-8000-000000000000",
+		"spaces around": " reset ", "too long": strings.Repeat("a", 101)} {
+		r := c.do(create, vars{"in": vars{"name": "x", "alias": alias, "title": "x", "body": "y"}})
+		if f, _ := firstField(r); r.code() != "BAD_USER_INPUT" || f != "input.alias" {
+			t.Errorf("alias %s: %q on %q (%+v), want BAD_USER_INPUT on input.alias", name, r.code(), f, r.Errors)
+		}
+	}
+}

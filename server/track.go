@@ -494,8 +494,8 @@ var eventIDSpace = uuid.MustParse("6f1d0a8e-2b7c-4d51-9a63-0c4e8b2f7d10")
 
 // sendPushBody is POST /v1/send/push, Customer.io's transactional push.
 type sendPushBody struct {
-	TransactionalMessageID *string                    `json:"transactional_message_id"`
-	MessageID              *string                    `json:"message_id"`
+	TransactionalMessageID json.RawMessage            `json:"transactional_message_id"`
+	MessageID              json.RawMessage            `json:"message_id"`
 	Identifiers            map[string]json.RawMessage `json:"identifiers"`
 	To                     *string                    `json:"to"`
 	Title                  *string                    `json:"title"`
@@ -636,12 +636,22 @@ func (h *trackHandler) sendPush(w http.ResponseWriter, r *http.Request) {
 		writeMeta(w, http.StatusBadRequest, msg)
 		return
 	}
-	msgField, msgID := "transactional_message_id", b.TransactionalMessageID
-	if msgID == nil {
-		msgField, msgID = "message_id", b.MessageID
+	msgField, rawID := "transactional_message_id", b.TransactionalMessageID
+	if rawID == nil && b.MessageID != nil {
+		msgField, rawID = "message_id", b.MessageID
 	}
-	if msgID == nil || *msgID == "" {
-		writeMeta(w, http.StatusBadRequest, "transactional_message_id: required (the id of a Herald push message)")
+	ref, msg := messageRef(msgField, rawID)
+	if msg != "" {
+		writeMeta(w, http.StatusBadRequest, msg)
+		return
+	}
+	msgID, err := h.resolver.MessageIDOf(r.Context(), ws, ref)
+	if errors.Is(err, graph.ErrMessageNotFound) {
+		writeMeta(w, http.StatusNotFound, fmt.Sprintf("%s: no push message with id or alias %s", msgField, ref))
+		return
+	}
+	if err != nil {
+		h.fail(w, r, err, nil)
 		return
 	}
 	person, msg := personIdentifier(b.Identifiers)
@@ -649,7 +659,7 @@ func (h *trackHandler) sendPush(w http.ResponseWriter, r *http.Request) {
 		writeMeta(w, http.StatusBadRequest, msg)
 		return
 	}
-	req := graph.SendRequest{Workspace: ws, MessageID: *msgID, PersonID: person, Audience: model.AudienceAllDevices, Data: b.MessageData}
+	req := graph.SendRequest{Workspace: ws, MessageID: msgID, PersonID: person, Audience: model.AudienceAllDevices, Data: b.MessageData}
 	if b.To != nil {
 		switch *b.To {
 		case "", "all":
@@ -672,7 +682,7 @@ func (h *trackHandler) sendPush(w http.ResponseWriter, r *http.Request) {
 		// Customer.io's App API answers 404 "The transactional message does
 		// not exist" for an unknown id: the body is well-formed, the
 		// message it names is missing.
-		writeMeta(w, http.StatusNotFound, fmt.Sprintf("%s: no push message with id %s", msgField, *msgID))
+		writeMeta(w, http.StatusNotFound, fmt.Sprintf("%s: no push message with id %s", msgField, msgID))
 		return
 	}
 	if err != nil {
@@ -684,6 +694,31 @@ func (h *trackHandler) sendPush(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"delivery_id": d.ID.String(), "queued_at": d.CreatedAt.Unix()})
+}
+
+// messageRef reads transactional_message_id: a message id or alias as a
+// string, or a number (Customer.io's numeric ids; an alias here). It
+// returns it, or a 400 message.
+func messageRef(field string, raw json.RawMessage) (string, string) {
+	if raw == nil || string(raw) == "null" {
+		return "", field + ": required (a Herald push message id, or a message's alias)"
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err == nil {
+		if s == "" {
+			return "", field + ": required (a Herald push message id, or a message's alias)"
+		}
+		return s, ""
+	}
+	var n json.Number
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&n); err == nil {
+		if _, err := n.Int64(); err == nil {
+			return n.String(), ""
+		}
+	}
+	return "", field + ": must be a string or a whole number, got " + string(raw)
 }
 
 // personIdentifier reads identifiers: exactly one of them, and only id is

@@ -475,8 +475,10 @@ func TestSendPushREST(t *testing.T) {
 		// the body is well-formed, the message it names is missing, so 400
 		// would send the caller looking at the wrong thing.
 		{"unknown message", fmt.Sprintf(`{"transactional_message_id":%q,"identifiers":{"id":"12345"}}`, unknown), 404, "transactional_message_id"},
-		{"message id not a UUID", `{"transactional_message_id":"3","identifiers":{"id":"12345"}}`, 400, "transactional_message_id"},
-		{"message id a number", `{"transactional_message_id":3,"identifiers":{"id":"12345"}}`, 400, "transactional_message_id"},
+		// Not a UUID: an alias, here of no message (TestMessageAliases).
+		{"message id not a UUID", `{"transactional_message_id":"3","identifiers":{"id":"12345"}}`, 404, "transactional_message_id"},
+		{"message id a number", `{"transactional_message_id":3,"identifiers":{"id":"12345"}}`, 404, "transactional_message_id"},
+		{"message id an object", `{"transactional_message_id":{},"identifiers":{"id":"12345"}}`, 400, "transactional_message_id"},
 		{"no message id", `{"identifiers":{"id":"12345"}}`, 400, "transactional_message_id"},
 		{"email identifier", fmt.Sprintf(`{"transactional_message_id":%q,"identifiers":{"email":"sarah@example.com"}}`, msg), 400, "only id is supported"},
 		{"cio_id identifier", fmt.Sprintf(`{"transactional_message_id":%q,"identifiers":{"cio_id":"a3000001"}}`, msg), 400, "only id is supported"},

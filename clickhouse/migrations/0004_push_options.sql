@@ -16,3 +16,7 @@ ALTER TABLE broadcasts ADD COLUMN IF NOT EXISTS send_at DateTime64(3, 'UTC') DEF
 -- even if unsubscribed (POST /v1/send/push's send_to_unsubscribed,
 -- sendPush's sendToUnsubscribed).
 ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS send_to_unsubscribed UInt8 DEFAULT 0 AFTER send_at;
+-- push_messages.alias: the name (or Customer.io-style number) that POST
+-- /v1/send/push takes as transactional_message_id instead of the id; ''
+-- for none.
+ALTER TABLE push_messages ADD COLUMN IF NOT EXISTS alias String DEFAULT '' AFTER name;

@@ -238,6 +238,7 @@ type ComplexityRoot struct {
 	}
 
 	PushMessage struct {
+		Alias     func(childComplexity int) int
 		Badge     func(childComplexity int) int
 		Body      func(childComplexity int) int
 		Campaign  func(childComplexity int) int
@@ -1273,6 +1274,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Person.Unsubscribed(childComplexity), true
 
+	case "PushMessage.alias":
+		if e.ComplexityRoot.PushMessage.Alias == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PushMessage.Alias(childComplexity), true
 	case "PushMessage.badge":
 		if e.ComplexityRoot.PushMessage.Badge == nil {
 			break
@@ -2032,6 +2039,8 @@ type Broadcast {
 input CreatePushMessageInput {
   campaignId: ID
   name: String!
+  "A name or number (not a UUID, at most 100 characters, unique in the workspace) that POST /v1/send/push takes as transactional_message_id, as Customer.io takes a message's trigger name or number."
+  alias: String
   title: String!
   body: String!
   link: String
@@ -2146,6 +2155,7 @@ type PushOptions {
 type PushMessage {
   id: ID!
   name: String!
+  alias: String
   title: String!
   body: String!
   link: String
@@ -2593,6 +2603,8 @@ func (ec *executionContext) childFields_PushMessage(ctx context.Context, field g
 		return ec.fieldContext_PushMessage_id(ctx, field)
 	case "name":
 		return ec.fieldContext_PushMessage_name(ctx, field)
+	case "alias":
+		return ec.fieldContext_PushMessage_alias(ctx, field)
 	case "title":
 		return ec.fieldContext_PushMessage_title(ctx, field)
 	case "body":
@@ -6847,6 +6859,29 @@ func (ec *executionContext) fieldContext_PushMessage_name(_ context.Context, fie
 	return graphql.NewScalarFieldContext("PushMessage", field, false, false, "String")
 }
 
+func (ec *executionContext) _PushMessage_alias(ctx context.Context, field graphql.CollectedField, obj *model.PushMessage) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PushMessage_alias(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Alias, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PushMessage_alias(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PushMessage", field, false, false, "String")
+}
+
 func (ec *executionContext) _PushMessage_title(ctx context.Context, field graphql.CollectedField, obj *model.PushMessage) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -9521,7 +9556,7 @@ func (ec *executionContext) unmarshalInputCreatePushMessageInput(ctx context.Con
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"campaignId", "name", "title", "body", "link", "image", "sound", "badge", "data", "options"}
+	fieldsInOrder := [...]string{"campaignId", "name", "alias", "title", "body", "link", "image", "sound", "badge", "data", "options"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -9542,6 +9577,13 @@ func (ec *executionContext) unmarshalInputCreatePushMessageInput(ctx context.Con
 				return it, err
 			}
 			it.Name = data
+		case "alias":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("alias"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Alias = data
 		case "title":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("title"))
 			data, err := ec.unmarshalNString2string(ctx, v)
@@ -11714,6 +11756,11 @@ func (ec *executionContext) _PushMessage(ctx context.Context, sel ast.SelectionS
 		case "name":
 			out.Values[i] = ec._PushMessage_name(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "alias":
+			out.Values[i] = ec._PushMessage_alias(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "title":

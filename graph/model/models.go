@@ -21,6 +21,7 @@ type Person struct {
 type PushMessage struct {
 	ID         string            `json:"id"`
 	Name       string            `json:"name"`
+	Alias      *string           `json:"alias,omitempty"`
 	Title      string            `json:"title"`
 	Body       string            `json:"body"`
 	Link       *string           `json:"link,omitempty"`

@@ -100,12 +100,14 @@ type CreateCampaignInput struct {
 type CreatePushMessageInput struct {
 	CampaignID *string `json:"campaignId,omitempty"`
 	Name       string  `json:"name"`
-	Title      string  `json:"title"`
-	Body       string  `json:"body"`
-	Link       *string `json:"link,omitempty"`
-	Image      *string `json:"image,omitempty"`
-	Sound      *string `json:"sound,omitempty"`
-	Badge      *int    `json:"badge,omitempty"`
+	// A name or number (not a UUID, at most 100 characters, unique in the workspace) that POST /v1/send/push takes as transactional_message_id, as Customer.io takes a message's trigger name or number.
+	Alias *string `json:"alias,omitempty"`
+	Title string  `json:"title"`
+	Body  string  `json:"body"`
+	Link  *string `json:"link,omitempty"`
+	Image *string `json:"image,omitempty"`
+	Sound *string `json:"sound,omitempty"`
+	Badge *int    `json:"badge,omitempty"`
 	// Custom data: an object whose values are strings (Liquid templates) or other JSON values.
 	Data map[string]any `json:"data,omitempty"`
 	// Delivery options; omit for a high-priority alert kept for the providers' default time.
