@@ -298,7 +298,7 @@ type Delivery struct {
 	SendAt time.Time
 	// SendToUnsubscribed sends even if the person is unsubscribed.
 	SendToUnsubscribed bool
-	CreatedAt time.Time
+	CreatedAt          time.Time
 }
 
 // chSendAt is SendAt as stored (epochIfZero).
