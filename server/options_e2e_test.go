@@ -219,7 +219,6 @@ func TestSendPushClientOptions(t *testing.T) {
 		req   customerio.SendPushRequest
 	}{
 		{"queue_draft", customerio.SendPushRequest{QueueDraft: &yes}},
-		{"custom_device", customerio.SendPushRequest{Device: &customerio.Device{Token: sim.Token("0c03", 1), Platform: "ios"}}},
 		{"language", customerio.SendPushRequest{Language: &lang}},
 		{"disable_message_retention", customerio.SendPushRequest{DisableMessageRetention: &yes}},
 		{"custom_payload.web", customerio.SendPushRequest{CustomPayload: json.RawMessage(`{"web":{}}`)}},
@@ -410,5 +409,71 @@ func TestMessageAliases(t *testing.T) {
 		if f, _ := firstField(r); r.code() != "BAD_USER_INPUT" || f != "input.alias" {
 			t.Errorf("alias %s: %q on %q (%+v), want BAD_USER_INPUT on input.alias", name, r.code(), f, r.Errors)
 		}
+	}
+}
+
+// TestSendPushCustomDevice: go-customerio's SendPush with custom_device
+// (send_push.go:25, device.go:17-22) adds the device to the person and
+// sends to it alone, or to every device with to "all"; a bad device is a
+// 400 naming the field, and nothing is sent.
+func TestSendPushCustomDevice(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c := e.withCredentials(e.workspace("cdev"))
+	api := e.apiClient(c)
+	old, fresh, other := sim.Token("0d11", 1), sim.Token("0d12", 1), sim.Token("0d13", 1)
+	c.person("p1", vars{"first_name": "Ada"}, false)
+	c.device("p1", "IOS", old, time.Now().Add(-time.Hour))
+	msg := c.message("Hi", "New phone")
+
+	resp, err := api.SendPush(context.Background(), &customerio.SendPushRequest{TransactionalMessageID: msg,
+		Identifiers: map[string]string{"id": "p1"}, Device: &customerio.Device{Token: fresh, Platform: "ios",
+			LastUsed: strconv.FormatInt(time.Now().Unix(), 10), Attributes: map[string]any{"app_version": "2.1"}}})
+	if err != nil {
+		t.Fatalf("SendPush with custom_device: %v", err)
+	}
+	if d := c.waitFinal(resp.DeliveryID); d.Status != "SENT" || d.DevicesTargeted != 1 || d.Devices[0].Token != fresh {
+		t.Fatalf("delivery %s %s, want SENT to the custom device only", d.Status, fmtDevices(d))
+	}
+	devs := get(c.mustDo(`{ person(id: "p1") { devices { token attributes } } }`, nil), "person", "devices").([]any)
+	found := false
+	for _, dv := range devs {
+		n := dv.(map[string]any)
+		if n["token"] == fresh && get(n, "attributes", "app_version") == "2.1" {
+			found = true
+		}
+	}
+	if len(devs) != 2 || !found {
+		t.Errorf("person's devices %v, want the old one and the custom device with its attributes", devs)
+	}
+
+	resp, err = api.SendPush(context.Background(), &customerio.SendPushRequest{TransactionalMessageID: msg, To: "all",
+		Identifiers: map[string]string{"id": "p1"}, Device: &customerio.Device{Token: other, Platform: "ios"}})
+	if err != nil {
+		t.Fatalf("SendPush with custom_device and to all: %v", err)
+	}
+	if d := c.waitFinal(resp.DeliveryID); d.Status != "SENT" || d.DevicesTargeted != 3 {
+		t.Errorf("to all: %s %s, want SENT to 3 devices", d.Status, fmtDevices(d))
+	}
+
+	before := e.apns.Total()
+	for _, tc := range []struct {
+		field  string
+		device customerio.Device
+	}{
+		{"custom_device.platform", customerio.Device{Token: sim.Token("0d14", 1), Platform: "windows"}},
+		{"custom_device.token", customerio.Device{Platform: "ios"}},
+		{"custom_device.token", customerio.Device{Token: "not hex", Platform: "ios"}},
+	} {
+		dev := tc.device
+		_, err := api.SendPush(context.Background(), &customerio.SendPushRequest{TransactionalMessageID: msg,
+			Identifiers: map[string]string{"id": "p1"}, Device: &dev})
+		var terr *customerio.TransactionalError
+		if !errors.As(err, &terr) || terr.StatusCode != 400 || !strings.HasPrefix(terr.Err, tc.field) {
+			t.Errorf("custom_device %+v: %v, want 400 naming %s", tc.device, err, tc.field)
+		}
+	}
+	e.idle()
+	if n := e.apns.Total() - before; n != 0 {
+		t.Errorf("refused sends reached APNS: %d requests", n)
 	}
 }

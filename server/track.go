@@ -296,41 +296,50 @@ func (h *trackHandler) addDevice(w http.ResponseWriter, r *http.Request) {
 	if !decodeTrack(w, r, &b) {
 		return
 	}
-	switch {
-	case b.Device == nil:
+	if b.Device == nil {
 		writeMeta(w, http.StatusBadRequest, `device: required: {"device": {"id": "<token>", "platform": "ios"|"android"}}`)
 		return
-	case b.Device.ID == nil || *b.Device.ID == "":
-		writeMeta(w, http.StatusBadRequest, "device.id: required (the device token)")
-		return
-	case b.Device.Platform == nil:
-		writeMeta(w, http.StatusBadRequest, `device.platform: required ("ios" or "android")`)
-		return
 	}
-	var platform model.Platform
-	switch strings.ToLower(*b.Device.Platform) {
-	case "ios":
-		platform = model.PlatformIos
-	case "android":
-		platform = model.PlatformAndroid
-	default:
-		writeMeta(w, http.StatusBadRequest, fmt.Sprintf(`device.platform: must be "ios" or "android", got %q`, *b.Device.Platform))
+	in, msg := deviceInput(r.PathValue("id"), "device", "id", b.Device.ID, b.Device.Platform, b.Device.LastUsed, b.Device.Attributes)
+	if msg != "" {
+		writeMeta(w, http.StatusBadRequest, msg)
 		return
-	}
-	in := model.RegisterDeviceInput{PersonID: r.PathValue("id"), Token: *b.Device.ID, Platform: platform, Attributes: b.Device.Attributes}
-	lastUsed, err := parseUnixSeconds(unquoteNumber(b.Device.LastUsed))
-	if err != nil {
-		writeMeta(w, http.StatusBadRequest, "device.last_used: "+err.Error())
-		return
-	}
-	if !lastUsed.IsZero() {
-		in.LastUsedAt = &lastUsed
 	}
 	if _, err := h.resolver.Mutation().RegisterDevice(r.Context(), in); err != nil {
 		h.fail(w, r, err, map[string]string{"input.personId": "identifier", "input.token": "device.id", "input.attributes": "device.attributes", "input.lastUsedAt": "device.last_used"})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{})
+}
+
+// deviceInput checks a Track API device (under field, its token in
+// tokenKey: "id" for PUT …/devices, "token" for custom_device) and returns
+// it as registerDevice's input, or a 400 message.
+func deviceInput(personID, field, tokenKey string, token, platform *string, lastUsed json.RawMessage, attrs map[string]any) (model.RegisterDeviceInput, string) {
+	switch {
+	case token == nil || *token == "":
+		return model.RegisterDeviceInput{}, field + "." + tokenKey + ": required (the device token)"
+	case platform == nil:
+		return model.RegisterDeviceInput{}, field + `.platform: required ("ios" or "android")`
+	}
+	var p model.Platform
+	switch strings.ToLower(*platform) {
+	case "ios":
+		p = model.PlatformIos
+	case "android":
+		p = model.PlatformAndroid
+	default:
+		return model.RegisterDeviceInput{}, fmt.Sprintf(`%s.platform: must be "ios" or "android", got %q`, field, *platform)
+	}
+	in := model.RegisterDeviceInput{PersonID: personID, Token: *token, Platform: p, Attributes: attrs}
+	at, err := parseUnixSeconds(unquoteNumber(lastUsed))
+	if err != nil {
+		return model.RegisterDeviceInput{}, field + ".last_used: " + err.Error()
+	}
+	if !at.IsZero() {
+		in.LastUsedAt = &at
+	}
+	return in, ""
 }
 
 // deleteDevice is DELETE /api/v1/customers/{id}/devices/{token}. An unknown
@@ -507,6 +516,12 @@ type sendPushBody struct {
 	CustomPayload          map[string]json.RawMessage `json:"custom_payload"`
 	SendAt                 *int64                     `json:"send_at"`
 	SendToUnsubscribed     *bool                      `json:"send_to_unsubscribed"`
+	CustomDevice           *struct {
+		Token      *string         `json:"token"`
+		Platform   *string         `json:"platform"`
+		LastUsed   json.RawMessage `json:"last_used"`
+		Attributes map[string]any  `json:"attributes"`
+	} `json:"custom_device"`
 	MessageData            map[string]any             `json:"message_data"`
 }
 
@@ -515,7 +530,6 @@ type sendPushBody struct {
 // with one is refused by name rather than sent without it.
 var sendPushUnsupported = map[string]string{
 	"queue_draft":               "drafts are not supported yet",
-	"custom_device":             "not supported yet: register the device first (PUT /api/v1/customers/{id}/devices), then send",
 	"language":                  "translations are not supported",
 	"disable_message_retention": "not supported: Herald keeps every delivery",
 }
@@ -529,7 +543,7 @@ func checkSendPushFields(raw map[string]json.RawMessage) string {
 	}
 	known := map[string]bool{"transactional_message_id": true, "message_id": true, "identifiers": true, "to": true, "title": true,
 		"message": true, "image_url": true, "link": true, "sound": true, "custom_data": true, "custom_payload": true, "message_data": true,
-		"send_at": true, "send_to_unsubscribed": true}
+		"send_at": true, "send_to_unsubscribed": true, "custom_device": true}
 	for k := range raw {
 		if !known[k] {
 			return k + ": not a field of /v1/send/push"
@@ -673,6 +687,23 @@ func (h *trackHandler) sendPush(w http.ResponseWriter, r *http.Request) {
 		Sound: strOr(b.Sound), Data: b.CustomData, IOSPayload: iosPayload, AndroidPayload: androidPayload}
 	if b.SendAt != nil {
 		req.SendAt = time.Unix(*b.SendAt, 0)
+	}
+	if cd := b.CustomDevice; cd != nil {
+		// The device is added to (or updated on) the person, as PUT
+		// …/devices does, and the push goes to it unless "to" says otherwise.
+		in, msg := deviceInput(person, "custom_device", "token", cd.Token, cd.Platform, cd.LastUsed, cd.Attributes)
+		if msg != "" {
+			writeMeta(w, http.StatusBadRequest, msg)
+			return
+		}
+		if _, err := h.resolver.Mutation().RegisterDevice(graph.WithWorkspace(r.Context(), ws), in); err != nil {
+			h.fail(w, r, err, map[string]string{"input.personId": "identifiers.id", "input.token": "custom_device.token",
+				"input.attributes": "custom_device.attributes", "input.lastUsedAt": "custom_device.last_used"})
+			return
+		}
+		if b.To == nil {
+			req.Audience, req.Token = model.AudienceCustomToken, in.Token
+		}
 	}
 	// Customer.io's transactional API sends to unsubscribed people unless
 	// send_to_unsubscribed is false.
