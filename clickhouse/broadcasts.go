@@ -107,7 +107,7 @@ func (s *Store) CreateDeliveries(ctx context.Context, ds []Delivery) error {
 	}
 	defer batch.Close()
 	for _, d := range ds {
-		if err := batch.Append(d.WorkspaceID, d.ID, d.CampaignID, d.MessageID, d.PersonID, d.Audience, d.Token, d.Data, d.Overrides, d.chSendAt(), b2u(d.SendToUnsubscribed)); err != nil {
+		if err := batch.Append(d.WorkspaceID, d.ID, d.CampaignID, d.MessageID, d.PersonID, d.Audience, d.Token, d.Data, d.Overrides, d.chSendAt(), b2u(d.SendToUnsubscribed), b2u(d.Draft)); err != nil {
 			return fmt.Errorf("clickhouse: append delivery: %w", err)
 		}
 	}

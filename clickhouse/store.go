@@ -298,7 +298,9 @@ type Delivery struct {
 	SendAt time.Time
 	// SendToUnsubscribed sends even if the person is unsubscribed.
 	SendToUnsubscribed bool
-	CreatedAt          time.Time
+	// Draft holds the send until sendDraft releases it (queue_draft).
+	Draft     bool
+	CreatedAt time.Time
 }
 
 // chSendAt is SendAt as stored (epochIfZero).
@@ -330,28 +332,28 @@ func DeliveryTime(id uuid.UUID) time.Time {
 
 // insertDelivery: params workspace_id, id, campaign_id, message_id,
 // person_id, audience, token, data, overrides, send_at,
-// send_to_unsubscribed (created_at comes from the id).
-const insertDelivery = `INSERT INTO deliveries (workspace_id, id, campaign_id, message_id, person_id, audience, token, data, overrides, send_at, send_to_unsubscribed)`
+// send_to_unsubscribed, draft (created_at comes from the id).
+const insertDelivery = `INSERT INTO deliveries (workspace_id, id, campaign_id, message_id, person_id, audience, token, data, overrides, send_at, send_to_unsubscribed, draft)`
 
 // CreateDelivery records a delivery.
 func (s *Store) CreateDelivery(ctx context.Context, d Delivery) error {
-	return s.insertOne(ctx, "delivery", insertDelivery, d.WorkspaceID, d.ID, d.CampaignID, d.MessageID, d.PersonID, d.Audience, d.Token, d.Data, d.Overrides, d.chSendAt(), b2u(d.SendToUnsubscribed))
+	return s.insertOne(ctx, "delivery", insertDelivery, d.WorkspaceID, d.ID, d.CampaignID, d.MessageID, d.PersonID, d.Audience, d.Token, d.Data, d.Overrides, d.chSendAt(), b2u(d.SendToUnsubscribed), b2u(d.Draft))
 }
 
 // selectDelivery: params workspace_id, created_at (the id's time, so the
 // primary key finds the row), id; columns campaign_id, message_id,
 // person_id, audience, token, data, overrides, created_at.
-const selectDelivery = `SELECT campaign_id, message_id, person_id, toString(audience), token, data, overrides, send_at, send_to_unsubscribed, created_at
+const selectDelivery = `SELECT campaign_id, message_id, person_id, toString(audience), token, data, overrides, send_at, send_to_unsubscribed, draft, created_at
 FROM deliveries FINAL
 WHERE workspace_id = ? AND created_at = ? AND id = ?`
 
 // Delivery reads a delivery; ErrNotFound if absent.
 func (s *Store) Delivery(ctx context.Context, workspaceID string, id uuid.UUID) (Delivery, error) {
 	d := Delivery{WorkspaceID: workspaceID, ID: id}
-	var unsub uint8
+	var unsub, draft uint8
 	err := s.conn.QueryRow(ctx, selectDelivery, workspaceID, chTime(DeliveryTime(id)), id).
-		Scan(&d.CampaignID, &d.MessageID, &d.PersonID, &d.Audience, &d.Token, &d.Data, &d.Overrides, &d.SendAt, &unsub, &d.CreatedAt)
-	d.CreatedAt, d.SendAt, d.SendToUnsubscribed = d.CreatedAt.UTC(), zeroIfEpoch(d.SendAt), unsub == 1
+		Scan(&d.CampaignID, &d.MessageID, &d.PersonID, &d.Audience, &d.Token, &d.Data, &d.Overrides, &d.SendAt, &unsub, &draft, &d.CreatedAt)
+	d.CreatedAt, d.SendAt, d.SendToUnsubscribed, d.Draft = d.CreatedAt.UTC(), zeroIfEpoch(d.SendAt), unsub == 1, draft == 1
 	return d, rowErr("delivery", err)
 }
 

@@ -198,8 +198,8 @@ func (r *Resolver) deliveries(ctx context.Context, filter *model.DeliveryFilter,
 			f.PersonID = *filter.PersonID
 		}
 		for _, s := range filter.Status {
-			if s == model.DeliveryStatusScheduled {
-				return nil, badInput("filter.status", "SCHEDULED is not a delivery-logs filter: a scheduled send is listed as ATTEMPTED until its time")
+			if s == model.DeliveryStatusScheduled || s == model.DeliveryStatusDraft {
+				return nil, badInput("filter.status", "%s is not a delivery-logs filter: a scheduled send or a draft is listed as ATTEMPTED until it goes", s)
 			}
 			f.Statuses = append(f.Statuses, string(s))
 		}
@@ -338,15 +338,40 @@ func (r *Resolver) cancelDelivery(ctx context.Context, id string) (*model.Delive
 	if err != nil {
 		return nil, err
 	}
-	if d.SendAt.IsZero() {
-		return nil, badInput("id", "delivery %s was sent at once, not scheduled: only a scheduled send can be canceled", d.ID)
+	if d.SendAt.IsZero() && !d.Draft {
+		return nil, badInput("id", "delivery %s was sent at once, not scheduled: only a scheduled send or a draft can be canceled", d.ID)
 	}
-	if err := r.Queue.CancelScheduled(ctx, d.ID.String()); errors.Is(err, jobs.ErrStarted) {
+	cancel := func() error { return r.Queue.CancelScheduled(ctx, d.ID.String()) }
+	if d.Draft {
+		cancel = func() error {
+			return r.Queue.CancelDraft(ctx, jobs.DeliverPayload{WorkspaceID: d.WorkspaceID, DeliveryID: d.ID.String()})
+		}
+	}
+	if err := cancel(); errors.Is(err, jobs.ErrStarted) {
 		return nil, badInput("id", "delivery %s has started (or was canceled already): a scheduled send can be canceled only before its time", d.ID)
 	} else if err != nil {
 		return nil, err
 	}
 	return deliveryModel(d, st), nil
+}
+
+// sendDraft sends a draft delivery (jobs.Queue.ReleaseDraft).
+func (r *Resolver) sendDraft(ctx context.Context, id string) (*model.Delivery, error) {
+	d, st, err := r.deliveryStatus(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !d.Draft {
+		return nil, badInput("id", "delivery %s is not a draft", d.ID)
+	}
+	if err := r.Queue.ReleaseDraft(ctx, jobs.DeliverPayload{WorkspaceID: d.WorkspaceID, DeliveryID: d.ID.String()}); errors.Is(err, jobs.ErrStarted) {
+		return nil, badInput("id", "draft %s was sent or canceled already", d.ID)
+	} else if err != nil {
+		return nil, err
+	}
+	m := deliveryModel(d, st)
+	m.Status = model.DeliveryStatusAttempted
+	return m, nil
 }
 
 // maxBroadcastList bounds an explicit person list (larger audiences omit

@@ -126,6 +126,9 @@ func deliveryModel(d clickhouse.Delivery, st clickhouse.DeliveryStatus) *model.D
 		ConvertedAt: optTime(st.ConvertedAt),
 		Devices:     []*model.DeviceSend{}, Round: int(st.Round),
 	}
+	if d.Draft && st.Status == string(domain.DeliveryAttempted) && st.DevicesTargeted == 0 && st.Round == 0 {
+		m.Status = model.DeliveryStatusDraft // until its deliver task starts
+	}
 	if !d.SendAt.IsZero() {
 		at := d.SendAt.UTC()
 		m.SendAt = &at

@@ -301,6 +301,9 @@ func (r *mutationResolver) SendPush(ctx context.Context, input model.SendPushInp
 	if input.SendToUnsubscribed != nil {
 		req.SendToUnsubscribed = *input.SendToUnsubscribed
 	}
+	if input.Draft != nil {
+		req.Draft = *input.Draft
+	}
 	if input.Audience != nil {
 		req.Audience = *input.Audience
 	}
@@ -324,6 +327,11 @@ func (r *mutationResolver) RetryDelivery(ctx context.Context, id string) (*model
 // CancelDelivery is the resolver for the cancelDelivery field.
 func (r *mutationResolver) CancelDelivery(ctx context.Context, id string) (*model.Delivery, error) {
 	return r.cancelDelivery(ctx, id)
+}
+
+// SendDraft is the resolver for the sendDraft field.
+func (r *mutationResolver) SendDraft(ctx context.Context, id string) (*model.Delivery, error) {
+	return r.sendDraft(ctx, id)
 }
 
 // CancelBroadcast is the resolver for the cancelBroadcast field.

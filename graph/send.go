@@ -32,6 +32,8 @@ type SendRequest struct {
 	SendAt time.Time
 	// SendToUnsubscribed sends even if the person is unsubscribed.
 	SendToUnsubscribed bool
+	// Draft records the delivery without sending it; SendDraft sends it.
+	Draft bool
 }
 
 // maxSchedule is how far ahead a send can be scheduled.
@@ -100,6 +102,9 @@ func (r *Resolver) Send(ctx context.Context, req SendRequest) (clickhouse.Delive
 	if err := checkSendAt("input.sendAt", req.SendAt); err != nil {
 		return clickhouse.Delivery{}, err
 	}
+	if req.Draft && !req.SendAt.IsZero() {
+		return clickhouse.Delivery{}, badInput("input.draft", "a draft has no send time: send it with sendDraft when it should go")
+	}
 	msg, err := r.Store.Message(ctx, ws, msgID)
 	if errors.Is(err, clickhouse.ErrNotFound) {
 		return clickhouse.Delivery{}, messageNotFound{&InputError{Field: "input.messageId", Message: "no push message with id " + req.MessageID}}
@@ -117,7 +122,7 @@ func (r *Resolver) Send(ctx context.Context, req SendRequest) (clickhouse.Delive
 	}
 	d := clickhouse.Delivery{WorkspaceID: ws, ID: id, CampaignID: msg.CampaignID, MessageID: msg.ID, PersonID: req.PersonID,
 		Audience: string(audience), Token: req.Token, Data: data, Overrides: overrides, SendAt: req.SendAt.UTC().Truncate(time.Millisecond),
-		SendToUnsubscribed: req.SendToUnsubscribed, CreatedAt: clickhouse.DeliveryTime(id).UTC()}
+		SendToUnsubscribed: req.SendToUnsubscribed, Draft: req.Draft, CreatedAt: clickhouse.DeliveryTime(id).UTC()}
 	if req.SendAt.IsZero() {
 		d.SendAt = time.Time{}
 	}
@@ -125,9 +130,12 @@ func (r *Resolver) Send(ctx context.Context, req SendRequest) (clickhouse.Delive
 		return clickhouse.Delivery{}, err
 	}
 	p := jobs.DeliverPayload{WorkspaceID: ws, DeliveryID: id.String()}
-	if d.SendAt.IsZero() {
+	switch {
+	case d.Draft:
+		err = nil // SendDraft queues it
+	case d.SendAt.IsZero():
 		err = r.Queue.Deliver(ctx, p)
-	} else {
+	default:
 		err = r.Queue.Schedule(ctx, p, d.SendAt)
 	}
 	if err != nil {

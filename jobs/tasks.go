@@ -148,6 +148,29 @@ func (q *Queue) CancelScheduled(ctx context.Context, deliveryID string) error {
 	return nil
 }
 
+// ReleaseDraft sends a draft delivery (queue_draft): it claims it as
+// released (the cancel claim's rival) and queues its deliver task.
+// ErrStarted when it was released or canceled before.
+func (q *Queue) ReleaseDraft(ctx context.Context, p DeliverPayload) error {
+	ok, err := q.rdb.SetNX(ctx, scheduledKey(p.DeliveryID), scheduledStarted, scheduledKeyTTL).Result()
+	if err != nil {
+		return fmt.Errorf("jobs: send draft %s: %w", p.DeliveryID, err)
+	}
+	if !ok {
+		return ErrStarted
+	}
+	return q.Deliver(ctx, p)
+}
+
+// CancelDraft cancels a draft delivery: it claims it as canceled and
+// queues its deliver task, which records "Canceled before its send time".
+func (q *Queue) CancelDraft(ctx context.Context, p DeliverPayload) error {
+	if err := q.claimCanceled(ctx, p.DeliveryID); err != nil {
+		return err
+	}
+	return q.Deliver(ctx, p)
+}
+
 // claimCanceled claims a scheduled delivery or broadcast (by id) as
 // canceled; ErrStarted when its task claimed it as started first.
 func (q *Queue) claimCanceled(ctx context.Context, id string) error {

@@ -341,7 +341,7 @@ func (w *Worker) claimScheduled(ctx context.Context, id string) (bool, error) {
 // device tokens, read beforehand for a whole batch.
 func (w *Worker) makePlan(ctx context.Context, d clickhouse.Delivery, snap *Snapshot, reporting map[string]bool) (plan, error) {
 	fail := func(reason string) (plan, error) { return plan{PresendReason: reason}, nil }
-	if !d.SendAt.IsZero() {
+	if !d.SendAt.IsZero() || d.Draft {
 		started, err := w.claimScheduled(ctx, d.ID.String())
 		if err != nil {
 			return plan{}, err

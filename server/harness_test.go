@@ -354,13 +354,13 @@ func (c *client) delivery(id string) delivery {
 	return out
 }
 
-// waitFinal polls until the delivery's status is neither SCHEDULED nor ATTEMPTED.
+// waitFinal polls until the delivery's status is none of DRAFT, SCHEDULED and ATTEMPTED.
 func (c *client) waitFinal(id string) delivery {
 	c.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		d := c.delivery(id)
-		if d.Status != "ATTEMPTED" && d.Status != "SCHEDULED" {
+		if d.Status != "ATTEMPTED" && d.Status != "SCHEDULED" && d.Status != "DRAFT" {
 			return d
 		}
 		if time.Now().After(deadline) {

@@ -218,7 +218,6 @@ func TestSendPushClientOptions(t *testing.T) {
 		field string
 		req   customerio.SendPushRequest
 	}{
-		{"queue_draft", customerio.SendPushRequest{QueueDraft: &yes}},
 		{"language", customerio.SendPushRequest{Language: &lang}},
 		{"disable_message_retention", customerio.SendPushRequest{DisableMessageRetention: &yes}},
 		{"custom_payload.web", customerio.SendPushRequest{CustomPayload: json.RawMessage(`{"web":{}}`)}},

@@ -279,3 +279,64 @@ func waitWorker(t *testing.T, e *env, pid int) {
 	}
 	t.Fatalf("worker process %d did not register with Asynq within 30 s", pid)
 }
+
+// TestDrafts: a send made as a draft (sendPush draft, go-customerio's
+// QueueDraft, send_push.go:15) is DRAFT and sends nothing until sendDraft
+// sends it, once; a canceled draft is FAILED "Canceled before its send
+// time" and cannot be sent; a draft has no sendAt.
+func TestDrafts(t *testing.T) {
+	e, c, tok, msg := scheduleEnv(t, "drafts", "5c07")
+	api := e.apiClient(c)
+	const sendDraft = `mutation($id: ID!) { sendDraft(id: $id) { id status } }`
+	d := c.mustDo(sendAtMutation, vars{"in": vars{"messageId": msg, "personId": "p1", "draft": true}})
+	id := get(d, "sendPush", "id").(string)
+	if s := get(d, "sendPush", "status"); s != "DRAFT" {
+		t.Fatalf("sendPush draft status = %v, want DRAFT", s)
+	}
+	e.idle()
+	if got := c.delivery(id); got.Status != "DRAFT" || e.apns.Count(tok) != 0 {
+		t.Fatalf("a draft: status %s, %d APNS requests; want DRAFT and none", got.Status, e.apns.Count(tok))
+	}
+	if s := get(c.mustDo(sendDraft, vars{"id": id}), "sendDraft", "status"); s != "ATTEMPTED" {
+		t.Errorf("sendDraft status = %v, want ATTEMPTED", s)
+	}
+	if got := c.waitFinal(id); got.Status != "SENT" {
+		t.Fatalf("sent draft: %s", got.Status)
+	}
+	if r := c.do(sendDraft, vars{"id": id}); r.code() != "BAD_USER_INPUT" {
+		t.Errorf("second sendDraft: %q, want BAD_USER_INPUT", r.code())
+	}
+	e.idle()
+	if n := e.apns.Count(tok); n != 1 {
+		t.Errorf("APNS got %d requests for the draft, want 1", n)
+	}
+
+	yes := true
+	resp, err := api.SendPush(context.Background(), &customerio.SendPushRequest{TransactionalMessageID: msg,
+		Identifiers: map[string]string{"id": "p1"}, QueueDraft: &yes})
+	if err != nil {
+		t.Fatalf("SendPush queue_draft: %v", err)
+	}
+	if got := c.delivery(resp.DeliveryID); got.Status != "DRAFT" {
+		t.Fatalf("queue_draft: %s, want DRAFT", got.Status)
+	}
+	c.mustDo(`mutation($id: ID!) { cancelDelivery(id: $id) { id } }`, vars{"id": resp.DeliveryID})
+	got := c.waitFinal(resp.DeliveryID)
+	if got.Status != "FAILED" || got.FailureReason == nil || *got.FailureReason != "Canceled before its send time" {
+		t.Errorf("canceled draft: %s %v", got.Status, got.FailureReason)
+	}
+	if r := c.do(sendDraft, vars{"id": resp.DeliveryID}); r.code() != "BAD_USER_INPUT" {
+		t.Errorf("sendDraft of a canceled draft: %q, want BAD_USER_INPUT", r.code())
+	}
+	if r := c.do(sendDraft, vars{"id": c.send(msg, "p1", "ALL_DEVICES", "")}); r.code() != "BAD_USER_INPUT" {
+		t.Errorf("sendDraft of a send that is not a draft: %q, want BAD_USER_INPUT", r.code())
+	}
+	r := c.do(sendAtMutation, vars{"in": vars{"messageId": msg, "personId": "p1", "draft": true, "sendAt": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}})
+	if f, _ := firstField(r); r.code() != "BAD_USER_INPUT" || f != "input.draft" {
+		t.Errorf("a draft with sendAt: %q on %q, want BAD_USER_INPUT on input.draft", r.code(), f)
+	}
+	e.idle()
+	if n := e.apns.Count(tok); n != 2 {
+		t.Errorf("APNS got %d requests in all, want 2 (the sent draft and the send at once)", n)
+	}
+}

@@ -516,20 +516,20 @@ type sendPushBody struct {
 	CustomPayload          map[string]json.RawMessage `json:"custom_payload"`
 	SendAt                 *int64                     `json:"send_at"`
 	SendToUnsubscribed     *bool                      `json:"send_to_unsubscribed"`
+	QueueDraft             *bool                      `json:"queue_draft"`
 	CustomDevice           *struct {
 		Token      *string         `json:"token"`
 		Platform   *string         `json:"platform"`
 		LastUsed   json.RawMessage `json:"last_used"`
 		Attributes map[string]any  `json:"attributes"`
 	} `json:"custom_device"`
-	MessageData            map[string]any             `json:"message_data"`
+	MessageData map[string]any `json:"message_data"`
 }
 
 // sendPushUnsupported are fields of Customer.io's transactional push
 // (go-customerio's SendPushRequest) that Herald does not do yet: a request
 // with one is refused by name rather than sent without it.
 var sendPushUnsupported = map[string]string{
-	"queue_draft":               "drafts are not supported yet",
 	"language":                  "translations are not supported",
 	"disable_message_retention": "not supported: Herald keeps every delivery",
 }
@@ -543,7 +543,7 @@ func checkSendPushFields(raw map[string]json.RawMessage) string {
 	}
 	known := map[string]bool{"transactional_message_id": true, "message_id": true, "identifiers": true, "to": true, "title": true,
 		"message": true, "image_url": true, "link": true, "sound": true, "custom_data": true, "custom_payload": true, "message_data": true,
-		"send_at": true, "send_to_unsubscribed": true, "custom_device": true}
+		"send_at": true, "send_to_unsubscribed": true, "custom_device": true, "queue_draft": true}
 	for k := range raw {
 		if !known[k] {
 			return k + ": not a field of /v1/send/push"
@@ -688,6 +688,7 @@ func (h *trackHandler) sendPush(w http.ResponseWriter, r *http.Request) {
 	if b.SendAt != nil {
 		req.SendAt = time.Unix(*b.SendAt, 0)
 	}
+	req.Draft = b.QueueDraft != nil && *b.QueueDraft
 	if cd := b.CustomDevice; cd != nil {
 		// The device is added to (or updated on) the person, as PUT
 		// …/devices does, and the push goes to it unless "to" says otherwise.
@@ -718,7 +719,7 @@ func (h *trackHandler) sendPush(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		h.fail(w, r, err, map[string]string{"input.messageId": msgField, "input.personId": "identifiers.id", "input.token": "to",
-			"input.data": "message_data", "input.sendAt": "send_at", "input.overrides.title": "title", "input.overrides.body": "message", "input.overrides.link": "link",
+			"input.data": "message_data", "input.sendAt": "send_at", "input.draft": "queue_draft", "input.overrides.title": "title", "input.overrides.body": "message", "input.overrides.link": "link",
 			"input.overrides.image": "image_url", "input.overrides.sound": "sound", "input.overrides.data": "custom_data",
 			"input.overrides.options.iosPayload": "custom_payload.ios", "input.overrides.options.androidPayload": "custom_payload.android",
 			"input.overrides": "body"})

@@ -20,3 +20,6 @@ ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS send_to_unsubscribed UInt8 DEFAU
 -- /v1/send/push takes as transactional_message_id instead of the id; ''
 -- for none.
 ALTER TABLE push_messages ADD COLUMN IF NOT EXISTS alias String DEFAULT '' AFTER name;
+-- deliveries.draft: 1 for a send held as a draft (queue_draft): it goes
+-- only when sendDraft releases it.
+ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS draft UInt8 DEFAULT 0 AFTER send_to_unsubscribed;

@@ -207,6 +207,7 @@ type ComplexityRoot struct {
 		RemoveDevice       func(childComplexity int, personID string, token string) int
 		ReportPushMetric   func(childComplexity int, input model.ReportPushMetricInput) int
 		RetryDelivery      func(childComplexity int, id string) int
+		SendDraft          func(childComplexity int, id string) int
 		SendPush           func(childComplexity int, input model.SendPushInput) int
 		SetPushCredentials func(childComplexity int, input model.PushCredentialsInput) int
 		TrackEvent         func(childComplexity int, input model.TrackEventInput) int
@@ -330,6 +331,7 @@ type MutationResolver interface {
 	Broadcast(ctx context.Context, input model.BroadcastInput) (*model.Broadcast, error)
 	RetryDelivery(ctx context.Context, id string) (*model.Delivery, error)
 	CancelDelivery(ctx context.Context, id string) (*model.Delivery, error)
+	SendDraft(ctx context.Context, id string) (*model.Delivery, error)
 	CancelBroadcast(ctx context.Context, id string) (*model.Broadcast, error)
 	TrackEvent(ctx context.Context, input model.TrackEventInput) (bool, error)
 	ReportPushMetric(ctx context.Context, input model.ReportPushMetricInput) (bool, error)
@@ -1136,6 +1138,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RetryDelivery(childComplexity, args["id"].(string)), true
+	case "Mutation.sendDraft":
+		if e.ComplexityRoot.Mutation.SendDraft == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_sendDraft_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SendDraft(childComplexity, args["id"].(string)), true
 	case "Mutation.sendPush":
 		if e.ComplexityRoot.Mutation.SendPush == nil {
 			break
@@ -1747,8 +1760,8 @@ scalar Time
 
 enum Platform { IOS ANDROID }
 enum Audience { ALL_DEVICES LAST_USED CUSTOM_TOKEN }
-"SCHEDULED: a send whose sendAt is still ahead (not ATTEMPTED until its time); a delivery-logs filter does not take it."
-enum DeliveryStatus { SCHEDULED ATTEMPTED SENT DELIVERED OPENED CONVERTED FAILED BOUNCED SUPPRESSED }
+"SCHEDULED: a send whose sendAt is still ahead (not ATTEMPTED until its time); DRAFT: a send held as a draft until sendDraft. A delivery-logs filter takes neither."
+enum DeliveryStatus { DRAFT SCHEDULED ATTEMPTED SENT DELIVERED OPENED CONVERTED FAILED BOUNCED SUPPRESSED }
 enum DeviceSendStatus { PENDING SENT FAILED BOUNCED SUPPRESSED }
 "A device's send state: BOUNCED after a bounce, SUPPRESSED after a second bounce in a row."
 enum DeviceState { OK BOUNCED SUPPRESSED }
@@ -1782,6 +1795,8 @@ type Mutation {
   retryDelivery(id: ID!): Delivery!
   "Cancels a scheduled send before its time: it becomes FAILED with failureReason \"Canceled before its send time\" and nothing is sent. Refused (BAD_USER_INPUT) once it has started or for a send that was not scheduled."
   cancelDelivery(id: ID!): Delivery!
+  "Sends a draft (sendPush with draft: true, or queue_draft): it goes at once. Refused (BAD_USER_INPUT) for a delivery that is not a draft, or a draft sent or canceled already (cancelDelivery cancels a draft too)."
+  sendDraft(id: ID!): Delivery!
   "Cancels a scheduled broadcast before its send time: it makes no deliveries. Refused (BAD_USER_INPUT) once it has started or for one sent at once."
   cancelBroadcast(id: ID!): Broadcast!
   "Records a person's event; a campaign's goal event converts the delivery of that campaign nearest before it."
@@ -2182,6 +2197,8 @@ input SendPushInput {
   sendAt: Time
   "Send even if the person is unsubscribed (a transactional message such as a password reset); by default an unsubscribed person's send fails with \"Customer is unsubscribed\"."
   sendToUnsubscribed: Boolean = false
+  "Record the delivery as a DRAFT without sending it; sendDraft sends it (Customer.io's queue_draft). Not with sendAt."
+  draft: Boolean = false
 }
 
 "Fields that replace a message's for one send (Liquid templates like the message's); omitted or empty ones keep the message's."
@@ -2970,6 +2987,20 @@ func (ec *executionContext) field_Mutation_reportPushMetric_args(ctx context.Con
 }
 
 func (ec *executionContext) field_Mutation_retryDelivery_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_sendDraft_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
@@ -6286,6 +6317,50 @@ func (ec *executionContext) fieldContext_Mutation_cancelDelivery(ctx context.Con
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_cancelDelivery_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_sendDraft(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_sendDraft(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SendDraft(ctx, fc.Args["id"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Delivery) graphql.Marshaler {
+			return ec.marshalNDelivery2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐDelivery(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_sendDraft(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Delivery(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_sendDraft_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -10339,8 +10414,11 @@ func (ec *executionContext) unmarshalInputSendPushInput(ctx context.Context, obj
 	if _, present := asMap["sendToUnsubscribed"]; !present {
 		asMap["sendToUnsubscribed"] = false
 	}
+	if _, present := asMap["draft"]; !present {
+		asMap["draft"] = false
+	}
 
-	fieldsInOrder := [...]string{"messageId", "personId", "audience", "token", "data", "overrides", "sendAt", "sendToUnsubscribed"}
+	fieldsInOrder := [...]string{"messageId", "personId", "audience", "token", "data", "overrides", "sendAt", "sendToUnsubscribed", "draft"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -10403,6 +10481,13 @@ func (ec *executionContext) unmarshalInputSendPushInput(ctx context.Context, obj
 				return it, err
 			}
 			it.SendToUnsubscribed = data
+		case "draft":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("draft"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Draft = data
 		}
 	}
 	return it, nil
@@ -11530,6 +11615,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "cancelDelivery":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_cancelDelivery(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "sendDraft":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_sendDraft(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++

@@ -251,6 +251,8 @@ type SendPushInput struct {
 	SendAt *time.Time `json:"sendAt,omitempty"`
 	// Send even if the person is unsubscribed (a transactional message such as a password reset); by default an unsubscribed person's send fails with "Customer is unsubscribed".
 	SendToUnsubscribed *bool `json:"sendToUnsubscribed,omitempty"`
+	// Record the delivery as a DRAFT without sending it; sendDraft sends it (Customer.io's queue_draft). Not with sendAt.
+	Draft *bool `json:"draft,omitempty"`
 }
 
 type Subscription struct {
@@ -323,10 +325,11 @@ func (e Audience) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// SCHEDULED: a send whose sendAt is still ahead (not ATTEMPTED until its time); a delivery-logs filter does not take it.
+// SCHEDULED: a send whose sendAt is still ahead (not ATTEMPTED until its time); DRAFT: a send held as a draft until sendDraft. A delivery-logs filter takes neither.
 type DeliveryStatus string
 
 const (
+	DeliveryStatusDraft      DeliveryStatus = "DRAFT"
 	DeliveryStatusScheduled  DeliveryStatus = "SCHEDULED"
 	DeliveryStatusAttempted  DeliveryStatus = "ATTEMPTED"
 	DeliveryStatusSent       DeliveryStatus = "SENT"
@@ -339,6 +342,7 @@ const (
 )
 
 var AllDeliveryStatus = []DeliveryStatus{
+	DeliveryStatusDraft,
 	DeliveryStatusScheduled,
 	DeliveryStatusAttempted,
 	DeliveryStatusSent,
@@ -352,7 +356,7 @@ var AllDeliveryStatus = []DeliveryStatus{
 
 func (e DeliveryStatus) IsValid() bool {
 	switch e {
-	case DeliveryStatusScheduled, DeliveryStatusAttempted, DeliveryStatusSent, DeliveryStatusDelivered, DeliveryStatusOpened, DeliveryStatusConverted, DeliveryStatusFailed, DeliveryStatusBounced, DeliveryStatusSuppressed:
+	case DeliveryStatusDraft, DeliveryStatusScheduled, DeliveryStatusAttempted, DeliveryStatusSent, DeliveryStatusDelivered, DeliveryStatusOpened, DeliveryStatusConverted, DeliveryStatusFailed, DeliveryStatusBounced, DeliveryStatusSuppressed:
 		return true
 	}
 	return false
