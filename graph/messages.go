@@ -80,11 +80,7 @@ func (r *Resolver) newMessage(ctx context.Context, ws string, in model.CreatePus
 	if err != nil {
 		return m, badInput("input.data", "%v", err)
 	}
-	for k, v := range opts.TextFields() {
-		if v != "" {
-			fields["options."+k] = v
-		}
-	}
+	jobs.AddOptionFields(fields, opts)
 	if err := r.Render.Check(fields); err != nil {
 		var fe *render.FieldError
 		if errors.As(err, &fe) {

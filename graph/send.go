@@ -161,11 +161,7 @@ func (r *Resolver) checkOverrides(o jobs.Overrides, msg clickhouse.Message) (str
 		return "", err
 	}
 	opts := o.EffectiveOptions(msgOpts)
-	for k, v := range opts.TextFields() {
-		if v != "" {
-			fields["options."+k] = v
-		}
-	}
+	jobs.AddOptionFields(fields, opts)
 	if err := r.Render.Check(fields); err != nil {
 		var fe *render.FieldError
 		if errors.As(err, &fe) {

@@ -476,11 +476,7 @@ func (w *Worker) renderPush(d clickhouse.Delivery, person clickhouse.Person, m c
 		return providers.Push{}, err
 	}
 	opts := overrides.EffectiveOptions(msgOpts)
-	for k, v := range opts.TextFields() {
-		if v != "" {
-			fields["options."+k] = v
-		}
-	}
+	AddOptionFields(fields, opts)
 	out, err := w.render.Render(fields, customer, data)
 	if err != nil {
 		return providers.Push{}, err
@@ -512,6 +508,16 @@ func (w *Worker) renderPush(d clickhouse.Delivery, person clickhouse.Person, m c
 		}
 	}
 	return p, nil
+}
+
+// AddOptionFields adds the options' Liquid templates (Options.TextFields)
+// to a message's fields as "options.<path>".
+func AddOptionFields(fields map[string]string, opts providers.Options) {
+	for k, v := range opts.TextFields() {
+		if v != "" {
+			fields["options."+k] = v
+		}
+	}
 }
 
 // hasData reports whether fields hold a custom data template.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -65,21 +66,44 @@ type Options struct {
 	// key by key into Herald's; the data keys CIO-Delivery-ID and
 	// CIO-Delivery-Token stay Herald's.
 	AndroidPayload map[string]any `json:"androidPayload,omitempty"`
+	// WebpushPayload is FCM's webpush block (headers, data, notification,
+	// fcm_options), set on every FCM message; it matters to web clients
+	// of the FCM project only.
+	WebpushPayload map[string]any `json:"webpushPayload,omitempty"`
 }
 
 // MaxTTLSeconds is the longest time to live: FCM's maximum, four weeks
 // (APNS keeps a push for a limited time Apple does not state).
 const MaxTTLSeconds = 28 * 24 * 3600
 
-// TextFields are the options that are Liquid templates, by name; Push
-// carries them rendered.
+// TextFields are the options that are Liquid templates, by path: the
+// text options (collapseKey, threadId, targetContentId, subtitle, tag,
+// clickAction), each localization argument (titleLocArgs.0, …) and every
+// string in the custom payloads (iosPayload.aps.category, …). Empty ones
+// are left out. Push carries them rendered (WithText).
 func (o Options) TextFields() map[string]string {
-	return map[string]string{"collapseKey": o.CollapseKey, "threadId": o.ThreadID, "targetContentId": o.TargetContentID,
-		"subtitle": o.Subtitle, "tag": o.Tag, "clickAction": o.ClickAction}
+	out := map[string]string{}
+	for k, v := range map[string]string{"collapseKey": o.CollapseKey, "threadId": o.ThreadID, "targetContentId": o.TargetContentID,
+		"subtitle": o.Subtitle, "tag": o.Tag, "clickAction": o.ClickAction} {
+		if v != "" {
+			out[k] = v
+		}
+	}
+	for i, v := range o.TitleLocArgs {
+		out[fmt.Sprintf("titleLocArgs.%d", i)] = v
+	}
+	for i, v := range o.BodyLocArgs {
+		out[fmt.Sprintf("bodyLocArgs.%d", i)] = v
+	}
+	walkStrings("iosPayload", o.IOSPayload, func(path, v string) string { out[path] = v; return v })
+	walkStrings("androidPayload", o.AndroidPayload, func(path, v string) string { out[path] = v; return v })
+	walkStrings("webpushPayload", o.WebpushPayload, func(path, v string) string { out[path] = v; return v })
+	return out
 }
 
 // WithText returns o with its Liquid fields replaced by rendered values
-// (keys as TextFields; a missing key keeps the field).
+// (keys as TextFields; a missing key keeps the field). The custom payloads
+// are copied, not changed in place.
 func (o Options) WithText(v map[string]string) Options {
 	set := func(dst *string, k string) {
 		if s, ok := v[k]; ok {
@@ -92,7 +116,56 @@ func (o Options) WithText(v map[string]string) Options {
 	set(&o.Subtitle, "subtitle")
 	set(&o.Tag, "tag")
 	set(&o.ClickAction, "clickAction")
+	args := func(name string, in []string) []string {
+		if in == nil {
+			return nil
+		}
+		out := make([]string, len(in))
+		for i, a := range in {
+			out[i] = a
+			set(&out[i], fmt.Sprintf("%s.%d", name, i))
+		}
+		return out
+	}
+	o.TitleLocArgs, o.BodyLocArgs = args("titleLocArgs", o.TitleLocArgs), args("bodyLocArgs", o.BodyLocArgs)
+	replace := func(path, s string) string {
+		if r, ok := v[path]; ok {
+			return r
+		}
+		return s
+	}
+	if o.IOSPayload != nil {
+		o.IOSPayload = walkStrings("iosPayload", o.IOSPayload, replace).(map[string]any)
+	}
+	if o.AndroidPayload != nil {
+		o.AndroidPayload = walkStrings("androidPayload", o.AndroidPayload, replace).(map[string]any)
+	}
+	if o.WebpushPayload != nil {
+		o.WebpushPayload = walkStrings("webpushPayload", o.WebpushPayload, replace).(map[string]any)
+	}
 	return o
+}
+
+// walkStrings returns a copy of the JSON value v with each string s at
+// path (keys and indexes joined by dots under prefix) replaced by f(path, s).
+func walkStrings(path string, v any, f func(path, s string) string) any {
+	switch x := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = walkStrings(path+"."+k, e, f)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = walkStrings(fmt.Sprintf("%s.%d", path, i), e, f)
+		}
+		return out
+	case string:
+		return f(path, x)
+	}
+	return v
 }
 
 // IsZero reports whether o is the default.
@@ -160,8 +233,12 @@ var pushTypes = map[string]struct {
 	"PUSHTOTALK":   {apns2.PushTypePushToTalk, ".voip-ptt"},
 }
 
-// androidPayloadKeys are the keys AndroidPayload may hold.
-var androidPayloadKeys = map[string]bool{"data": true, "notification": true, "android": true}
+// androidPayloadKeys and webpushPayloadKeys are the keys AndroidPayload
+// and WebpushPayload may hold.
+var (
+	androidPayloadKeys = map[string]bool{"data": true, "notification": true, "android": true}
+	webpushPayloadKeys = map[string]bool{"headers": true, "data": true, "notification": true, "fcm_options": true}
+)
 
 // Validate refuses unknown enum values and the combinations Apple and
 // Google refuse, naming the option. hasAlert says whether the message has
@@ -243,26 +320,46 @@ func (o Options) Validate(hasAlert bool) error {
 	} else if o.PushType == "LIVEACTIVITY" {
 		return optErr("iosPayload", "a Live Activity push needs aps.event, aps.timestamp and aps.content-state in iosPayload (Apple)")
 	}
-	for k, v := range o.AndroidPayload {
-		if !androidPayloadKeys[k] {
-			return optErr("androidPayload."+k, "is not merged by Herald (it takes data, notification and android)")
+	if err := checkBlock("androidPayload", o.AndroidPayload, androidPayloadKeys, "data"); err != nil {
+		return err
+	}
+	return checkBlock("webpushPayload", o.WebpushPayload, webpushPayloadKeys, "data", "headers")
+}
+
+// checkBlock checks a raw FCM block: its keys are in allowed, each value
+// is an object, and the objects named in stringMaps hold strings only
+// (and not Herald's CIO keys).
+func checkBlock(name string, block map[string]any, allowed map[string]bool, stringMaps ...string) error {
+	for k, v := range block {
+		if !allowed[k] {
+			return optErr(name+"."+k, "is not merged by Herald (it takes %s)", strings.Join(sortedKeys(allowed), ", "))
 		}
 		obj, ok := v.(map[string]any)
 		if !ok {
-			return optErr("androidPayload."+k, "must be an object")
+			return optErr(name+"."+k, "must be an object")
 		}
-		if k == "data" {
-			for dk, dv := range obj {
-				if _, ok := dv.(string); !ok {
-					return optErr("androidPayload.data."+dk, "FCM data values are strings")
-				}
-				if dk == keyDeliveryID || dk == keyDeliveryToken {
-					return optErr("androidPayload.data."+dk, "is Herald's: it is set on every push")
-				}
+		if !slices.Contains(stringMaps, k) {
+			continue
+		}
+		for dk, dv := range obj {
+			if _, ok := dv.(string); !ok {
+				return optErr(name+"."+k+"."+dk, "FCM %s values are strings", k)
+			}
+			if dk == keyDeliveryID || dk == keyDeliveryToken {
+				return optErr(name+"."+k+"."+dk, "is Herald's: it is set on every push")
 			}
 		}
 	}
 	return nil
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // apnsPriority is the apns-priority for o.

@@ -122,7 +122,8 @@ func apsDict(p Push) map[string]any {
 // key (the delivery id unless the options set one) and the options
 // (priority, ttl, direct boot, the notification's sound, channel,
 // priority, visibility, icon, color, tag, click action and localization
-// keys), then the options' androidPayload merged over it. Reserved data
+// keys), then the options' androidPayload merged over it, and the
+// options' webpushPayload as the webpush block. Reserved data
 // keys override custom ones. A silent push has no notification. For an
 // iOS device (p.ToIOS) the android block gives way to the apns one
 // (fcmAPNS).
@@ -152,6 +153,10 @@ func FCMMessage(p Push) *messaging.Message {
 	m := &messaging.Message{Token: p.Token}
 	if !o.Silent && (p.Title != "" || p.Body != "" || p.Image != "") {
 		m.Notification = &messaging.Notification{Title: p.Title, Body: p.Body, ImageURL: p.Image}
+	}
+	if o.WebpushPayload != nil {
+		m.Webpush = &messaging.WebpushConfig{}
+		mergeJSON(m.Webpush, o.WebpushPayload)
 	}
 	if p.ToIOS {
 		if len(data) > 0 {

@@ -50,6 +50,7 @@ func optionsPush() Push {
 			"order": map[string]any{"id": 42.0}},
 		AndroidPayload: map[string]any{"data": map[string]any{"extra": "1"},
 			"android": map[string]any{"notification": map[string]any{"sticky": true}}, "notification": map[string]any{"title": "Custom title"}},
+		WebpushPayload: map[string]any{"headers": map[string]any{"TTL": "3600"}, "fcm_options": map[string]any{"link": "https://example.com/orders/42"}},
 	}
 	return p
 }
@@ -213,6 +214,8 @@ func TestOptionsValidate(t *testing.T) {
 		{"android data number", Options{AndroidPayload: map[string]any{"data": map[string]any{"n": 1.0}}}, true, "androidPayload.data.n"},
 		{"android data delivery id", Options{AndroidPayload: map[string]any{"data": map[string]any{"CIO-Delivery-ID": "x"}}}, true, "androidPayload.data.CIO-Delivery-ID"},
 		{"android notification not an object", Options{AndroidPayload: map[string]any{"notification": "x"}}, true, "androidPayload.notification"},
+		{"webpush unknown key", Options{WebpushPayload: map[string]any{"apns": map[string]any{}}}, true, "webpushPayload.apns"},
+		{"webpush header number", Options{WebpushPayload: map[string]any{"headers": map[string]any{"TTL": 3600.0}}}, true, "webpushPayload.headers.TTL"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.o.Validate(tc.hasAlert)

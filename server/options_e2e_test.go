@@ -29,14 +29,16 @@ func TestPushOptions(t *testing.T) {
 
 	const create = `mutation($in: CreatePushMessageInput!) { createPushMessage(input: $in) { id options {
 		silent priority ttlSeconds collapseKey pushType threadId subtitle interruptionLevel relevanceScore
-		channelId notificationPriority visibility color tag titleLocArgs iosPayload androidPayload } } }`
+		channelId notificationPriority visibility color tag titleLocArgs iosPayload androidPayload webpushPayload } } }`
 	opts := vars{
 		"priority": "NORMAL", "ttlSeconds": 3600, "collapseKey": "order-{{ customer.order }}",
 		"threadId": "orders", "subtitle": "For {{ customer.first_name }}", "interruptionLevel": "TIME_SENSITIVE",
 		"relevanceScore": 0.5, "channelId": "orders", "notificationPriority": "HIGH", "visibility": "PRIVATE",
 		"color": "#ff8800", "tag": "order-{{ customer.order }}",
-		"iosPayload":     vars{"aps": vars{"category": "ORDER"}, "order": vars{"id": 42}},
-		"androidPayload": vars{"data": vars{"extra": "1"}, "android": vars{"notification": vars{"sticky": true}}},
+		"titleLocKey": "SHIPPED", "titleLocArgs": []string{"{{ customer.order }}"},
+		"iosPayload":     vars{"aps": vars{"category": "ORDER"}, "order": vars{"id": 42, "label": "Order {{ customer.order }}"}},
+		"androidPayload": vars{"data": vars{"extra": "1", "who": "{{ customer.first_name }}"}, "android": vars{"notification": vars{"sticky": true}}},
+		"webpushPayload": vars{"fcm_options": vars{"link": "https://example.com/orders/{{ customer.order }}"}},
 	}
 	d := c.mustDo(create, vars{"in": vars{"name": "Options", "title": "Shipped", "body": "Hi {{ customer.first_name }}", "options": opts}})
 	msg := get(d, "createPushMessage", "id").(string)
@@ -47,8 +49,8 @@ func TestPushOptions(t *testing.T) {
 			t.Errorf("options.%s = %v, want %v", k, got[k], want)
 		}
 	}
-	if tla, ok := got["titleLocArgs"].([]any); !ok || len(tla) != 0 {
-		t.Errorf("options.titleLocArgs = %#v, want []", got["titleLocArgs"])
+	if tla, ok := got["titleLocArgs"].([]any); !ok || len(tla) != 1 || tla[0] != "{{ customer.order }}" {
+		t.Errorf("options.titleLocArgs = %#v, want the template", got["titleLocArgs"])
 	}
 	// Read back through message(id): the same options.
 	rd := c.mustDo(`query($id: ID!) { pushMessage(id: $id) { options { collapseKey tag iosPayload } } }`, vars{"id": msg})
@@ -76,11 +78,15 @@ func TestPushOptions(t *testing.T) {
 	if err := json.Unmarshal(areq[0].Body, &ap); err != nil {
 		t.Fatal(err)
 	}
+	if a, _ := get(ap, "aps", "alert", "title-loc-args").([]any); len(a) != 1 || a[0] != "42" {
+		t.Errorf("aps.alert.title-loc-args = %v, want the rendered [42]", get(ap, "aps", "alert", "title-loc-args"))
+	}
 	if s := get(ap, "aps", "alert", "subtitle"); s != "For Ada" {
 		t.Errorf("aps.alert.subtitle = %v, want the rendered %q", s, "For Ada")
 	}
 	for path, want := range map[string]any{"aps.thread-id": "orders", "aps.interruption-level": "time-sensitive",
-		"aps.relevance-score": 0.5, "aps.category": "ORDER", "order.id": 42.0, "CIO-Delivery-ID": id, "CIO-Delivery-Token": ios} {
+		"aps.relevance-score": 0.5, "aps.category": "ORDER", "order.id": 42.0, "order.label": "Order 42", "CIO-Delivery-ID": id,
+		"CIO-Delivery-Token": ios} {
 		if g := get(ap, strings.Split(path, ".")...); g != want {
 			t.Errorf("APNS payload %s = %v, want %v", path, g, want)
 		}
@@ -97,7 +103,8 @@ func TestPushOptions(t *testing.T) {
 		"message.android.collapse_key": "order-42", "message.android.notification.channel_id": "orders",
 		"message.android.notification.notification_priority": "PRIORITY_HIGH", "message.android.notification.visibility": "PRIVATE",
 		"message.android.notification.color": "#ff8800", "message.android.notification.tag": "order-42",
-		"message.android.notification.sticky": true, "message.data.extra": "1", "message.data.CIO-Delivery-ID": id} {
+		"message.android.notification.sticky": true, "message.data.extra": "1", "message.data.who": "Ada", "message.data.CIO-Delivery-ID": id,
+		"message.webpush.fcm_options.link": "https://example.com/orders/42"} {
 		if g := get(fm, strings.Split(path, ".")...); g != want {
 			t.Errorf("FCM %s = %v, want %v", path, g, want)
 		}
@@ -140,6 +147,8 @@ func TestPushOptions(t *testing.T) {
 		{"color", vars{"title": "x", "body": "y", "options": vars{"color": "orange"}}, "input.options.color"},
 		{"android webpush", vars{"title": "x", "body": "y", "options": vars{"androidPayload": vars{"webpush": vars{}}}}, "input.options.androidPayload.webpush"},
 		{"bad Liquid in an option", vars{"title": "x", "body": "y", "options": vars{"subtitle": "{{ customer.name "}}, "input.options.subtitle"},
+		{"bad Liquid in a payload", vars{"title": "x", "body": "y", "options": vars{"iosPayload": vars{"a": vars{"b": "{% if %}"}}}}, "input.options.iosPayload.a.b"},
+		{"webpush apns", vars{"title": "x", "body": "y", "options": vars{"webpushPayload": vars{"apns": vars{}}}}, "input.options.webpushPayload.apns"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.in["name"] = "refused"
@@ -358,12 +367,7 @@ func TestSendToUnsubscribed(t *testing.T) {
 // number; aliases are unique in a workspace, never UUIDs, and unknown
 // ones are 404.
 func TestMessageAliases(t *testing.T) {
-	e := newEnv(t, envOptions{})
-	c := e.withCredentials(e.workspace("alias"))
-	api := e.apiClient(c)
-	tok := sim.Token("0a11", 1)
-	c.person("p1", vars{"first_name": "Ada"}, false)
-	c.device("p1", "IOS", tok, time.Now().Add(-time.Minute))
+	e, c, api, tok := cioEnv(t, "alias", "0a11", vars{"first_name": "Ada"})
 	const create = `mutation($in: CreatePushMessageInput!) { createPushMessage(input: $in) { id alias } }`
 	named := c.mustDo(create, vars{"in": vars{"name": "Reset", "alias": "password-reset", "title": "Reset", "body": "Code {{ trigger.code }}"}})
 	if a := get(named, "createPushMessage", "alias"); a != "password-reset" {
@@ -475,4 +479,55 @@ func TestSendPushCustomDevice(t *testing.T) {
 	if n := e.apns.Total() - before; n != 0 {
 		t.Errorf("refused sends reached APNS: %d requests", n)
 	}
+}
+
+// TestSendPushByEmail: go-customerio's SendPush with identifiers
+// {"email": …} (the person's email attribute, any case) reaches that
+// person; an email nobody has is 404, one two people share is 400, and a
+// person whose email changed is no longer found by the old one.
+func TestSendPushByEmail(t *testing.T) {
+	_, c, api, tok := cioEnv(t, "email", "0e11", vars{"email": "Ada@Example.com"})
+	c.person("p2", vars{"email": "twin@example.com"}, false)
+	c.person("p3", vars{"email": "twin@example.com"}, false)
+	c.person("p4", vars{"email": "old@example.com"}, false)
+	c.person("p4", vars{"email": "new@example.com"}, false)
+	msg := c.message("Hi", "By email")
+
+	resp, err := api.SendPush(context.Background(), &customerio.SendPushRequest{TransactionalMessageID: msg,
+		Identifiers: map[string]string{"email": "ada@example.com"}})
+	if err != nil {
+		t.Fatalf("SendPush by email: %v", err)
+	}
+	if d := c.waitFinal(resp.DeliveryID); d.Status != "SENT" || d.Devices[0].Token != tok {
+		t.Fatalf("by email: %s %s", d.Status, fmtDevices(d))
+	}
+	for email, status := range map[string]int{"nobody@example.com": 404, "twin@example.com": 400, "old@example.com": 404} {
+		_, err := api.SendPush(context.Background(), &customerio.SendPushRequest{TransactionalMessageID: msg,
+			Identifiers: map[string]string{"email": email}})
+		var terr *customerio.TransactionalError
+		if !errors.As(err, &terr) || terr.StatusCode != status || !strings.HasPrefix(terr.Err, "identifiers.email:") {
+			t.Errorf("email %s: %v, want %d naming identifiers.email", email, err, status)
+		}
+	}
+	resp, err = api.SendPush(context.Background(), &customerio.SendPushRequest{TransactionalMessageID: msg,
+		Identifiers: map[string]string{"email": "new@example.com"}})
+	if err != nil {
+		t.Fatalf("SendPush by the new email: %v", err)
+	}
+	if d := c.waitFinal(resp.DeliveryID); d.Status != "FAILED" || d.FailureReason == nil || *d.FailureReason != "Customer has no devices" {
+		t.Errorf("p4 by its new email: %s %v, want FAILED \"Customer has no devices\" (found, no devices)", d.Status, d.FailureReason)
+	}
+}
+
+// cioEnv is a Herald with one workspace, its go-customerio App API client,
+// and person p1 (attributes attrs) with one iOS device, whose token
+// (prefix prefix) it returns.
+func cioEnv(t *testing.T, ws, prefix string, attrs vars) (*env, *client, *customerio.APIClient, string) {
+	t.Helper()
+	e := newEnv(t, envOptions{})
+	c := e.withCredentials(e.workspace(ws))
+	tok := sim.Token(prefix, 1)
+	c.person("p1", attrs, false)
+	c.device("p1", "IOS", tok, time.Now().Add(-time.Minute))
+	return e, c, e.apiClient(c), tok
 }

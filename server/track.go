@@ -416,19 +416,18 @@ type mergeBody struct {
 
 // merge is POST /api/v1/merge_customers: the secondary person is merged
 // into the primary (graph.Resolver.MergePeople). Both are named by id
-// (email and cio_id are refused with 400, as in /v1/send/push); an unknown
-// person is 404.
+// (email and cio_id are refused with 400); an unknown person is 404.
 func (h *trackHandler) merge(w http.ResponseWriter, r *http.Request) {
 	var b mergeBody
 	if !decodeTrack(w, r, &b) {
 		return
 	}
-	primary, msg := personIdentifier(b.Primary)
+	primary, msg := mergeIdentifier(b.Primary)
 	if msg != "" {
 		writeMeta(w, http.StatusBadRequest, strings.Replace(msg, "identifiers", "primary", 1))
 		return
 	}
-	secondary, msg := personIdentifier(b.Secondary)
+	secondary, msg := mergeIdentifier(b.Secondary)
 	if msg != "" {
 		writeMeta(w, http.StatusBadRequest, strings.Replace(msg, "identifiers", "secondary", 1))
 		return
@@ -668,10 +667,27 @@ func (h *trackHandler) sendPush(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err, nil)
 		return
 	}
-	person, msg := personIdentifier(b.Identifiers)
+	person, email, msg := personIdentifier(b.Identifiers)
 	if msg != "" {
 		writeMeta(w, http.StatusBadRequest, msg)
 		return
+	}
+	if email != "" {
+		ids, err := h.resolver.Store.PersonIDsByEmail(r.Context(), ws, email)
+		if err != nil {
+			h.fail(w, r, err, nil)
+			return
+		}
+		switch len(ids) {
+		case 0:
+			writeMeta(w, http.StatusNotFound, fmt.Sprintf("identifiers.email: no person has the email %q", email))
+			return
+		case 1:
+			person = ids[0]
+		default:
+			writeMeta(w, http.StatusBadRequest, fmt.Sprintf("identifiers.email: %d people have the email %q; identify the person by id", len(ids), email))
+			return
+		}
 	}
 	req := graph.SendRequest{Workspace: ws, MessageID: msgID, PersonID: person, Audience: model.AudienceAllDevices, Data: b.MessageData}
 	if b.To != nil {
@@ -753,28 +769,49 @@ func messageRef(field string, raw json.RawMessage) (string, string) {
 	return "", field + ": must be a string or a whole number, got " + string(raw)
 }
 
-// personIdentifier reads identifiers: exactly one of them, and only id is
-// supported (Herald has no email or cio_id lookup). It returns the id, or an
-// error message for a 400.
-func personIdentifier(ids map[string]json.RawMessage) (string, string) {
-	if ids == nil {
-		return "", `identifiers: required: {"id": "<person id>"}`
+// personIdentifier reads identifiers: exactly one of id and email (the
+// person's email attribute; Herald has no cio_id). It returns the id or
+// the email, or an error message for a 400.
+func personIdentifier(ids map[string]json.RawMessage) (id, email, msg string) {
+	if len(ids) == 0 {
+		return "", "", `identifiers: required: {"id": "<person id>"} or {"email": "<email attribute>"}`
 	}
-	for k := range ids {
-		if k != "id" {
-			return "", fmt.Sprintf("identifiers.%s: only id is supported; identify the person by id", k)
+	if len(ids) > 1 {
+		return "", "", "identifiers: give one of id and email, not both"
+	}
+	for k, raw := range ids {
+		var v string
+		if err := json.Unmarshal(raw, &v); err != nil || v == "" {
+			return "", "", fmt.Sprintf("identifiers.%s: must be a non-empty string, got %s", k, raw)
+		}
+		switch k {
+		case "id":
+			return v, "", ""
+		case "email":
+			if len(v) > maxEmailLen {
+				return "", "", fmt.Sprintf("identifiers.email: over %d bytes", maxEmailLen)
+			}
+			return "", v, ""
+		case "cio_id":
+			return "", "", "identifiers.cio_id: Herald has no cio_id; identify the person by id or email"
+		default:
+			return "", "", fmt.Sprintf("identifiers.%s: not an identifier (id, email)", k)
 		}
 	}
-	raw, ok := ids["id"]
-	if !ok {
-		return "", `identifiers.id: required`
-	}
-	var id string
-	if err := json.Unmarshal(raw, &id); err != nil {
-		return "", "identifiers.id: must be a string, got " + string(raw)
-	}
-	return id, ""
+	return "", "", ""
 }
+
+// mergeIdentifier is personIdentifier for merge_customers, which takes ids only.
+func mergeIdentifier(ids map[string]json.RawMessage) (string, string) {
+	id, email, msg := personIdentifier(ids)
+	if email != "" {
+		return "", "identifiers.email: only id is supported here; identify the person by id"
+	}
+	return id, msg
+}
+
+// maxEmailLen bounds identifiers.email (RFC 5321's longest path).
+const maxEmailLen = 256
 
 func strOr(p *string) string {
 	if p == nil {

@@ -23,3 +23,24 @@ ALTER TABLE push_messages ADD COLUMN IF NOT EXISTS alias String DEFAULT '' AFTER
 -- deliveries.draft: 1 for a send held as a draft (queue_draft): it goes
 -- only when sendDraft releases it.
 ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS draft UInt8 DEFAULT 0 AFTER send_to_unsubscribed;
+-- person_emails: which person has which email attribute (lower-cased),
+-- for POST /v1/send/push's identifiers.email: a row per person version
+-- with an email, so a lookup checks the person's current attributes.
+CREATE TABLE IF NOT EXISTS person_emails (
+    workspace_id String,
+    email String,
+    person_id String,
+    updated_at DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree(updated_at)
+ORDER BY (workspace_id, email, person_id)
+;
+CREATE MATERIALIZED VIEW IF NOT EXISTS person_emails_mv TO person_emails AS
+SELECT workspace_id, lower(JSONExtractString(attributes, 'email')) AS email, id AS person_id, updated_at
+FROM persons
+WHERE email != ''
+;
+INSERT INTO person_emails
+SELECT workspace_id, lower(JSONExtractString(attributes, 'email')) AS email, id AS person_id, updated_at
+FROM persons FINAL
+WHERE email != ''
+;

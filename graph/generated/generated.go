@@ -282,6 +282,7 @@ type ComplexityRoot struct {
 		TitleLocArgs         func(childComplexity int) int
 		TitleLocKey          func(childComplexity int) int
 		Visibility           func(childComplexity int) int
+		WebpushPayload       func(childComplexity int) int
 	}
 
 	Query struct {
@@ -1528,6 +1529,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.PushOptions.Visibility(childComplexity), true
+	case "PushOptions.webpushPayload":
+		if e.ComplexityRoot.PushOptions.WebpushPayload == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PushOptions.WebpushPayload(childComplexity), true
 
 	case "Query.broadcast":
 		if e.ComplexityRoot.Query.Broadcast == nil {
@@ -2084,7 +2091,8 @@ enum AndroidNotificationPriority { MIN LOW DEFAULT HIGH MAX }
 enum AndroidVisibility { PRIVATE PUBLIC SECRET }
 
 """
-A push's delivery options. Text options marked Liquid are templates like the message's fields.
+A push's delivery options. Text options marked Liquid are templates like the message's fields, and so
+are the localization arguments and every string value in the custom payloads.
 Impossible combinations are refused with BAD_USER_INPUT naming the option: a silent push with
 a title, body, sound, badge or image, or with priority HIGH (Apple refuses priority 10 for a
 background push); pushType BACKGROUND without silent; content-available alone at HIGH.
@@ -2134,6 +2142,8 @@ input PushOptionsInput {
   iosPayload: JSON
   "Raw FCM message fields merged over Herald's for Android devices: data (string values), notification, android. CIO-Delivery-ID and CIO-Delivery-Token stay Herald's."
   androidPayload: JSON
+  "FCM's webpush block (headers and data with string values, notification, fcm_options), set on every FCM message; only web clients of the FCM project read it."
+  webpushPayload: JSON
 }
 
 "A message's delivery options as stored (see PushOptionsInput); unset text options are empty."
@@ -2165,6 +2175,7 @@ type PushOptions {
   directBoot: Boolean!
   iosPayload: JSON
   androidPayload: JSON
+  webpushPayload: JSON
 }
 
 type PushMessage {
@@ -2702,6 +2713,8 @@ func (ec *executionContext) childFields_PushOptions(ctx context.Context, field g
 		return ec.fieldContext_PushOptions_iosPayload(ctx, field)
 	case "androidPayload":
 		return ec.fieldContext_PushOptions_androidPayload(ctx, field)
+	case "webpushPayload":
+		return ec.fieldContext_PushOptions_webpushPayload(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type PushOptions", field.Name)
 }
@@ -7826,6 +7839,29 @@ func (ec *executionContext) fieldContext_PushOptions_androidPayload(_ context.Co
 	return graphql.NewScalarFieldContext("PushOptions", field, false, false, "JSON")
 }
 
+func (ec *executionContext) _PushOptions_webpushPayload(ctx context.Context, field graphql.CollectedField, obj *providers.Options) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PushOptions_webpushPayload(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.WebpushPayload, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v map[string]any) graphql.Marshaler {
+			return ec.marshalOJSON2map(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PushOptions_webpushPayload(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PushOptions", field, false, false, "JSON")
+}
+
 func (ec *executionContext) _Query_person(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -9967,7 +10003,7 @@ func (ec *executionContext) unmarshalInputPushOptionsInput(ctx context.Context, 
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"silent", "priority", "ttlSeconds", "collapseKey", "pushType", "category", "threadId", "mutableContent", "contentAvailable", "interruptionLevel", "relevanceScore", "targetContentId", "subtitle", "titleLocKey", "titleLocArgs", "bodyLocKey", "bodyLocArgs", "channelId", "notificationPriority", "visibility", "icon", "color", "tag", "clickAction", "directBoot", "iosPayload", "androidPayload"}
+	fieldsInOrder := [...]string{"silent", "priority", "ttlSeconds", "collapseKey", "pushType", "category", "threadId", "mutableContent", "contentAvailable", "interruptionLevel", "relevanceScore", "targetContentId", "subtitle", "titleLocKey", "titleLocArgs", "bodyLocKey", "bodyLocArgs", "channelId", "notificationPriority", "visibility", "icon", "color", "tag", "clickAction", "directBoot", "iosPayload", "androidPayload", "webpushPayload"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -10163,6 +10199,13 @@ func (ec *executionContext) unmarshalInputPushOptionsInput(ctx context.Context, 
 				return it, err
 			}
 			it.AndroidPayload = data
+		case "webpushPayload":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("webpushPayload"))
+			data, err := ec.unmarshalOJSON2map(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.WebpushPayload = data
 		}
 	}
 	return it, nil
@@ -12071,6 +12114,11 @@ func (ec *executionContext) _PushOptions(ctx context.Context, sel ast.SelectionS
 			}
 		case "androidPayload":
 			out.Values[i] = ec._PushOptions_androidPayload(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "webpushPayload":
+			out.Values[i] = ec._PushOptions_webpushPayload(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
