@@ -355,6 +355,21 @@ func (r *Resolver) cancelDelivery(ctx context.Context, id string) (*model.Delive
 	return deliveryModel(d, st), nil
 }
 
+// renderedPush is a delivery's current round's push from its plan
+// (jobs.Queue.PlannedPush); the device token is left out.
+func (r *Resolver) renderedPush(ctx context.Context, d *model.Delivery) (*model.RenderedPush, error) {
+	p, err := r.Queue.PlannedPush(ctx, d.ID, uint16(d.Round))
+	if err != nil || p == nil {
+		return nil, err
+	}
+	rp := &model.RenderedPush{Title: p.Title, Body: p.Body, Link: p.Link, Image: p.Image, Sound: p.Sound, Badge: p.Badge,
+		Data: map[string]any{}, Options: p.Options}
+	for k, v := range p.Data {
+		rp.Data[k] = v
+	}
+	return rp, nil
+}
+
 // sendDraft sends a draft delivery (jobs.Queue.ReleaseDraft).
 func (r *Resolver) sendDraft(ctx context.Context, id string) (*model.Delivery, error) {
 	d, st, err := r.deliveryStatus(ctx, id)

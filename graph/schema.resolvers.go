@@ -51,6 +51,11 @@ func (r *deliveryResolver) Campaign(ctx context.Context, obj *model.Delivery) (*
 	return r.campaignByID(ctx, obj.CampaignID)
 }
 
+// Push is the resolver for the push field.
+func (r *deliveryResolver) Push(ctx context.Context, obj *model.Delivery) (*model.RenderedPush, error) {
+	return r.renderedPush(ctx, obj)
+}
+
 // History is the resolver for the history field.
 func (r *deliveryResolver) History(ctx context.Context, obj *model.Delivery) ([]*model.DeliveryRound, error) {
 	return r.history(ctx, obj)

@@ -171,6 +171,28 @@ func (q *Queue) CancelDraft(ctx context.Context, p DeliverPayload) error {
 	return q.Deliver(ctx, p)
 }
 
+// PlannedPush returns the push a delivery round was rendered into, from
+// the round's plan in Redis (kept PlanTTL, 7 days by default): nil when
+// the round is not planned yet, failed before sending (no push), or its
+// plan has expired.
+func (q *Queue) PlannedPush(ctx context.Context, deliveryID string, round uint16) (*providers.Push, error) {
+	v, err := q.rdb.Get(ctx, planKey(deliveryID, round)).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("jobs: read plan: %w", err)
+	}
+	var pl plan
+	if err := json.Unmarshal([]byte(v), &pl); err != nil {
+		return nil, fmt.Errorf("jobs: decode plan: %w", err)
+	}
+	if pl.PresendReason != "" {
+		return nil, nil
+	}
+	return &pl.Push, nil
+}
+
 // claimCanceled claims a scheduled delivery or broadcast (by id) as
 // canceled; ErrStarted when its task claimed it as started first.
 func (q *Queue) claimCanceled(ctx context.Context, id string) error {

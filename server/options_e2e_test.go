@@ -62,6 +62,18 @@ func TestPushOptions(t *testing.T) {
 	if st := c.waitFinal(id); st.Status != "SENT" {
 		t.Fatalf("status = %s (%s)", st.Status, fmtDevices(st))
 	}
+	// The delivery shows the push as rendered for Ada, without a token.
+	rp := get(c.mustDo(`query($id: ID!) { delivery(id: $id) { push { title body data options { subtitle collapseKey tag iosPayload } } } }`,
+		vars{"id": id}), "delivery", "push")
+	for path, want := range map[string]any{"body": "Hi Ada", "options.subtitle": "For Ada", "options.collapseKey": "order-42",
+		"options.tag": "order-42", "options.iosPayload.order.label": "Order 42"} {
+		if g := get(rp.(map[string]any), strings.Split(path, ".")...); g != want {
+			t.Errorf("delivery.push.%s = %v, want %v", path, g, want)
+		}
+	}
+	if b, _ := json.Marshal(rp); strings.Contains(string(b), ios) || strings.Contains(string(b), android) {
+		t.Errorf("delivery.push holds a device token: %s", b)
+	}
 	areq := e.apns.Requests(ios)
 	if len(areq) != 1 {
 		t.Fatalf("APNS got %d requests", len(areq))

@@ -78,6 +78,9 @@ func TestCancelScheduledSend(t *testing.T) {
 	if n := e.apns.Count(tok); n != 0 {
 		t.Errorf("APNS got %d requests for a canceled send", n)
 	}
+	if p := get(c.mustDo(`query($id: ID!) { delivery(id: $id) { push { title } } }`, vars{"id": id}), "delivery", "push"); p != nil {
+		t.Errorf("a canceled send's push = %v, want null (nothing was rendered)", p)
+	}
 	if r := c.do(cancel, vars{"id": id}); r.code() != "BAD_USER_INPUT" {
 		t.Errorf("second cancel: %q %+v, want BAD_USER_INPUT", r.code(), r.Errors)
 	}

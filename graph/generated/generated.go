@@ -121,6 +121,7 @@ type ComplexityRoot struct {
 		Message          func(childComplexity int) int
 		OpenedAt         func(childComplexity int) int
 		PersonID         func(childComplexity int) int
+		Push             func(childComplexity int) int
 		Round            func(childComplexity int) int
 		SendAt           func(childComplexity int) int
 		SentAt           func(childComplexity int) int
@@ -295,6 +296,17 @@ type ComplexityRoot struct {
 		PushMessage func(childComplexity int, id string) int
 	}
 
+	RenderedPush struct {
+		Badge   func(childComplexity int) int
+		Body    func(childComplexity int) int
+		Data    func(childComplexity int) int
+		Image   func(childComplexity int) int
+		Link    func(childComplexity int) int
+		Options func(childComplexity int) int
+		Sound   func(childComplexity int) int
+		Title   func(childComplexity int) int
+	}
+
 	Subscription struct {
 		CampaignOverviewUpdated func(childComplexity int, campaignID string) int
 		DeliveryUpdated         func(childComplexity int, id string) int
@@ -315,6 +327,7 @@ type DeliveryResolver interface {
 	Message(ctx context.Context, obj *model.Delivery) (*model.PushMessage, error)
 	Campaign(ctx context.Context, obj *model.Delivery) (*model.Campaign, error)
 
+	Push(ctx context.Context, obj *model.Delivery) (*model.RenderedPush, error)
 	History(ctx context.Context, obj *model.Delivery) ([]*model.DeliveryRound, error)
 }
 type DeliveryLogResolver interface {
@@ -726,6 +739,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Delivery.PersonID(childComplexity), true
+	case "Delivery.push":
+		if e.ComplexityRoot.Delivery.Push == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Delivery.Push(childComplexity), true
 	case "Delivery.round":
 		if e.ComplexityRoot.Delivery.Round == nil {
 			break
@@ -1615,6 +1634,55 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Query.PushMessage(childComplexity, args["id"].(string)), true
 
+	case "RenderedPush.badge":
+		if e.ComplexityRoot.RenderedPush.Badge == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RenderedPush.Badge(childComplexity), true
+	case "RenderedPush.body":
+		if e.ComplexityRoot.RenderedPush.Body == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RenderedPush.Body(childComplexity), true
+	case "RenderedPush.data":
+		if e.ComplexityRoot.RenderedPush.Data == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RenderedPush.Data(childComplexity), true
+	case "RenderedPush.image":
+		if e.ComplexityRoot.RenderedPush.Image == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RenderedPush.Image(childComplexity), true
+	case "RenderedPush.link":
+		if e.ComplexityRoot.RenderedPush.Link == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RenderedPush.Link(childComplexity), true
+	case "RenderedPush.options":
+		if e.ComplexityRoot.RenderedPush.Options == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RenderedPush.Options(childComplexity), true
+	case "RenderedPush.sound":
+		if e.ComplexityRoot.RenderedPush.Sound == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RenderedPush.Sound(childComplexity), true
+	case "RenderedPush.title":
+		if e.ComplexityRoot.RenderedPush.Title == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RenderedPush.Title(childComplexity), true
+
 	case "Subscription.campaignOverviewUpdated":
 		if e.ComplexityRoot.Subscription.CampaignOverviewUpdated == nil {
 			break
@@ -2178,6 +2246,19 @@ type PushOptions {
   webpushPayload: JSON
 }
 
+"A push with its Liquid rendered for one person (see Delivery.push)."
+type RenderedPush {
+  title: String!
+  body: String!
+  link: String!
+  image: String!
+  sound: String!
+  badge: Int
+  "Custom data as sent (string values)."
+  data: JSON!
+  options: PushOptions!
+}
+
 type PushMessage {
   id: ID!
   name: String!
@@ -2245,6 +2326,8 @@ type Delivery {
   devices: [DeviceSend!]!
   "The round the status is of: 0, then one more per retry."
   round: Int!
+  "The push as rendered for this round, read from the worker's plan (kept 7 days): null before the round is planned, after a pre-send failure, or once the plan has expired. No device token is in it."
+  push: RenderedPush
   "Every round, oldest first; the last is the current one."
   history: [DeliveryRound!]!
 }
@@ -2431,6 +2514,8 @@ func (ec *executionContext) childFields_Delivery(ctx context.Context, field grap
 		return ec.fieldContext_Delivery_devices(ctx, field)
 	case "round":
 		return ec.fieldContext_Delivery_round(ctx, field)
+	case "push":
+		return ec.fieldContext_Delivery_push(ctx, field)
 	case "history":
 		return ec.fieldContext_Delivery_history(ctx, field)
 	}
@@ -2717,6 +2802,28 @@ func (ec *executionContext) childFields_PushOptions(ctx context.Context, field g
 		return ec.fieldContext_PushOptions_webpushPayload(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type PushOptions", field.Name)
+}
+
+func (ec *executionContext) childFields_RenderedPush(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "title":
+		return ec.fieldContext_RenderedPush_title(ctx, field)
+	case "body":
+		return ec.fieldContext_RenderedPush_body(ctx, field)
+	case "link":
+		return ec.fieldContext_RenderedPush_link(ctx, field)
+	case "image":
+		return ec.fieldContext_RenderedPush_image(ctx, field)
+	case "sound":
+		return ec.fieldContext_RenderedPush_sound(ctx, field)
+	case "badge":
+		return ec.fieldContext_RenderedPush_badge(ctx, field)
+	case "data":
+		return ec.fieldContext_RenderedPush_data(ctx, field)
+	case "options":
+		return ec.fieldContext_RenderedPush_options(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type RenderedPush", field.Name)
 }
 
 func (ec *executionContext) childFields___Directive(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -4773,6 +4880,38 @@ func (ec *executionContext) _Delivery_round(ctx context.Context, field graphql.C
 }
 func (ec *executionContext) fieldContext_Delivery_round(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Delivery", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Delivery_push(ctx context.Context, field graphql.CollectedField, obj *model.Delivery) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Delivery_push(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Delivery().Push(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.RenderedPush) graphql.Marshaler {
+			return ec.marshalORenderedPush2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐRenderedPush(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Delivery_push(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Delivery",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_RenderedPush(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _Delivery_history(ctx context.Context, field graphql.CollectedField, obj *model.Delivery) (ret graphql.Marshaler) {
@@ -8246,6 +8385,199 @@ func (ec *executionContext) fieldContext_Query___schema(_ context.Context, field
 	return fc, nil
 }
 
+func (ec *executionContext) _RenderedPush_title(ctx context.Context, field graphql.CollectedField, obj *model.RenderedPush) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RenderedPush_title(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Title, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RenderedPush_title(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RenderedPush", field, false, false, "String")
+}
+
+func (ec *executionContext) _RenderedPush_body(ctx context.Context, field graphql.CollectedField, obj *model.RenderedPush) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RenderedPush_body(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Body, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RenderedPush_body(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RenderedPush", field, false, false, "String")
+}
+
+func (ec *executionContext) _RenderedPush_link(ctx context.Context, field graphql.CollectedField, obj *model.RenderedPush) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RenderedPush_link(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Link, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RenderedPush_link(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RenderedPush", field, false, false, "String")
+}
+
+func (ec *executionContext) _RenderedPush_image(ctx context.Context, field graphql.CollectedField, obj *model.RenderedPush) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RenderedPush_image(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Image, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RenderedPush_image(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RenderedPush", field, false, false, "String")
+}
+
+func (ec *executionContext) _RenderedPush_sound(ctx context.Context, field graphql.CollectedField, obj *model.RenderedPush) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RenderedPush_sound(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Sound, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RenderedPush_sound(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RenderedPush", field, false, false, "String")
+}
+
+func (ec *executionContext) _RenderedPush_badge(ctx context.Context, field graphql.CollectedField, obj *model.RenderedPush) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RenderedPush_badge(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Badge, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_RenderedPush_badge(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RenderedPush", field, false, false, "Int")
+}
+
+func (ec *executionContext) _RenderedPush_data(ctx context.Context, field graphql.CollectedField, obj *model.RenderedPush) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RenderedPush_data(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Data, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v map[string]any) graphql.Marshaler {
+			return ec.marshalNJSON2map(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RenderedPush_data(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RenderedPush", field, false, false, "JSON")
+}
+
+func (ec *executionContext) _RenderedPush_options(ctx context.Context, field graphql.CollectedField, obj *model.RenderedPush) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RenderedPush_options(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Options, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v providers.Options) graphql.Marshaler {
+			return ec.marshalNPushOptions2githubᚗcomᚋheraldpushᚋheraldᚋprovidersᚐOptions(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RenderedPush_options(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "RenderedPush",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PushOptions(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Subscription_deliveryUpdated(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) graphql.Marshaler) {
 	return graphql.ResolveFieldStream(
 		ctx,
@@ -11099,6 +11431,12 @@ func (ec *executionContext) _Delivery(ctx context.Context, sel ast.SelectionSet,
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "push":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Delivery_push(ctx, field, obj)
+				})
 		case "history":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, true,
@@ -12213,6 +12551,74 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 			})
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var renderedPushImplementors = []string{"RenderedPush"}
+
+func (ec *executionContext) _RenderedPush(ctx context.Context, sel ast.SelectionSet, obj *model.RenderedPush) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, renderedPushImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("RenderedPush")
+		case "title":
+			out.Values[i] = ec._RenderedPush_title(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "body":
+			out.Values[i] = ec._RenderedPush_body(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "link":
+			out.Values[i] = ec._RenderedPush_link(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "image":
+			out.Values[i] = ec._RenderedPush_image(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "sound":
+			out.Values[i] = ec._RenderedPush_sound(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "badge":
+			out.Values[i] = ec._RenderedPush_badge(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "data":
+			out.Values[i] = ec._RenderedPush_data(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "options":
+			out.Values[i] = ec._RenderedPush_options(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -13695,6 +14101,13 @@ func (ec *executionContext) marshalOPushPriority2ᚖstring(ctx context.Context, 
 	_ = ctx
 	res := graphql.MarshalString(*v)
 	return res
+}
+
+func (ec *executionContext) marshalORenderedPush2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐRenderedPush(ctx context.Context, sel ast.SelectionSet, v *model.RenderedPush) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._RenderedPush(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOString2string(ctx context.Context, v any) (string, error) {

@@ -56,6 +56,18 @@ type Delivery struct {
 	WorkspaceID      string         `json:"-"`
 }
 
+// RenderedPush is a push rendered for one person (no device token).
+type RenderedPush struct {
+	Title   string            `json:"title"`
+	Body    string            `json:"body"`
+	Link    string            `json:"link"`
+	Image   string            `json:"image"`
+	Sound   string            `json:"sound"`
+	Badge   *int              `json:"badge,omitempty"`
+	Data    map[string]any    `json:"data"`
+	Options providers.Options `json:"options"`
+}
+
 // Campaign is a named group of push messages.
 type Campaign struct {
 	ID             string          `json:"id"`
