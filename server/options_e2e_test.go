@@ -233,6 +233,29 @@ func TestSendPushClientOptions(t *testing.T) {
 		}
 	}
 
+	// The content fields, each checked in what Apple got.
+	resp, err := api.SendPush(context.Background(), &customerio.SendPushRequest{TransactionalMessageID: msg,
+		Identifiers: map[string]string{"id": "p1"}, To: ios, Title: "T {{ trigger.n }}", Message: "M {{ customer.first_name }}",
+		ImageURL: "https://example.com/i.png", Link: "app://x/{{ trigger.n }}", Sound: "ping.caf",
+		CustomData: json.RawMessage(`{"k":"v {{ trigger.n }}"}`), MessageData: map[string]any{"n": "7"}})
+	if err != nil {
+		t.Fatalf("SendPush with every content field: %v", err)
+	}
+	if d := c.waitFinal(resp.DeliveryID); d.Status != "SENT" || d.DevicesTargeted != 1 {
+		t.Fatalf("content fields: %s %s", d.Status, fmtDevices(d))
+	}
+	areq := e.apns.Requests(ios)
+	var cp map[string]any
+	if err := json.Unmarshal(areq[len(areq)-1].Body, &cp); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]any{"aps.alert.title": "T 7", "aps.alert.body": "M Ada", "aps.sound": "ping.caf",
+		"aps.mutable-content": 1.0, "CIO.push.image": "https://example.com/i.png", "CIO.push.link": "app://x/7", "k": "v 7"} {
+		if g := get(cp, strings.Split(path, ".")...); g != want {
+			t.Errorf("content fields: APNS payload %s = %v, want %v", path, g, want)
+		}
+	}
+
 	yes, lang := true, "fr"
 	before := e.apns.Total() + e.fcm.Total()
 	for _, tc := range []struct {
