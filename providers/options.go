@@ -3,11 +3,13 @@ package providers
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
 
+	"firebase.google.com/go/v4/messaging"
 	"github.com/sideshow/apns2"
 )
 
@@ -323,7 +325,69 @@ func (o Options) Validate(hasAlert bool) error {
 	if err := checkBlock("androidPayload", o.AndroidPayload, androidPayloadKeys, "data"); err != nil {
 		return err
 	}
-	return checkBlock("webpushPayload", o.WebpushPayload, webpushPayloadKeys, "data", "headers")
+	if err := checkBlock("webpushPayload", o.WebpushPayload, webpushPayloadKeys, "data", "headers"); err != nil {
+		return err
+	}
+	for name, v := range map[string]any{"androidPayload.android": &messaging.AndroidConfig{}, "androidPayload.notification": &messaging.Notification{}} {
+		if obj, ok := o.AndroidPayload[strings.TrimPrefix(name, "androidPayload.")].(map[string]any); ok {
+			if err := checkFields(name, v, obj); err != nil {
+				return err
+			}
+		}
+	}
+	if o.WebpushPayload != nil {
+		return checkFields("webpushPayload", &messaging.WebpushConfig{}, o.WebpushPayload)
+	}
+	return nil
+}
+
+// checkFields checks that obj reads into the firebase client's type v (a
+// value of the wrong type, an unparsable ttl) and that every key with a
+// value other than the zero one is a field of it (the client drops
+// unknown ones), naming the first problem.
+func checkFields(name string, v any, obj map[string]any) error {
+	b, err := json.Marshal(obj)
+	if err == nil {
+		err = json.Unmarshal(b, v)
+	}
+	if err != nil {
+		return optErr(name, "not FCM's form: %v", err)
+	}
+	back := map[string]any{}
+	if b, err = json.Marshal(v); err == nil {
+		err = json.Unmarshal(b, &back)
+	}
+	if err != nil {
+		return optErr(name, "not FCM's form: %v", err)
+	}
+	return missingKeys(name, obj, back)
+}
+
+// missingKeys names the first key of sent with a non-zero value that got
+// (the same object read by the client and written back) lacks, looking
+// into nested objects.
+func missingKeys(name string, sent, got map[string]any) error {
+	for _, k := range slices.Sorted(maps.Keys(sent)) {
+		v := sent[k]
+		switch x := v.(type) {
+		case nil, bool, string, float64:
+			if x == nil || x == false || x == "" || x == 0.0 {
+				continue
+			}
+		}
+		g, ok := got[k]
+		if !ok {
+			return optErr(name+"."+k, "is not a field of FCM's message here (the firebase client would drop it)")
+		}
+		if sm, ok := v.(map[string]any); ok {
+			if gm, ok := g.(map[string]any); ok {
+				if err := missingKeys(name+"."+k, sm, gm); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // checkBlock checks a raw FCM block: its keys are in allowed, each value

@@ -215,6 +215,14 @@ func TestOptionsValidate(t *testing.T) {
 		{"android data delivery id", Options{AndroidPayload: map[string]any{"data": map[string]any{"CIO-Delivery-ID": "x"}}}, true, "androidPayload.data.CIO-Delivery-ID"},
 		{"android notification not an object", Options{AndroidPayload: map[string]any{"notification": "x"}}, true, "androidPayload.notification"},
 		{"webpush unknown key", Options{WebpushPayload: map[string]any{"apns": map[string]any{}}}, true, "webpushPayload.apns"},
+		{"android field FCM lacks", Options{AndroidPayload: map[string]any{"android": map[string]any{"speed": "fast"}}}, true, "androidPayload.android.speed"},
+		{"android notification field FCM lacks", Options{AndroidPayload: map[string]any{"android": map[string]any{"notification": map[string]any{"blink": true}}}}, true, "androidPayload.android.notification.blink"},
+		{"android ttl not a duration", Options{AndroidPayload: map[string]any{"android": map[string]any{"ttl": "soon"}}}, true, "androidPayload.android"},
+		{"android priority a number", Options{AndroidPayload: map[string]any{"android": map[string]any{"priority": 10.0}}}, true, "androidPayload.android"},
+		{"notification field FCM lacks", Options{AndroidPayload: map[string]any{"notification": map[string]any{"subtitle": "x"}}}, true, "androidPayload.notification.subtitle"},
+		{"android fields FCM has", Options{AndroidPayload: map[string]any{"android": map[string]any{"ttl": "60s", "priority": "high", "direct_boot_ok": false,
+			"notification": map[string]any{"sticky": true, "channel_id": "c", "notification_priority": "PRIORITY_HIGH"}}}}, true, ""},
+		{"webpush field FCM lacks", Options{WebpushPayload: map[string]any{"fcm_options": map[string]any{"url": "https://x"}}}, true, "webpushPayload.fcm_options.url"},
 		{"webpush header number", Options{WebpushPayload: map[string]any{"headers": map[string]any{"TTL": 3600.0}}}, true, "webpushPayload.headers.TTL"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -267,7 +267,8 @@ func TestSendPushClientOptions(t *testing.T) {
 		{"custom_payload.web", customerio.SendPushRequest{CustomPayload: json.RawMessage(`{"web":{}}`)}},
 		{"custom_payload.ios.message.apns.headers", customerio.SendPushRequest{CustomPayload: json.RawMessage(`{"ios":{"message":{"apns":{"headers":{"apns-priority":"5"},"payload":{}}}}}`)}},
 		{"custom_payload.android.message", customerio.SendPushRequest{CustomPayload: json.RawMessage(`{"android":{"data":{"a":"b"}}}`)}},
-		{"custom_payload.android.data.n", customerio.SendPushRequest{CustomPayload: json.RawMessage(`{"android":{"message":{"data":{"n":1}}}}`)}},
+		{"custom_payload.android.message.data.n", customerio.SendPushRequest{CustomPayload: json.RawMessage(`{"android":{"message":{"data":{"n":1}}}}`)}},
+		{"custom_payload.android.message.android.speed", customerio.SendPushRequest{CustomPayload: json.RawMessage(`{"android":{"message":{"android":{"speed":"fast"}}}}`)}},
 	} {
 		t.Run(tc.field, func(t *testing.T) {
 			req := tc.req

@@ -202,7 +202,7 @@ func (h *trackHandler) fail(w http.ResponseWriter, r *http.Request, err error, f
 			field = f
 		} else {
 			for from, to := range map[string]string{"input.overrides.data.": "custom_data.",
-				"input.overrides.options.iosPayload.": "custom_payload.ios.", "input.overrides.options.androidPayload.": "custom_payload.android."} {
+				"input.overrides.options.iosPayload.": "custom_payload.ios.", "input.overrides.options.androidPayload.": "custom_payload.android.message."} {
 				if rest, ok := strings.CutPrefix(field, from); ok {
 					field = to + rest
 				}
@@ -737,7 +737,7 @@ func (h *trackHandler) sendPush(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err, map[string]string{"input.messageId": msgField, "input.personId": "identifiers.id", "input.token": "to",
 			"input.data": "message_data", "input.sendAt": "send_at", "input.draft": "queue_draft", "input.overrides.title": "title", "input.overrides.body": "message", "input.overrides.link": "link",
 			"input.overrides.image": "image_url", "input.overrides.sound": "sound", "input.overrides.data": "custom_data",
-			"input.overrides.options.iosPayload": "custom_payload.ios", "input.overrides.options.androidPayload": "custom_payload.android",
+			"input.overrides.options.iosPayload": "custom_payload.ios", "input.overrides.options.androidPayload": "custom_payload.android.message",
 			"input.overrides": "body"})
 		return
 	}
