@@ -9,6 +9,7 @@ import (
 	"time"
 
 	customerio "github.com/customerio/go-customerio/v3"
+	"github.com/hibiken/asynq"
 
 	"github.com/heraldpush/herald/providers/sim"
 )
@@ -41,6 +42,14 @@ func TestScheduledSend(t *testing.T) {
 	id := scheduleSend(t, c, msg, at)
 	if d := c.delivery(id); d.Status != "SCHEDULED" {
 		t.Fatalf("delivery(id).status = %s before its time, want SCHEDULED", d.Status)
+	}
+	// It waits in Asynq's scheduled set, due at the start of its second.
+	ti, err := e.inspc.GetTaskInfo("deliver", "deliver:"+id+":0")
+	if err != nil {
+		t.Fatalf("deliver task: %v", err)
+	}
+	if ti.State != asynq.TaskStateScheduled || !ti.NextProcessAt.Equal(at.Truncate(time.Second)) {
+		t.Fatalf("deliver task %s for %s; want scheduled for %s", ti.State, ti.NextProcessAt, at.Truncate(time.Second))
 	}
 	e.restartWorker() // the task waits in Redis, not in the worker
 	for time.Now().Before(at.Add(-100 * time.Millisecond)) {
