@@ -26,6 +26,7 @@ healthy() { curl -fsS --max-time 2 "$url/healthz" >/dev/null 2>&1; }
 bash scripts/services.sh || die "services did not start (see above); fix that and run scripts/dev.sh again"
 
 mkdir -p "$state_dir" bin
+bash scripts/web.sh || die "the dashboard did not build (see above); fix that and run scripts/dev.sh again"
 log "go build -o bin/herald ./cmd/herald"
 go build -o bin/herald ./cmd/herald || die "build failed: fix the errors above and run scripts/dev.sh again"
 

@@ -35,6 +35,15 @@ clickhouse_tested() {
 start=$SECONDS
 bash scripts/services.sh || fail "services did not start (see above); fix that and run scripts/test.sh again"
 log "testing against ClickHouse $(clickhouse_tested)"
+bash scripts/web.sh || fail "the dashboard did not build (see above)"
+if ! command -v chromium >/dev/null; then
+	# The browser tests drive Debian's Chromium (server/web_e2e_test.go).
+	log "apt-get install chromium (for the browser tests)"
+	if [[ $(id -u) -eq 0 ]]; then apt_get=(apt-get); else apt_get=(sudo apt-get); fi
+	DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install -y -q chromium >/dev/null ||
+		{ "${apt_get[@]}" update -q >/dev/null && DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install -y -q chromium >/dev/null; } ||
+		fail "cannot install chromium: run apt-get install chromium and scripts/test.sh again"
+fi
 
 if [[ -f gqlgen.yml ]]; then
 	log "go tool gqlgen generate (must be a no-op)"

@@ -1,5 +1,6 @@
 // Package server is Herald's HTTP layer: GraphQL at /graphql (with the
-// workspace's API key as a Bearer token), GraphiQL at /, the SDK metric
+// workspace's API key as a Bearer token), the dashboard at / (package web),
+// GraphiQL at /graphiql in dev, the SDK metric
 // endpoints of Customer.io's REST API, and /healthz.
 package server
 
@@ -26,6 +27,7 @@ import (
 	"github.com/heraldpush/herald/graph"
 	"github.com/heraldpush/herald/graph/generated"
 	"github.com/heraldpush/herald/internal/ratelimit"
+	"github.com/heraldpush/herald/web"
 )
 
 // Options configure the HTTP handler.
@@ -119,8 +121,13 @@ func New(o Options) http.Handler {
 	registerTrack(mux, o, auth)
 	registerCDP(mux, o, auth)
 	if o.Dev {
-		mux.Handle("/{$}", playground.Handler("Herald", "/graphql"))
+		mux.Handle("GET /graphiql", playground.Handler("Herald", "/graphql"))
 	}
+	app := web.Handler()
+	for _, route := range web.Routes {
+		mux.Handle("GET "+route, app)
+	}
+	mux.Handle("GET /assets/", app)
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		if o.Stats == nil {
 			writeError(w, http.StatusNotFound, "no metrics")

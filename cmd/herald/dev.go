@@ -131,7 +131,7 @@ func dev(ctx context.Context, cfg app.Config, d *devFlags, logger *slog.Logger) 
 					return
 				}
 			}
-			fmt.Printf("\nHerald is running at %s (GraphiQL at %s/)\nAPI key: %s\n(written to %s)\n\n", url, url, key, envFile)
+			fmt.Printf("\nHerald is running at %s (dashboard at %s/, GraphiQL at %s/graphiql)\nAPI key: %s\n(written to %s)\n\n", url, url, url, key, envFile)
 		}()
 	})
 }
