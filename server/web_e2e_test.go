@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/heraldpush/herald/providers/sim"
 	"github.com/heraldpush/herald/web"
 )
 
@@ -102,4 +104,91 @@ func storedKey(t *testing.T, ctx context.Context) string {
 		t.Fatalf("read sessionStorage: %v", err)
 	}
 	return s
+}
+
+// TestWebOverview: a hand-built campaign (one push sent and delivered, one
+// bounced, one to an unsubscribed person) shows on its overview page the
+// same funnel, rates, device totals and failures as GraphQL's overview,
+// and the by-hour table has GraphQL's buckets.
+func TestWebOverview(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c := e.withCredentials(e.workspace("web-overview"))
+	ok, bad := sim.Token("0ea1", 1), sim.Token("badd", 3)
+	c.person("p1", vars{"first_name": "Ada"}, false)
+	c.device("p1", "IOS", ok, time.Now().Add(-time.Minute))
+	c.person("p2", vars{"first_name": "Bo"}, false)
+	c.device("p2", "ANDROID", bad, time.Now().Add(-time.Minute))
+	c.person("p3", vars{"first_name": "Cy"}, true)
+	msg := c.message("Hi {{ customer.first_name }}", "Sale")
+	camp := get(c.mustDo(`query($id: ID!) { pushMessage(id: $id) { campaign { id } } }`, vars{"id": msg}), "pushMessage", "campaign", "id").(string)
+	var sent string
+	for _, p := range []string{"p1", "p2", "p3"} {
+		id := c.send(msg, p, "ALL_DEVICES", "")
+		if d := c.waitFinal(id); p == "p1" {
+			sent = d.ID
+		}
+	}
+	c.mustDo(`mutation($in: ReportPushMetricInput!) { reportPushMetric(input: $in) }`, vars{"in": vars{"deliveryId": sent, "metric": "DELIVERED", "deviceToken": ok}})
+	// The overview reads ClickHouse, which the report reaches a moment after
+	// the delivery's status shows it: wait for it there.
+	const overview = `query($id: ID!) { campaign(id: $id) { overview(granularity: HOUR) { created sends recipients delivered opened converted
+		deliveryRate openRate conversionRate bounceRate devices { targeted sent bounced delivered } failuresByReason { reason count } series { start } } } }`
+	var o map[string]any
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(25 * time.Millisecond) {
+		if o = get(c.mustDo(overview, vars{"id": camp}), "campaign", "overview").(map[string]any); o["delivered"] == 1.0 {
+			break
+		}
+	}
+	if o["delivered"] != 1.0 || o["created"] != 3.0 {
+		t.Fatalf("the hand-built campaign's GraphQL overview: %v", o)
+	}
+
+	ctx := browser(t)
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(e.http.URL+"/"),
+		chromedp.WaitVisible(`#key`),
+		chromedp.SendKeys(`#key`, c.key),
+		chromedp.Click(`button[type=submit]`),
+		chromedp.WaitVisible(`table.campaigns td.name a`),
+		chromedp.Click(`table.campaigns td.name a`),
+		chromedp.WaitVisible(`.funnel`),
+	); err != nil {
+		t.Fatalf("open the overview: %v", err)
+	}
+	for _, k := range []string{"created", "sends", "recipients", "delivered", "opened", "converted"} {
+		if got, want := text(t, ctx, `[data-figure=`+k+`] .value`), fmt.Sprint(o[k]); got != want {
+			t.Errorf("page %s = %q, GraphQL %s", k, got, want)
+		}
+	}
+	for k, rate := range map[string]string{"sends": "bounceRate", "delivered": "deliveryRate", "opened": "openRate", "converted": "conversionRate"} {
+		want := fmt.Sprintf("%.1f %%", o[rate].(float64)*100)
+		if got := text(t, ctx, `[data-rate=`+k+`]`); !strings.HasPrefix(got, want) {
+			t.Errorf("page %s = %q, want GraphQL's %s", rate, got, want)
+		}
+	}
+	devs := o["devices"].(map[string]any)
+	for _, k := range []string{"targeted", "sent", "bounced", "delivered"} {
+		if got, want := text(t, ctx, `[data-device=`+k+`]`), fmt.Sprint(devs[k]); got != want {
+			t.Errorf("page devices.%s = %q, GraphQL %s", k, got, want)
+		}
+	}
+	for _, f := range o["failuresByReason"].([]any) {
+		f := f.(map[string]any)
+		if got, want := text(t, ctx, fmt.Sprintf(`[data-failure=%q]`, f["reason"])), fmt.Sprint(f["count"]); got != want {
+			t.Errorf("page failures %q = %q, GraphQL %s", f["reason"], got, want)
+		}
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(`a[href$="granularity=HOUR"]`), chromedp.WaitVisible(`table.series`)); err != nil {
+		t.Fatalf("by hour: %v", err)
+	}
+	rows, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('table.series tbody tr').length`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := len(o["series"].([]any)); rows != want {
+		t.Errorf("the by-hour table has %d rows, GraphQL %d buckets", rows, want)
+	}
+	if u, _ := chromedp.Run(ctx, chromedp.Location()); !strings.HasSuffix(u, "/campaigns/"+camp+"?granularity=HOUR") {
+		t.Errorf("the URL is %s, want the campaign and granularity in it", u)
+	}
 }

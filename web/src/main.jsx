@@ -70,7 +70,7 @@ function Campaigns() {
         <tbody>
           {rows.map(({ node: c }) => (
             <tr key={c.id} data-campaign={c.id}>
-              <td class="name">{c.name}</td>
+              <td class="name"><a href={`/campaigns/${c.id}`} onClick={navigate}>{c.name}</a></td>
               <td>{count(c.overview.sends)}</td>
               <td>{count(c.overview.delivered)}</td>
               <td>{percent(c.overview.deliveryRate)}</td>
@@ -86,6 +86,105 @@ function Campaigns() {
   )
 }
 
+// navigate follows an in-app link without reloading the page.
+function navigate(e) {
+  if (e.metaKey || e.ctrlKey || e.shiftKey || e.button !== 0) return
+  e.preventDefault()
+  history.pushState(null, '', e.currentTarget.getAttribute('href'))
+  dispatchEvent(new PopStateEvent('popstate'))
+}
+
+// usePath is the page's path and query, kept in step with history.
+function usePath() {
+  const [loc, setLoc] = useState(location.pathname + location.search)
+  useEffect(() => {
+    const on = () => setLoc(location.pathname + location.search)
+    addEventListener('popstate', on)
+    return () => removeEventListener('popstate', on)
+  }, [])
+  return loc
+}
+
+const overviewQuery = `query($id: ID!, $g: Granularity) { campaign(id: $id) { id name overview(granularity: $g) {
+  from to created attempted sends sent bounced suppressed failed recipients delivered opened converted
+  deliveryRate openRate conversionRate bounceRate sdkRecipients sdkCoverage
+  failuresByReason { reason count }
+  devices { targeted sent bounced failed suppressed pending delivered opened }
+  series { start created sent delivered opened converted } } } }`
+
+// Figure is one labelled number; data-figure names it for tests and people.
+const Figure = ({ name, label, value, rate, rateLabel }) => (
+  <div class="figure" data-figure={name}>
+    <span class="label">{label}</span>
+    <span class="value">{count(value)}</span>
+    {rate !== undefined && <span class="rate" data-rate={name}>{percent(rate)} {rateLabel}</span>}
+  </div>
+)
+
+function Overview({ id, granularity }) {
+  const [c, setC] = useState(null)
+  const [error, setError] = useState('')
+  useEffect(() => {
+    setC(null)
+    gql(overviewQuery, { id, g: granularity })
+      .then((d) => (d.campaign ? setC(d.campaign) : setError('No campaign with this id in your workspace.')))
+      .catch((err) => setError(err.message))
+  }, [id, granularity])
+  if (error) return <p class="error" role="alert">{error}</p>
+  if (!c) return <p class="loading">Loading the overview…</p>
+  const o = c.overview
+  return (
+    <section class="overview">
+      <p><a href="/" onClick={navigate}>← Campaigns</a></p>
+      <h2>{c.name}</h2>
+      <div class="funnel">
+        <Figure name="created" label="Created" value={o.created} />
+        <Figure name="sends" label="Sends" value={o.sends} rate={o.bounceRate} rateLabel="bounced" />
+        <Figure name="recipients" label="Recipients" value={o.recipients} />
+        <Figure name="delivered" label="Delivered" value={o.delivered} rate={o.deliveryRate} rateLabel="of recipients" />
+        <Figure name="opened" label="Opened" value={o.opened} rate={o.openRate} rateLabel="of delivered" />
+        <Figure name="converted" label="Converted" value={o.converted} rate={o.conversionRate} rateLabel="of recipients" />
+      </div>
+      <p class="states">In flight {count(o.attempted)} · sent {count(o.sent)} · bounced {count(o.bounced)} · suppressed {count(o.suppressed)} · failed {count(o.failed)}</p>
+      <h3>SDK coverage</h3>
+      <p data-figure="sdkCoverage">{percent(o.sdkCoverage)} of recipients ({count(o.sdkRecipients)}) have a device whose app reports deliveries.</p>
+      {o.recipients > 0 && o.sdkCoverage < 0.5 && (
+        <p class="hint">Low coverage: a push sent to a device whose app does not report (no Customer.io SDK, an old SDK, or iOS without the notification service extension) stays SENT and never counts as delivered, so the delivery rate understates what arrived.</p>
+      )}
+      <h3>Devices</h3>
+      <table class="devices">
+        <thead><tr><th>Targeted</th><th>Sent</th><th>Bounced</th><th>Failed</th><th>Suppressed</th><th>Pending</th><th>Delivered</th><th>Opened</th></tr></thead>
+        <tbody><tr>{['targeted', 'sent', 'bounced', 'failed', 'suppressed', 'pending', 'delivered', 'opened'].map((k) => <td data-device={k}>{count(o.devices[k])}</td>)}</tr></tbody>
+      </table>
+      <h3>Failures by reason</h3>
+      {o.failuresByReason.length === 0 ? <p class="empty">No failures.</p> : (
+        <table class="failures"><tbody>{o.failuresByReason.map((f) => <tr><td>{f.reason}</td><td data-failure={f.reason}>{count(f.count)}</td></tr>)}</tbody></table>
+      )}
+      <h3>Over time</h3>
+      <p>
+        <a href={`/campaigns/${id}?granularity=HOUR`} onClick={navigate} aria-current={granularity === 'HOUR'}>By hour</a>{' · '}
+        <a href={`/campaigns/${id}?granularity=DAY`} onClick={navigate} aria-current={granularity !== 'HOUR'}>By day</a>
+      </p>
+      {o.series.length === 0 ? <p class="empty">Nothing sent yet.</p> : (
+        <table class="series">
+          <thead><tr><th>From</th><th>Created</th><th>Sent</th><th>Delivered</th><th>Opened</th><th>Converted</th></tr></thead>
+          <tbody>{o.series.map((b) => (
+            <tr data-bucket={b.start}><td>{new Date(b.start).toLocaleString()}</td><td>{count(b.created)}</td><td>{count(b.sent)}</td><td>{count(b.delivered)}</td><td>{count(b.opened)}</td><td>{count(b.converted)}</td></tr>
+          ))}</tbody>
+        </table>
+      )}
+    </section>
+  )
+}
+
+function Page() {
+  const loc = usePath()
+  const url = new URL(loc, location.origin)
+  const m = url.pathname.match(/^\/campaigns\/([^/]+)$/)
+  if (m) return <Overview id={decodeURIComponent(m[1])} granularity={url.searchParams.get('granularity') === 'HOUR' ? 'HOUR' : 'DAY'} />
+  return <Campaigns />
+}
+
 function App() {
   const [signedIn, setSignedIn] = useState(Boolean(apiKey()))
   if (!signedIn) return <SignIn onSignedIn={() => setSignedIn(true)} />
@@ -96,7 +195,7 @@ function App() {
         <button class="signout" onClick={() => { setApiKey(''); setSignedIn(false) }}>Sign out</button>
       </header>
       <main>
-        <Campaigns />
+        <Page />
       </main>
     </div>
   )
