@@ -103,8 +103,11 @@ func TestCancelScheduledSend(t *testing.T) {
 			t.Errorf("sendAt %s: %q on %q (%+v), want BAD_USER_INPUT on input.sendAt", name, r.code(), f, r.Errors)
 		}
 	}
-	if r := c.do(`query { deliveryLogs(filter: {status: [SCHEDULED]}) { edges { node { id } } } }`, nil); r.code() != "BAD_USER_INPUT" {
-		t.Errorf("logs filtered by SCHEDULED: %q %+v, want BAD_USER_INPUT", r.code(), r.Errors)
+	for _, status := range []string{"SCHEDULED", "DRAFT"} {
+		r := c.do(`query($s: [DeliveryStatus!]) { deliveries(filter: {status: $s}) { edges { node { id } } } }`, vars{"s": []string{status}})
+		if f, _ := firstField(r); r.code() != "BAD_USER_INPUT" || f != "filter.status" {
+			t.Errorf("logs filtered by %s: %q on %q (%+v), want BAD_USER_INPUT on filter.status", status, r.code(), f, r.Errors)
+		}
 	}
 }
 
