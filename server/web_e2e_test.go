@@ -192,3 +192,80 @@ func TestWebOverview(t *testing.T) {
 		t.Errorf("the URL is %s, want the campaign and granularity in it", u)
 	}
 }
+
+// TestWebDeliveryLogs: the delivery logs list a workspace's deliveries
+// newest first with their status badges; ticking FAILED filters the list
+// and puts the filter in the URL (a link to it opens the same list); Retry
+// on the FAILED row starts its next round, which the row shows and which
+// then sends.
+func TestWebDeliveryLogs(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c := e.withCredentials(e.workspace("web-logs"))
+	c.person("p1", vars{"first_name": "Ada"}, false)
+	c.device("p1", "IOS", sim.Token("0eb1", 1), time.Now().Add(-time.Minute))
+	c.person("p2", vars{"first_name": "Bo"}, true)
+	c.device("p2", "IOS", sim.Token("0eb2", 1), time.Now().Add(-time.Minute))
+	msg := c.message("Hi", "Logs")
+	sent := c.send(msg, "p1", "ALL_DEVICES", "")
+	failed := c.send(msg, "p2", "ALL_DEVICES", "")
+	c.waitFinal(sent)
+	if d := c.waitFinal(failed); d.Status != "FAILED" {
+		t.Fatalf("p2's delivery: %s, want FAILED (unsubscribed)", d.Status)
+	}
+	ctx := browser(t)
+	rows := func() []string {
+		t.Helper()
+		ids, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('table.deliveries tbody tr')].map(r => r.dataset.delivery + ' ' + r.querySelector('[data-status]').textContent)`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(e.http.URL+"/"),
+		chromedp.WaitVisible(`#key`),
+		chromedp.SendKeys(`#key`, c.key),
+		chromedp.Click(`button[type=submit]`),
+		chromedp.WaitVisible(`nav a[href="/deliveries"]`),
+		chromedp.Click(`nav a[href="/deliveries"]`),
+		chromedp.WaitVisible(`table.deliveries`),
+	); err != nil {
+		t.Fatalf("open the delivery logs: %v", err)
+	}
+	if got, want := rows(), []string{failed + " FAILED", sent + " SENT"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("logs = %v, want newest first %v", got, want)
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.Click(`input[name=status][value=FAILED]`),
+		chromedp.Click(`.filters button[type=submit]`),
+		chromedp.WaitNotPresent(`tr[data-delivery="`+sent+`"]`),
+		chromedp.WaitVisible(`tr[data-delivery="`+failed+`"]`),
+	); err != nil {
+		t.Fatalf("filter by FAILED: %v", err)
+	}
+	if got := rows(); len(got) != 1 || got[0] != failed+" FAILED" {
+		t.Errorf("FAILED logs = %v, want only %s", got, failed)
+	}
+	u, err := chromedp.Run(ctx, chromedp.Location())
+	if err != nil || !strings.HasSuffix(u, "/deliveries?status=FAILED") {
+		t.Errorf("the URL is %s (%v), want the filter in it", u, err)
+	}
+	// The link opens the same list in a fresh page.
+	if err := chromedp.Do(ctx, chromedp.Navigate(u), chromedp.WaitVisible(`tr[data-delivery="`+failed+`"]`)); err != nil {
+		t.Fatalf("open the filtered link: %v", err)
+	}
+	if got := rows(); len(got) != 1 {
+		t.Errorf("the filtered link lists %v, want one row", got)
+	}
+
+	c.person("p2", vars{"first_name": "Bo"}, false) // subscribed again, so the retry sends
+	if err := chromedp.Do(ctx,
+		chromedp.Click(`tr[data-delivery="`+failed+`"] button.retry`),
+		chromedp.WaitVisible(`tr[data-delivery="`+failed+`"] [data-round="1"]`),
+	); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	if d := c.waitFinal(failed); d.Status != "SENT" {
+		t.Errorf("after Retry: %s, want SENT in round 1", d.Status)
+	}
+}

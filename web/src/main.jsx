@@ -177,11 +177,118 @@ function Overview({ id, granularity }) {
   )
 }
 
+const logsQuery = `query($f: DeliveryFilter, $after: String) { deliveries(filter: $f, first: 50, after: $after) {
+  edges { node { id status failureReason personId devicesTargeted devicesAttempted createdAt converted
+    message { id name } campaign { id name } } }
+  pageInfo { hasNextPage endCursor } } }`
+
+const STATUSES = ['ATTEMPTED', 'SENT', 'DELIVERED', 'OPENED', 'CONVERTED', 'FAILED', 'BOUNCED', 'SUPPRESSED']
+
+// filterOf reads the logs' filter from the URL's query.
+function filterOf(params) {
+  const f = {}
+  for (const [k, name] of [['campaign', 'campaignId'], ['message', 'messageId'], ['person', 'personId'], ['from', 'from'], ['to', 'to']]) {
+    if (params.get(k)) f[name] = params.get(k)
+  }
+  const st = (params.get('status') || '').split(',').filter((x) => STATUSES.includes(x))
+  if (st.length) f.status = st
+  return f
+}
+
+function Logs({ params }) {
+  const filter = filterOf(params)
+  const key = JSON.stringify(filter)
+  const [rows, setRows] = useState(null)
+  const [page, setPage] = useState({})
+  const [error, setError] = useState('')
+  const [retried, setRetried] = useState({})
+  async function load(after) {
+    try {
+      const d = await gql(logsQuery, { f: filter, after })
+      setRows((r) => (after ? [...(r || []), ...d.deliveries.edges] : d.deliveries.edges))
+      setPage(d.deliveries.pageInfo)
+    } catch (err) {
+      setError(err.message)
+    }
+  }
+  useEffect(() => {
+    setRows(null)
+    setError('')
+    load(null)
+  }, [key])
+  function apply(e) {
+    e.preventDefault()
+    const form = new FormData(e.currentTarget)
+    const q = new URLSearchParams()
+    for (const k of ['campaign', 'message', 'person', 'from', 'to']) if (form.get(k)) q.set(k, form.get(k))
+    const st = form.getAll('status')
+    if (st.length) q.set('status', st.join(','))
+    history.pushState(null, '', `/deliveries${q.toString() ? '?' + q : ''}`)
+    dispatchEvent(new PopStateEvent('popstate'))
+  }
+  async function retry(id) {
+    try {
+      const d = await gql('mutation($id: ID!) { retryDelivery(id: $id) { id status round } }', { id })
+      setRetried((r) => ({ ...r, [id]: d.retryDelivery }))
+    } catch (err) {
+      setRetried((r) => ({ ...r, [id]: { error: err.message } }))
+    }
+  }
+  return (
+    <section class="logs">
+      <h2>Delivery logs</h2>
+      <form class="filters" key={key} onSubmit={apply}>
+        <label>Campaign <input name="campaign" defaultValue={params.get('campaign') || ''} /></label>
+        <label>Message <input name="message" defaultValue={params.get('message') || ''} /></label>
+        <label>Person <input name="person" defaultValue={params.get('person') || ''} /></label>
+        <fieldset>
+          <legend>Status</legend>
+          {STATUSES.map((st) => (
+            <label class="check"><input type="checkbox" name="status" value={st} defaultChecked={(filter.status || []).includes(st)} /> {st.toLowerCase()}</label>
+          ))}
+        </fieldset>
+        <button type="submit">Filter</button>
+      </form>
+      {error && <p class="error" role="alert">{error}</p>}
+      {!rows && !error && <p class="loading">Loading deliveries…</p>}
+      {rows && rows.length === 0 && <p class="empty">No deliveries match.</p>}
+      {rows && rows.length > 0 && (
+        <table class="deliveries">
+          <thead><tr><th>Message</th><th>Person</th><th>Devices</th><th>Attempted at</th><th>Status</th><th>Converted</th><th></th></tr></thead>
+          <tbody>
+            {rows.map(({ node: d }) => {
+              const r = retried[d.id]
+              return (
+                <tr key={d.id} data-delivery={d.id}>
+                  <td>{d.message ? <a href={`/deliveries?message=${d.message.id}`} onClick={navigate}>{d.message.name}</a> : '—'}</td>
+                  <td>{d.personId}</td>
+                  <td>{d.devicesAttempted} of {d.devicesTargeted}</td>
+                  <td>{new Date(d.createdAt).toLocaleString()}</td>
+                  <td><span class={`badge ${(r && !r.error ? r.status : d.status).toLowerCase()}`} data-status>{r && !r.error ? r.status : d.status}</span>
+                    {d.failureReason && !r && <small class="reason"> {d.failureReason}</small>}</td>
+                  <td>{d.converted ? 'yes' : 'no'}</td>
+                  <td>
+                    {d.status === 'FAILED' && !r && <button class="retry" onClick={() => retry(d.id)}>Retry</button>}
+                    {r && !r.error && <span class="round" data-round={r.round}>round {r.round + 1} started</span>}
+                    {r && r.error && <span class="error">{r.error}</span>}
+                  </td>
+                </tr>
+              )
+            })}
+          </tbody>
+        </table>
+      )}
+      {page.hasNextPage && <button onClick={() => load(page.endCursor)}>Older deliveries</button>}
+    </section>
+  )
+}
+
 function Page() {
   const loc = usePath()
   const url = new URL(loc, location.origin)
   const m = url.pathname.match(/^\/campaigns\/([^/]+)$/)
   if (m) return <Overview id={decodeURIComponent(m[1])} granularity={url.searchParams.get('granularity') === 'HOUR' ? 'HOUR' : 'DAY'} />
+  if (url.pathname.replace(/\/$/, '') === '/deliveries') return <Logs params={url.searchParams} />
   return <Campaigns />
 }
 
@@ -191,7 +298,7 @@ function App() {
   return (
     <div class="app">
       <header>
-        <strong>Herald</strong>
+        <nav><strong>Herald</strong> <a href="/" onClick={navigate}>Campaigns</a> <a href="/deliveries" onClick={navigate}>Delivery logs</a></nav>
         <button class="signout" onClick={() => { setApiKey(''); setSignedIn(false) }}>Sign out</button>
       </header>
       <main>
