@@ -86,6 +86,15 @@ func TestWebSignIn(t *testing.T) {
 	}
 }
 
+// signIn opens url and signs in with key.
+func signIn(t *testing.T, ctx context.Context, url, key string) {
+	t.Helper()
+	if err := chromedp.Do(ctx, chromedp.Navigate(url), chromedp.WaitVisible(`#key`), chromedp.SendKeys(`#key`, key),
+		chromedp.Click(`button[type=submit]`)); err != nil {
+		t.Fatalf("sign in at %s: %v", url, err)
+	}
+}
+
 // text is the text of the first element sel matches.
 func text(t *testing.T, ctx context.Context, sel string) string {
 	t.Helper()
@@ -144,11 +153,8 @@ func TestWebOverview(t *testing.T) {
 	}
 
 	ctx := browser(t)
+	signIn(t, ctx, e.http.URL+"/", c.key)
 	if err := chromedp.Do(ctx,
-		chromedp.Navigate(e.http.URL+"/"),
-		chromedp.WaitVisible(`#key`),
-		chromedp.SendKeys(`#key`, c.key),
-		chromedp.Click(`button[type=submit]`),
 		chromedp.WaitVisible(`table.campaigns td.name a`),
 		chromedp.Click(`table.campaigns td.name a`),
 		chromedp.WaitVisible(`.funnel`),
@@ -181,11 +187,16 @@ func TestWebOverview(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Click(`a[href$="granularity=HOUR"]`), chromedp.WaitVisible(`table.series`)); err != nil {
 		t.Fatalf("by hour: %v", err)
 	}
-	rows, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('table.series tbody tr').length`))
-	if err != nil {
-		t.Fatal(err)
+	// The page refetches by hour: wait for its table to settle on the answer.
+	want, rows := len(o["series"].([]any)), -1
+	for deadline := time.Now().Add(5 * time.Second); rows != want && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelector('.loading') ? -1 : document.querySelectorAll('table.series tbody tr').length`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows = n
 	}
-	if want := len(o["series"].([]any)); rows != want {
+	if rows != want {
 		t.Errorf("the by-hour table has %d rows, GraphQL %d buckets", rows, want)
 	}
 	if u, _ := chromedp.Run(ctx, chromedp.Location()); !strings.HasSuffix(u, "/campaigns/"+camp+"?granularity=HOUR") {
@@ -221,11 +232,8 @@ func TestWebDeliveryLogs(t *testing.T) {
 		}
 		return ids
 	}
+	signIn(t, ctx, e.http.URL+"/", c.key)
 	if err := chromedp.Do(ctx,
-		chromedp.Navigate(e.http.URL+"/"),
-		chromedp.WaitVisible(`#key`),
-		chromedp.SendKeys(`#key`, c.key),
-		chromedp.Click(`button[type=submit]`),
 		chromedp.WaitVisible(`nav a[href="/deliveries"]`),
 		chromedp.Click(`nav a[href="/deliveries"]`),
 		chromedp.WaitVisible(`table.deliveries`),
@@ -267,5 +275,60 @@ func TestWebDeliveryLogs(t *testing.T) {
 	}
 	if d := c.waitFinal(failed); d.Status != "SENT" {
 		t.Errorf("after Retry: %s, want SENT in round 1", d.Status)
+	}
+}
+
+// TestWebDeliveryDetail: a delivery's page (from its row in the logs)
+// shows its status, each device with its token masked, platform, status
+// and attempts, its rounds, and the push as rendered for the person; no
+// full token is anywhere on the page.
+func TestWebDeliveryDetail(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c := e.withCredentials(e.workspace("web-detail"))
+	ok, bad := sim.Token("0ec1", 1), sim.Token("badd", 4)
+	c.person("p1", vars{"first_name": "Ada"}, false)
+	c.device("p1", "IOS", ok, time.Now().Add(-time.Minute))
+	c.device("p1", "ANDROID", bad, time.Now().Add(-2*time.Minute))
+	msg := c.message("Hi {{ customer.first_name }}", "Detail")
+	id := c.send(msg, "p1", "ALL_DEVICES", "")
+	if d := c.waitFinal(id); d.Status != "SENT" {
+		t.Fatalf("delivery: %s", d.Status)
+	}
+	ctx := browser(t)
+	signIn(t, ctx, e.http.URL+"/deliveries", c.key)
+	if err := chromedp.Do(ctx,
+		chromedp.WaitVisible(`tr[data-delivery="`+id+`"] a.person`),
+		chromedp.Click(`tr[data-delivery="`+id+`"] a.person`),
+		chromedp.WaitVisible(`.detail [data-push=title]`),
+	); err != nil {
+		t.Fatalf("open the delivery: %v", err)
+	}
+	if got := text(t, ctx, `.detail [data-status]`); got != "SENT" {
+		t.Errorf("status badge %q, want SENT", got)
+	}
+	if got := text(t, ctx, `.detail [data-push=title]`); got != "Hi Ada" {
+		t.Errorf("rendered title %q, want %q", got, "Hi Ada")
+	}
+	devs, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('.detail table.devices tbody tr')].map(r => [...r.cells].slice(0, 4).map(c => c.textContent).join(' '))`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{ok[:6] + "…" + ok[len(ok)-4:] + " IOS SENT 1": true, bad[:6] + "…" + bad[len(bad)-4:] + " ANDROID BOUNCED 1": true}
+	if len(devs) != 2 || !want[devs[0]] || !want[devs[1]] {
+		t.Errorf("device rows %q, want %v", devs, want)
+	}
+	rounds, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('.detail ol.rounds li').length`))
+	if err != nil || rounds != 1 {
+		t.Errorf("rounds listed %d (%v), want 1", rounds, err)
+	}
+	html, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.documentElement.outerHTML`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(html, ok) || strings.Contains(html, bad) {
+		t.Error("the page shows a full device token")
+	}
+	if u, _ := chromedp.Run(ctx, chromedp.Location()); !strings.HasSuffix(u, "/deliveries/"+id) {
+		t.Errorf("the URL is %s, want the delivery's", u)
 	}
 }

@@ -261,7 +261,7 @@ function Logs({ params }) {
               return (
                 <tr key={d.id} data-delivery={d.id}>
                   <td>{d.message ? <a href={`/deliveries?message=${d.message.id}`} onClick={navigate}>{d.message.name}</a> : '—'}</td>
-                  <td>{d.personId}</td>
+                  <td><a href={`/deliveries/${d.id}`} onClick={navigate} class="person">{d.personId}</a></td>
                   <td>{d.devicesAttempted} of {d.devicesTargeted}</td>
                   <td>{new Date(d.createdAt).toLocaleString()}</td>
                   <td><span class={`badge ${(r && !r.error ? r.status : d.status).toLowerCase()}`} data-status>{r && !r.error ? r.status : d.status}</span>
@@ -283,11 +283,65 @@ function Logs({ params }) {
   )
 }
 
+const deliveryQuery = `query($id: ID!) { delivery(id: $id) { id status failureReason personId createdAt sendAt sentAt deliveredAt openedAt convertedAt round
+  message { id name } campaign { id name }
+  devices { token platform status attempts lastError deliveredAt openedAt }
+  history { round status failureReason devicesTargeted devicesAttempted }
+  push { title body link image sound badge data options { silent priority ttlSeconds collapseKey pushType subtitle channelId } } } }`
+
+// mask shows a device token's first and last characters only.
+const mask = (t) => (t.length <= 12 ? '•'.repeat(t.length) : `${t.slice(0, 6)}…${t.slice(-4)}`)
+const when = (t) => (t ? new Date(t).toLocaleString() : '—')
+
+function Detail({ id }) {
+  const [d, setD] = useState(null)
+  const [error, setError] = useState('')
+  useEffect(() => {
+    setD(null)
+    gql(deliveryQuery, { id })
+      .then((r) => (r.delivery ? setD(r.delivery) : setError('No delivery with this id in your workspace.')))
+      .catch((err) => setError(err.message))
+  }, [id])
+  if (error) return <p class="error" role="alert">{error}</p>
+  if (!d) return <p class="loading">Loading the delivery…</p>
+  return (
+    <section class="detail">
+      <p><a href="/deliveries" onClick={navigate}>← Delivery logs</a></p>
+      <h2>{d.message ? d.message.name : 'Delivery'} to {d.personId}</h2>
+      <p><span class={`badge ${d.status.toLowerCase()}`} data-status>{d.status}</span> {d.failureReason && <span class="reason">{d.failureReason}</span>}</p>
+      <p class="states">Created {when(d.createdAt)}{d.sendAt && ` · scheduled for ${when(d.sendAt)}`} · sent {when(d.sentAt)} · delivered {when(d.deliveredAt)} · opened {when(d.openedAt)} · converted {when(d.convertedAt)}</p>
+      <h3>Devices (round {d.round + 1})</h3>
+      <table class="devices">
+        <thead><tr><th>Token</th><th>Platform</th><th>Status</th><th>Attempts</th><th>Last error</th><th>Delivered</th><th>Opened</th></tr></thead>
+        <tbody>{d.devices.map((v) => (
+          <tr data-token={mask(v.token)}><td class="token">{mask(v.token)}</td><td>{v.platform}</td><td><span class={`badge ${v.status.toLowerCase()}`}>{v.status}</span></td>
+            <td>{v.attempts}</td><td>{v.lastError || '—'}</td><td>{when(v.deliveredAt)}</td><td>{when(v.openedAt)}</td></tr>
+        ))}</tbody>
+      </table>
+      <h3>Rounds</h3>
+      <ol class="rounds">{d.history.map((r) => (
+        <li data-round={r.round}>round {r.round + 1}: <span class={`badge ${r.status.toLowerCase()}`}>{r.status}</span> {r.failureReason || ''} · {r.devicesAttempted} of {r.devicesTargeted} devices</li>
+      ))}</ol>
+      <h3>Rendered push</h3>
+      {d.push ? (
+        <dl class="push">
+          {['title', 'body', 'link', 'image', 'sound'].map((k) => d.push[k] && <><dt>{k}</dt><dd data-push={k}>{d.push[k]}</dd></>)}
+          {d.push.badge != null && <><dt>badge</dt><dd data-push="badge">{d.push.badge}</dd></>}
+          <dt>data</dt><dd><pre data-push="data">{JSON.stringify(d.push.data, null, 2)}</pre></dd>
+          <dt>options</dt><dd><pre data-push="options">{JSON.stringify(Object.fromEntries(Object.entries(d.push.options).filter(([, v]) => v !== null && v !== '' && v !== false)), null, 2)}</pre></dd>
+        </dl>
+      ) : <p class="empty">Not available: the round has not been planned, failed before sending, or its plan expired (7 days).</p>}
+    </section>
+  )
+}
+
 function Page() {
   const loc = usePath()
   const url = new URL(loc, location.origin)
   const m = url.pathname.match(/^\/campaigns\/([^/]+)$/)
   if (m) return <Overview id={decodeURIComponent(m[1])} granularity={url.searchParams.get('granularity') === 'HOUR' ? 'HOUR' : 'DAY'} />
+  const dm = url.pathname.match(/^\/deliveries\/([^/]+)$/)
+  if (dm) return <Detail id={decodeURIComponent(dm[1])} />
   if (url.pathname.replace(/\/$/, '') === '/deliveries') return <Logs params={url.searchParams} />
   return <Campaigns />
 }
