@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -170,11 +171,9 @@ func walkStrings(path string, v any, f func(path, s string) string) any {
 	return v
 }
 
-// IsZero reports whether o is the default.
-func (o Options) IsZero() bool {
-	b, _ := json.Marshal(o)
-	return string(b) == "{}"
-}
+// IsZero reports whether o is the default (no field set). It is on the
+// send path (fcmAPNS), so it compares fields instead of marshalling.
+func (o Options) IsZero() bool { return reflect.ValueOf(o).IsZero() }
 
 // Encode returns o as stored ("" for the default).
 func (o Options) Encode() (string, error) {
@@ -212,7 +211,8 @@ func optErr(field, format string, args ...any) error {
 }
 
 var (
-	priorities      = map[string]bool{"HIGH": true, "NORMAL": true, "LOW": true}
+	priorities = map[string]bool{"HIGH": true, "NORMAL": true, "LOW": true}
+	// interruptions maps InterruptionLevel to Apple's interruption-level.
 	interruptions   = map[string]string{"PASSIVE": "passive", "ACTIVE": "active", "TIME_SENSITIVE": "time-sensitive", "CRITICAL": "critical"}
 	notifPriorities = map[string]bool{"MIN": true, "LOW": true, "DEFAULT": true, "HIGH": true, "MAX": true}
 	visibilities    = map[string]bool{"PRIVATE": true, "PUBLIC": true, "SECRET": true}
@@ -396,7 +396,7 @@ func missingKeys(name string, sent, got map[string]any) error {
 func checkBlock(name string, block map[string]any, allowed map[string]bool, stringMaps ...string) error {
 	for k, v := range block {
 		if !allowed[k] {
-			return optErr(name+"."+k, "is not merged by Herald (it takes %s)", strings.Join(sortedKeys(allowed), ", "))
+			return optErr(name+"."+k, "is not merged by Herald (it takes %s)", strings.Join(slices.Sorted(maps.Keys(allowed)), ", "))
 		}
 		obj, ok := v.(map[string]any)
 		if !ok {
@@ -415,15 +415,6 @@ func checkBlock(name string, block map[string]any, allowed map[string]bool, stri
 		}
 	}
 	return nil
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
 
 // apnsPriority is the apns-priority for o.
@@ -502,6 +493,3 @@ func mergeInto(dst, src map[string]any, deep bool) {
 		dst[k] = v
 	}
 }
-
-// upperToKebab is TIME_SENSITIVE → time-sensitive.
-func upperToKebab(s string) string { return strings.ReplaceAll(strings.ToLower(s), "_", "-") }

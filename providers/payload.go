@@ -105,7 +105,7 @@ func apsDict(p Push) map[string]any {
 		a["mutable-content"] = 1
 	}
 	if o.InterruptionLevel != "" {
-		a["interruption-level"] = upperToKebab(o.InterruptionLevel)
+		a["interruption-level"] = interruptions[o.InterruptionLevel]
 	}
 	if o.RelevanceScore != nil {
 		a["relevance-score"] = *o.RelevanceScore
@@ -254,9 +254,11 @@ func fcmAPNS(p Push) *messaging.APNSConfig {
 		// Title and body alone come from the notification; with a subtitle
 		// or localization keys the alert goes whole, as an aps.alert given
 		// here replaces the one FCM makes.
-		_, title := alert["title"]
-		_, body := alert["body"]
-		if len(alert) == btoi(title)+btoi(body) {
+		onlyTitleBody := true
+		for k := range alert {
+			onlyTitleBody = onlyTitleBody && (k == "title" || k == "body")
+		}
+		if onlyTitleBody {
 			delete(aps, "alert")
 		}
 	}
@@ -292,13 +294,6 @@ func fcmAPNS(p Push) *messaging.APNSConfig {
 		c.FCMOptions = &messaging.APNSFCMOptions{ImageURL: p.Image}
 	}
 	return c
-}
-
-func btoi(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // PayloadJSON returns the exact body Herald sends for p on platform: the
