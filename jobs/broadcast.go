@@ -68,10 +68,7 @@ func (q *Queue) CancelBroadcast(ctx context.Context, broadcastID string) error {
 
 // Canceled reports whether a scheduled delivery or broadcast was canceled.
 func (q *Queue) Canceled(ctx context.Context, id string) (bool, error) {
-	v, err := q.rdb.Get(ctx, scheduledKey(id)).Result()
-	if errors.Is(err, redis.Nil) {
-		return false, nil
-	}
+	v, err := claimOf(ctx, q.rdb, id)
 	return v == scheduledCanceled, err
 }
 

@@ -52,14 +52,13 @@ type DeliverPayload struct {
 
 // NewDeliverTask builds the deliver task of a delivery round. Its task id is
 // derived from the round, so enqueuing it twice runs it once.
-func NewDeliverTask(p DeliverPayload) (*asynq.Task, error) {
+func NewDeliverTask(p DeliverPayload, opts ...asynq.Option) (*asynq.Task, error) {
 	b, err := json.Marshal(p)
 	if err != nil {
 		return nil, fmt.Errorf("jobs: marshal deliver payload: %w", err)
 	}
-	return asynq.NewTask(TypeDeliver, b,
-		asynq.TaskID(deliverTaskID(p.DeliveryID, p.Round)),
-		asynq.Queue(QueueDeliver), asynq.MaxRetry(25), asynq.Retention(retention)), nil
+	return asynq.NewTask(TypeDeliver, b, append([]asynq.Option{asynq.TaskID(deliverTaskID(p.DeliveryID, p.Round)),
+		asynq.Queue(QueueDeliver), asynq.MaxRetry(25), asynq.Retention(retention)}, opts...)...), nil
 }
 
 // SendPayload is one device of a delivery round with the rendered push.
@@ -120,12 +119,10 @@ func (q *Queue) Deliver(ctx context.Context, p DeliverPayload) error {
 // due times in whole seconds, so the task is due at the second sendAt is
 // in, and the worker waits out the rest (HandleDeliver).
 func (q *Queue) Schedule(ctx context.Context, p DeliverPayload, sendAt time.Time) error {
-	b, err := json.Marshal(p)
+	t, err := NewDeliverTask(p, asynq.ProcessAt(sendAt.Truncate(time.Second)))
 	if err != nil {
-		return fmt.Errorf("jobs: marshal deliver payload: %w", err)
+		return err
 	}
-	t := asynq.NewTask(TypeDeliver, b, asynq.TaskID(deliverTaskID(p.DeliveryID, p.Round)),
-		asynq.Queue(QueueDeliver), asynq.MaxRetry(25), asynq.Retention(retention), asynq.ProcessAt(sendAt.Truncate(time.Second)))
 	return enqueue(ctx, q.client, t)
 }
 
@@ -152,12 +149,8 @@ func (q *Queue) CancelScheduled(ctx context.Context, deliveryID string) error {
 // released (the cancel claim's rival) and queues its deliver task.
 // ErrStarted when it was released or canceled before.
 func (q *Queue) ReleaseDraft(ctx context.Context, p DeliverPayload) error {
-	ok, err := q.rdb.SetNX(ctx, scheduledKey(p.DeliveryID), scheduledStarted, scheduledKeyTTL).Result()
-	if err != nil {
-		return fmt.Errorf("jobs: send draft %s: %w", p.DeliveryID, err)
-	}
-	if !ok {
-		return ErrStarted
+	if err := claimFirst(ctx, q.rdb, p.DeliveryID, scheduledStarted); err != nil {
+		return err
 	}
 	return q.Deliver(ctx, p)
 }
@@ -196,14 +189,29 @@ func (q *Queue) PlannedPush(ctx context.Context, deliveryID string, round uint16
 // claimCanceled claims a scheduled delivery or broadcast (by id) as
 // canceled; ErrStarted when its task claimed it as started first.
 func (q *Queue) claimCanceled(ctx context.Context, id string) error {
-	ok, err := q.rdb.SetNX(ctx, scheduledKey(id), scheduledCanceled, scheduledKeyTTL).Result()
+	return claimFirst(ctx, q.rdb, id, scheduledCanceled)
+}
+
+// claimFirst sets the claim of a scheduled send or draft (by id) to value
+// unless one is set: ErrStarted when one was.
+func claimFirst(ctx context.Context, rdb redis.UniversalClient, id, value string) error {
+	ok, err := rdb.SetNX(ctx, scheduledKey(id), value, scheduledKeyTTL).Result()
 	if err != nil {
-		return fmt.Errorf("jobs: cancel %s: %w", id, err)
+		return fmt.Errorf("jobs: claim %s as %s: %w", id, value, err)
 	}
 	if !ok {
 		return ErrStarted
 	}
 	return nil
+}
+
+// claimOf is the claim of a scheduled send or draft ("" when none).
+func claimOf(ctx context.Context, rdb redis.UniversalClient, id string) (string, error) {
+	v, err := rdb.Get(ctx, scheduledKey(id)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	return v, err
 }
 
 // scheduledKey holds a scheduled delivery's claim: scheduledStarted or

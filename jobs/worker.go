@@ -305,8 +305,8 @@ func (w *Worker) awaitSendAt(ctx context.Context, what, id string, at time.Time)
 		return nil
 	}
 	if wait > maxEarly {
-		v, err := w.rdb.Get(ctx, scheduledKey(id)).Result()
-		if err != nil && !errors.Is(err, redis.Nil) {
+		v, err := claimOf(ctx, w.rdb, id)
+		if err != nil {
 			return err
 		}
 		if v == scheduledCanceled {
@@ -327,12 +327,11 @@ func (w *Worker) awaitSendAt(ctx context.Context, what, id string, at time.Time)
 // claimScheduled claims a scheduled delivery or broadcast (by id) as
 // started; false when it was canceled first (CancelScheduled).
 func (w *Worker) claimScheduled(ctx context.Context, id string) (bool, error) {
-	key := scheduledKey(id)
-	ok, err := w.rdb.SetNX(ctx, key, scheduledStarted, scheduledKeyTTL).Result()
-	if err != nil || ok {
-		return ok, err
+	err := claimFirst(ctx, w.rdb, id, scheduledStarted)
+	if !errors.Is(err, ErrStarted) {
+		return err == nil, err
 	}
-	v, err := w.rdb.Get(ctx, key).Result()
+	v, err := claimOf(ctx, w.rdb, id)
 	return v != scheduledCanceled, err
 }
 
