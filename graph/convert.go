@@ -126,14 +126,15 @@ func deliveryModel(d clickhouse.Delivery, st clickhouse.DeliveryStatus) *model.D
 		ConvertedAt: optTime(st.ConvertedAt),
 		Devices:     []*model.DeviceSend{}, Round: int(st.Round),
 	}
-	if d.Draft && st.Status == string(domain.DeliveryAttempted) && st.DevicesTargeted == 0 && st.Round == 0 {
-		m.Status = model.DeliveryStatusDraft // until its deliver task starts
+	// Nothing recorded yet: a draft, or a scheduled send whose time is ahead, has not started.
+	notStarted := st.Status == string(domain.DeliveryAttempted) && st.DevicesTargeted == 0 && st.Round == 0
+	if d.Draft && notStarted {
+		m.Status = model.DeliveryStatusDraft
 	}
 	if !d.SendAt.IsZero() {
 		at := d.SendAt.UTC()
 		m.SendAt = &at
-		// Nothing recorded yet and its time still ahead: not started.
-		if st.Status == string(domain.DeliveryAttempted) && st.DevicesTargeted == 0 && st.Round == 0 && time.Now().Before(at) {
+		if notStarted && time.Now().Before(at) {
 			m.Status = model.DeliveryStatusScheduled
 		}
 	}

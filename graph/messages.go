@@ -69,16 +69,15 @@ func (r *Resolver) newMessage(ctx context.Context, ws string, in model.CreatePus
 	if in.Options != nil {
 		opts = *in.Options
 	}
-	hasAlert := m.Title != "" || m.Body != "" || m.Sound != "" || m.Badge >= 0 || m.Image != ""
-	if err := checkOptions("input.options", opts, hasAlert); err != nil {
+	fields, custom, err := jobs.MessageFields(m)
+	if err != nil {
+		return m, badInput("input.data", "%v", err)
+	}
+	if err := checkOptions("input.options", opts, hasAlert(fields, m.Badge)); err != nil {
 		return m, err
 	}
 	if m.Options, err = opts.Encode(); err != nil {
 		return m, badInput("input.options", "%v", err)
-	}
-	fields, custom, err := jobs.MessageFields(m)
-	if err != nil {
-		return m, badInput("input.data", "%v", err)
 	}
 	jobs.AddOptionFields(fields, opts)
 	if err := r.Render.Check(fields); err != nil {

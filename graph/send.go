@@ -123,9 +123,6 @@ func (r *Resolver) Send(ctx context.Context, req SendRequest) (clickhouse.Delive
 	d := clickhouse.Delivery{WorkspaceID: ws, ID: id, CampaignID: msg.CampaignID, MessageID: msg.ID, PersonID: req.PersonID,
 		Audience: string(audience), Token: req.Token, Data: data, Overrides: overrides, SendAt: req.SendAt.UTC().Truncate(time.Millisecond),
 		SendToUnsubscribed: req.SendToUnsubscribed, Draft: req.Draft, CreatedAt: clickhouse.DeliveryTime(id).UTC()}
-	if req.SendAt.IsZero() {
-		d.SendAt = time.Time{}
-	}
 	if err := r.Store.CreateDelivery(ctx, d); err != nil {
 		return clickhouse.Delivery{}, err
 	}
@@ -176,11 +173,7 @@ func (r *Resolver) checkOverrides(o jobs.Overrides, msg clickhouse.Message) (str
 	if err := o.Apply(content, map[string]string{}); err != nil {
 		return "", badInput("input.overrides.data", "%v", err)
 	}
-	hasAlert := msg.Badge >= 0
-	for _, k := range []string{"title", "body", "sound", "image"} {
-		hasAlert = hasAlert || content[k] != ""
-	}
-	if err := checkOptions("input.overrides.options", opts, hasAlert); err != nil {
+	if err := checkOptions("input.overrides.options", opts, hasAlert(content, msg.Badge)); err != nil {
 		return "", err
 	}
 	s, err := o.Encode()
@@ -188,6 +181,12 @@ func (r *Resolver) checkOverrides(o jobs.Overrides, msg clickhouse.Message) (str
 		return "", badInput("input.overrides", "%v", err)
 	}
 	return s, nil
+}
+
+// hasAlert reports whether a push with these Liquid fields (MessageFields)
+// and badge (-1 = none) shows an alert: a title, body, sound, image or badge.
+func hasAlert(fields map[string]string, badge int32) bool {
+	return badge >= 0 || fields["title"] != "" || fields["body"] != "" || fields["sound"] != "" || fields["image"] != ""
 }
 
 // checkOptions validates delivery options for content with or without an
