@@ -3,10 +3,8 @@ package clickhouse
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -94,47 +92,35 @@ func (s *Store) PutPerson(ctx context.Context, p Person) error {
 // selectPerson: params workspace_id, id; columns attributes, unsubscribed, created_at.
 const selectPerson = `SELECT attributes, unsubscribed, created_at FROM persons FINAL WHERE workspace_id = ? AND id = ?`
 
-// selectPersonsByEmail: params workspace_id, email; column person_id of
-// persons that had the email (lower-cased) in some version.
-const selectPersonsByEmail = `SELECT DISTINCT person_id FROM person_emails WHERE workspace_id = ? AND email = lower(?) LIMIT 10`
+// selectPersonsByEmail: params workspace_id, email, workspace_id, email;
+// column id of the persons whose email attribute is email now (ignoring
+// ASCII case, as person_emails keeps it): person_emails finds who ever
+// had it, and the persons' current versions decide.
+const selectPersonsByEmail = `SELECT id FROM persons FINAL
+WHERE workspace_id = ? AND id IN (SELECT person_id FROM person_emails WHERE workspace_id = ? AND email = lower(?))
+  AND lower(JSONExtractString(attributes, 'email')) = lower(?)
+ORDER BY id LIMIT 10`
 
 // PersonIDsByEmail returns the ids of the workspace's persons whose email
-// attribute is email (ignoring case), at most 10.
+// attribute is email (ignoring case), at most 10, in one query.
 func (s *Store) PersonIDsByEmail(ctx context.Context, workspaceID, email string) ([]string, error) {
-	rows, err := s.conn.Query(ctx, selectPersonsByEmail, workspaceID, email)
+	rows, err := s.conn.Query(ctx, selectPersonsByEmail, workspaceID, workspaceID, email, email)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: persons by email: %w", err)
 	}
+	defer rows.Close()
 	var ids []string
 	for rows.Next() {
 		var id string
 		if err := rows.Scan(&id); err != nil {
-			rows.Close()
 			return nil, fmt.Errorf("clickhouse: scan persons by email: %w", err)
 		}
 		ids = append(ids, id)
 	}
-	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("clickhouse: persons by email: %w", err)
 	}
-	var out []string
-	for _, id := range ids {
-		p, err := s.Person(ctx, workspaceID, id)
-		if errors.Is(err, ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		var attrs struct {
-			Email string `json:"email"`
-		}
-		if json.Unmarshal([]byte(p.Attributes), &attrs) == nil && strings.EqualFold(attrs.Email, email) {
-			out = append(out, id)
-		}
-	}
-	return out, nil
+	return ids, nil
 }
 
 // Person reads a person; ErrNotFound if absent.
