@@ -115,6 +115,12 @@ func basicAuth(r *http.Request) (site, key string, ok bool) {
 // decodeTrack reads one JSON value into v; on failure it answers 413 or 400
 // (naming the field of a wrongly typed value) and returns false.
 func decodeTrack(w http.ResponseWriter, r *http.Request, v any) bool {
+	return decodeBody(w, r, v, nil)
+}
+
+// decodeBody is decodeTrack that, when unknown is set, refuses a field v
+// lacks with a 400 saying unknown(field).
+func decodeBody(w http.ResponseWriter, r *http.Request, v any, unknown func(field string) string) bool {
 	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxTrackBytes))
 	if err != nil {
 		var mb *http.MaxBytesError
@@ -130,26 +136,20 @@ func decodeTrack(w http.ResponseWriter, r *http.Request, v any) bool {
 		return false
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
+	if unknown != nil {
+		dec.DisallowUnknownFields()
+	}
 	if err := dec.Decode(v); err != nil {
+		// encoding/json names an unknown field only in its message.
+		if field, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok && unknown != nil {
+			writeMeta(w, http.StatusBadRequest, unknown(strings.Trim(field, `"`)))
+			return false
+		}
 		writeDecodeError(w, err)
 		return false
 	}
 	if dec.More() {
 		writeMeta(w, http.StatusBadRequest, "body has data after the JSON object")
-		return false
-	}
-	return true
-}
-
-// decodeFields decodes a body already read as fields (decodeTrack into a
-// map) into v, answering 400 naming a field of the wrong type.
-func decodeFields(w http.ResponseWriter, fields map[string]json.RawMessage, v any) bool {
-	b, err := json.Marshal(fields)
-	if err == nil {
-		err = json.Unmarshal(b, v)
-	}
-	if err != nil {
-		writeDecodeError(w, err)
 		return false
 	}
 	return true
@@ -533,22 +533,13 @@ var sendPushUnsupported = map[string]string{
 	"disable_message_retention": "not supported: Herald keeps every delivery",
 }
 
-// checkSendPushFields refuses a field Herald does not support or know, by name.
-func checkSendPushFields(raw map[string]json.RawMessage) string {
-	for k := range raw {
-		if why, ok := sendPushUnsupported[k]; ok {
-			return k + ": " + why
-		}
+// sendPushUnknown is the 400 message for a field sendPushBody lacks (at
+// the top level or inside custom_device).
+func sendPushUnknown(field string) string {
+	if why, ok := sendPushUnsupported[field]; ok {
+		return field + ": " + why
 	}
-	known := map[string]bool{"transactional_message_id": true, "message_id": true, "identifiers": true, "to": true, "title": true,
-		"message": true, "image_url": true, "link": true, "sound": true, "custom_data": true, "custom_payload": true, "message_data": true,
-		"send_at": true, "send_to_unsubscribed": true, "custom_device": true, "queue_draft": true}
-	for k := range raw {
-		if !known[k] {
-			return k + ": not a field of /v1/send/push"
-		}
-	}
-	return ""
+	return field + ": not a field of /v1/send/push"
 }
 
 // customPayload reads custom_payload as Customer.io documents it: ios is
@@ -632,16 +623,8 @@ func (h *trackHandler) sendPush(w http.ResponseWriter, r *http.Request) {
 		writeMeta(w, http.StatusServiceUnavailable, "cannot check the API key now; retry later")
 		return
 	}
-	var raw map[string]json.RawMessage
-	if !decodeTrack(w, r, &raw) {
-		return
-	}
-	if msg := checkSendPushFields(raw); msg != "" {
-		writeMeta(w, http.StatusBadRequest, msg)
-		return
-	}
 	var b sendPushBody
-	if !decodeFields(w, raw, &b) {
+	if !decodeBody(w, r, &b, sendPushUnknown) {
 		return
 	}
 	iosPayload, androidPayload, msg := customPayload(b.CustomPayload)

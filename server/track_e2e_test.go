@@ -490,6 +490,8 @@ func TestSendPushREST(t *testing.T) {
 		{"custom_data not an object", fmt.Sprintf(`{"transactional_message_id":%q,"custom_data":[1],"identifiers":{"id":"12345"}}`, msg), 400, "custom_data"},
 		{"message_data not an object", fmt.Sprintf(`{"transactional_message_id":%q,"message_data":"x","identifiers":{"id":"12345"}}`, msg), 400, "message_data"},
 		{"not JSON", `{"transactional_message_id":`, 400, "JSON"},
+		{"a field Herald lacks", fmt.Sprintf(`{"transactional_message_id":%q,"identifiers":{"id":"12345"},"colour":"red"}`, msg), 400, "colour: not a field"},
+		{"a custom_device field Herald lacks", fmt.Sprintf(`{"transactional_message_id":%q,"identifiers":{"id":"12345"},"custom_device":{"token":"ab","platform":"ios","model":"x"}}`, msg), 400, "model: not a field"},
 	}
 	for _, tc := range rejections {
 		t.Run(tc.name, func(t *testing.T) {
