@@ -2,12 +2,16 @@ package clickhouse
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/heraldpush/herald/domain"
 )
 
 // Overview is a campaign's funnel over the deliveries created in [From, To),
@@ -78,32 +82,59 @@ const (
 // Overview computes a campaign's funnel for deliveries created in [from,
 // to), its time series bucketed by g.
 //
-// Two queries run at once: the deliveries created per bucket (created
+// The queries run at once: the deliveries created per bucket (created
 // whole hours from the campaign_created rollup, the partial hours at the
-// ends from deliveries), and the deliveries with events grouped by hour,
-// send state and failure reason from delivery_status_in, the one status
-// definition. Deliveries without any event yet are in flight (ATTEMPTED).
+// ends from deliveries); the deliveries with events, counted by
+// delivery_counts_fast_in and grouped by hour, device counts and failure
+// reason; and, only when some delivery in the range is slow (a retry
+// round, or six devices and more), the same over delivery_counts_slow_in.
+// Each group's send state is domain.DeliveryStatusOf of its counts.
+// Deliveries without any event yet are in flight (ATTEMPTED).
 func (s *Store) Overview(ctx context.Context, workspaceID string, campaignID uuid.UUID, from, to time.Time, g Granularity) (Overview, error) {
 	if g != Day {
 		g = Hour
 	}
 	o := Overview{From: from, To: to, FailuresByReason: map[string]uint64{}}
 	from, to = from.UTC().Truncate(time.Millisecond), to.UTC().Truncate(time.Millisecond)
+	args := []any{workspaceID, campaignID, chTime(from), chTime(to)}
 
 	created := newOverviewPart()
-	var createdErr error
-	done := make(chan struct{})
+	var (
+		wg                  sync.WaitGroup
+		createdErr, slowErr error
+		rows, slowRows      []groupRow
+	)
+	wg.Add(2)
 	go func() {
-		defer close(done)
+		defer wg.Done()
 		createdErr = s.addCreatedRange(ctx, created, g, workspaceID, campaignID, from, to)
 	}()
-	rows, err := s.groupRows(ctx, overviewSQL, workspaceID, campaignID, chTime(from), chTime(to))
-	<-done
-	if err := errors.Join(err, createdErr); err != nil {
+	go func() {
+		defer wg.Done()
+		var any uint8
+		err := s.conn.QueryRow(ctx, slowExistsSQL, args...).Scan(&any)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return
+		case err != nil:
+			slowErr = fmt.Errorf("clickhouse: overview: find slow deliveries: %w", err)
+			return
+		}
+		slowRows, slowErr = s.groupRows(ctx, overviewSlowSQL, append(args, args...)...)
+	}()
+	var merged []string
+	err := s.conn.QueryRow(ctx, mergedPartitionsSQL).Scan(&merged)
+	if err != nil {
+		err = fmt.Errorf("clickhouse: overview: list merged partitions: %w", err)
+	} else {
+		rows, err = s.groupRows(ctx, overviewFastSQL, append(append(args[:4:4], merged), args...)...)
+	}
+	wg.Wait()
+	if err := errors.Join(err, createdErr, slowErr); err != nil {
 		return o, err
 	}
 	p := newOverviewPart()
-	for _, r := range rows {
+	for _, r := range append(rows, slowRows...) {
 		p.add(r, g)
 	}
 	buckets := map[time.Time]*Bucket{}
@@ -157,20 +188,42 @@ func ceilHour(t time.Time) time.Time {
 }
 
 // groupRow is one group of a campaign's deliveries created in one hour:
-// those with send state State (ATTEMPTED, SENT, BOUNCED, SUPPRESSED or
-// FAILED) and, for FAILED, failure reason Reason, with their figures.
+// those with the same device counts (Dev devices: Sent, Bounced, Failed,
+// Suppressed, the rest pending), pre-send failure and (for those that may
+// have FAILED) failure reason, with their figures.
 type groupRow struct {
-	Hour                                 time.Time
-	State, Reason                        string
-	N, Delivered, Opened, Converted, SDK uint64
-	Devices                              DeviceTotals
+	Hour                                   time.Time
+	Dev, Sent, Bounced, Failed, Suppressed uint32
+	Presend                                bool
+	Reason                                 string
+	N, Delivered, Opened, Converted, SDK   uint64
+	DevDelivered, DevOpened                uint64
+	// WithReason counts the group's deliveries with failure reason
+	// Reason, when the group may have FAILED (the figures above are the
+	// whole group's on one of its rows, zero on the others).
+	WithReason uint64
 }
 
-// fields points at the row's columns after its hour, in overviewSQL's order.
+// fields points at the row's columns, in overviewFastSQL's order.
 func (r *groupRow) fields() []any {
-	d := &r.Devices
-	return []any{&r.State, &r.Reason, &r.N, &r.Delivered, &r.Opened, &r.Converted, &r.SDK,
-		&d.Targeted, &d.Sent, &d.Bounced, &d.Failed, &d.Suppressed, &d.Pending, &d.Delivered, &d.Opened}
+	return []any{&r.Hour, &r.Dev, &r.Sent, &r.Bounced, &r.Failed, &r.Suppressed, &r.Presend, &r.Reason,
+		&r.N, &r.Delivered, &r.Opened, &r.Converted, &r.SDK, &r.DevDelivered, &r.DevOpened, &r.WithReason}
+}
+
+// state is the group's send state: domain.DeliveryStatusOf of its
+// devices, the app's reports left out.
+func (r *groupRow) state() domain.DeliveryStatus {
+	devices := make([]domain.DeviceSend, 0, 5)
+	for _, d := range []struct {
+		n uint32
+		s domain.DeviceSendStatus
+	}{{r.Sent, domain.DeviceSendSent}, {r.Bounced, domain.DeviceSendBounced}, {r.Failed, domain.DeviceSendFailed},
+		{r.Suppressed, domain.DeviceSendSuppressed}, {r.Dev - r.Sent - r.Bounced - r.Failed - r.Suppressed, domain.DeviceSendPending}} {
+		if d.n > 0 {
+			devices = append(devices, domain.DeviceSend{Status: d.s})
+		}
+	}
+	return domain.DeliveryStatusOf(r.Presend, false, devices)
 }
 
 // overviewPart is what one of the overview's concurrent queries adds up.
@@ -252,22 +305,23 @@ func (p *overviewPart) add(r groupRow, g Granularity) {
 	}
 	b := p.bucket(t)
 	p.withEvents += r.N
-	switch r.State {
-	case "ATTEMPTED":
+	switch r.state() {
+	case domain.DeliveryAttempted:
 		o.Attempted += r.N
-	case "SENT":
+	case domain.DeliverySent:
 		o.Sent += r.N
 		b.Sent += r.N
-	case "BOUNCED":
+		o.SDKRecipients += r.SDK
+	case domain.DeliveryBounced:
 		o.Bounced += r.N
 		b.Bounced += r.N
-	case "SUPPRESSED":
+	case domain.DeliverySuppressed:
 		o.Suppressed += r.N
 		b.Suppressed += r.N
-	case "FAILED":
+	case domain.DeliveryFailed:
 		o.Failed += r.N
 		b.Failed += r.N
-		o.FailuresByReason[r.Reason] += r.N
+		o.FailuresByReason[r.Reason] += r.WithReason
 	}
 	o.Delivered += r.Delivered
 	o.Opened += r.Opened
@@ -275,11 +329,19 @@ func (p *overviewPart) add(r groupRow, g Granularity) {
 	b.Delivered += r.Delivered
 	b.Opened += r.Opened
 	b.Converted += r.Converted
-	o.SDKRecipients += r.SDK
-	o.Devices.add(r.Devices)
+	n := uint64(r.N)
+	d := &o.Devices
+	d.Targeted += n * uint64(r.Dev)
+	d.Sent += n * uint64(r.Sent)
+	d.Bounced += n * uint64(r.Bounced)
+	d.Failed += n * uint64(r.Failed)
+	d.Suppressed += n * uint64(r.Suppressed)
+	d.Pending += n * uint64(r.Dev-r.Sent-r.Bounced-r.Failed-r.Suppressed)
+	d.Delivered += r.DevDelivered
+	d.Opened += r.DevOpened
 }
 
-// groupRows runs overviewSQL.
+// groupRows runs overviewFastSQL or overviewSlowSQL.
 func (s *Store) groupRows(ctx context.Context, query string, args ...any) ([]groupRow, error) {
 	rows, err := s.conn.Query(ctx, query, args...)
 	if err != nil {
@@ -289,7 +351,7 @@ func (s *Store) groupRows(ctx context.Context, query string, args ...any) ([]gro
 	var out []groupRow
 	for rows.Next() {
 		var r groupRow
-		if err := rows.Scan(append([]any{&r.Hour}, r.fields()...)...); err != nil {
+		if err := rows.Scan(r.fields()...); err != nil {
 			return nil, fmt.Errorf("clickhouse: scan overview: %w", err)
 		}
 		r.Hour = r.Hour.UTC()

@@ -1,22 +1,71 @@
 package clickhouse
 
-// overviewSQL groups a campaign's deliveries that have events, created in
-// [from, to), by the hour they were created in, their send state and (for
-// FAILED ones) their failure reason, from delivery_status_in (the one
-// status definition). Params: workspace, campaign, from, to (DateTime64(3)
-// literals, chTime). Columns: hour, send_state, reason, deliveries,
-// delivered, opened, converted, sdk (SENT deliveries with an SDK device),
-// then the device totals targeted, sent, bounced, failed, suppressed,
-// pending, delivered, opened.
-const overviewSQL = `
-SELECT toStartOfHour(delivery_created) AS hour, toString(send_state) AS state, if(send_state = 'FAILED', failure_reason, '') AS reason,
-    count(), countIf(n_delivered > 0), countIf(n_opened > 0), countIf(converted), countIf(send_state = 'SENT' AND n_sdk > 0),
-    sum(n_dev), sum(n_sent), sum(n_bounced), sum(n_failed), sum(n_suppressed), sum(n_pending), sum(n_delivered), sum(n_opened)
-FROM delivery_status_in(workspace = ?, campaign = ?, from = ?, to = ?)
-GROUP BY hour, state, reason`
+import "fmt"
+
+// overviewCountsSQL groups a campaign's deliveries that have events,
+// created in [from, to), read from %[1]s (delivery_counts_fast_in or
+// _slow_in), by the hour they were created in,
+// their device counts and pre-send failure (a narrow key: grouping by
+// anything wider costs more than counting), and for the groups that may
+// have FAILED (a pre-send failure or a failed device) by failure reason
+// too, from delivery_failure_reasons_in (the rule delivery_status_in
+// applies). Such a group lists its deliveries (fails), which are joined
+// with their reasons alone, so that the deliveries that did not fail cost
+// no join; a group's figures go with its first listed delivery, so each
+// counts once. Params: workspace, campaign, from, to (DateTime64(3)
+// literals, chTime), for the fast view also merged (the partitions of one
+// part, mergedPartitionsSQL), then workspace, campaign, from, to again.
+// Columns: as groupRow.fields.
+const overviewCountsSQL = `
+SELECT hour, n_dev, n_sent, n_bounced, n_failed, n_suppressed, presend, fr.reason,
+    sumIf(n, i = 1), sumIf(delivered, i = 1), sumIf(opened, i = 1), sumIf(converted, i = 1), sumIf(sdk, i = 1),
+    sumIf(dev_delivered, i = 1), sumIf(dev_opened, i = 1), count()
+FROM (
+    SELECT hour, n_dev, n_sent, n_bounced, n_failed, n_suppressed, presend, n, delivered, opened, converted, sdk, dev_delivered, dev_opened,
+        f.1 AS fid, f.2 AS fround, f.3 AS fdev, i
+    FROM (
+        SELECT toStartOfHour(delivery_created) AS hour, n_dev, n_sent, n_bounced, n_failed, n_suppressed, presend,
+            count() AS n, countIf(n_delivered > 0) AS delivered, countIf(n_opened > 0) AS opened, countIf(converted) AS converted,
+            countIf(n_sdk > 0) AS sdk, sum(n_delivered) AS dev_delivered, sum(n_opened) AS dev_opened,
+            groupArrayIf((delivery_id, r, if(presend, toUInt16(65535), first_failed)), presend OR n_failed > 0) AS listed,
+            if(empty(listed), [(toUUID('00000000-0000-0000-0000-000000000000'), toUInt16(0), toUInt16(65534))], listed) AS fails
+        FROM %[1]s
+        GROUP BY hour, n_dev, n_sent, n_bounced, n_failed, n_suppressed, presend
+    )
+    ARRAY JOIN fails AS f, arrayEnumerate(fails) AS i
+) AS g
+LEFT JOIN delivery_failure_reasons_in(workspace = ?, campaign = ?, from = ?, to = ?) AS fr
+    ON g.fid = fr.delivery_id AND g.fround = fr.round AND g.fdev = fr.device
+GROUP BY hour, n_dev, n_sent, n_bounced, n_failed, n_suppressed, presend, fr.reason`
+
+// The overview's two sources: most deliveries, and the slow ones.
+var (
+	overviewFastSQL = fmt.Sprintf(overviewCountsSQL, "delivery_counts_fast_in(workspace = ?, campaign = ?, from = ?, to = ?, merged = ?)")
+	overviewSlowSQL = fmt.Sprintf(overviewCountsSQL, "delivery_counts_slow_in(workspace = ?, campaign = ?, from = ?, to = ?)")
+)
+
+// mergedPartitionsSQL lists the partitions of delivery_states that hold a
+// single part, which delivery_counts_fast_in reads without merging rows
+// (its merged parameter). A merge or insert after this read only makes
+// the choice slower, never wrong. No params; one row, one array.
+const mergedPartitionsSQL = `
+SELECT groupArray(partition_id) FROM (
+    SELECT partition_id FROM system.parts
+    WHERE database = currentDatabase() AND table = 'delivery_states' AND active
+    GROUP BY partition_id HAVING count() = 1
+)`
+
+// slowExistsSQL finds whether any delivery of a campaign created in [from,
+// to) is slow (bit 56 of delivery_states.bits: a later round, or device 6
+// and up), so that the overview reads delivery_counts_slow_in only then.
+// Params: workspace, campaign, from, to. One row when some is.
+const slowExistsSQL = `
+SELECT toUInt8(1) FROM delivery_states
+WHERE workspace_id = ? AND campaign_id = ? AND delivery_created >= ? AND delivery_created < ? AND bitTest(bits, 56)
+LIMIT 1`
 
 // failuresSQL counts a campaign's FAILED deliveries by failure reason.
-// Params: as overviewSQL. Columns: reason, count.
+// Params: workspace, campaign, from, to. Columns: reason, count.
 const failuresSQL = `
 SELECT failure_reason, count()
 FROM delivery_status_in(workspace = ?, campaign = ?, from = ?, to = ?)

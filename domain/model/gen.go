@@ -269,9 +269,9 @@ func (g *gen) round(d *Delivery, round uint16, t0 time.Time) ([]sendOutcome, tim
 	n := 1 + g.rng.IntN(5)
 	switch x := g.rng.Float64(); {
 	case x < 0.003:
-		n = 60 + g.rng.IntN(11) // 60-70: across the 64 devices the masks of delivery_states hold
+		n = 60 + g.rng.IntN(11) // 60-70: far beyond the 6 devices delivery_states.bits holds
 	case x < 0.033:
-		n = 6 + g.rng.IntN(7)
+		n = 6 + g.rng.IntN(7) // 6-12: across the 6 devices delivery_states.bits holds
 	}
 	n = min(n, len(g.tokens)) // distinct tokens
 	var picked []int          // token indexes, distinct within the round
