@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -96,45 +95,21 @@ func (s *Store) Overview(ctx context.Context, workspaceID string, campaignID uui
 	}
 	o := Overview{From: from, To: to, FailuresByReason: map[string]uint64{}}
 	from, to = from.UTC().Truncate(time.Millisecond), to.UTC().Truncate(time.Millisecond)
-	args := []any{workspaceID, campaignID, chTime(from), chTime(to)}
 
 	created := newOverviewPart()
-	var (
-		wg                  sync.WaitGroup
-		createdErr, slowErr error
-		rows, slowRows      []groupRow
-	)
-	wg.Add(2)
+	var createdErr error
+	done := make(chan struct{})
 	go func() {
-		defer wg.Done()
+		defer close(done)
 		createdErr = s.addCreatedRange(ctx, created, g, workspaceID, campaignID, from, to)
 	}()
-	go func() {
-		defer wg.Done()
-		var any uint8
-		err := s.conn.QueryRow(ctx, slowExistsSQL, args...).Scan(&any)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			return
-		case err != nil:
-			slowErr = fmt.Errorf("clickhouse: overview: find slow deliveries: %w", err)
-			return
-		}
-		slowRows, slowErr = s.groupRows(ctx, overviewSlowSQL, append(args, args...)...)
-	}()
-	var merged []string
-	err := s.conn.QueryRow(ctx, mergedPartitionsSQL).Scan(&merged)
-	if err != nil {
-		err = fmt.Errorf("clickhouse: overview: list merged partitions: %w", err)
-	} else {
-		rows, err = s.groupRows(ctx, overviewFastSQL, append(append(args[:4:4], merged), args...)...)
-	}
-	wg.Wait()
-	if err := errors.Join(err, createdErr, slowErr); err != nil {
+	rows, err := s.deliveryGroups(ctx, workspaceID, campaignID, from, to)
+	<-done
+	if err := errors.Join(err, createdErr); err != nil {
 		return o, err
 	}
 	p := newOverviewPart()
-	for _, r := range append(rows, slowRows...) {
+	for _, r := range rows {
 		p.add(r, g)
 	}
 	buckets := map[time.Time]*Bucket{}
@@ -384,19 +359,55 @@ func ratio(a, b uint64) float64 {
 // FailuresByReason counts a campaign's FAILED deliveries created in [from,
 // to) by failure reason (the figure Overview also carries).
 func (s *Store) FailuresByReason(ctx context.Context, workspaceID string, campaignID uuid.UUID, from, to time.Time) (map[string]uint64, error) {
-	rows, err := s.conn.Query(ctx, failuresSQL, workspaceID, campaignID, chTime(from), chTime(to))
+	rows, err := s.deliveryGroups(ctx, workspaceID, campaignID, from.UTC().Truncate(time.Millisecond), to.UTC().Truncate(time.Millisecond))
 	if err != nil {
-		return nil, fmt.Errorf("clickhouse: failures by reason: %w", err)
+		return nil, err
 	}
-	defer rows.Close()
 	out := map[string]uint64{}
-	for rows.Next() {
-		var reason string
-		var n uint64
-		if err := rows.Scan(&reason, &n); err != nil {
-			return nil, fmt.Errorf("clickhouse: scan failures by reason: %w", err)
+	for _, r := range rows {
+		if r.state() == domain.DeliveryFailed {
+			out[r.Reason] += r.WithReason
 		}
-		out[reason] = n
 	}
-	return out, rows.Err()
+	return out, nil
+}
+
+// deliveryGroups reads the groups of a campaign's deliveries with events
+// created in [from, to) (groupRow): from delivery_counts_fast_in, and from
+// delivery_counts_slow_in at once when some delivery in the range is slow
+// (a retry round, or six devices and more).
+func (s *Store) deliveryGroups(ctx context.Context, workspaceID string, campaignID uuid.UUID, from, to time.Time) ([]groupRow, error) {
+	args := []any{workspaceID, campaignID, chTime(from), chTime(to)}
+	var (
+		slowErr  error
+		slowRows []groupRow
+		done     = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		var one uint8
+		err := s.conn.QueryRow(ctx, slowExistsSQL, args...).Scan(&one)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			slowErr = fmt.Errorf("clickhouse: overview: find slow deliveries: %w", err)
+		default:
+			slowRows, slowErr = s.groupRows(ctx, overviewSlowSQL, append(args, args...)...)
+		}
+	}()
+	var (
+		merged []string
+		rows   []groupRow
+	)
+	err := s.conn.QueryRow(ctx, mergedPartitionsSQL).Scan(&merged)
+	if err != nil {
+		err = fmt.Errorf("clickhouse: overview: list merged partitions: %w", err)
+	} else {
+		rows, err = s.groupRows(ctx, overviewFastSQL, append(append(args[:4:4], merged), args...)...)
+	}
+	<-done
+	if err := errors.Join(err, slowErr); err != nil {
+		return nil, err
+	}
+	return append(rows, slowRows...), nil
 }

@@ -64,14 +64,6 @@ SELECT toUInt8(1) FROM delivery_states
 WHERE workspace_id = ? AND campaign_id = ? AND delivery_created >= ? AND delivery_created < ? AND bitTest(bits, 56)
 LIMIT 1`
 
-// failuresSQL counts a campaign's FAILED deliveries by failure reason.
-// Params: workspace, campaign, from, to. Columns: reason, count.
-const failuresSQL = `
-SELECT failure_reason, count()
-FROM delivery_status_in(workspace = ?, campaign = ?, from = ?, to = ?)
-WHERE send_state = 'FAILED'
-GROUP BY failure_reason`
-
 // createdSQL counts a campaign's deliveries per bucket, those without any
 // event yet included, from the campaign_created rollup. Params:
 // granularity ('HOUR' or 'DAY'), workspace_id, campaign_id, from, to (whole

@@ -112,7 +112,7 @@ func TestPropertyStatusesAndOverview(t *testing.T) {
 	insert(late)
 	t.Logf("wrote %d late event rows", len(late))
 	t.Run("after the late reports", func(t *testing.T) { c.all(t, ds) })
-	for _, table := range []string{"events", "delivery_states", "delivery_failures", "delivery_devices", "deliveries", "campaign_created"} {
+	for _, table := range []string{"events", "delivery_states", "delivery_devices", "deliveries", "campaign_created"} {
 		if err := conn.Exec(ctx, "OPTIMIZE TABLE "+table+" FINAL"); err != nil {
 			t.Fatalf("OPTIMIZE TABLE %s FINAL: %v", table, err)
 		}

@@ -1,14 +1,13 @@
--- 0005_narrow_states: delivery_states narrowed to one UInt64 per row, the
--- failure reasons moved to their own small table, and the status
--- definition (delivery_state_in, delivery_status_in) rewritten over them.
+-- 0005_narrow_states: delivery_states narrowed to one UInt64 of bit
+-- planes per row (and the failure reasons, read only for the deliveries
+-- that failed), and the status definition rewritten over it.
 --
 -- Why: the overview counts every delivery of a campaign by its merged
 -- state. The rows of one delivery sit in several parts until merges fold
 -- them (its reports arrive after its sends), and reading twelve state
 -- columns with FINAL merged them at 11x the bare scan of the campaign's
 -- events (bench/analytics, as loaded). Merging one UInt64 per row with a
--- GROUP BY costs about a fifth of that, and the reasons, a string per
--- failed device, are read only for the deliveries that failed.
+-- GROUP BY costs about a fifth of that.
 --
 -- delivery_states.bits, for round 0's devices 0-5 (nearly every delivery
 -- has fewer than 6 devices), nine planes of 6 bits, plane j at bits
@@ -20,20 +19,20 @@
 -- and three flags: bit 54 converted (a converted event in any round),
 -- bit 55 a presend_failed event in round 0, bit 56 slow: an event of a
 -- later round (other than a conversion) or of device 6 and up. A slow
--- delivery is decoded from its events (delivery_state_in's second branch);
--- there is no limit on devices or rounds.
+-- delivery is decoded from its events (delivery_counts_slow_in); there is
+-- no limit on devices or rounds.
+-- delivery_states.reasons: (round << 16 | device, reason) of each failed
+-- event, and (round << 16 | 65535, reason) of each presend_failed one.
 --
--- Every statement can run again after a failure: the tables merge by
--- bit-or and by replacing identical rows, so the backfill below may insert
--- a row twice (or the view a row the backfill also copies) without
--- changing any figure.
+-- Every statement can run again after a failure: the table merges by
+-- bit-or and concatenation and every reading is idempotent over
+-- duplicates, so the backfill below may insert a row twice (or the view a
+-- row the backfill also copies) without changing any figure.
 DROP VIEW IF EXISTS campaign_funnel
 ;
 DROP VIEW IF EXISTS delivery_status
 ;
 DROP VIEW IF EXISTS delivery_status_in
-;
-DROP VIEW IF EXISTS delivery_state_in
 ;
 DROP VIEW IF EXISTS delivery_states_mv
 ;
@@ -45,6 +44,7 @@ CREATE TABLE IF NOT EXISTS delivery_states (
     delivery_id UUID,
     delivery_created DateTime64(3, 'UTC') MATERIALIZED UUIDv7ToDateTime(delivery_id),
     bits SimpleAggregateFunction(groupBitOr, UInt64),
+    reasons SimpleAggregateFunction(groupArrayArray, Array(Tuple(UInt32, String))),
     INDEX delivery delivery_id TYPE bloom_filter(0.01) GRANULARITY 1
 ) ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(delivery_created)
@@ -56,9 +56,10 @@ SETTINGS index_granularity = 2048
 -- 1073741824 failed, 68719476736 suppressed, 4398046511104 delivered,
 -- 281474976710656 opened. The backfill below repeats this SELECT.
 CREATE MATERIALIZED VIEW IF NOT EXISTS delivery_states_mv TO delivery_states AS
-SELECT workspace_id, campaign_id, delivery_id, groupBitOr(b) AS bits
+SELECT workspace_id, campaign_id, delivery_id, groupBitOr(b) AS bits,
+    groupArrayIf((toUInt32(round) * 65536 + if(kind = 'presend_failed', 65535, device_index), reason), kind IN ('failed', 'presend_failed')) AS reasons
 FROM (
-    SELECT workspace_id, campaign_id, delivery_id,
+    SELECT workspace_id, campaign_id, delivery_id, round, device_index, kind, reason,
         if(round = 0 AND device_index < 6,
             bitShiftLeft(toUInt64(1 + multiIf(kind = 'targeted', 64 * (status_code = 1), kind = 'attempt', 4096, kind = 'sent', 262144,
                 kind = 'bounced', 16777216, kind = 'failed', 1073741824, kind = 'suppressed', 68719476736,
@@ -70,31 +71,11 @@ FROM (
 )
 GROUP BY workspace_id, campaign_id, delivery_id
 ;
--- delivery_failures: the reason of every failed and presend_failed event
--- (a few per cent of deliveries have one), read for the deliveries that
--- failed.
-CREATE TABLE IF NOT EXISTS delivery_failures (
-    workspace_id LowCardinality(String),
-    campaign_id UUID,
-    delivery_id UUID,
-    delivery_created DateTime64(3, 'UTC') MATERIALIZED UUIDv7ToDateTime(delivery_id),
-    round UInt16,
-    device_index UInt16,
-    presend UInt8,
-    reason String
-) ENGINE = ReplacingMergeTree
-PARTITION BY toYYYYMM(delivery_created)
-ORDER BY (workspace_id, campaign_id, delivery_created, delivery_id, round, device_index, presend, reason)
-;
-CREATE MATERIALIZED VIEW IF NOT EXISTS delivery_failures_mv TO delivery_failures AS
-SELECT workspace_id, campaign_id, delivery_id, round, device_index, kind = 'presend_failed' AS presend, reason
-FROM events
-WHERE kind IN ('failed', 'presend_failed')
-;
-INSERT INTO delivery_states (workspace_id, campaign_id, delivery_id, bits)
-SELECT workspace_id, campaign_id, delivery_id, groupBitOr(b) AS bits
+INSERT INTO delivery_states (workspace_id, campaign_id, delivery_id, bits, reasons)
+SELECT workspace_id, campaign_id, delivery_id, groupBitOr(b) AS bits,
+    groupArrayIf((toUInt32(round) * 65536 + if(kind = 'presend_failed', 65535, device_index), reason), kind IN ('failed', 'presend_failed')) AS reasons
 FROM (
-    SELECT workspace_id, campaign_id, delivery_id,
+    SELECT workspace_id, campaign_id, delivery_id, round, device_index, kind, reason,
         if(round = 0 AND device_index < 6,
             bitShiftLeft(toUInt64(1 + multiIf(kind = 'targeted', 64 * (status_code = 1), kind = 'attempt', 4096, kind = 'sent', 262144,
                 kind = 'bounced', 16777216, kind = 'failed', 1073741824, kind = 'suppressed', 68719476736,
@@ -105,16 +86,11 @@ FROM (
     FROM events
 )
 GROUP BY workspace_id, campaign_id, delivery_id
-;
-INSERT INTO delivery_failures (workspace_id, campaign_id, delivery_id, round, device_index, presend, reason)
-SELECT workspace_id, campaign_id, delivery_id, round, device_index, kind = 'presend_failed', reason
-FROM events
-WHERE kind IN ('failed', 'presend_failed')
 ;
 -- delivery_counts_fast_in and delivery_counts_slow_in: the device counts
 -- of every delivery of a workspace's campaign created in [from, to), the
 -- first of the deliveries whose events all fit the bits, the second of the
--- others (slow); delivery_state_in below is their union with the status
+-- others (slow); delivery_status_in below is their union with the status
 -- rule. Parameters: workspace ('' = any), campaign (the zero UUID = any),
 -- from, to. One row per delivery with events: workspace_id, campaign_id,
 -- delivery_created, delivery_id, r (the round the counts are of: the
@@ -125,10 +101,11 @@ WHERE kind IN ('failed', 'presend_failed')
 -- n_attempted (devices with an attempt), n_sdk (devices whose token had
 -- reported a metric before, or did now), presend (a pre-send failure in
 -- round r), converted (in any round), first_failed (the smallest index of
--- a FAILED device; 65535 when none). The overview reads them apart (and
--- the slow one only when some delivery is slow) and applies the rule in
--- Go (domain.DeliveryStatusOf): planning the union costs more than
--- counting most campaigns.
+-- a FAILED device; 65535 when none), rs (the (key, reason) pairs of its
+-- failed and presend_failed events, as delivery_states.reasons). The
+-- overview reads them apart (and the slow one only when some delivery is
+-- slow) and applies the rule in Go (domain.DeliveryStatusOf): planning the
+-- union costs more than counting most campaigns.
 CREATE OR REPLACE VIEW delivery_counts_fast_in AS
 -- The common case: a delivery whose events all fit the bits, counted
 -- with bitCount on its planes.
@@ -145,7 +122,8 @@ SELECT
     toUInt32(bitCount(bitOr(bitAnd(bitShiftRight(x, 6), 63), d))) AS n_sdk,
     bitTest(x, 55) AS presend,
     bitTest(x, 54) AS converted,
-    toUInt16(if(only_failed = 0, 65535, bitCount(bitXor(only_failed, only_failed - 1)) - 1)) AS first_failed
+    toUInt16(if(only_failed = 0, 65535, bitCount(bitXor(only_failed, only_failed - 1)) - 1)) AS first_failed,
+    rs
 FROM (
     SELECT *,
         bitAnd(bitShiftRight(x, 18), 63) AS s, bitAnd(bitShiftRight(x, 24), 63) AS b, bitAnd(bitShiftRight(x, 30), 63) AS f,
@@ -159,14 +137,15 @@ FROM (
         -- when parts overlap. Both are right for any partition: {merged}
         -- only picks the faster (the overview passes it; [] is always
         -- right).
-        SELECT delivery_id, workspace_id AS ws, campaign_id AS cp, delivery_created AS dc, bits AS x
+        SELECT delivery_id, workspace_id AS ws, campaign_id AS cp, delivery_created AS dc, bits AS x, reasons AS rs
         FROM delivery_states FINAL
         WHERE ({workspace:String} = '' OR workspace_id = {workspace:String})
           AND ({campaign:UUID} = toUUID('00000000-0000-0000-0000-000000000000') OR campaign_id = {campaign:UUID})
           AND delivery_created >= {from:DateTime64(3)} AND delivery_created < {to:DateTime64(3)}
           AND has({merged:Array(String)}, _partition_id) AND NOT bitTest(bits, 56)
         UNION ALL
-        SELECT delivery_id, any(workspace_id) AS ws, any(campaign_id) AS cp, any(delivery_created) AS dc, groupBitOr(bits) AS x
+        SELECT delivery_id, any(workspace_id) AS ws, any(campaign_id) AS cp, any(delivery_created) AS dc, groupBitOr(bits) AS x,
+            groupArrayArray(reasons) AS rs
         FROM delivery_states
         WHERE ({workspace:String} = '' OR workspace_id = {workspace:String})
           AND ({campaign:UUID} = toUUID('00000000-0000-0000-0000-000000000000') OR campaign_id = {campaign:UUID})
@@ -195,14 +174,16 @@ SELECT
     if(max_key >= -1, c.7, 0) AS n_opened, if(max_key >= -1, c.8, 0) AS n_attempted, if(max_key >= -1, c.9, 0) AS n_sdk,
     max_key >= -1 AND c.10 AS presend,
     conv AS converted,
-    if(max_key >= -1, c.11, toUInt16(65535)) AS first_failed
+    if(max_key >= -1, c.11, toUInt16(65535)) AS first_failed,
+    rs
 FROM (
     SELECT delivery_id, any(ws) AS ws, any(cp) AS cp, any(dc) AS dc,
-        max(key) AS max_key, argMax(counts, key) AS c, max(round_conv) AS conv
+        max(key) AS max_key, argMax(counts, key) AS c, max(round_conv) AS conv, groupArrayArray(round_rs) AS rs
     FROM (
         SELECT delivery_id, any(ws) AS ws, any(cp) AS cp, any(dc) AS dc, round,
             if(max(bitAnd(kb, 1534) != 0), toInt32(round), if(round = 0, -1, -2)) AS key,
             max(bitAnd(kb, 512) != 0) AS round_conv,
+            groupArrayArray(dev_rs) AS round_rs,
             tuple(
                 toUInt32(countIf(device_index < 65535)),
                 toUInt32(countIf(device_index < 65535 AND bitAnd(kb, 8) != 0)),
@@ -220,7 +201,9 @@ FROM (
             SELECT ev.delivery_id AS delivery_id, any(ev.workspace_id) AS ws, any(ev.campaign_id) AS cp, any(ev.delivery_created) AS dc,
                 ev.round AS round, ev.device_index AS device_index,
                 groupBitOr(bitShiftLeft(toUInt16(1), toUInt8(ev.kind))) AS kb,
-                max(ev.kind = 'targeted' AND ev.status_code = 1) AS sdk
+                max(ev.kind = 'targeted' AND ev.status_code = 1) AS sdk,
+                groupArrayIf((toUInt32(ev.round) * 65536 + if(ev.kind = 'presend_failed', 65535, ev.device_index), ev.reason),
+                    ev.kind IN ('failed', 'presend_failed')) AS dev_rs
             FROM events AS ev
             INNER JOIN (
                 SELECT DISTINCT delivery_id FROM delivery_states
@@ -239,15 +222,17 @@ FROM (
     GROUP BY delivery_id
 )
 ;
--- delivery_state_in: every delivery's state by DESIGN.md's table, the one
--- SQL status definition, which delivery_status_in and the analysts' views
--- read. Same parameters and columns as delivery_counts_fast_in, and
--- n_pending (devices in none of those states), send_state (the status
--- without the app's reports), status, and failure_device (whose reason is
--- the delivery's when it FAILED: 65535 for the pre-send failure, else
--- first_failed). A delivery without any event is not here: it is
--- ATTEMPTED.
-CREATE OR REPLACE VIEW delivery_state_in AS
+-- delivery_status_in: every delivery's status by DESIGN.md's table, the
+-- one SQL status definition, which the analysts' views read (and the
+-- property test checks against the reference model, as it checks the
+-- overview). Same parameters and columns as delivery_counts_fast_in (rs
+-- left out), and n_pending (devices in none of those states), send_state
+-- (the status without the app's reports), status, failure_device (65535
+-- for the pre-send failure, else first_failed) and failure_reason (when
+-- the delivery FAILED, the smallest reason of failure_device's events of
+-- that kind in round r; else ''). A delivery without any event is not
+-- here: it is ATTEMPTED.
+CREATE OR REPLACE VIEW delivery_status_in AS
 SELECT
     workspace_id, campaign_id, delivery_created, delivery_id, r,
     n_dev, n_sent, n_bounced, n_failed, n_suppressed,
@@ -257,33 +242,28 @@ SELECT
         AS Enum8('ATTEMPTED' = 1, 'SENT' = 2, 'BOUNCED' = 3, 'SUPPRESSED' = 4, 'FAILED' = 5)) AS send_state,
     CAST(multiIf(presend, 5, converted, 8, n_opened > 0, 7, n_delivered > 0, 6, toInt8(send_state))
         AS Enum8('ATTEMPTED' = 1, 'SENT' = 2, 'BOUNCED' = 3, 'SUPPRESSED' = 4, 'FAILED' = 5, 'DELIVERED' = 6, 'OPENED' = 7, 'CONVERTED' = 8)) AS status,
-    if(presend, toUInt16(65535), first_failed) AS failure_device
+    if(presend, toUInt16(65535), first_failed) AS failure_device,
+    if(send_state = 'FAILED', arrayMin(arrayFilter((why, k) -> k = toUInt32(r) * 65536 + failure_device, rs.2, rs.1)), '') AS failure_reason
 FROM (
     SELECT * FROM delivery_counts_fast_in(workspace = {workspace:String}, campaign = {campaign:UUID}, from = {from:DateTime64(3)}, to = {to:DateTime64(3)}, merged = [])
     UNION ALL
     SELECT * FROM delivery_counts_slow_in(workspace = {workspace:String}, campaign = {campaign:UUID}, from = {from:DateTime64(3)}, to = {to:DateTime64(3)})
 )
 ;
--- delivery_failure_reasons_in: the failure reason of each (delivery,
--- round, device) of a campaign's deliveries created in [from, to) that
--- failed: the smallest reason of its failed events, and for device 65535
--- the smallest reason of the round's pre-send failures. Same parameters.
+-- delivery_failure_reasons_in: the reasons of the failed and
+-- presend_failed events of a campaign's deliveries created in [from, to),
+-- which the overview looks up for its failing groups only: per delivery,
+-- round and device (65535 for a pre-send failure), the smallest reason
+-- (delivery_status_in's rule). Same parameters.
 CREATE OR REPLACE VIEW delivery_failure_reasons_in AS
-SELECT delivery_id, round, if(presend, toUInt16(65535), device_index) AS device, min(reason) AS reason
-FROM delivery_failures
+SELECT delivery_id, toUInt16(bitShiftRight(k, 16)) AS round, toUInt16(bitAnd(k, 65535)) AS device, min(why) AS reason
+FROM delivery_states
+ARRAY JOIN reasons.1 AS k, reasons.2 AS why
 WHERE ({workspace:String} = '' OR workspace_id = {workspace:String})
   AND ({campaign:UUID} = toUUID('00000000-0000-0000-0000-000000000000') OR campaign_id = {campaign:UUID})
   AND delivery_created >= {from:DateTime64(3)} AND delivery_created < {to:DateTime64(3)}
+  AND notEmpty(reasons)
 GROUP BY delivery_id, round, device
-;
--- delivery_status_in: delivery_state_in with failure_reason, the reason of
--- a FAILED delivery (that of its failure_device in round r; '' for any
--- other). Same parameters.
-CREATE OR REPLACE VIEW delivery_status_in AS
-SELECT st.*, if(st.send_state = 'FAILED', fr.reason, '') AS failure_reason
-FROM delivery_state_in(workspace = {workspace:String}, campaign = {campaign:UUID}, from = {from:DateTime64(3)}, to = {to:DateTime64(3)}) AS st
-LEFT JOIN delivery_failure_reasons_in(workspace = {workspace:String}, campaign = {campaign:UUID}, from = {from:DateTime64(3)}, to = {to:DateTime64(3)}) AS fr
-    ON st.delivery_id = fr.delivery_id AND st.r = fr.round AND st.failure_device = fr.device
 ;
 -- delivery_status: delivery_status_in over every workspace, campaign and
 -- time, for ad-hoc SQL (same columns). A filter on delivery_id reads only
@@ -294,7 +274,7 @@ SELECT * FROM delivery_status_in(workspace = '', campaign = '00000000-0000-0000-
     from = '1970-01-01 00:00:00.000', to = '2299-12-31 00:00:00.000')
 ;
 -- campaign_funnel: one row per campaign: the overview's person-level
--- figures over all time (deliveries with events; see delivery_state_in).
+-- figures over all time (deliveries with events; see delivery_status_in).
 CREATE VIEW IF NOT EXISTS campaign_funnel AS
 SELECT
     workspace_id,
@@ -314,7 +294,7 @@ SELECT
     if(delivered = 0, 0, opened / delivered) AS open_rate,
     if(recipients = 0, 0, converted / recipients) AS conversion_rate,
     if(sends = 0, 0, bounced / sends) AS bounce_rate
-FROM delivery_state_in(workspace = '', campaign = '00000000-0000-0000-0000-000000000000',
+FROM delivery_status_in(workspace = '', campaign = '00000000-0000-0000-0000-000000000000',
     from = '1970-01-01 00:00:00.000', to = '2299-12-31 00:00:00.000')
 GROUP BY workspace_id, campaign_id
 ;
