@@ -24,14 +24,13 @@
 -- delivery_states.reasons: (round << 16 | device, reason) of each failed
 -- event, and (round << 16 | 65535, reason) of each presend_failed one.
 --
+-- delivery_status and campaign_funnel (0001) read delivery_status_in by
+-- name and are kept as they are.
+--
 -- Every statement can run again after a failure: the table merges by
 -- bit-or and concatenation and every reading is idempotent over
 -- duplicates, so the backfill below may insert a row twice (or the view a
 -- row the backfill also copies) without changing any figure.
-DROP VIEW IF EXISTS campaign_funnel
-;
-DROP VIEW IF EXISTS delivery_status
-;
 DROP VIEW IF EXISTS delivery_status_in
 ;
 DROP VIEW IF EXISTS delivery_states_mv
@@ -264,37 +263,4 @@ WHERE ({workspace:String} = '' OR workspace_id = {workspace:String})
   AND delivery_created >= {from:DateTime64(3)} AND delivery_created < {to:DateTime64(3)}
   AND notEmpty(reasons)
 GROUP BY delivery_id, round, device
-;
--- delivery_status: delivery_status_in over every workspace, campaign and
--- time, for ad-hoc SQL (same columns). A filter on delivery_id reads only
--- the granules that hold that delivery (the bloom filter index); filter by
--- campaign and time through delivery_status_in, which reads only their rows.
-CREATE VIEW IF NOT EXISTS delivery_status AS
-SELECT * FROM delivery_status_in(workspace = '', campaign = '00000000-0000-0000-0000-000000000000',
-    from = '1970-01-01 00:00:00.000', to = '2299-12-31 00:00:00.000')
-;
--- campaign_funnel: one row per campaign: the overview's person-level
--- figures over all time (deliveries with events; see delivery_status_in).
-CREATE VIEW IF NOT EXISTS campaign_funnel AS
-SELECT
-    workspace_id,
-    campaign_id,
-    count() AS deliveries,
-    countIf(send_state = 'ATTEMPTED') AS attempted,
-    countIf(send_state = 'SENT') AS sent,
-    countIf(send_state = 'BOUNCED') AS bounced,
-    countIf(send_state = 'SUPPRESSED') AS suppressed,
-    countIf(send_state = 'FAILED') AS failed,
-    sent + bounced + suppressed AS sends,
-    sent AS recipients,
-    countIf(n_delivered > 0) AS delivered,
-    countIf(n_opened > 0) AS opened,
-    countIf(converted) AS converted,
-    if(recipients = 0, 0, delivered / recipients) AS delivery_rate,
-    if(delivered = 0, 0, opened / delivered) AS open_rate,
-    if(recipients = 0, 0, converted / recipients) AS conversion_rate,
-    if(sends = 0, 0, bounced / sends) AS bounce_rate
-FROM delivery_status_in(workspace = '', campaign = '00000000-0000-0000-0000-000000000000',
-    from = '1970-01-01 00:00:00.000', to = '2299-12-31 00:00:00.000')
-GROUP BY workspace_id, campaign_id
 ;
