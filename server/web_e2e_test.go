@@ -3,7 +3,9 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +42,34 @@ func browser(t *testing.T) context.Context {
 	return ctx
 }
 
+// shot saves the page as name-1280.png and name-390.png (a desktop and a
+// phone width, the whole page) in the folder HERALD_SCREENSHOTS names, when
+// it is set (docs/screenshots holds the README's: HERALD_SCREENSHOTS=$PWD/docs/screenshots
+// bash scripts/test.sh -run TestWeb); the test's own window is 1280 wide
+// again afterwards.
+func shot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	dir := os.Getenv("HERALD_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	for _, w := range []int64{1280, 390} {
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(w, 800), chromedp.Sleep(300*time.Millisecond)); err != nil {
+			t.Fatalf("screenshot %s at %d px: %v", name, w, err)
+		}
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatalf("screenshot %s at %d px: %v", name, w, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%d.png", name, w)), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestWebSignIn drives the dashboard in Chromium: a bad key says so and
 // stays on the sign-in page; the workspace's key shows its campaigns with
 // their headline numbers; signing out forgets the key.
@@ -61,6 +91,7 @@ func TestWebSignIn(t *testing.T) {
 	if got := text(t, ctx, `.error`); !strings.Contains(got, "not valid") {
 		t.Errorf("bad key message = %q, want one saying the key is not valid", got)
 	}
+	shot(t, ctx, "sign-in")
 
 	if err := chromedp.Do(ctx,
 		chromedp.Navigate(e.http.URL+"/"), // a fresh form
@@ -77,6 +108,7 @@ func TestWebSignIn(t *testing.T) {
 	if stored := storedKey(t, ctx); stored != c.key {
 		t.Errorf("the key is not kept for the tab (sessionStorage has %q)", stored)
 	}
+	shot(t, ctx, "campaigns")
 
 	if err := chromedp.Do(ctx, chromedp.Click(`button.signout`), chromedp.WaitVisible(`#key`)); err != nil {
 		t.Fatalf("sign out: %v", err)
@@ -199,6 +231,19 @@ func TestWebOverview(t *testing.T) {
 	if rows != want {
 		t.Errorf("the by-hour table has %d rows, GraphQL %d buckets", rows, want)
 	}
+	// The chart (uPlot, loaded on demand) draws the same buckets.
+	points := -1
+	for deadline := time.Now().Add(5 * time.Second); points != want && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`(() => { const c = document.querySelector('.chart'); return c && c.uplot && c.querySelector('canvas') ? c.uplot.data[0].length : -1 })()`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		points = n
+	}
+	if points != want {
+		t.Errorf("the chart draws %d buckets, GraphQL has %d", points, want)
+	}
+	shot(t, ctx, "overview")
 	if u, _ := chromedp.Run(ctx, chromedp.Location()); !strings.HasSuffix(u, "/campaigns/"+camp+"?granularity=HOUR") {
 		t.Errorf("the URL is %s, want the campaign and granularity in it", u)
 	}
@@ -240,6 +285,7 @@ func TestWebDeliveryLogs(t *testing.T) {
 	); err != nil {
 		t.Fatalf("open the delivery logs: %v", err)
 	}
+	shot(t, ctx, "delivery-logs")
 	if got, want := rows(), []string{failed + " FAILED", sent + " SENT"}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("logs = %v, want newest first %v", got, want)
 	}
@@ -328,7 +374,77 @@ func TestWebDeliveryDetail(t *testing.T) {
 	if strings.Contains(html, ok) || strings.Contains(html, bad) {
 		t.Error("the page shows a full device token")
 	}
+	shot(t, ctx, "delivery")
 	if u, _ := chromedp.Run(ctx, chromedp.Location()); !strings.HasSuffix(u, "/deliveries/"+id) {
 		t.Errorf("the URL is %s, want the delivery's", u)
+	}
+}
+
+// TestWebLiveDelivery: the delivery page shows a status change (SENT →
+// DELIVERED after the app's report) without a reload, over graphql-ws,
+// within 2 s of the report; and the campaign overview's delivered figure
+// follows without a reload too.
+func TestWebLiveDelivery(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c := e.withCredentials(e.workspace("web-live"))
+	ok := sim.Token("0ed1", 1)
+	c.person("p1", vars{"first_name": "Ada"}, false)
+	c.device("p1", "IOS", ok, time.Now().Add(-time.Minute))
+	msg := c.message("Hi {{ customer.first_name }}", "Live")
+	camp := get(c.mustDo(`query($id: ID!) { pushMessage(id: $id) { campaign { id } } }`, vars{"id": msg}), "pushMessage", "campaign", "id").(string)
+	id := c.send(msg, "p1", "ALL_DEVICES", "")
+	if d := c.waitFinal(id); d.Status != "SENT" {
+		t.Fatalf("delivery: %s", d.Status)
+	}
+	ctx := browser(t)
+	signIn(t, ctx, e.http.URL+"/deliveries/"+id, c.key)
+	// A marker in the page's JavaScript state: a reload would lose it.
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(`.detail .live`)); err != nil {
+		t.Fatalf("open the delivery, live: %v", err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.__noReload = true`)); err != nil {
+		t.Fatal(err)
+	}
+	if got := text(t, ctx, `.detail [data-status]`); got != "SENT" {
+		t.Fatalf("status badge %q, want SENT", got)
+	}
+	reported := time.Now()
+	c.mustDo(`mutation($in: ReportPushMetricInput!) { reportPushMetric(input: $in) }`, vars{"in": vars{"deliveryId": id, "metric": "DELIVERED", "deviceToken": ok}})
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := chromedp.Do(wctx, chromedp.WaitVisible(`.detail [data-status].delivered`)); err != nil {
+		t.Fatalf("the page did not show DELIVERED within 2 s of the report: %v (badge %q)", err, text(t, ctx, `.detail [data-status]`))
+	}
+	t.Logf("DELIVERED on the page %v after the report", time.Since(reported).Round(time.Millisecond))
+	if kept, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.__noReload === true`)); err != nil || !kept {
+		t.Errorf("the page reloaded (marker %v, %v)", kept, err)
+	}
+
+	// The overview, open before a second report arrives, follows it.
+	c.person("p2", vars{"first_name": "Bo"}, false)
+	ok2 := sim.Token("0ed2", 1)
+	c.device("p2", "IOS", ok2, time.Now().Add(-time.Minute))
+	id2 := c.send(msg, "p2", "ALL_DEVICES", "")
+	c.waitFinal(id2)
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.http.URL+"/campaigns/"+camp), chromedp.WaitVisible(`.overview .live`)); err != nil {
+		t.Fatalf("open the overview, live: %v", err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.__noReload = true`)); err != nil {
+		t.Fatal(err)
+	}
+	delivered := func() string { return text(t, ctx, `[data-figure=delivered] .value`) }
+	for deadline := time.Now().Add(5 * time.Second); delivered() != "1" && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	}
+	if got := delivered(); got != "1" {
+		t.Fatalf("overview delivered %q before the second report, want 1", got)
+	}
+	c.mustDo(`mutation($in: ReportPushMetricInput!) { reportPushMetric(input: $in) }`, vars{"in": vars{"deliveryId": id2, "metric": "DELIVERED", "deviceToken": ok2}})
+	for deadline := time.Now().Add(5 * time.Second); delivered() != "2" && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	}
+	if got := delivered(); got != "2" {
+		t.Errorf("overview delivered %q after the second report, want 2 (without a reload)", got)
+	}
+	if kept, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.__noReload === true`)); err != nil || !kept {
+		t.Errorf("the overview reloaded (marker %v, %v)", kept, err)
 	}
 }

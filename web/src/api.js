@@ -38,3 +38,38 @@ export async function gql(query, variables = {}, key = apiKey()) {
   }
   return body.data
 }
+
+// live subscribes to a GraphQL subscription over graphql-ws (the
+// graphql-transport-ws protocol on /graphql, the key in connection_init)
+// and calls onData with each result's data, onError with a GraphQLError.
+// It returns the function that ends the subscription. The client is
+// created on first use and shared by the tab's subscriptions; it
+// reconnects by itself when Herald restarts.
+let client = null
+export async function live(query, variables, onData, onError = () => {}) {
+  if (!client) {
+    const { createClient } = await import('graphql-ws')
+    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:'
+    client = createClient({
+      url: `${proto}//${location.host}/graphql`,
+      connectionParams: () => ({ Authorization: `Bearer ${apiKey()}` }),
+      lazy: true,
+      retryAttempts: 5,
+    })
+  }
+  return client.subscribe({ query, variables }, {
+    next: (r) => {
+      if (r.errors && r.errors.length) onError(new GraphQLError(r.errors[0].message, r.errors[0].extensions && r.errors[0].extensions.code))
+      else if (r.data) onData(r.data)
+    },
+    error: (e) => onError(new GraphQLError(e && e.message ? e.message : 'The live connection closed.', 'NETWORK')),
+    complete: () => {},
+  })
+}
+
+// endLive closes the shared connection (at sign-out: the next key gets a
+// new one).
+export function endLive() {
+  if (client) client.dispose()
+  client = null
+}

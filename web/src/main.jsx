@@ -1,6 +1,6 @@
 import { render } from 'preact'
-import { useEffect, useState } from 'preact/hooks'
-import { apiKey, gql, setApiKey } from './api.js'
+import { useEffect, useRef, useState } from 'preact/hooks'
+import { apiKey, endLive, gql, live, setApiKey } from './api.js'
 import { count, percent } from './format.js'
 import './style.css'
 
@@ -124,11 +124,28 @@ const Figure = ({ name, label, value, rate, rateLabel }) => (
 function Overview({ id, granularity }) {
   const [c, setC] = useState(null)
   const [error, setError] = useState('')
+  const [isLive, setLive] = useState(false)
   useEffect(() => {
     setC(null)
-    gql(overviewQuery, { id, g: granularity })
+    const load = () => gql(overviewQuery, { id, g: granularity })
       .then((d) => (d.campaign ? setC(d.campaign) : setError('No campaign with this id in your workspace.')))
       .catch((err) => setError(err.message))
+    load()
+    // Live while open: each campaignOverviewUpdated reloads the page's
+    // figures (its series at the chosen granularity), one load at a time.
+    let end = null
+    let gone = false
+    let busy = false
+    let again = false
+    const reload = () => {
+      setLive(true)
+      if (busy) { again = true; return }
+      busy = true
+      load().finally(() => { busy = false; if (again && !gone) { again = false; reload() } })
+    }
+    live('subscription($id: ID!) { campaignOverviewUpdated(campaignId: $id) { sends } }', { id }, reload, () => setLive(false))
+      .then((f) => (gone ? f() : (end = f)))
+    return () => { gone = true; if (end) end() }
   }, [id, granularity])
   if (error) return <p class="error" role="alert">{error}</p>
   if (!c) return <p class="loading">Loading the overview…</p>
@@ -136,7 +153,7 @@ function Overview({ id, granularity }) {
   return (
     <section class="overview">
       <p><a href="/" onClick={navigate}>← Campaigns</a></p>
-      <h2>{c.name}</h2>
+      <h2>{c.name} {isLive && <span class="live" title="Updates as they happen">● live</span>}</h2>
       <div class="funnel">
         <Figure name="created" label="Created" value={o.created} />
         <Figure name="sends" label="Sends" value={o.sends} rate={o.bounceRate} rateLabel="bounced" />
@@ -165,6 +182,7 @@ function Overview({ id, granularity }) {
         <a href={`/campaigns/${id}?granularity=HOUR`} onClick={navigate} aria-current={granularity === 'HOUR'}>By hour</a>{' · '}
         <a href={`/campaigns/${id}?granularity=DAY`} onClick={navigate} aria-current={granularity !== 'HOUR'}>By day</a>
       </p>
+      {o.series.length > 0 && <SeriesChart series={o.series} step={granularity === 'HOUR' ? 3600 : 86400} />}
       {o.series.length === 0 ? <p class="empty">Nothing sent yet.</p> : (
         <table class="series">
           <thead><tr><th>From</th><th>Created</th><th>Sent</th><th>Delivered</th><th>Opened</th><th>Converted</th></tr></thead>
@@ -175,6 +193,34 @@ function Overview({ id, granularity }) {
       )}
     </section>
   )
+}
+
+// SeriesChart draws the time series (sent, delivered, opened, converted
+// per bucket) with uPlot, loaded when first needed; the table below it has
+// the same figures for screen readers and keyboards. The uPlot instance
+// hangs on the element (el.uplot) for tests and for the curious.
+function SeriesChart({ series, step }) {
+  const el = useRef(null)
+  useEffect(() => {
+    let u = null
+    let gone = false
+    Promise.all([import('uplot'), import('uplot/dist/uPlot.min.css')]).then(([{ default: UPlot }]) => {
+      if (gone || !el.current) return
+      const data = [series.map((b) => Date.parse(b.start) / 1000), ...['sent', 'delivered', 'opened', 'converted'].map((k) => series.map((b) => b[k]))]
+      const colors = ['#0969da', '#1a7f37', '#8250df', '#bf3989']
+      u = new UPlot({
+        width: Math.max(280, el.current.clientWidth || 600), height: 220,
+        series: [{}, ...['Sent', 'Delivered', 'Opened', 'Converted'].map((label, i) => ({ label, stroke: colors[i], width: 2, points: { show: series.length < 60 } }))],
+        // Half a bucket either side, so that one bucket is not a year wide.
+        scales: { x: { time: true, auto: false, range: [data[0][0] - step / 2, data[0][data[0].length - 1] + step / 2] } },
+        legend: { live: false },
+        axes: [{}, { size: 60 }],
+      }, data, el.current)
+      el.current.uplot = u
+    })
+    return () => { gone = true; if (u) u.destroy() }
+  }, [series, step])
+  return <div class="chart" ref={el} role="img" aria-label={`Sent, delivered, opened and converted over ${series.length} buckets; the table below lists them.`} />
 }
 
 const logsQuery = `query($f: DeliveryFilter, $after: String) { deliveries(filter: $f, first: 50, after: $after) {
@@ -289,6 +335,8 @@ const deliveryQuery = `query($id: ID!) { delivery(id: $id) { id status failureRe
   history { round status failureReason devicesTargeted devicesAttempted }
   push { title body link image sound badge data options { silent priority ttlSeconds collapseKey pushType subtitle channelId } } } }`
 
+const liveDeliveryQuery = deliveryQuery.replace('query($id: ID!) { delivery(id: $id)', 'subscription($id: ID!) { deliveryUpdated(id: $id)')
+
 // mask shows a device token's first and last characters only.
 const mask = (t) => (t.length <= 12 ? '•'.repeat(t.length) : `${t.slice(0, 6)}…${t.slice(-4)}`)
 const when = (t) => (t ? new Date(t).toLocaleString() : '—')
@@ -296,11 +344,18 @@ const when = (t) => (t ? new Date(t).toLocaleString() : '—')
 function Detail({ id }) {
   const [d, setD] = useState(null)
   const [error, setError] = useState('')
+  const [isLive, setLive] = useState(false)
   useEffect(() => {
     setD(null)
     gql(deliveryQuery, { id })
       .then((r) => (r.delivery ? setD(r.delivery) : setError('No delivery with this id in your workspace.')))
       .catch((err) => setError(err.message))
+    // Live while open: deliveryUpdated sends the delivery again on every change.
+    let end = null
+    let gone = false
+    live(liveDeliveryQuery, { id }, (r) => { setD(r.deliveryUpdated); setLive(true) }, () => setLive(false))
+      .then((f) => (gone ? f() : (end = f)))
+    return () => { gone = true; if (end) end() }
   }, [id])
   if (error) return <p class="error" role="alert">{error}</p>
   if (!d) return <p class="loading">Loading the delivery…</p>
@@ -308,7 +363,8 @@ function Detail({ id }) {
     <section class="detail">
       <p><a href="/deliveries" onClick={navigate}>← Delivery logs</a></p>
       <h2>{d.message ? d.message.name : 'Delivery'} to {d.personId}</h2>
-      <p><span class={`badge ${d.status.toLowerCase()}`} data-status>{d.status}</span> {d.failureReason && <span class="reason">{d.failureReason}</span>}</p>
+      <p><span class={`badge ${d.status.toLowerCase()}`} data-status>{d.status}</span> {d.failureReason && <span class="reason">{d.failureReason}</span>}
+        {isLive && <span class="live" title="Updates as they happen">● live</span>}</p>
       <p class="states">Created {when(d.createdAt)}{d.sendAt && ` · scheduled for ${when(d.sendAt)}`} · sent {when(d.sentAt)} · delivered {when(d.deliveredAt)} · opened {when(d.openedAt)} · converted {when(d.convertedAt)}</p>
       <h3>Devices (round {d.round + 1})</h3>
       <table class="devices">
@@ -353,7 +409,7 @@ function App() {
     <div class="app">
       <header>
         <nav><strong>Herald</strong> <a href="/" onClick={navigate}>Campaigns</a> <a href="/deliveries" onClick={navigate}>Delivery logs</a></nav>
-        <button class="signout" onClick={() => { setApiKey(''); setSignedIn(false) }}>Sign out</button>
+        <button class="signout" onClick={() => { setApiKey(''); endLive(); setSignedIn(false) }}>Sign out</button>
       </header>
       <main>
         <Page />
