@@ -311,6 +311,26 @@ func TestWebDeliveryLogs(t *testing.T) {
 	if got := rows(); len(got) != 1 {
 		t.Errorf("the filtered link lists %v, want one row", got)
 	}
+	// A time range that ends an hour ago lists nothing, and goes in the URL
+	// with the status filter.
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(() => { const d = new Date(Date.now() - 3600e3), p = (n) => String(n).padStart(2, '0');
+		return document.querySelector('input[name=to]').value = d.getFullYear() + '-' + p(d.getMonth() + 1) + '-' + p(d.getDate()) + 'T' + p(d.getHours()) + ':' + p(d.getMinutes()) })()`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(`.filters button[type=submit]`), chromedp.WaitVisible(`.logs .empty`)); err != nil {
+		t.Fatalf("filter by a past time range: %v", err)
+	}
+	if u, _ := chromedp.Run(ctx, chromedp.Location()); !strings.Contains(u, "status=FAILED") || !strings.Contains(u, "to=") {
+		t.Errorf("the URL is %s, want the status and the time range in it", u)
+	}
+	// One that starts an hour ago lists the FAILED delivery again.
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.http.URL+"/deliveries?status=FAILED&from="+time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)),
+		chromedp.WaitVisible(`tr[data-delivery="`+failed+`"]`)); err != nil {
+		t.Fatalf("a time range from an hour ago: %v", err)
+	}
+	if got, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('input[name=from]').value`)); err != nil || got == "" {
+		t.Errorf("the from field shows %q (%v), want the URL's time", got, err)
+	}
 
 	c.person("p2", vars{"first_name": "Bo"}, false) // subscribed again, so the retry sends
 	if err := chromedp.Do(ctx,
@@ -446,5 +466,49 @@ func TestWebLiveDelivery(t *testing.T) {
 	}
 	if kept, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.__noReload === true`)); err != nil || !kept {
 		t.Errorf("the overview reloaded (marker %v, %v)", kept, err)
+	}
+}
+
+// TestWebKeyboard: the dashboard works without a mouse: Tab reaches the
+// key field, Enter signs in, Tab reaches the campaign's link and Enter
+// opens its overview; the focused element is outlined.
+func TestWebKeyboard(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c := e.workspace("web-keys")
+	c.mustDo(`mutation { createCampaign(input: {name: "Keys"}) { id } }`, nil)
+	ctx := browser(t)
+	focused := func() string {
+		s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(() => { const a = document.activeElement; return a ? a.tagName.toLowerCase() + (a.id ? '#' + a.id : '') + (a.textContent ? ' ' + a.textContent.trim() : '') : '' })()`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	// tabTo presses Tab until the focused element starts with want (at most 20 times).
+	tabTo := func(want string) {
+		t.Helper()
+		for i := 0; i < 20 && !strings.HasPrefix(focused(), want); i++ {
+			if err := chromedp.Do(ctx, chromedp.KeyEvent("\t")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := focused(); !strings.HasPrefix(got, want) {
+			t.Fatalf("Tab never reached %q (focus on %q)", want, got)
+		}
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.http.URL+"/"), chromedp.WaitVisible(`#key`)); err != nil {
+		t.Fatal(err)
+	}
+	tabTo("input#key")
+	if err := chromedp.Do(ctx, chromedp.KeyEvent(c.key), chromedp.KeyEvent("\r"), chromedp.WaitVisible(`table.campaigns td.name a`)); err != nil {
+		t.Fatalf("sign in by keyboard: %v", err)
+	}
+	tabTo("a Keys")
+	outline, err := chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.activeElement).outlineStyle`))
+	if err != nil || outline == "none" {
+		t.Errorf("the focused link has outline %q (%v), want one to see", outline, err)
+	}
+	if err := chromedp.Do(ctx, chromedp.KeyEvent("\r"), chromedp.WaitVisible(`.funnel`)); err != nil {
+		t.Fatalf("open the overview by keyboard: %v", err)
 	}
 }

@@ -241,6 +241,15 @@ function filterOf(params) {
   return f
 }
 
+// localTime is an instant (RFC 3339) as a datetime-local input's value,
+// in the browser's time zone; '' for none.
+function localTime(iso) {
+  const d = iso ? new Date(iso) : null
+  if (!d || isNaN(d)) return ''
+  const p = (n) => String(n).padStart(2, '0')
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`
+}
+
 function Logs({ params }) {
   const filter = filterOf(params)
   const key = JSON.stringify(filter)
@@ -266,7 +275,9 @@ function Logs({ params }) {
     e.preventDefault()
     const form = new FormData(e.currentTarget)
     const q = new URLSearchParams()
-    for (const k of ['campaign', 'message', 'person', 'from', 'to']) if (form.get(k)) q.set(k, form.get(k))
+    for (const k of ['campaign', 'message', 'person']) if (form.get(k)) q.set(k, form.get(k))
+    // The time range: local date-times in the form, UTC instants in the URL.
+    for (const k of ['from', 'to']) if (form.get(k)) q.set(k, new Date(form.get(k)).toISOString())
     const st = form.getAll('status')
     if (st.length) q.set('status', st.join(','))
     history.pushState(null, '', `/deliveries${q.toString() ? '?' + q : ''}`)
@@ -287,6 +298,8 @@ function Logs({ params }) {
         <label>Campaign <input name="campaign" defaultValue={params.get('campaign') || ''} /></label>
         <label>Message <input name="message" defaultValue={params.get('message') || ''} /></label>
         <label>Person <input name="person" defaultValue={params.get('person') || ''} /></label>
+        <label>Created from <input type="datetime-local" name="from" defaultValue={localTime(params.get('from'))} /></label>
+        <label>to <input type="datetime-local" name="to" defaultValue={localTime(params.get('to'))} /></label>
         <fieldset>
           <legend>Status</legend>
           {STATUSES.map((st) => (
