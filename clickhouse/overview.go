@@ -356,22 +356,6 @@ func ratio(a, b uint64) float64 {
 	return float64(a) / float64(b)
 }
 
-// FailuresByReason counts a campaign's FAILED deliveries created in [from,
-// to) by failure reason (the figure Overview also carries).
-func (s *Store) FailuresByReason(ctx context.Context, workspaceID string, campaignID uuid.UUID, from, to time.Time) (map[string]uint64, error) {
-	rows, err := s.deliveryGroups(ctx, workspaceID, campaignID, from.UTC().Truncate(time.Millisecond), to.UTC().Truncate(time.Millisecond))
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]uint64{}
-	for _, r := range rows {
-		if r.state() == domain.DeliveryFailed {
-			out[r.Reason] += r.WithReason
-		}
-	}
-	return out, nil
-}
-
 // deliveryGroups reads the groups of a campaign's deliveries with events
 // created in [from, to) (groupRow): from delivery_counts_fast_in, and from
 // delivery_counts_slow_in at once when some delivery in the range is slow
