@@ -128,22 +128,31 @@ function Overview({ id, granularity }) {
   useEffect(() => {
     setC(null)
     const load = () => gql(overviewQuery, { id, g: granularity })
-      .then((d) => (d.campaign ? setC(d.campaign) : setError('No campaign with this id in your workspace.')))
+      .then((d) => { if (!d.campaign) setError('No campaign with this id in your workspace.'); else setC(d.campaign); return d.campaign && d.campaign.overview })
       .catch((err) => setError(err.message))
-    load()
-    // Live while open: each campaignOverviewUpdated reloads the page's
-    // figures (its series at the chosen granularity), one load at a time.
+    const loaded = load()
+    // Live while open: a campaignOverviewUpdated whose headline figures
+    // differ from the page's (its first, which repeats the load above, does
+    // not) reloads the page's figures (its series at the chosen
+    // granularity), one load at a time.
     let end = null
     let gone = false
     let busy = false
     let again = false
+    let shown = ''
     const reload = () => {
-      setLive(true)
       if (busy) { again = true; return }
       busy = true
       load().finally(() => { busy = false; if (again && !gone) { again = false; reload() } })
     }
-    live('subscription($id: ID!) { campaignOverviewUpdated(campaignId: $id) { sends } }', { id }, reload, () => setLive(false))
+    const figures = (o) => [o.created, o.sends, o.delivered, o.opened, o.converted, o.failed].join()
+    loaded.then((o) => { if (o) shown = figures(o) })
+    live(`subscription($id: ID!) { campaignOverviewUpdated(campaignId: $id) { created sends delivered opened converted failed } }`, { id },
+      (r) => {
+        setLive(true)
+        const f = figures(r.campaignOverviewUpdated)
+        if (f !== shown) { shown = f; reload() }
+      }, () => setLive(false))
       .then((f) => (gone ? f() : (end = f)))
     return () => { gone = true; if (end) end() }
   }, [id, granularity])
