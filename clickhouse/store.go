@@ -298,6 +298,48 @@ func (s *Store) Message(ctx context.Context, workspaceID string, id uuid.UUID) (
 	return m, rowErr("message", err)
 }
 
+// selectMessagePage: params workspace_id, campaign flag (0 = any),
+// campaign_id, cursor flag (0 = first page), created_at, created_at, id,
+// limit; the columns of selectMessage with id first. It reads the
+// workspace's rows of push_messages (its key's prefix), newest first.
+const selectMessagePage = `SELECT id, campaign_id, name, alias, title, body, link, image, sound, badge, data, options, created_at
+FROM push_messages FINAL
+WHERE workspace_id = ? AND (? = 0 OR campaign_id = ?) AND (? = 0 OR created_at < ? OR (created_at = ? AND id < ?))
+ORDER BY created_at DESC, id DESC
+LIMIT ?`
+
+// Messages pages a workspace's push templates (of one campaign unless
+// campaignID is uuid.Nil), newest first; the cursor is the last row's
+// (created_at, id).
+func (s *Store) Messages(ctx context.Context, workspaceID string, campaignID uuid.UUID, after *LogCursor, limit int) ([]Message, []LogCursor, error) {
+	var byCampaign, flag uint8
+	if campaignID != uuid.Nil {
+		byCampaign = 1
+	}
+	at := time.Unix(0, 0).UTC()
+	id := uuid.Nil
+	if after != nil {
+		flag, at, id = 1, after.CreatedAt, after.ID
+	}
+	rows, err := s.conn.Query(ctx, selectMessagePage, workspaceID, byCampaign, campaignID, flag, chTime(at), chTime(at), id, limit)
+	if err != nil {
+		return nil, nil, fmt.Errorf("clickhouse: messages: %w", err)
+	}
+	defer rows.Close()
+	var out []Message
+	var cursors []LogCursor
+	for rows.Next() {
+		m := Message{WorkspaceID: workspaceID}
+		if err := rows.Scan(&m.ID, &m.CampaignID, &m.Name, &m.Alias, &m.Title, &m.Body, &m.Link, &m.Image, &m.Sound, &m.Badge, &m.Data, &m.Options, &m.CreatedAt); err != nil {
+			return nil, nil, fmt.Errorf("clickhouse: scan message: %w", err)
+		}
+		m.CreatedAt = m.CreatedAt.UTC()
+		out = append(out, m)
+		cursors = append(cursors, LogCursor{CreatedAt: m.CreatedAt, ID: m.ID})
+	}
+	return out, cursors, rows.Err()
+}
+
 // selectMessageByAlias: params workspace_id, alias; column id of the
 // newest message with that alias.
 const selectMessageByAlias = `SELECT id FROM push_messages FINAL WHERE workspace_id = ? AND alias = ? ORDER BY created_at DESC LIMIT 1`

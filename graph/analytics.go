@@ -174,6 +174,34 @@ func (r *Resolver) campaigns(ctx context.Context, first *int, after *string) (*m
 	return conn, nil
 }
 
+func (r *Resolver) pushMessages(ctx context.Context, campaignID *string, first *int, after *string) (*model.PushMessageConnection, error) {
+	ws, n, cur, err := pageArgs(ctx, first, after)
+	if err != nil {
+		return nil, err
+	}
+	camp := uuid.Nil
+	if campaignID != nil {
+		if camp, err = parseID("campaignId", *campaignID); err != nil {
+			return nil, err
+		}
+	}
+	ms, cursors, err := r.Store.Messages(ctx, ws, camp, cur, n+1)
+	if err != nil {
+		return nil, err
+	}
+	conn := &model.PushMessageConnection{Edges: []*model.PushMessageEdge{}, PageInfo: &model.PageInfo{}}
+	for i, m := range ms {
+		if i == n {
+			conn.PageInfo.HasNextPage = true
+			break
+		}
+		cc := encodeCursor(cursors[i])
+		conn.Edges = append(conn.Edges, &model.PushMessageEdge{Cursor: cc, Node: messageModel(m)})
+		conn.PageInfo.EndCursor = &cc
+	}
+	return conn, nil
+}
+
 func (r *Resolver) deliveries(ctx context.Context, filter *model.DeliveryFilter, first *int, after *string) (*model.DeliveryConnection, error) {
 	ws, n, cur, err := pageArgs(ctx, first, after)
 	if err != nil {
@@ -499,6 +527,11 @@ func (r *Resolver) broadcastByID(ctx context.Context, id string) (*model.Broadca
 	if err != nil {
 		return nil, err
 	}
+	return r.broadcastNow(ctx, b)
+}
+
+// broadcastNow is b with its progress and cancellation as Redis has them.
+func (r *Resolver) broadcastNow(ctx context.Context, b clickhouse.Broadcast) (*model.Broadcast, error) {
 	// Progress keys are named by the canonical id, whatever case was given.
 	queued, done, err := r.Queue.Progress(ctx, b.ID.String())
 	if err != nil {

@@ -50,6 +50,7 @@ func Complexity() generated.ComplexityRoot {
 	c.Query.Deliveries = func(child int, f *model.DeliveryFilter, first *int, _ *string) int {
 		return queryCost*clickhouse.LogQueries(f != nil && len(f.Status) > 0) + page(first, 20)*(child+1)
 	}
+	c.Query.PushMessages = func(child int, _ *string, first *int, _ *string) int { return queryCost + page(first, 20)*(child+1) }
 	c.Query.Campaign = func(child int, _ string) int { return one(child) }
 	c.Query.PushMessage = func(child int, _ string) int { return one(child) }
 	c.Query.Broadcast = func(child int, _ string) int { return one(child) }

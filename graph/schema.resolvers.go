@@ -459,6 +459,11 @@ func (r *queryResolver) PushMessage(ctx context.Context, id string) (*model.Push
 	return messageModel(m), nil
 }
 
+// PushMessages is the resolver for the pushMessages field.
+func (r *queryResolver) PushMessages(ctx context.Context, campaignID *string, first *int, after *string) (*model.PushMessageConnection, error) {
+	return r.pushMessages(ctx, campaignID, first, after)
+}
+
 // Delivery is the resolver for the delivery field.
 func (r *queryResolver) Delivery(ctx context.Context, id string) (*model.Delivery, error) {
 	d, st, err := r.deliveryStatus(ctx, id)
@@ -486,6 +491,11 @@ func (r *subscriptionResolver) DeliveryUpdated(ctx context.Context, id string) (
 // CampaignOverviewUpdated is the resolver for the campaignOverviewUpdated field.
 func (r *subscriptionResolver) CampaignOverviewUpdated(ctx context.Context, campaignID string) (<-chan *model.CampaignOverview, error) {
 	return r.campaignOverviewUpdated(ctx, campaignID)
+}
+
+// BroadcastUpdated is the resolver for the broadcastUpdated field.
+func (r *subscriptionResolver) BroadcastUpdated(ctx context.Context, id string) (<-chan *model.Broadcast, error) {
+	return r.broadcastUpdated(ctx, id)
 }
 
 // Broadcast returns generated.BroadcastResolver implementation.

@@ -21,6 +21,10 @@ const (
 	// campaignEvery is the least time between two overview updates: a
 	// broadcast to a million people must not flood the clients.
 	campaignEvery = 400 * time.Millisecond
+	// broadcastEvery is how often a broadcast's progress is read while it
+	// runs: its counts live in Redis (jobs.BroadcastProgress), and the send
+	// path announces no change per delivery, so nothing costs a push more.
+	broadcastEvery = 500 * time.Millisecond
 )
 
 // Default subscription caps (HERALD_SUBSCRIPTIONS_PER_SOCKET,
@@ -150,6 +154,64 @@ func (r *Resolver) campaignOverviewUpdated(ctx context.Context, campaignID strin
 		return nil, err
 	}
 	return watch(ctx, r, l, release, first, read, overviewFingerprint, campaignEvery, "campaignOverviewUpdated "+campaignID), nil
+}
+
+func (r *Resolver) broadcastUpdated(ctx context.Context, id string) (<-chan *model.Broadcast, error) {
+	ws, b, err := findByID(ctx, "id", id, "broadcast", r.Store.Broadcast)
+	if err != nil {
+		return nil, err
+	}
+	release, err := r.Live.admit(ctx, ws)
+	if err != nil {
+		return nil, err
+	}
+	first, err := r.broadcastNow(ctx, b)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	out := make(chan *model.Broadcast, 1)
+	go func() {
+		defer close(out) // the subscription completes
+		defer release()
+		v, last := first, fingerprint(first)
+		select {
+		case out <- v:
+		case <-ctx.Done():
+			return
+		}
+		tick := time.NewTicker(broadcastEvery)
+		defer tick.Stop()
+		for !broadcastFinished(v) {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			next, err := r.broadcastNow(ctx, b)
+			if err != nil {
+				if ctx.Err() == nil {
+					r.Logger.Warn("subscription re-read failed", "subscription", "broadcastUpdated "+id, "err", err)
+				}
+				continue
+			}
+			v = next
+			if k := fingerprint(v); k != last {
+				last = k
+				select {
+				case out <- v:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out, nil
+}
+
+// broadcastFinished: canceled, or every person's delivery done.
+func broadcastFinished(b *model.Broadcast) bool {
+	return b.Canceled || (b.Queued >= b.Total && b.Done >= b.Total)
 }
 
 // watch sends first, then every value read after a change announcement

@@ -463,3 +463,46 @@ func TestBroadcast(t *testing.T) {
 		t.Errorf("CUSTOM_TOKEN broadcast: %q", r.code())
 	}
 }
+
+// pushMessages pages a workspace's messages newest first, of one campaign
+// when asked, never another workspace's; a bad campaign id or page size is
+// BAD_USER_INPUT.
+func TestPushMessagesPaged(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c := e.workspace("msgs")
+	other := e.workspace("msgs-other")
+	other.message("Not yours", "x")
+	var ids []string
+	for i := range 3 {
+		ids = append(ids, c.message(fmt.Sprintf("Title %d", i), "b")) // each in a campaign of its own
+		time.Sleep(2 * time.Millisecond)                              // distinct created_at
+	}
+	const q = `query($c: ID, $first: Int, $after: String) { pushMessages(campaignId: $c, first: $first, after: $after) {
+		edges { cursor node { id title campaign { id } } } pageInfo { hasNextPage endCursor } } }`
+	page := func(v vars) ([]string, map[string]any) {
+		t.Helper()
+		d := get(c.mustDo(q, v), "pushMessages").(map[string]any)
+		var got []string
+		for _, e := range d["edges"].([]any) {
+			got = append(got, get(e.(map[string]any), "node", "id").(string))
+		}
+		return got, d["pageInfo"].(map[string]any)
+	}
+	got, info := page(vars{"first": 2})
+	if want := []string{ids[2], ids[1]}; fmt.Sprint(got) != fmt.Sprint(want) || info["hasNextPage"] != true {
+		t.Fatalf("first page = %v %v, want newest first %v with a next page", got, info, want)
+	}
+	got, info = page(vars{"first": 2, "after": info["endCursor"]})
+	if fmt.Sprint(got) != fmt.Sprint([]string{ids[0]}) || info["hasNextPage"] != false {
+		t.Errorf("second page = %v %v, want [%s] and no next page", got, info, ids[0])
+	}
+	camp := get(c.mustDo(`query($id: ID!) { pushMessage(id: $id) { campaign { id } } }`, vars{"id": ids[1]}), "pushMessage", "campaign", "id")
+	if got, _ = page(vars{"c": camp}); fmt.Sprint(got) != fmt.Sprint([]string{ids[1]}) {
+		t.Errorf("campaign %v's messages = %v, want [%s]", camp, got, ids[1])
+	}
+	for _, v := range []vars{{"c": "not-a-uuid"}, {"first": 0}, {"first": 101}, {"after": "garbage"}} {
+		if r := c.do(q, v); r.code() != "BAD_USER_INPUT" {
+			t.Errorf("pushMessages(%v): code %q (%+v), want BAD_USER_INPUT", v, r.code(), r.Errors)
+		}
+	}
+}

@@ -451,3 +451,90 @@ func TestSubscriptionsSharedAndCapped(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// broadcastUpdated sends a broadcast's progress as it runs (queued and
+// done never going back) and completes once every delivery is done; a
+// canceled one answers once, canceled, and completes; another workspace's
+// broadcast is NOT_FOUND.
+func TestBroadcastUpdated(t *testing.T) {
+	e := newEnv(t, envOptions{broadcastBatch: 4})
+	c := e.withCredentials(e.workspace("bcast-live"))
+	const n = 80 // at 20 sends at a time, 250 ms each: a second or more
+	for i := range n {
+		p := fmt.Sprintf("p%02d", i)
+		c.person(p, nil, false)
+		c.device(p, "IOS", sim.Token("5100", i), time.Time{}) // 250 ms each: the broadcast takes a while
+	}
+	msg := c.message("Hello", "live")
+	ws, err := dialWS(t, e.http.URL, "graphql-transport-ws", c.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const sub = `subscription($id: ID!) { broadcastUpdated(id: $id) { id total queued done canceled message { id } } }`
+	id := c.broadcastAll(msg)
+	ws.subscribe("1", sub, vars{"id": id})
+	var seen []string
+	lastQ, lastD := -1.0, -1.0
+	for {
+		m, err := ws.readID("1", 30*time.Second)
+		if err != nil {
+			t.Fatalf("after %v: %v", seen, err)
+		}
+		if m.Type == "complete" {
+			break
+		}
+		if m.Type != "next" {
+			t.Fatalf("message %s %s, want next or complete", m.Type, m.Payload)
+		}
+		var p struct {
+			Data struct{ BroadcastUpdated map[string]any } `json:"data"`
+		}
+		if err := json.Unmarshal(m.Payload, &p); err != nil {
+			t.Fatal(err)
+		}
+		b := p.Data.BroadcastUpdated
+		q, d := b["queued"].(float64), b["done"].(float64)
+		if b["total"] != float64(n) || b["id"] != id || get(b, "message", "id") != msg {
+			t.Fatalf("broadcastUpdated = %v, want broadcast %s of message %s to %d", b, id, msg, n)
+		}
+		if q < lastQ || d < lastD {
+			t.Errorf("progress went back: queued %v→%v, done %v→%v", lastQ, q, lastD, d)
+		}
+		lastQ, lastD = q, d
+		seen = append(seen, fmt.Sprintf("%v/%v", q, d))
+	}
+	t.Logf("queued/done seen: %v", seen)
+	if lastQ != n || lastD != n {
+		t.Errorf("completed at queued %v done %v, want %d and %d", lastQ, lastD, n, n)
+	}
+	if len(seen) < 3 {
+		t.Errorf("saw %d values (%v), want the progress on its way, not only its start and end", len(seen), seen)
+	}
+	if _, done := c.progress(id); done != n {
+		t.Errorf("broadcast(id).done = %d after the subscription completed, want %d", done, n)
+	}
+
+	// A scheduled broadcast canceled: one answer, canceled, then complete.
+	b := c.mustDo(`mutation($in: BroadcastInput!) { broadcast(input: $in) { id } }`, vars{"in": vars{"messageId": msg,
+		"sendAt": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}})
+	sched := get(b, "broadcast", "id").(string)
+	c.mustDo(`mutation($id: ID!) { cancelBroadcast(id: $id) { id } }`, vars{"id": sched})
+	ws.subscribe("2", sub, vars{"id": sched})
+	if m, err := ws.readID("2", 10*time.Second); err != nil || m.Type != "next" || !strings.Contains(string(m.Payload), `"canceled":true`) {
+		t.Fatalf("canceled broadcast: %s %s %v, want canceled: true", m.Type, m.Payload, err)
+	}
+	if m, err := ws.readID("2", 10*time.Second); err != nil || m.Type != "complete" {
+		t.Fatalf("canceled broadcast then %s %s %v, want complete", m.Type, m.Payload, err)
+	}
+
+	// Another workspace cannot watch it.
+	other := e.workspace("bcast-live-other")
+	ws2, err := dialWS(t, e.http.URL, "graphql-transport-ws", other.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws2.subscribe("3", sub, vars{"id": id})
+	if m, err := ws2.readID("3", 10*time.Second); err != nil || !strings.Contains(string(m.Payload), `"code":"NOT_FOUND"`) || strings.Contains(string(m.Payload), `"total"`) {
+		t.Fatalf("another workspace's broadcastUpdated: %s %s %v, want an error NOT_FOUND and no data", m.Type, m.Payload, err)
+	}
+}

@@ -255,6 +255,16 @@ type ComplexityRoot struct {
 		Title     func(childComplexity int) int
 	}
 
+	PushMessageConnection struct {
+		Edges    func(childComplexity int) int
+		PageInfo func(childComplexity int) int
+	}
+
+	PushMessageEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
 	PushOptions struct {
 		AndroidPayload       func(childComplexity int) int
 		BodyLocArgs          func(childComplexity int) int
@@ -287,13 +297,14 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
-		Broadcast   func(childComplexity int, id string) int
-		Campaign    func(childComplexity int, id string) int
-		Campaigns   func(childComplexity int, first *int, after *string) int
-		Deliveries  func(childComplexity int, filter *model.DeliveryFilter, first *int, after *string) int
-		Delivery    func(childComplexity int, id string) int
-		Person      func(childComplexity int, id string) int
-		PushMessage func(childComplexity int, id string) int
+		Broadcast    func(childComplexity int, id string) int
+		Campaign     func(childComplexity int, id string) int
+		Campaigns    func(childComplexity int, first *int, after *string) int
+		Deliveries   func(childComplexity int, filter *model.DeliveryFilter, first *int, after *string) int
+		Delivery     func(childComplexity int, id string) int
+		Person       func(childComplexity int, id string) int
+		PushMessage  func(childComplexity int, id string) int
+		PushMessages func(childComplexity int, campaignID *string, first *int, after *string) int
 	}
 
 	RenderedPush struct {
@@ -308,6 +319,7 @@ type ComplexityRoot struct {
 	}
 
 	Subscription struct {
+		BroadcastUpdated        func(childComplexity int, id string) int
 		CampaignOverviewUpdated func(childComplexity int, campaignID string) int
 		DeliveryUpdated         func(childComplexity int, id string) int
 	}
@@ -371,6 +383,7 @@ type QueryResolver interface {
 	Campaign(ctx context.Context, id string) (*model.Campaign, error)
 	Campaigns(ctx context.Context, first *int, after *string) (*model.CampaignConnection, error)
 	PushMessage(ctx context.Context, id string) (*model.PushMessage, error)
+	PushMessages(ctx context.Context, campaignID *string, first *int, after *string) (*model.PushMessageConnection, error)
 	Delivery(ctx context.Context, id string) (*model.Delivery, error)
 	Deliveries(ctx context.Context, filter *model.DeliveryFilter, first *int, after *string) (*model.DeliveryConnection, error)
 	Broadcast(ctx context.Context, id string) (*model.Broadcast, error)
@@ -378,6 +391,7 @@ type QueryResolver interface {
 type SubscriptionResolver interface {
 	DeliveryUpdated(ctx context.Context, id string) (<-chan *model.Delivery, error)
 	CampaignOverviewUpdated(ctx context.Context, campaignID string) (<-chan *model.CampaignOverview, error)
+	BroadcastUpdated(ctx context.Context, id string) (<-chan *model.Broadcast, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -1386,6 +1400,32 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.PushMessage.Title(childComplexity), true
 
+	case "PushMessageConnection.edges":
+		if e.ComplexityRoot.PushMessageConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PushMessageConnection.Edges(childComplexity), true
+	case "PushMessageConnection.pageInfo":
+		if e.ComplexityRoot.PushMessageConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PushMessageConnection.PageInfo(childComplexity), true
+
+	case "PushMessageEdge.cursor":
+		if e.ComplexityRoot.PushMessageEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PushMessageEdge.Cursor(childComplexity), true
+	case "PushMessageEdge.node":
+		if e.ComplexityRoot.PushMessageEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PushMessageEdge.Node(childComplexity), true
+
 	case "PushOptions.androidPayload":
 		if e.ComplexityRoot.PushOptions.AndroidPayload == nil {
 			break
@@ -1633,6 +1673,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.PushMessage(childComplexity, args["id"].(string)), true
+	case "Query.pushMessages":
+		if e.ComplexityRoot.Query.PushMessages == nil {
+			break
+		}
+
+		args, err := ec.field_Query_pushMessages_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.PushMessages(childComplexity, args["campaignId"].(*string), args["first"].(*int), args["after"].(*string)), true
 
 	case "RenderedPush.badge":
 		if e.ComplexityRoot.RenderedPush.Badge == nil {
@@ -1683,6 +1734,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.RenderedPush.Title(childComplexity), true
 
+	case "Subscription.broadcastUpdated":
+		if e.ComplexityRoot.Subscription.BroadcastUpdated == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_broadcastUpdated_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.BroadcastUpdated(childComplexity, args["id"].(string)), true
 	case "Subscription.campaignOverviewUpdated":
 		if e.ComplexityRoot.Subscription.CampaignOverviewUpdated == nil {
 			break
@@ -1850,6 +1912,8 @@ type Query {
   "Campaigns, newest first."
   campaigns(first: Int = 20, after: String): CampaignConnection!
   pushMessage(id: ID!): PushMessage
+  "Push messages, newest first; of one campaign when campaignId is given."
+  pushMessages(campaignId: ID, first: Int = 20, after: String): PushMessageConnection!
   delivery(id: ID!): Delivery
   "Delivery logs: newest first; cursors stay stable while deliveries arrive."
   deliveries(filter: DeliveryFilter, first: Int = 20, after: String): DeliveryConnection!
@@ -1885,6 +1949,8 @@ type Subscription {
   deliveryUpdated(id: ID!): Delivery!
   "The campaign's all-time overview now, then again as its deliveries change (at most a few times a second)."
   campaignOverviewUpdated(campaignId: ID!): CampaignOverview!
+  "The broadcast now, then again as its queued and done counts change (read from Redis twice a second while it runs); it completes once every person's delivery is done or the broadcast is canceled."
+  broadcastUpdated(id: ID!): Broadcast!
 }
 
 input TrackEventInput {
@@ -2257,6 +2323,16 @@ type RenderedPush {
   "Custom data as sent (string values)."
   data: JSON!
   options: PushOptions!
+}
+
+type PushMessageConnection {
+  edges: [PushMessageEdge!]!
+  pageInfo: PageInfo!
+}
+
+type PushMessageEdge {
+  cursor: String!
+  node: PushMessage!
 }
 
 type PushMessage {
@@ -2740,6 +2816,26 @@ func (ec *executionContext) childFields_PushMessage(ctx context.Context, field g
 		return ec.fieldContext_PushMessage_createdAt(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type PushMessage", field.Name)
+}
+
+func (ec *executionContext) childFields_PushMessageConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_PushMessageConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_PushMessageConnection_pageInfo(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PushMessageConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_PushMessageEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_PushMessageEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_PushMessageEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PushMessageEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_PushOptions(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -3313,6 +3409,50 @@ func (ec *executionContext) field_Query_person_args(ctx context.Context, rawArgs
 }
 
 func (ec *executionContext) field_Query_pushMessage_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_pushMessages_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "campaignId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["campaignId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Subscription_broadcastUpdated_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
@@ -7357,6 +7497,125 @@ func (ec *executionContext) fieldContext_PushMessage_createdAt(_ context.Context
 	return graphql.NewScalarFieldContext("PushMessage", field, false, false, "Time")
 }
 
+func (ec *executionContext) _PushMessageConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.PushMessageConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PushMessageConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.PushMessageEdge) graphql.Marshaler {
+			return ec.marshalNPushMessageEdge2ᚕᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐPushMessageEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PushMessageConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PushMessageConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PushMessageEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PushMessageConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.PushMessageConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PushMessageConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PushMessageConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PushMessageConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PushMessageEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.PushMessageEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PushMessageEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PushMessageEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PushMessageEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _PushMessageEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.PushMessageEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PushMessageEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PushMessage) graphql.Marshaler {
+			return ec.marshalNPushMessage2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐPushMessage(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PushMessageEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PushMessageEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PushMessage(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _PushOptions_silent(ctx context.Context, field graphql.CollectedField, obj *providers.Options) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -8177,6 +8436,50 @@ func (ec *executionContext) fieldContext_Query_pushMessage(ctx context.Context, 
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_pushMessages(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_pushMessages(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().PushMessages(ctx, fc.Args["campaignId"].(*string), fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PushMessageConnection) graphql.Marshaler {
+			return ec.marshalNPushMessageConnection2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐPushMessageConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_pushMessages(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PushMessageConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_pushMessages_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query_delivery(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -8660,6 +8963,50 @@ func (ec *executionContext) fieldContext_Subscription_campaignOverviewUpdated(ct
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Subscription_campaignOverviewUpdated_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Subscription_broadcastUpdated(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) graphql.Marshaler) {
+	return graphql.ResolveFieldStream(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Subscription_broadcastUpdated(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Subscription().BroadcastUpdated(ctx, fc.Args["id"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Broadcast) graphql.Marshaler {
+			return ec.marshalNBroadcast2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐBroadcast(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Subscription_broadcastUpdated(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Subscription",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Broadcast(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Subscription_broadcastUpdated_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -12304,6 +12651,82 @@ func (ec *executionContext) _PushMessage(ctx context.Context, sel ast.SelectionS
 	return out
 }
 
+var pushMessageConnectionImplementors = []string{"PushMessageConnection"}
+
+func (ec *executionContext) _PushMessageConnection(ctx context.Context, sel ast.SelectionSet, obj *model.PushMessageConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, pushMessageConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PushMessageConnection")
+		case "edges":
+			out.Values[i] = ec._PushMessageConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._PushMessageConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var pushMessageEdgeImplementors = []string{"PushMessageEdge"}
+
+func (ec *executionContext) _PushMessageEdge(ctx context.Context, sel ast.SelectionSet, obj *model.PushMessageEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, pushMessageEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PushMessageEdge")
+		case "cursor":
+			out.Values[i] = ec._PushMessageEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._PushMessageEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var pushOptionsImplementors = []string{"PushOptions"}
 
 func (ec *executionContext) _PushOptions(ctx context.Context, sel ast.SelectionSet, obj *providers.Options) graphql.Marshaler {
@@ -12520,6 +12943,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_pushMessage(ctx, field)
 				})
+		case "pushMessages":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_pushMessages(ctx, field)
+				})
 		case "delivery":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
 				true, false,
@@ -12654,6 +13083,8 @@ func (ec *executionContext) _Subscription(ctx context.Context, sel ast.Selection
 		return ec._Subscription_deliveryUpdated(ctx, fields[0])
 	case "campaignOverviewUpdated":
 		return ec._Subscription_campaignOverviewUpdated(ctx, fields[0])
+	case "broadcastUpdated":
+		return ec._Subscription_broadcastUpdated(ctx, fields[0])
 	default:
 		panic("unknown field " + strconv.Quote(fields[0].Name))
 	}
@@ -13424,6 +13855,38 @@ func (ec *executionContext) marshalNPushMessage2ᚖgithubᚗcomᚋheraldpushᚋh
 		return graphql.Null
 	}
 	return ec._PushMessage(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNPushMessageConnection2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐPushMessageConnection(ctx context.Context, sel ast.SelectionSet, v *model.PushMessageConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PushMessageConnection!")
+		return graphql.Null
+	}
+	return ec._PushMessageConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNPushMessageEdge2ᚕᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐPushMessageEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.PushMessageEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNPushMessageEdge2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐPushMessageEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNPushMessageEdge2ᚖgithubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐPushMessageEdge(ctx context.Context, sel ast.SelectionSet, v *model.PushMessageEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PushMessageEdge!")
+		return graphql.Null
+	}
+	return ec._PushMessageEdge(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNPushMetric2githubᚗcomᚋheraldpushᚋheraldᚋgraphᚋmodelᚐPushMetric(ctx context.Context, v any) (model.PushMetric, error) {

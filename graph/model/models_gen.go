@@ -216,6 +216,16 @@ type PushCredentialsInput struct {
 	Fcm  *FCMCredentialsInput  `json:"fcm,omitempty"`
 }
 
+type PushMessageConnection struct {
+	Edges    []*PushMessageEdge `json:"edges"`
+	PageInfo *PageInfo          `json:"pageInfo"`
+}
+
+type PushMessageEdge struct {
+	Cursor string       `json:"cursor"`
+	Node   *PushMessage `json:"node"`
+}
+
 type Query struct {
 }
 

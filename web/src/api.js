@@ -6,13 +6,17 @@ const KEY = 'herald.apiKey'
 export const apiKey = () => sessionStorage.getItem(KEY) || ''
 export const setApiKey = (k) => (k ? sessionStorage.setItem(KEY, k) : sessionStorage.removeItem(KEY))
 
-// GraphQLError carries extensions.code (UNAUTHENTICATED, BAD_USER_INPUT, …).
+// GraphQLError carries extensions.code (UNAUTHENTICATED, BAD_USER_INPUT, …)
+// and, for a bad input, extensions.field (e.g. input.options.priority).
 export class GraphQLError extends Error {
-  constructor(message, code) {
+  constructor(message, code, field) {
     super(message)
     this.code = code
+    this.field = field
   }
 }
+
+const errorOf = (e) => new GraphQLError(e.message, e.extensions && e.extensions.code, e.extensions && e.extensions.field)
 
 // gql posts a query and returns its data, or throws a GraphQLError.
 export async function gql(query, variables = {}, key = apiKey()) {
@@ -33,20 +37,20 @@ export async function gql(query, variables = {}, key = apiKey()) {
     throw new GraphQLError(`Herald answered ${resp.status} ${resp.statusText}.`, 'HTTP')
   }
   if (body.errors && body.errors.length) {
-    const e = body.errors[0]
-    throw new GraphQLError(e.message, e.extensions && e.extensions.code)
+    throw errorOf(body.errors[0])
   }
   return body.data
 }
 
 // live subscribes to a GraphQL subscription over graphql-ws (the
 // graphql-transport-ws protocol on /graphql, the key in connection_init)
-// and calls onData with each result's data, onError with a GraphQLError.
+// and calls onData with each result's data, onError with a GraphQLError,
+// onComplete when the server ends it.
 // It returns the function that ends the subscription. The client is
 // created on first use and shared by the tab's subscriptions; it
 // reconnects by itself when Herald restarts.
 let client = null
-export async function live(query, variables, onData, onError = () => {}) {
+export async function live(query, variables, onData, onError = () => {}, onComplete = () => {}) {
   if (!client) {
     const { createClient } = await import('graphql-ws')
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:'
@@ -59,11 +63,11 @@ export async function live(query, variables, onData, onError = () => {}) {
   }
   return client.subscribe({ query, variables }, {
     next: (r) => {
-      if (r.errors && r.errors.length) onError(new GraphQLError(r.errors[0].message, r.errors[0].extensions && r.errors[0].extensions.code))
+      if (r.errors && r.errors.length) onError(errorOf(r.errors[0]))
       else if (r.data) onData(r.data)
     },
     error: (e) => onError(new GraphQLError(e && e.message ? e.message : 'The live connection closed.', 'NETWORK')),
-    complete: () => {},
+    complete: () => onComplete(),
   })
 }
 

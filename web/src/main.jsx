@@ -2,6 +2,9 @@ import { render } from 'preact'
 import { useEffect, useRef, useState } from 'preact/hooks'
 import { apiKey, endLive, gql, live, setApiKey } from './api.js'
 import { count, percent } from './format.js'
+import { go, navigate, usePath } from './nav.js'
+import { Broadcast, BroadcastStatus } from './broadcast.jsx'
+import { Composer, Message, Messages } from './compose.jsx'
 import './style.css'
 
 function SignIn({ onSignedIn }) {
@@ -84,25 +87,6 @@ function Campaigns() {
       {page.hasNextPage && <button onClick={() => load(page.endCursor)}>More campaigns</button>}
     </section>
   )
-}
-
-// navigate follows an in-app link without reloading the page.
-function navigate(e) {
-  if (e.metaKey || e.ctrlKey || e.shiftKey || e.button !== 0) return
-  e.preventDefault()
-  history.pushState(null, '', e.currentTarget.getAttribute('href'))
-  dispatchEvent(new PopStateEvent('popstate'))
-}
-
-// usePath is the page's path and query, kept in step with history.
-function usePath() {
-  const [loc, setLoc] = useState(location.pathname + location.search)
-  useEffect(() => {
-    const on = () => setLoc(location.pathname + location.search)
-    addEventListener('popstate', on)
-    return () => removeEventListener('popstate', on)
-  }, [])
-  return loc
 }
 
 const overviewQuery = `query($id: ID!, $g: Granularity) { campaign(id: $id) { id name overview(granularity: $g) {
@@ -289,8 +273,7 @@ function Logs({ params }) {
     for (const k of ['from', 'to']) if (form.get(k)) q.set(k, new Date(form.get(k)).toISOString())
     const st = form.getAll('status')
     if (st.length) q.set('status', st.join(','))
-    history.pushState(null, '', `/deliveries${q.toString() ? '?' + q : ''}`)
-    dispatchEvent(new PopStateEvent('popstate'))
+    go(`/deliveries${q.toString() ? '?' + q : ''}`)
   }
   async function retry(id) {
     try {
@@ -420,7 +403,15 @@ function Page() {
   if (m) return <Overview id={decodeURIComponent(m[1])} granularity={url.searchParams.get('granularity') === 'HOUR' ? 'HOUR' : 'DAY'} />
   const dm = url.pathname.match(/^\/deliveries\/([^/]+)$/)
   if (dm) return <Detail id={decodeURIComponent(dm[1])} />
-  if (url.pathname.replace(/\/$/, '') === '/deliveries') return <Logs params={url.searchParams} />
+  const path = url.pathname.replace(/\/$/, '')
+  if (path === '/deliveries') return <Logs params={url.searchParams} />
+  if (path === '/messages') return <Messages />
+  if (path === '/messages/new') return <Composer />
+  const mm = path.match(/^\/messages\/([^/]+)$/)
+  if (mm) return <Message id={decodeURIComponent(mm[1])} />
+  if (path === '/broadcast') return <Broadcast messageId={url.searchParams.get('message') || ''} />
+  const bm = path.match(/^\/broadcasts\/([^/]+)$/)
+  if (bm) return <BroadcastStatus id={decodeURIComponent(bm[1])} />
   return <Campaigns />
 }
 
@@ -430,7 +421,7 @@ function App() {
   return (
     <div class="app">
       <header>
-        <nav><strong>Herald</strong> <a href="/" onClick={navigate}>Campaigns</a> <a href="/deliveries" onClick={navigate}>Delivery logs</a></nav>
+        <nav><strong>Herald</strong> <a href="/" onClick={navigate}>Campaigns</a> <a href="/deliveries" onClick={navigate}>Delivery logs</a> <a href="/messages" onClick={navigate}>Messages</a> <a href="/broadcast" onClick={navigate}>Broadcast</a></nav>
         <button class="signout" onClick={() => { setApiKey(''); endLive(); setSignedIn(false) }}>Sign out</button>
       </header>
       <main>
