@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/google/uuid"
 
+	"github.com/heraldpush/herald/clickhouse"
 	"github.com/heraldpush/herald/providers/sim"
 	"github.com/heraldpush/herald/web"
 )
@@ -510,5 +512,244 @@ func TestWebKeyboard(t *testing.T) {
 	}
 	if err := chromedp.Do(ctx, chromedp.KeyEvent("\r"), chromedp.WaitVisible(`.funnel`)); err != nil {
 		t.Fatalf("open the overview by keyboard: %v", err)
+	}
+}
+
+// TestWebComposeAndBroadcast: a message written in the composer (a bad
+// JSON field caught before sending, the API's refusal shown beside the
+// field it names, then saved with options from three groups) is stored
+// as typed; broadcast from its page to 40 people, the broadcast's page
+// follows queued/done live to 40 of 40 without a reload, and every device
+// got the rendered push once.
+func TestWebComposeAndBroadcast(t *testing.T) {
+	e := newEnv(t, envOptions{broadcastBatch: 4})
+	c := e.withCredentials(e.workspace("web-compose"))
+	camp := get(c.mustDo(`mutation { createCampaign(input: {name: "Launch"}) { id } }`, nil), "createCampaign", "id").(string)
+	const n = 40
+	tokens := make([]string, n)
+	for i := range n {
+		p := fmt.Sprintf("p%02d", i)
+		c.person(p, vars{"first_name": fmt.Sprintf("P%d", i)}, false)
+		tokens[i] = sim.Token("5101", i) // accepted after 1 s: the broadcast takes 2 s or more
+		c.device(p, "IOS", tokens[i], time.Now().Add(-time.Minute))
+	}
+	ctx := browser(t)
+	signIn(t, ctx, e.http.URL+"/messages", c.key)
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(`.messages .empty`), chromedp.Click(`a[href="/messages/new"]`), chromedp.WaitVisible(`#f-name`)); err != nil {
+		t.Fatalf("open the composer: %v", err)
+	}
+	count := func() int {
+		t.Helper()
+		return len(get(c.mustDo(`{ pushMessages { edges { node { id } } } }`, nil), "pushMessages", "edges").([]any))
+	}
+	// Bad JSON in data: said beside the field, nothing sent.
+	if err := chromedp.Do(ctx,
+		chromedp.SetValue(`#f-campaignId`, camp),
+		chromedp.SendKeys(`#f-name`, "Spring launch"),
+		chromedp.SendKeys(`#f-title`, "Hi {{ customer.first_name }}"),
+		chromedp.SendKeys(`#f-body`, "It's here"),
+		chromedp.SendKeys(`#f-data`, `{"screen": "launch"`),
+		chromedp.Click(`.composer button[type=submit]`),
+		chromedp.WaitVisible(`[data-error-for="input.data"]`),
+	); err != nil {
+		t.Fatalf("submit bad JSON: %v", err)
+	}
+	if got := text(t, ctx, `[data-error-for="input.data"]`); !strings.Contains(got, "not JSON") {
+		t.Errorf("data's error = %q, want it to say it is not JSON", got)
+	}
+	if k := count(); k != 0 {
+		t.Fatalf("a message with bad JSON was sent: %d messages", k)
+	}
+	// Silent with a title: the API refuses it, naming options.silent.
+	if err := chromedp.Do(ctx,
+		chromedp.SetValue(`#f-data`, `{"screen": "launch"}`),
+		chromedp.Click(`[name="options.silent"]`),
+		chromedp.Click(`.composer button[type=submit]`),
+		chromedp.WaitVisible(`[data-error-for="input.options.silent"]`),
+	); err != nil {
+		t.Fatalf("submit a silent push with a title: %v", err)
+	}
+	if got := text(t, ctx, `[data-error-for="input.options.silent"]`); !strings.Contains(got, "background push") {
+		t.Errorf("silent's error = %q, want the API's reason", got)
+	}
+	if focused, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.activeElement && document.activeElement.name`)); focused != "options.silent" {
+		t.Errorf("focus on %q after the refusal, want the field it names", focused)
+	}
+	if c.do(`{ pushMessages { edges { node { id } } } }`, nil); count() != 0 {
+		t.Fatal("the refused message was stored")
+	}
+	shot(t, ctx, "composer")
+	if err := chromedp.Do(ctx,
+		chromedp.Click(`[name="options.silent"]`),
+		chromedp.SetValue(`[name="options.priority"]`, "NORMAL"),
+		chromedp.SendKeys(`[name="options.ttlSeconds"]`, "3600"),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(document.querySelectorAll('.composer details').forEach(d => d.open = true), true)`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.SendKeys(`[name="options.subtitle"]`, "New"),
+		chromedp.SendKeys(`[name="options.channelId"]`, "launches"),
+		chromedp.Click(`.composer button[type=submit]`),
+		chromedp.WaitVisible(`.message h2`),
+	); err != nil {
+		t.Fatalf("create the message: %v", err)
+	}
+	u, _ := chromedp.Run(ctx, chromedp.Location())
+	msg := u[strings.LastIndex(u, "/")+1:]
+	m := get(c.mustDo(`query($id: ID!) { pushMessage(id: $id) { name title body data campaign { id } options { silent priority ttlSeconds subtitle channelId } } }`, vars{"id": msg}), "pushMessage").(map[string]any)
+	got := fmt.Sprintf("%v|%v|%v|%v|%v|%v", m["name"], m["title"], m["body"], m["data"], get(m, "campaign", "id"), m["options"])
+	want := fmt.Sprintf("Spring launch|Hi {{ customer.first_name }}|It's here|map[screen:launch]|%s|map[channelId:launches priority:NORMAL silent:false subtitle:New ttlSeconds:3600]", camp)
+	if got != want {
+		t.Errorf("stored message = %s\nwant %s", got, want)
+	}
+	shot(t, ctx, "message")
+
+	// Broadcast it from its page.
+	if err := chromedp.Do(ctx, chromedp.Click(`a[href="/broadcast?message=`+msg+`"]`), chromedp.WaitVisible(`#b-message`)); err != nil {
+		t.Fatalf("open the broadcast page: %v", err)
+	}
+	if v, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('#b-message').value`)); v != msg {
+		t.Errorf("the broadcast page picked %q, want the message it came from (%s)", v, msg)
+	}
+	shot(t, ctx, "broadcast")
+	if err := chromedp.Do(ctx, chromedp.Click(`.broadcast button[type=submit]`), chromedp.WaitVisible(`.broadcast-status .live`)); err != nil {
+		t.Fatalf("send the broadcast: %v", err)
+	}
+	// Every value the page shows as done, and a marker a reload would lose.
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => {
+		window.__noReload = true
+		window.__dones = [document.querySelector('[data-figure=done] .value').textContent]
+		new MutationObserver(() => window.__dones.push(document.querySelector('[data-figure=done] .value').textContent))
+			.observe(document.querySelector('.broadcast-status'), { subtree: true, childList: true, characterData: true })
+		return true })()`)); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(wctx, chromedp.WaitVisible(`[data-state=finished]`)); err != nil {
+		t.Fatalf("the broadcast page did not reach finished: %v (done %q)", err, text(t, ctx, `[data-figure=done] .value`))
+	}
+	shot(t, ctx, "broadcast-progress")
+	u, _ = chromedp.Run(ctx, chromedp.Location())
+	bid := u[strings.LastIndex(u, "/")+1:]
+	b := get(c.mustDo(`query($id: ID!) { broadcast(id: $id) { total queued done message { id } } }`, vars{"id": bid}), "broadcast").(map[string]any)
+	if b["total"] != float64(n) || b["done"] != float64(n) || get(b, "message", "id") != msg {
+		t.Errorf("GraphQL broadcast %s = %v, want %d of %d done, of message %s", bid, b, n, n, msg)
+	}
+	for _, k := range []string{"total", "queued", "done"} {
+		if got := text(t, ctx, `[data-figure=`+k+`] .value`); got != fmt.Sprint(n) {
+			t.Errorf("page %s = %q, want %d", k, got, n)
+		}
+	}
+	dones, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`window.__dones || []`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	between := false
+	for _, d := range dones {
+		between = between || (d != "0" && d != fmt.Sprint(n))
+	}
+	t.Logf("done as the page showed it: %v", dones)
+	if !between {
+		t.Errorf("the page showed done %v: no value between 0 and %d, so not live", dones, n)
+	}
+	if kept, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.__noReload === true`)); !kept {
+		t.Error("the broadcast page reloaded")
+	}
+	for i, tk := range tokens {
+		reqs := e.apns.Requests(tk)
+		if len(reqs) != 1 || !strings.Contains(string(reqs[0].Body), fmt.Sprintf(`"title":"Hi P%d"`, i)) {
+			t.Errorf("p%02d's device got %d requests (%s), want one titled Hi P%d", i, len(reqs), firstBody(reqs), i)
+		}
+	}
+	// The messages list has it, with its campaign.
+	if err := chromedp.Do(ctx, chromedp.Click(`nav a[href="/messages"]`), chromedp.WaitVisible(`tr[data-message="`+msg+`"]`)); err != nil {
+		t.Fatalf("the messages list: %v", err)
+	}
+	if got := text(t, ctx, `tr[data-message="`+msg+`"] td:nth-child(3)`); got != "Launch" {
+		t.Errorf("the list's campaign for the message = %q, want Launch", got)
+	}
+	shot(t, ctx, "messages")
+}
+
+func firstBody(reqs []sim.Request) string {
+	if len(reqs) == 0 {
+		return "none"
+	}
+	return string(reqs[0].Body)
+}
+
+// TestWebChartBuckets: a campaign whose deliveries were made over two to
+// three days draws GraphQL's buckets by hour (four) and by day, at
+// GraphQL's bucket times.
+func TestWebChartBuckets(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c := e.withCredentials(e.workspace("web-chart"))
+	now := time.Now().UTC()
+	camp := clickhouse.Campaign{WorkspaceID: c.workspaceID, ID: uuid.New(), Name: "Three days", CreatedAt: now.Add(-72 * time.Hour)}
+	if err := e.app.Store.CreateCampaign(context.Background(), camp); err != nil {
+		t.Fatal(err)
+	}
+	msg := get(c.mustDo(`mutation($c: ID!) { createPushMessage(input: {campaignId: $c, name: "m", title: "t", body: "b"}) { id } }`, vars{"c": camp.ID.String()}), "createPushMessage", "id").(string)
+	hour := now.Truncate(time.Hour)
+	// Hours 50, 49 (twice), 26 and 2 back: four hours with sends, over
+	// two or three UTC days (depending on the time of day).
+	for i, h := range []int{50, 49, 49, 26, 2} {
+		e.pastDelivery(c, msg, camp.ID.String(), fmt.Sprintf("p%d", i), hour.Add(-time.Duration(h)*time.Hour+10*time.Minute))
+	}
+	e.flush()
+	series := func(g string) []string {
+		t.Helper()
+		s := get(c.mustDo(`query($id: ID!, $g: Granularity) { campaign(id: $id) { overview(granularity: $g) { series { start sent } } } }`,
+			vars{"id": camp.ID.String(), "g": g}), "campaign", "overview", "series").([]any)
+		var starts []string
+		for _, b := range s {
+			b := b.(map[string]any)
+			if b["sent"].(float64) > 0 {
+				starts = append(starts, fmt.Sprint(b["start"]))
+			}
+		}
+		return starts
+	}
+	byHour, byDay := series("HOUR"), series("DAY")
+	if len(byHour) != 4 || len(byDay) < 2 {
+		t.Fatalf("GraphQL buckets with sends: %d by hour (%v), %d by day (%v); want 4 hours over 3 days", len(byHour), byHour, len(byDay), byDay)
+	}
+	ctx := browser(t)
+	signIn(t, ctx, e.http.URL+"/", c.key)
+	for _, g := range []string{"HOUR", "DAY"} {
+		want := get(c.mustDo(`query($id: ID!, $g: Granularity) { campaign(id: $id) { overview(granularity: $g) { series { start } } } }`,
+			vars{"id": camp.ID.String(), "g": g}), "campaign", "overview", "series").([]any)
+		var wantX []int64
+		for _, b := range want {
+			at, err := time.Parse(time.RFC3339, b.(map[string]any)["start"].(string))
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantX = append(wantX, at.Unix())
+		}
+		if err := chromedp.Do(ctx, chromedp.Navigate(e.http.URL+"/campaigns/"+camp.ID.String()+"?granularity="+g)); err != nil {
+			t.Fatal(err)
+		}
+		var gotX []int64
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			x, err := chromedp.Run(ctx, chromedp.Evaluate[[]int64](`(() => { const c = document.querySelector('.chart'); return c && c.uplot && c.querySelector('canvas') ? c.uplot.data[0] : [] })()`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if gotX = x; len(x) > 0 {
+				break
+			}
+		}
+		if fmt.Sprint(gotX) != fmt.Sprint(wantX) {
+			t.Errorf("by %s the chart draws buckets at %v, GraphQL's are at %v", g, gotX, wantX)
+		}
+		t.Logf("by %s: %d buckets drawn, as GraphQL", g, len(gotX))
+		if g == "HOUR" {
+			shot(t, ctx, "overview-by-hour")
+		}
 	}
 }

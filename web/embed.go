@@ -28,7 +28,7 @@ const notBuilt = `<!doctype html><title>Herald</title><p>The dashboard was not b
 
 // Routes are the app's pages; each serves index.html, and the app reads
 // the path and query.
-var Routes = []string{"/{$}", "/campaigns/", "/deliveries", "/deliveries/", "/broadcast"}
+var Routes = []string{"/{$}", "/campaigns/", "/deliveries", "/deliveries/", "/messages", "/messages/", "/broadcast", "/broadcasts/"}
 
 // Handler serves the app: its assets under /assets/ (immutable, hashed
 // names) and index.html for its pages.

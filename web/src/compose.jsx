@@ -199,7 +199,7 @@ export function Composer() {
       // A refusal naming a field (input.options.priority) goes beside it.
       const path = err.field && err.field.replace(/\.\d+$/, '')
       if (path && form.elements.namedItem(path.replace(/^input\./, ''))) {
-        setErrors({ [path]: err.message })
+        setErrors({ [path]: err.message.replace(`${err.field}: `, '') })
         focusError(form, path)
       } else setGeneral(err.message)
     } finally {
