@@ -36,6 +36,8 @@ start=$SECONDS
 bash scripts/services.sh || fail "services did not start (see above); fix that and run scripts/test.sh again"
 log "testing against ClickHouse $(clickhouse_tested)"
 bash scripts/web.sh || fail "the dashboard did not build (see above)"
+log "web unit tests (node --test web/test)"
+(cd web && npm test --silent) || fail "web unit tests (see above)"
 if ! command -v chromium >/dev/null; then
 	# The browser tests drive Debian's Chromium (server/web_e2e_test.go).
 	log "apt-get install chromium (for the browser tests)"

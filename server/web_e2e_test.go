@@ -683,8 +683,8 @@ func firstBody(reqs []sim.Request) string {
 }
 
 // TestWebChartBuckets: a campaign whose deliveries were made over two to
-// three days draws GraphQL's buckets by hour (four) and by day, at
-// GraphQL's bucket times.
+// three days draws GraphQL's buckets by hour (four with sends) and by day
+// at GraphQL's times, with the hours between them as zeros.
 func TestWebChartBuckets(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	c := e.withCredentials(e.workspace("web-chart"))
@@ -721,15 +721,31 @@ func TestWebChartBuckets(t *testing.T) {
 	ctx := browser(t)
 	signIn(t, ctx, e.http.URL+"/", c.key)
 	for _, g := range []string{"HOUR", "DAY"} {
-		want := get(c.mustDo(`query($id: ID!, $g: Granularity) { campaign(id: $id) { overview(granularity: $g) { series { start } } } }`,
+		want := get(c.mustDo(`query($id: ID!, $g: Granularity) { campaign(id: $id) { overview(granularity: $g) { series { start sent } } } }`,
 			vars{"id": camp.ID.String(), "g": g}), "campaign", "overview", "series").([]any)
-		var wantX []int64
-		for _, b := range want {
+		// The chart draws every bucket from GraphQL's first to its last,
+		// the ones GraphQL leaves out (nothing in them) as zeros.
+		step := int64(3600)
+		if g == "DAY" {
+			step = 86400
+		}
+		sent := map[int64]float64{}
+		var first, last int64
+		for i, b := range want {
 			at, err := time.Parse(time.RFC3339, b.(map[string]any)["start"].(string))
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantX = append(wantX, at.Unix())
+			if i == 0 {
+				first = at.Unix()
+			}
+			last = at.Unix()
+			sent[at.Unix()] = b.(map[string]any)["sent"].(float64)
+		}
+		var wantX []int64
+		var wantSent []float64
+		for x := first; x <= last; x += step {
+			wantX, wantSent = append(wantX, x), append(wantSent, sent[x])
 		}
 		if err := chromedp.Do(ctx, chromedp.Navigate(e.http.URL+"/campaigns/"+camp.ID.String()+"?granularity="+g)); err != nil {
 			t.Fatal(err)
@@ -745,9 +761,16 @@ func TestWebChartBuckets(t *testing.T) {
 			}
 		}
 		if fmt.Sprint(gotX) != fmt.Sprint(wantX) {
-			t.Errorf("by %s the chart draws buckets at %v, GraphQL's are at %v", g, gotX, wantX)
+			t.Errorf("by %s the chart draws buckets at %v, want %v (GraphQL's first to last)", g, gotX, wantX)
 		}
-		t.Logf("by %s: %d buckets drawn, as GraphQL", g, len(gotX))
+		gotSent, err := chromedp.Run(ctx, chromedp.Evaluate[[]float64](`document.querySelector('.chart').uplot.data[1]`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(gotSent) != fmt.Sprint(wantSent) {
+			t.Errorf("by %s the chart's sent line is %v, GraphQL's (zeros between) %v", g, gotSent, wantSent)
+		}
+		t.Logf("by %s: %d buckets drawn (%d from GraphQL, the rest zeros)", g, len(gotX), len(want))
 		if g == "HOUR" {
 			shot(t, ctx, "overview-by-hour")
 		}
