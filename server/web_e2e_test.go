@@ -544,6 +544,7 @@ func TestWebComposeAndBroadcast(t *testing.T) {
 	}
 	// Bad JSON in data: said beside the field, nothing sent.
 	if err := chromedp.Do(ctx,
+		chromedp.WaitReady(`#f-campaignId option[value="`+camp+`"]`), // the campaigns list loaded
 		chromedp.SetValue(`#f-campaignId`, camp),
 		chromedp.SendKeys(`#f-name`, "Spring launch"),
 		chromedp.SendKeys(`#f-title`, "Hi {{ customer.first_name }}"),
@@ -684,7 +685,8 @@ func firstBody(reqs []sim.Request) string {
 
 // TestWebChartBuckets: a campaign whose deliveries were made over two to
 // three days draws GraphQL's buckets by hour (four with sends) and by day
-// at GraphQL's times, with the hours between them as zeros.
+// at GraphQL's times, with the hours between them as zeros; a range picked
+// in the page's form goes into the URL and the figures are the range's.
 func TestWebChartBuckets(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	c := e.withCredentials(e.workspace("web-chart"))
@@ -774,5 +776,44 @@ func TestWebChartBuckets(t *testing.T) {
 		if g == "HOUR" {
 			shot(t, ctx, "overview-by-hour")
 		}
+	}
+
+	// A range, picked in the page's form: the last 30 hours hold two of
+	// the five deliveries (26 and 2 hours back), as GraphQL says.
+	from := hour.Add(-30 * time.Hour)
+	o := get(c.mustDo(`query($id: ID!, $from: Time) { campaign(id: $id) { overview(granularity: HOUR, from: $from) { created series { start } } } }`,
+		vars{"id": camp.ID.String(), "from": from.Format(time.RFC3339)}), "campaign", "overview").(map[string]any)
+	if o["created"] != 2.0 {
+		t.Fatalf("GraphQL overview from %s: created %v, want 2", from, o["created"])
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.http.URL+"/campaigns/"+camp.ID.String()+"?granularity=HOUR"), chromedp.WaitVisible(`.range [name=from]`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](fmt.Sprintf(`(() => {
+		const d = new Date(%d), p = (n) => String(n).padStart(2, '0')
+		document.querySelector('.range [name=from]').value = d.getFullYear() + '-' + p(d.getMonth() + 1) + '-' + p(d.getDate()) + 'T' + p(d.getHours()) + ':' + p(d.getMinutes())
+		return true })()`, from.UnixMilli()))); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(`.range button[type=submit]`)); err != nil {
+		t.Fatal(err)
+	}
+	created := ""
+	for deadline := time.Now().Add(10 * time.Second); created != "2" && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		created, _ = chromedp.Run(ctx, chromedp.Evaluate[string](`(document.querySelector('[data-figure=created] .value') || {}).textContent || ''`))
+	}
+	if created != "2" {
+		t.Errorf("the page's created for the last 30 hours = %q, GraphQL 2", created)
+	}
+	u, _ := chromedp.Run(ctx, chromedp.Location())
+	if want := "from=" + strings.ReplaceAll(from.Format("2006-01-02T15:04:05.000Z"), ":", "%3A"); !strings.Contains(u, want) || !strings.Contains(u, "granularity=HOUR") {
+		t.Errorf("the URL is %s, want the range (%s) and the granularity in it", u, want)
+	}
+	buckets := -1
+	for deadline := time.Now().Add(5 * time.Second); buckets != 25 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		buckets, _ = chromedp.Run(ctx, chromedp.Evaluate[int](`(() => { const c = document.querySelector('.chart'); return c && c.uplot ? c.uplot.data[0].length : -1 })()`))
+	}
+	if buckets != 25 {
+		t.Errorf("the chart of the last 30 hours draws %d buckets, want 25 (hour 26 back to hour 2 back)", buckets)
 	}
 }

@@ -91,7 +91,7 @@ function Campaigns() {
   )
 }
 
-const overviewQuery = `query($id: ID!, $g: Granularity) { campaign(id: $id) { id name overview(granularity: $g) {
+const overviewQuery = `query($id: ID!, $g: Granularity, $from: Time, $to: Time) { campaign(id: $id) { id name overview(granularity: $g, from: $from, to: $to) {
   from to created attempted sends sent bounced suppressed failed recipients delivered opened converted
   deliveryRate openRate conversionRate bounceRate sdkRecipients sdkCoverage
   failuresByReason { reason count }
@@ -107,13 +107,46 @@ const Figure = ({ name, label, value, rate, rateLabel }) => (
   </div>
 )
 
-function Overview({ id, granularity }) {
+// overviewURL is the overview's link with its granularity and range.
+const overviewURL = (id, { granularity, from, to }) => {
+  const q = new URLSearchParams()
+  if (granularity === 'HOUR') q.set('granularity', 'HOUR')
+  if (from) q.set('from', from)
+  if (to) q.set('to', to)
+  return `/campaigns/${id}${q.toString() ? '?' + q : ''}`
+}
+
+// RangeForm picks the overview's range: local date-times in the form, UTC
+// instants in the URL; the quick links count back from now.
+function RangeForm({ id, granularity, from, to }) {
+  function apply(e) {
+    e.preventDefault()
+    const f = new FormData(e.currentTarget)
+    const iso = (k) => (f.get(k) ? new Date(f.get(k)).toISOString() : '')
+    go(overviewURL(id, { granularity, from: iso('from'), to: iso('to') }))
+  }
+  const ago = (h) => new Date(Date.now() - h * 3600e3).toISOString()
+  return (
+    <form class="filters range" key={`${from}|${to}`} onSubmit={apply}>
+      <label>Deliveries created from <input type="datetime-local" name="from" defaultValue={localTime(from)} /></label>
+      <label>to <input type="datetime-local" name="to" defaultValue={localTime(to)} /></label>
+      <button type="submit">Apply</button>
+      <span>
+        <a href={overviewURL(id, { granularity, from: ago(24) })} onClick={navigate}>Last 24 hours</a>{' · '}
+        <a href={overviewURL(id, { granularity, from: ago(24 * 7) })} onClick={navigate}>Last 7 days</a>{' · '}
+        <a href={overviewURL(id, { granularity })} onClick={navigate} aria-current={!from && !to}>All time</a>
+      </span>
+    </form>
+  )
+}
+
+function Overview({ id, granularity, from, to }) {
   const [c, setC] = useState(null)
   const [error, setError] = useState('')
   const [isLive, setLive] = useState(false)
   useEffect(() => {
     setC(null)
-    const load = () => gql(overviewQuery, { id, g: granularity })
+    const load = () => gql(overviewQuery, { id, g: granularity, from: from || null, to: to || null })
       .then((d) => { if (!d.campaign) setError('No campaign with this id in your workspace.'); else setC(d.campaign); return d.campaign && d.campaign.overview })
       .catch((err) => setError(err.message))
     const loaded = load()
@@ -147,17 +180,19 @@ function Overview({ id, granularity }) {
         .then((f) => (gone ? f() : (end = f)))
     })
     return () => { gone = true; if (end) end() }
-  }, [id, granularity])
+  }, [id, granularity, from, to])
   // The time to an interactive overview (bench/dashboard reads these
   // marks): the figures on the page, then the chart drawn.
   useEffect(() => { if (c) performance.mark('herald:overview-shown') }, [c])
-  if (error) return <p class="error" role="alert">{error}</p>
+  if (error) return <><p class="error" role="alert">{error}</p><p><a href={overviewURL(id, { granularity })} onClick={navigate}>The campaign's overview, all time</a></p></>
   if (!c) return <p class="loading">Loading the overview…</p>
   const o = c.overview
   return (
     <section class="overview">
       <p><a href="/" onClick={navigate}>← Campaigns</a></p>
       <h2>{c.name} {isLive && <span class="live" title="Updates as they happen">● live</span>}</h2>
+      <RangeForm id={id} granularity={granularity} from={from} to={to} />
+      <p class="hint" data-range>Deliveries created from {new Date(o.from).toLocaleString()} to {new Date(o.to).toLocaleString()}.</p>
       <div class="funnel">
         <Figure name="created" label="Created" value={o.created} />
         <Figure name="sends" label="Sends" value={o.sends} rate={o.bounceRate} rateLabel="bounced" />
@@ -183,8 +218,8 @@ function Overview({ id, granularity }) {
       )}
       <h3>Over time</h3>
       <p>
-        <a href={`/campaigns/${id}?granularity=HOUR`} onClick={navigate} aria-current={granularity === 'HOUR'}>By hour</a>{' · '}
-        <a href={`/campaigns/${id}?granularity=DAY`} onClick={navigate} aria-current={granularity !== 'HOUR'}>By day</a>
+        <a href={overviewURL(id, { granularity: 'HOUR', from, to })} onClick={navigate} aria-current={granularity === 'HOUR'}>By hour</a>{' · '}
+        <a href={overviewURL(id, { granularity: 'DAY', from, to })} onClick={navigate} aria-current={granularity !== 'HOUR'}>By day</a>
       </p>
       {o.series.length > 0 && <SeriesChart series={o.series} step={granularity === 'HOUR' ? 3600 : 86400} />}
       {o.series.length === 0 ? <p class="empty">Nothing sent yet.</p> : (
@@ -397,7 +432,10 @@ function Page() {
   const loc = usePath()
   const url = new URL(loc, location.origin)
   const m = url.pathname.match(/^\/campaigns\/([^/]+)$/)
-  if (m) return <Overview id={decodeURIComponent(m[1])} granularity={url.searchParams.get('granularity') === 'HOUR' ? 'HOUR' : 'DAY'} />
+  if (m) {
+    const q = url.searchParams
+    return <Overview id={decodeURIComponent(m[1])} granularity={q.get('granularity') === 'HOUR' ? 'HOUR' : 'DAY'} from={q.get('from') || ''} to={q.get('to') || ''} />
+  }
   const dm = url.pathname.match(/^\/deliveries\/([^/]+)$/)
   if (dm) return <Detail id={decodeURIComponent(dm[1])} />
   const path = url.pathname.replace(/\/$/, '')
