@@ -161,17 +161,28 @@ func (r *Resolver) campaigns(ctx context.Context, first *int, after *string) (*m
 	if err != nil {
 		return nil, err
 	}
-	conn := &model.CampaignConnection{Edges: []*model.CampaignEdge{}, PageInfo: &model.PageInfo{}}
-	for i, c := range cs {
+	edges, info := pageOf(cs, cursors, n, func(cursor string, c clickhouse.Campaign) *model.CampaignEdge {
+		return &model.CampaignEdge{Cursor: cursor, Node: campaignModel(c)}
+	})
+	return &model.CampaignConnection{Edges: edges, PageInfo: info}, nil
+}
+
+// pageOf makes a connection's edges of the first n of rows (a store's
+// answer to a limit of n+1) and its page info: a next page when the store
+// had more.
+func pageOf[T, E any](rows []T, cursors []clickhouse.LogCursor, n int, edge func(cursor string, row T) E) ([]E, *model.PageInfo) {
+	edges := []E{}
+	info := &model.PageInfo{}
+	for i, row := range rows {
 		if i == n {
-			conn.PageInfo.HasNextPage = true
+			info.HasNextPage = true
 			break
 		}
 		cc := encodeCursor(cursors[i])
-		conn.Edges = append(conn.Edges, &model.CampaignEdge{Cursor: cc, Node: campaignModel(c)})
-		conn.PageInfo.EndCursor = &cc
+		edges = append(edges, edge(cc, row))
+		info.EndCursor = &cc
 	}
-	return conn, nil
+	return edges, info
 }
 
 func (r *Resolver) pushMessages(ctx context.Context, campaignID *string, first *int, after *string) (*model.PushMessageConnection, error) {
@@ -189,17 +200,10 @@ func (r *Resolver) pushMessages(ctx context.Context, campaignID *string, first *
 	if err != nil {
 		return nil, err
 	}
-	conn := &model.PushMessageConnection{Edges: []*model.PushMessageEdge{}, PageInfo: &model.PageInfo{}}
-	for i, m := range ms {
-		if i == n {
-			conn.PageInfo.HasNextPage = true
-			break
-		}
-		cc := encodeCursor(cursors[i])
-		conn.Edges = append(conn.Edges, &model.PushMessageEdge{Cursor: cc, Node: messageModel(m)})
-		conn.PageInfo.EndCursor = &cc
-	}
-	return conn, nil
+	edges, info := pageOf(ms, cursors, n, func(cursor string, m clickhouse.Message) *model.PushMessageEdge {
+		return &model.PushMessageEdge{Cursor: cursor, Node: messageModel(m)}
+	})
+	return &model.PushMessageConnection{Edges: edges, PageInfo: info}, nil
 }
 
 func (r *Resolver) deliveries(ctx context.Context, filter *model.DeliveryFilter, first *int, after *string) (*model.DeliveryConnection, error) {
