@@ -173,16 +173,12 @@ type groupRow struct {
 	Reason                                 string
 	N, Delivered, Opened, Converted, SDK   uint64
 	DevDelivered, DevOpened                uint64
-	// WithReason counts the group's deliveries with failure reason
-	// Reason, when the group may have FAILED (the figures above are the
-	// whole group's on one of its rows, zero on the others).
-	WithReason uint64
 }
 
 // fields points at the row's columns, in overviewFastSQL's order.
 func (r *groupRow) fields() []any {
 	return []any{&r.Hour, &r.Dev, &r.Sent, &r.Bounced, &r.Failed, &r.Suppressed, &r.Presend, &r.Reason,
-		&r.N, &r.Delivered, &r.Opened, &r.Converted, &r.SDK, &r.DevDelivered, &r.DevOpened, &r.WithReason}
+		&r.N, &r.Delivered, &r.Opened, &r.Converted, &r.SDK, &r.DevDelivered, &r.DevOpened}
 }
 
 // state is the group's send state: domain.DeliveryStatusOf of its
@@ -296,7 +292,7 @@ func (p *overviewPart) add(r groupRow, g Granularity) {
 	case domain.DeliveryFailed:
 		o.Failed += r.N
 		b.Failed += r.N
-		o.FailuresByReason[r.Reason] += r.WithReason
+		o.FailuresByReason[r.Reason] += r.N
 	}
 	o.Delivered += r.Delivered
 	o.Opened += r.Opened
@@ -376,7 +372,7 @@ func (s *Store) deliveryGroups(ctx context.Context, workspaceID string, campaign
 		case err != nil:
 			slowErr = fmt.Errorf("clickhouse: overview: find slow deliveries: %w", err)
 		default:
-			slowRows, slowErr = s.groupRows(ctx, overviewSlowSQL, append(args, args...)...)
+			slowRows, slowErr = s.groupRows(ctx, overviewSlowSQL, args...)
 		}
 	}()
 	var (
@@ -387,7 +383,7 @@ func (s *Store) deliveryGroups(ctx context.Context, workspaceID string, campaign
 	if err != nil {
 		err = fmt.Errorf("clickhouse: overview: list merged partitions: %w", err)
 	} else {
-		rows, err = s.groupRows(ctx, overviewFastSQL, append(append(args[:4:4], merged), args...)...)
+		rows, err = s.groupRows(ctx, overviewFastSQL, append(args[:4:4], merged)...)
 	}
 	<-done
 	if err := errors.Join(err, slowErr); err != nil {

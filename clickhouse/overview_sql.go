@@ -4,39 +4,23 @@ import "fmt"
 
 // overviewCountsSQL groups a campaign's deliveries that have events,
 // created in [from, to), read from %[1]s (delivery_counts_fast_in or
-// _slow_in), by the hour they were created in,
-// their device counts and pre-send failure (a narrow key: grouping by
-// anything wider costs more than counting), and for the groups that may
-// have FAILED (a pre-send failure or a failed device) by failure reason
-// too, from delivery_failure_reasons_in (the rule delivery_status_in
-// applies). Such a group lists its deliveries (fails), which are joined
-// with their reasons alone, so that the deliveries that did not fail cost
-// no join; a group's figures go with its first listed delivery, so each
-// counts once. Params: workspace, campaign, from, to (DateTime64(3)
-// literals, chTime), for the fast view also merged (the partitions of one
-// part, mergedPartitionsSQL), then workspace, campaign, from, to again.
-// Columns: as groupRow.fields.
+// _slow_in), by the hour they were created in, their device counts,
+// pre-send failure and, for a delivery that may have FAILED (a pre-send
+// failure or a failed device), its failure reason: delivery_status_in's
+// rule (the smallest reason of the failure device's events in round r,
+// from the delivery's own rs), evaluated only for those rows (if() skips
+// the others). A narrow key: grouping by anything wider costs more than
+// counting. Params: workspace, campaign, from, to (DateTime64(3) literals,
+// chTime), for the fast view also merged (the partitions of one part,
+// mergedPartitionsSQL). Columns: as groupRow.fields.
 const overviewCountsSQL = `
-SELECT hour, n_dev, n_sent, n_bounced, n_failed, n_suppressed, presend, fr.reason,
-    sumIf(n, i = 1), sumIf(delivered, i = 1), sumIf(opened, i = 1), sumIf(converted, i = 1), sumIf(sdk, i = 1),
-    sumIf(dev_delivered, i = 1), sumIf(dev_opened, i = 1), count()
-FROM (
-    SELECT hour, n_dev, n_sent, n_bounced, n_failed, n_suppressed, presend, n, delivered, opened, converted, sdk, dev_delivered, dev_opened,
-        f.1 AS fid, f.2 AS fround, f.3 AS fdev, i
-    FROM (
-        SELECT toStartOfHour(delivery_created) AS hour, n_dev, n_sent, n_bounced, n_failed, n_suppressed, presend,
-            count() AS n, countIf(n_delivered > 0) AS delivered, countIf(n_opened > 0) AS opened, countIf(converted) AS converted,
-            countIf(n_sdk > 0) AS sdk, sum(n_delivered) AS dev_delivered, sum(n_opened) AS dev_opened,
-            groupArrayIf((delivery_id, r, if(presend, toUInt16(65535), first_failed)), presend OR n_failed > 0) AS listed,
-            if(empty(listed), [(toUUID('00000000-0000-0000-0000-000000000000'), toUInt16(0), toUInt16(65534))], listed) AS fails
-        FROM %[1]s
-        GROUP BY hour, n_dev, n_sent, n_bounced, n_failed, n_suppressed, presend
-    )
-    ARRAY JOIN fails AS f, arrayEnumerate(fails) AS i
-) AS g
-LEFT JOIN delivery_failure_reasons_in(workspace = ?, campaign = ?, from = ?, to = ?) AS fr
-    ON g.fid = fr.delivery_id AND g.fround = fr.round AND g.fdev = fr.device
-GROUP BY hour, n_dev, n_sent, n_bounced, n_failed, n_suppressed, presend, fr.reason`
+SELECT toStartOfHour(delivery_created) AS hour, n_dev, n_sent, n_bounced, n_failed, n_suppressed, presend,
+    if(presend OR n_failed > 0,
+        arrayMin(arrayFilter((why, k) -> k = toUInt32(r) * 65536 + if(presend, toUInt16(65535), first_failed), rs.2, rs.1)), '') AS reason,
+    count(), countIf(n_delivered > 0), countIf(n_opened > 0), countIf(converted), countIf(n_sdk > 0),
+    sum(n_delivered), sum(n_opened)
+FROM %[1]s
+GROUP BY hour, n_dev, n_sent, n_bounced, n_failed, n_suppressed, presend, reason`
 
 // The overview's two sources: most deliveries, and the slow ones.
 var (
