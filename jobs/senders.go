@@ -13,12 +13,16 @@ import (
 // senderCache keeps one provider client per workspace, platform and
 // credentials version, so connections (HTTP/2 to Apple, OAuth tokens for
 // Google) are reused across sends and replaced when credentials change.
+// One build per workspace and platform runs at a time: the sends that
+// miss meanwhile wait for it (a broadcast's first 200 sends make one
+// credentials read, not 200).
 type senderCache struct {
 	store *clickhouse.Store
 	cfg   Config
 
-	mu      sync.Mutex
-	senders map[senderKey]providers.Sender
+	mu       sync.Mutex
+	senders  map[senderKey]providers.Sender
+	building map[[2]string]chan struct{}
 }
 
 type senderKey struct {
@@ -27,17 +31,38 @@ type senderKey struct {
 }
 
 func newSenderCache(store *clickhouse.Store, cfg Config) *senderCache {
-	return &senderCache{store: store, cfg: cfg, senders: map[senderKey]providers.Sender{}}
+	return &senderCache{store: store, cfg: cfg, senders: map[senderKey]providers.Sender{}, building: map[[2]string]chan struct{}{}}
 }
 
 func (c *senderCache) get(ctx context.Context, workspace, platform string, version uint64) (providers.Sender, error) {
 	k := senderKey{workspace, platform, version}
-	c.mu.Lock()
-	s, ok := c.senders[k]
-	c.mu.Unlock()
-	if ok {
-		return s, nil
+	b := [2]string{workspace, platform}
+	for {
+		c.mu.Lock()
+		if s, ok := c.senders[k]; ok {
+			c.mu.Unlock()
+			return s, nil
+		}
+		wait, busy := c.building[b]
+		if !busy {
+			wait = make(chan struct{})
+			c.building[b] = wait
+			c.mu.Unlock()
+			break
+		}
+		c.mu.Unlock()
+		select { // another send is building this client: look again after it
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
+	defer func() {
+		c.mu.Lock()
+		close(c.building[b])
+		delete(c.building, b)
+		c.mu.Unlock()
+	}()
 	creds, err := c.store.Credentials(ctx, workspace)
 	if err != nil {
 		return nil, err
@@ -46,7 +71,7 @@ func (c *senderCache) get(ctx context.Context, workspace, platform string, versi
 	if !ok {
 		return nil, fmt.Errorf("credentials for %s were removed", platform)
 	}
-	s, err = BuildSender(ctx, workspace, platform, cr.Data, c.cfg)
+	s, err := BuildSender(ctx, workspace, platform, cr.Data, c.cfg)
 	if err != nil {
 		return nil, err
 	}
