@@ -43,7 +43,7 @@ type Config struct {
 	// PlanTTL is how long a round's device plan and outcomes stay in Redis
 	// to make re-run tasks idempotent. Default 7 days.
 	PlanTTL time.Duration
-	// BroadcastBatch is how many deliveries one fan-out task creates. Default 500.
+	// BroadcastBatch is how many deliveries one fan-out task creates. Default 2000.
 	BroadcastBatch int
 	// Concurrency is the most deliveries a worker's fan-out tasks carry out
 	// at once, together (each fan-out task carries out its batch). Default 50.
@@ -125,7 +125,7 @@ func NewWorker(store *clickhouse.Store, events EventWriter, rdb redis.UniversalC
 		cfg.PlanTTL = 7 * 24 * time.Hour
 	}
 	if cfg.BroadcastBatch <= 0 {
-		cfg.BroadcastBatch = 500
+		cfg.BroadcastBatch = 2000
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 50
