@@ -146,6 +146,55 @@ func TestStreamWriterInsertsAll(t *testing.T) {
 	}
 }
 
+// TestStreamWriterHoldsForLargeInserts: events that are fewer than
+// MinInsert wait until MaxDelay after they were read, then go in one
+// insert; MinInsert events go at once, whatever MaxDelay says.
+func TestStreamWriterHoldsForLargeInserts(t *testing.T) {
+	rdb, conn := redistest.New(t), chtest.New(t)
+	ctx := context.Background()
+	var inserts atomic.Int32
+	const maxDelay = 400 * time.Millisecond
+	w := newStreamWriter(t, rdb, conn, clickhouse.StreamOptions{Consumer: "small", Interval: 10 * time.Millisecond, MinInsert: 1000, MaxDelay: maxDelay,
+		OnInserted: func(context.Context, []clickhouse.Event) { inserts.Add(1) }}, testLogger(t))
+	events := testEvents(1100)
+	start := time.Now()
+	for i := 0; i < 100; i += 10 {
+		if err := w.Write(ctx, events[i:i+10]...); err != nil {
+			t.Fatalf("Write: %v", err)
+		}
+	}
+	count := func() uint64 {
+		var n uint64
+		if err := conn.QueryRow(ctx, "SELECT count() FROM events").Scan(&n); err != nil {
+			t.Fatalf("count: %v", err)
+		}
+		return n
+	}
+	waitFor := func(want uint64) time.Duration {
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if count() == want {
+				return time.Since(start)
+			}
+		}
+		t.Fatalf("events table holds %d events after 30 s, want %d", count(), want)
+		return 0
+	}
+	if took := waitFor(100); took < maxDelay {
+		t.Errorf("100 events (MinInsert 1000) were inserted after %v, before MaxDelay %v", took, maxDelay)
+	}
+	w.Close() // OnInserted runs after the insert: wait for it
+	if n := inserts.Load(); n != 1 {
+		t.Errorf("100 events in 10 Writes made %d inserts, want 1", n)
+	}
+
+	// MinInsert events go without waiting for a MaxDelay of an hour.
+	big := newStreamWriter(t, rdb, conn, clickhouse.StreamOptions{Consumer: "big", Interval: 10 * time.Millisecond, MinInsert: 1000, MaxDelay: time.Hour, ClaimIdle: 3 * time.Hour}, testLogger(t))
+	if err := big.Write(ctx, events[100:1100]...); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	waitFor(1100)
+}
+
 func TestStreamWriterRejectsUnknownKind(t *testing.T) {
 	rdb := redistest.New(t)
 	w := newStreamWriter(t, rdb, deadConn(t), clickhouse.StreamOptions{}, testLogger(t))
@@ -196,7 +245,7 @@ func TestStreamWriterClickHouseDown(t *testing.T) {
 	rdb, conn := redistest.New(t), chtest.New(t)
 	ctx := context.Background()
 	logs := &countHandler{}
-	down := newStreamWriter(t, rdb, deadConn(t), clickhouse.StreamOptions{Consumer: "down", Interval: 10 * time.Millisecond}, slog.New(logs))
+	down := newStreamWriter(t, rdb, deadConn(t), clickhouse.StreamOptions{Consumer: "down", Interval: 10 * time.Millisecond, MaxDelay: 10 * time.Millisecond}, slog.New(logs))
 
 	events := testEvents(100)
 	for i := 0; i < len(events); i += 10 {
@@ -212,8 +261,8 @@ func TestStreamWriterClickHouseDown(t *testing.T) {
 	// Pending holds what the failing writer read before its first insert
 	// failed; while failing it retries those and reads nothing new, so the
 	// rest stays unread for any healthy writer.
-	if st1.Length != 100 || st1.Pending < 1 || st1.Pending > 100 || st1.OldestAge <= 0 || st1.Inserted != 0 || st1.LastError == "" {
-		t.Errorf("Stats with ClickHouse down = %+v, want Length 100, Pending 1..100, OldestAge > 0, Inserted 0, a LastError", st1)
+	if st1.Length != 100 || st1.Pending < 1 || st1.Pending > 10 || st1.OldestAge <= 0 || st1.Inserted != 0 || st1.LastError == "" {
+		t.Errorf("Stats with ClickHouse down = %+v, want Length 100 (events), Pending 1..10 (entries), OldestAge > 0, Inserted 0, a LastError", st1)
 	}
 	if n := logs.errors.Load(); n != 1 {
 		t.Errorf("logged %d errors during one failure streak, want 1", n)
@@ -232,18 +281,17 @@ func TestStreamWriterClickHouseDown(t *testing.T) {
 		t.Errorf("Flush with ClickHouse down = %v, want a deadline error", err)
 	}
 
-	// The documented entry format: field "event", a JSON object keyed by
-	// column names.
-	first, err := rdb.XRangeN(ctx, "herald:events", "-", "+", 1).Result()
-	if err != nil || len(first) != 1 {
-		t.Fatalf("XRANGE: %v, %d entries", err, len(first))
+	// The documented entry format: one entry per Redis round trip (these
+	// Writes ran one after another: one each), field "n" its number of
+	// events, field "events" their encoding.
+	entries, err := rdb.XRange(ctx, "herald:events", "-", "+").Result()
+	if err != nil || len(entries) != 10 {
+		t.Fatalf("XRANGE: %v, %d entries, want 10", err, len(entries))
 	}
-	var entry map[string]any
-	if err := json.Unmarshal([]byte(first[0].Values["event"].(string)), &entry); err != nil {
-		t.Fatalf("entry %v: %v", first[0].Values, err)
-	}
-	if entry["delivery_id"] != events[0].DeliveryID.String() || entry["kind"] != events[0].Kind {
-		t.Errorf("first entry = %v, want delivery_id %s, kind %s", entry, events[0].DeliveryID, events[0].Kind)
+	for _, m := range entries {
+		if m.Values["n"] != "10" || !strings.Contains(fmt.Sprint(m.Values["events"]), "reason ") {
+			t.Errorf("entry %s = n %v, events %q; want n 10 and the events", m.ID, m.Values["n"], m.Values["events"])
+		}
 	}
 
 	// A second process, with a working ClickHouse, claims what the first
@@ -271,8 +319,10 @@ func TestStreamWriterClaimsFromDeadConsumer(t *testing.T) {
 	if err := rdb.XGroupCreateMkStream(ctx, stream, group, "0").Err(); err != nil {
 		t.Fatalf("XGROUP CREATE: %v", err)
 	}
-	// Write in the documented entry format, then read as consumer "dead",
-	// which never acknowledges: a process that crashed after XREADGROUP.
+	// Write in the JSON entry format of earlier versions (one event an
+	// entry, field "event"), which a new process still reads, then read as
+	// consumer "dead", which never acknowledges: a process that crashed
+	// after XREADGROUP.
 	events := testEvents(50)
 	for _, e := range events {
 		b, err := json.Marshal(map[string]any{

@@ -65,6 +65,7 @@ func main() {
 	flag.StringVar(&c.mixes, "mixes", "ios,android,mix", "platform mixes to run: ios, android, mix (50/50)")
 	flag.IntVar(&c.batch, "batch", 0, "people per broadcast fan-out task (Herald's default when 0)")
 	flag.DurationVar(&c.eventInterval, "event-interval", 0, "the event consumer's poll interval (Herald's default when 0)")
+	flag.DurationVar(&c.maxDelay, "event-max-delay", 0, "the longest buffered events wait for a larger insert (Herald's default when 0)")
 	flag.StringVar(&c.profile, "cpuprofile", "", "write a CPU profile of the last end-to-end run of the last mix to this file")
 	simulator := flag.String("simulator", "", "internal: run the apns or fcm simulator and print its details (used by the benchmark itself)")
 	flag.Parse()
@@ -89,7 +90,7 @@ type config struct {
 	pushes, runs, concurrency       int
 	chAddr, redisAddr, state, mixes string
 	profile                         string
-	eventInterval                   time.Duration
+	eventInterval, maxDelay         time.Duration
 	batch                           int
 }
 
@@ -357,7 +358,7 @@ func run(ctx context.Context, c config) error {
 	a, err := app.Open(ctx, app.Config{ClickHouseAddr: c.chAddr, ClickHouseDatabase: db, RedisAddr: c.redisAddr, RedisDB: 13,
 		Concurrency: c.concurrency, PollInterval: 20 * time.Millisecond, RetryBase: 50 * time.Millisecond,
 		APNSHost: apnsInfo.URL, APNSRootCAs: roots, FCMEndpoint: fcmInfo.URL, FCMTokenURIs: []string{fcmInfo.TokenURL},
-		SecretKey: key, SendRate: -1, ReportRate: -1, EventInterval: c.eventInterval, BroadcastBatch: c.batch}, logger)
+		SecretKey: key, SendRate: -1, ReportRate: -1, EventInterval: c.eventInterval, EventMaxDelay: c.maxDelay, BroadcastBatch: c.batch}, logger)
 	if err != nil {
 		return fmt.Errorf("%w (start the services with bash scripts/services.sh)", err)
 	}

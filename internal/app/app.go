@@ -61,9 +61,13 @@ type Config struct {
 	// Default Google's (providers.DefaultFCMTokenURIs); dev adds its
 	// simulator's.
 	FCMTokenURIs []string
-	// EventInterval is how often the event writer drains its Redis stream
-	// into ClickHouse. Default 50ms.
+	// EventInterval is how often the event writer polls its Redis stream.
+	// Default 50ms.
 	EventInterval time.Duration
+	// EventMaxDelay is the longest buffered events wait for more to make a
+	// large insert (clickhouse.StreamOptions.MaxDelay; 20,000 events are
+	// inserted at once). Default 1s.
+	EventMaxDelay time.Duration
 	// EventBufferMax is the most events the Redis buffer holds; above it the
 	// report endpoints answer 503 with Retry-After. Default 1,000,000.
 	EventBufferMax int64
@@ -248,7 +252,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*App, error) {
 	// consumer loop drains into ClickHouse, acknowledging entries only after
 	// the insert succeeded.
 	events, err := clickhouse.NewStreamWriter(rdb, ch, clickhouse.StreamOptions{
-		Stream: "herald:events:" + cfg.ClickHouseDatabase, Interval: cfg.EventInterval, MaxLen: cfg.EventBufferMax,
+		Stream: "herald:events:" + cfg.ClickHouseDatabase, Interval: cfg.EventInterval, MaxDelay: cfg.EventMaxDelay, MaxLen: cfg.EventBufferMax,
 		ClaimIdle:  cfg.EventClaimIdle,
 		OnInserted: jobs.PublishChanges(rdb, logger.With("component", "changes")),
 	}, logger.With("component", "events"))
