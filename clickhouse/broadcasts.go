@@ -72,28 +72,6 @@ func (s *Store) CountPersons(ctx context.Context, workspaceID string) (uint64, e
 	return n, nil
 }
 
-// selectPersonIDs: params workspace_id, after (exclusive), limit; column id,
-// in id order.
-const selectPersonIDs = `SELECT DISTINCT id FROM persons WHERE workspace_id = ? AND id > ? ORDER BY id LIMIT ?`
-
-// PersonIDs pages through a workspace's person ids in order.
-func (s *Store) PersonIDs(ctx context.Context, workspaceID, after string, limit int) ([]string, error) {
-	rows, err := s.conn.Query(ctx, selectPersonIDs, workspaceID, after, limit)
-	if err != nil {
-		return nil, fmt.Errorf("clickhouse: person ids: %w", err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("clickhouse: scan person id: %w", err)
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
-}
-
 // CreateDeliveries records many deliveries in one insert. Writing the same
 // delivery again (a re-run fan-out) writes an identical row, which the
 // table's sorting key collapses.
@@ -183,6 +161,47 @@ func (s *Store) ExistingDeliveries(ctx context.Context, workspaceID string, crea
 		out[id] = true
 	}
 	return out, rows.Err()
+}
+
+// selectPersonsPage: params workspace_id, after, limit (the bound's
+// listing), workspace_id, after (the page); columns id, attributes,
+// unsubscribed, created_at, n, in id order. The bound is the largest of
+// the next limit person rows in key order, read without FINAL (so that
+// ClickHouse reads in order and stops: with DISTINCT or FINAL it reads
+// every row after after, which made a broadcast's fan-out quadratic in
+// the workspace's size), and n their number; the page is the persons up to
+// it, each at its newest version (FINAL). Rows of one person in several
+// parts make a page shorter than limit, never wrong. Blocks of limit rows
+// (the default is 65,409) keep the ordered reads from reading far ahead.
+const selectPersonsPage = `WITH (SELECT (max(id), count()) FROM (SELECT id FROM persons WHERE workspace_id = ? AND id > ? ORDER BY id LIMIT ?)) AS bound
+SELECT id, attributes, unsubscribed, created_at, bound.2 AS n FROM persons FINAL
+WHERE workspace_id = ? AND id > ? AND id <= bound.1
+ORDER BY id
+SETTINGS max_block_size = %d`
+
+// PersonsPage reads the next page of a workspace's persons in id order,
+// after after (exclusive): a broadcast to everyone reads each batch's
+// people with this one query. more says a next page may hold persons; it
+// starts after the last person of this one. A page may hold fewer than
+// limit persons (a person written more than once counts once).
+func (s *Store) PersonsPage(ctx context.Context, workspaceID, after string, limit int) (persons []Person, more bool, err error) {
+	rows, err := s.conn.Query(ctx, fmt.Sprintf(selectPersonsPage, max(limit, 256)), workspaceID, after, limit, workspaceID, after)
+	if err != nil {
+		return nil, false, fmt.Errorf("clickhouse: persons page: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		p := Person{WorkspaceID: workspaceID}
+		var unsub uint8
+		var n uint64
+		if err := rows.Scan(&p.ID, &p.Attributes, &unsub, &p.CreatedAt, &n); err != nil {
+			return nil, false, fmt.Errorf("clickhouse: scan person: %w", err)
+		}
+		p.Unsubscribed = unsub == 1
+		persons = append(persons, p)
+		more = n == uint64(limit)
+	}
+	return persons, more, rows.Err()
 }
 
 // selectPersonsByIDs: params workspace_id, ids (GroupSet); columns id,

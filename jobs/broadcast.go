@@ -84,6 +84,10 @@ func fanoutTaskID(broadcastID string, batch int) string {
 func queuedKey(id string) string { return "herald:bcast:" + id + ":queued" }
 func doneKey(id string) string   { return "herald:bcast:" + id + ":done" }
 
+// startedKey: a hash with a field per fan-out batch that has started
+// (set before its deliveries are written).
+func startedKey(id string) string { return "herald:bcast:" + id + ":started" }
+
 // BroadcastDeliveryID is the delivery id of a broadcast's person: a UUIDv7
 // with the broadcast's creation time and a hash of (broadcast, person), so a
 // fan-out batch that runs twice makes the same deliveries, and their deliver
@@ -140,16 +144,25 @@ func (w *Worker) HandleFanout(ctx context.Context, t *asynq.Task) error {
 	}
 	size := w.cfg.BroadcastBatch
 	var persons []string
+	var people map[string]clickhouse.Person // read with the page, or below
+	more := false
 	if b.AllPersons {
-		if persons, err = w.store.PersonIDs(ctx, p.WorkspaceID, p.After, size); err != nil {
+		page, pageMore, err := w.store.PersonsPage(ctx, p.WorkspaceID, p.After, size)
+		if err != nil {
 			return err
+		}
+		people, more = make(map[string]clickhouse.Person, len(page)), pageMore && len(page) > 0
+		for _, person := range page {
+			persons = append(persons, person.ID)
+			people[person.ID] = person
 		}
 	} else if lo := p.Batch * size; lo < len(b.PersonIDs) {
 		persons = b.PersonIDs[lo:min(lo+size, len(b.PersonIDs))]
+		more = lo+size < len(b.PersonIDs)
 	}
 	// Queue the next batch as soon as its start is known, so that batches
 	// run side by side on the worker's task slots.
-	if len(persons) == size {
+	if more {
 		next := FanoutPayload{WorkspaceID: p.WorkspaceID, BroadcastID: p.BroadcastID, Batch: p.Batch + 1, After: persons[len(persons)-1]}
 		nt, err := NewFanoutTask(next)
 		if err != nil {
@@ -166,32 +179,43 @@ func (w *Worker) HandleFanout(ctx context.Context, t *asynq.Task) error {
 			PersonID: person, Audience: b.Audience, Data: b.Data, Overrides: b.Overrides, CreatedAt: clickhouse.DeliveryTime(did).UTC()}
 	}
 	// A re-run batch writes only the deliveries it has not written yet.
-	ids := make([]uuid.UUID, len(ds))
-	for i, d := range ds {
-		ids[i] = d.ID
-	}
-	var created time.Time
-	if len(ds) > 0 {
-		created = ds[0].CreatedAt
-	}
-	existing, err := w.store.ExistingDeliveries(ctx, p.WorkspaceID, created, ids)
+	// Its first run has written none and need not ask ClickHouse: the
+	// batch's field in startedKey, set before the insert, tells a run
+	// whether an earlier one may have written some.
+	first, err := w.rdb.HSetNX(ctx, startedKey(p.BroadcastID), strconv.Itoa(p.Batch), 1).Result()
 	if err != nil {
-		return err
+		return fmt.Errorf("jobs: broadcast progress: %w", err)
 	}
-	var fresh []clickhouse.Delivery
-	for _, d := range ds {
-		if !existing[d.ID] {
-			fresh = append(fresh, d)
+	fresh := ds
+	if !first {
+		ids := make([]uuid.UUID, len(ds))
+		for i, d := range ds {
+			ids[i] = d.ID
+		}
+		var created time.Time
+		if len(ds) > 0 {
+			created = ds[0].CreatedAt
+		}
+		existing, err := w.store.ExistingDeliveries(ctx, p.WorkspaceID, created, ids)
+		if err != nil {
+			return err
+		}
+		fresh = nil
+		for _, d := range ds {
+			if !existing[d.ID] {
+				fresh = append(fresh, d)
+			}
 		}
 	}
 	if err := w.store.CreateDeliveries(ctx, fresh); err != nil {
 		return err
 	}
-	// Read the batch's people and devices at once; each delivery gets its
-	// part and reads nothing itself.
-	people, err := w.store.PersonsByIDs(ctx, p.WorkspaceID, persons)
-	if err != nil {
-		return err
+	// Read the batch's people (unless the page brought them) and devices
+	// at once; each delivery gets its part and reads nothing itself.
+	if people == nil {
+		if people, err = w.store.PersonsByIDs(ctx, p.WorkspaceID, persons); err != nil {
+			return err
+		}
 	}
 	devices, err := w.store.DevicesByPersons(ctx, p.WorkspaceID, persons)
 	if err != nil {
