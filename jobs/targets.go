@@ -29,8 +29,11 @@ type Target struct {
 // down. It is a cache: on a miss (expired, or Redis was flushed) callers
 // fall back to ClickHouse's delivery_devices.
 //
-// Key herald:targets:{delivery_id} is a hash: field = device token, value =
-// "workspace|campaign|created_us|round|index"; it expires after TTL.
+// Key herald:target:{delivery_id} is a string, one SET with its expiry:
+// the line "workspace|campaign|created_us|round" of the delivery's newest
+// round, then a line "token|index" per device it targeted. (It was a hash
+// with a field per token, which took an HSET and an EXPIRE in a MULTI per
+// delivery; a device that only an older round targeted is now a miss.)
 type TargetCache struct {
 	rdb redis.UniversalClient
 	ttl time.Duration
@@ -44,7 +47,7 @@ func NewTargetCache(rdb redis.UniversalClient, ttl time.Duration) *TargetCache {
 	return &TargetCache{rdb: rdb, ttl: ttl}
 }
 
-func targetsKey(id uuid.UUID) string { return "herald:targets:" + id.String() }
+func targetsKey(id uuid.UUID) string { return "herald:target:" + id.String() }
 
 // Put records a round's targeted devices.
 func (c *TargetCache) Put(ctx context.Context, d clickhouse.Delivery, round uint16, devices []clickhouse.DeliveryDevice) error {
@@ -58,22 +61,21 @@ type TargetsOf struct {
 	Devices  []clickhouse.DeliveryDevice
 }
 
-// PutAll records several rounds' targeted devices in one MULTI.
+// PutAll records several rounds' targeted devices in one pipeline.
 func (c *TargetCache) PutAll(ctx context.Context, all []TargetsOf) error {
 	var n int
-	_, err := c.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	var b []byte
+	_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, t := range all {
 			if len(t.Devices) == 0 {
 				continue
 			}
 			d := t.Delivery
-			vals := make([]any, 0, 2*len(t.Devices))
+			b = fmt.Appendf(b[:0], "%s|%s|%d|%d", d.WorkspaceID, d.CampaignID, d.CreatedAt.UnixMicro(), t.Round)
 			for _, dd := range t.Devices {
-				vals = append(vals, dd.Token, fmt.Sprintf("%s|%s|%d|%d|%d", d.WorkspaceID, d.CampaignID, d.CreatedAt.UnixMicro(), t.Round, dd.Index))
+				b = fmt.Appendf(b, "\n%s|%d", dd.Token, dd.Index)
 			}
-			key := targetsKey(d.ID)
-			p.HSet(ctx, key, vals...)
-			p.Expire(ctx, key, c.ttl)
+			p.Set(ctx, targetsKey(d.ID), string(b), c.ttl)
 			n++
 		}
 		return nil
@@ -86,22 +88,35 @@ func (c *TargetCache) PutAll(ctx context.Context, all []TargetsOf) error {
 
 // Get finds a targeted device; ok is false on a miss.
 func (c *TargetCache) Get(ctx context.Context, deliveryID uuid.UUID, token string) (t Target, ok bool, err error) {
-	v, err := c.rdb.HGet(ctx, targetsKey(deliveryID), token).Result()
+	v, err := c.rdb.Get(ctx, targetsKey(deliveryID)).Result()
 	if errors.Is(err, redis.Nil) {
 		return t, false, nil
 	}
 	if err != nil {
 		return t, false, fmt.Errorf("jobs: read targets: %w", err)
 	}
-	parts := strings.Split(v, "|")
-	if len(parts) != 5 {
+	head, devices, _ := strings.Cut(v, "\n")
+	parts := strings.Split(head, "|")
+	if len(parts) != 4 {
+		return t, false, nil
+	}
+	idx := -1
+	for devices != "" && idx < 0 {
+		var line string
+		line, devices, _ = strings.Cut(devices, "\n")
+		if tok, n, found := strings.Cut(line, "|"); found && tok == token {
+			if i, err := strconv.ParseUint(n, 10, 16); err == nil {
+				idx = int(i)
+			}
+		}
+	}
+	if idx < 0 {
 		return t, false, nil
 	}
 	camp, err1 := uuid.Parse(parts[1])
 	us, err2 := strconv.ParseInt(parts[2], 10, 64)
 	round, err3 := strconv.ParseUint(parts[3], 10, 16)
-	idx, err4 := strconv.ParseUint(parts[4], 10, 16)
-	if err := errors.Join(err1, err2, err3, err4); err != nil {
+	if err := errors.Join(err1, err2, err3); err != nil {
 		return t, false, nil
 	}
 	return Target{WorkspaceID: parts[0], CampaignID: camp, DeliveryCreated: time.UnixMicro(us).UTC(), Round: uint16(round), DeviceIndex: uint16(idx)}, true, nil
