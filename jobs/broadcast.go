@@ -262,15 +262,24 @@ func (w *Worker) deliverBatch(ctx context.Context, p FanoutPayload, ds []clickho
 // markDone records that a broadcast's delivery was carried out: its
 // devices' first attempts made, or its pre-send failure recorded.
 func (w *Worker) markDone(ctx context.Context, p DeliverPayload) error {
-	if p.BroadcastID == "" {
+	c := doneMark(p)
+	if c == nil {
 		return nil
 	}
-	if err := w.mark(ctx, func(ctx context.Context, rp redis.Pipeliner) redis.Cmder {
-		return rp.SetBit(ctx, doneKey(p.BroadcastID), int64(p.BroadcastIndex), 1)
-	}); err != nil {
+	if err := w.mark(ctx, c); err != nil {
 		return fmt.Errorf("jobs: broadcast progress: %w", err)
 	}
 	return nil
+}
+
+// doneMark is markDone's command; nil when p is not a broadcast's.
+func doneMark(p DeliverPayload) markCmd {
+	if p.BroadcastID == "" {
+		return nil
+	}
+	return func(ctx context.Context, rp redis.Pipeliner) []redis.Cmder {
+		return []redis.Cmder{rp.SetBit(ctx, doneKey(p.BroadcastID), int64(p.BroadcastIndex), 1)}
+	}
 }
 
 // BroadcastProgress reads how many deliveries a broadcast queued and finished.

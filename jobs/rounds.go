@@ -57,11 +57,14 @@ func (w *Worker) deliverAll(ctx context.Context, rs []round) []error {
 				<-w.slots
 				wg.Done()
 			}()
-			if err := w.firstAttempts(ctx, sendsOf(r, plans[i]), marks[i]); err != nil {
+			done, err := w.firstAttempts(ctx, sendsOf(r, plans[i]), marks[i], doneMark(r.p))
+			if err != nil {
 				errs[i] = err
 				return
 			}
-			errs[i] = w.markDone(ctx, r.p)
+			if !done {
+				errs[i] = w.markDone(ctx, r.p)
+			}
 		}()
 	}
 	wg.Wait()
@@ -307,8 +310,10 @@ func (w *Worker) outcomeMarks(ctx context.Context, rs []round, plans []plan, fre
 // devices a crash caught between the provider's answer and the record —
 // as a re-run send task would; a device marked handed-off has its send
 // task queued again (a no-op if it is queued). A transient failure hands
-// the device's retries to a send task.
-func (w *Worker) firstAttempts(ctx context.Context, sends []SendPayload, marks []int) error {
+// the device's retries to a send task. A round of one device sends done
+// (its done mark, when not nil) with the device's final outcome, in one
+// Redis round trip; doneMarked says it did.
+func (w *Worker) firstAttempts(ctx context.Context, sends []SendPayload, marks []int, done markCmd) (doneMarked bool, err error) {
 	errs := make([]error, len(sends))
 	var wg sync.WaitGroup
 	for i, p := range sends {
@@ -323,15 +328,16 @@ func (w *Worker) firstAttempts(ctx context.Context, sends []SendPayload, marks [
 			errs[i] = w.handoff(ctx, p)
 			continue
 		case len(sends) == 1:
-			errs[i] = w.firstAttempt(ctx, p)
+			// The round's done mark rides with its one device's outcome.
+			doneMarked, errs[i] = w.firstAttempt(ctx, p, done)
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = w.firstAttempt(ctx, p)
+			_, errs[i] = w.firstAttempt(ctx, p, nil)
 		}()
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return doneMarked, errors.Join(errs...)
 }

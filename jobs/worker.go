@@ -85,8 +85,8 @@ type Worker struct {
 	locks clickhouse.Locker
 }
 
-// markCmd adds one Redis command to a pipeline.
-type markCmd func(ctx context.Context, p redis.Pipeliner) redis.Cmder
+// markCmd adds Redis commands to a pipeline (run in order).
+type markCmd func(ctx context.Context, p redis.Pipeliner) []redis.Cmder
 
 // mark runs one Redis write of the send path (a finalKey, a broadcast's
 // done bit) and returns once Redis has it. Concurrent marks share one
@@ -99,7 +99,7 @@ func (w *Worker) mark(ctx context.Context, c markCmd) error {
 func (w *Worker) runMarks(ctx context.Context, cs []markCmd) []error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	cmds := make([]redis.Cmder, len(cs))
+	cmds := make([][]redis.Cmder, len(cs))
 	_, _ = w.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, c := range cs {
 			cmds[i] = c(ctx, p)
@@ -107,8 +107,12 @@ func (w *Worker) runMarks(ctx context.Context, cs []markCmd) []error {
 		return nil
 	})
 	errs := make([]error, len(cs))
-	for i, c := range cmds {
-		errs[i] = c.Err()
+	for i, cc := range cmds {
+		for _, c := range cc {
+			if errs[i] == nil {
+				errs[i] = c.Err()
+			}
+		}
 	}
 	return errs
 }
@@ -566,15 +570,16 @@ func handoffKey(deliveryID string, round uint16, idx uint16) string {
 
 // firstAttempt makes a device's first attempt and, when it failed
 // transiently and retries are allowed, hands the device to a send task.
-func (w *Worker) firstAttempt(ctx context.Context, p SendPayload) error {
-	final, _, err := w.attempt(ctx, p, 1, w.cfg.MaxRetry == 0)
+// then is marked with a final outcome (see attempt); thenDone says it was.
+func (w *Worker) firstAttempt(ctx context.Context, p SendPayload, then markCmd) (thenDone bool, err error) {
+	final, _, err := w.attempt(ctx, p, 1, w.cfg.MaxRetry == 0, then)
 	if err != nil || final {
-		return err
+		return final && err == nil && then != nil, err
 	}
 	if err := w.rdb.Set(ctx, handoffKey(p.DeliveryID, p.Round, p.DeviceIndex), "1", w.cfg.PlanTTL).Err(); err != nil {
-		return fmt.Errorf("jobs: mark hand-off: %w", err)
+		return false, fmt.Errorf("jobs: mark hand-off: %w", err)
 	}
-	return w.handoff(ctx, p)
+	return false, w.handoff(ctx, p)
 }
 
 // handoff queues the send task that makes a device's retries, after the
@@ -610,7 +615,7 @@ func (w *Worker) HandleSend(ctx context.Context, t *asynq.Task) error {
 		maxRetry = w.cfg.MaxRetry - int(p.Attempts)
 	}
 	attempt := p.Attempts + uint16(retried+1)
-	final, res, err := w.attempt(ctx, p, attempt, retried >= maxRetry)
+	final, res, err := w.attempt(ctx, p, attempt, retried >= maxRetry, nil)
 	if err != nil || final {
 		return err
 	}
@@ -623,7 +628,10 @@ func (w *Worker) HandleSend(ctx context.Context, t *asynq.Task) error {
 // to be tried again with the same event identities. last makes a
 // transient failure final (FAILED, retries exhausted). It reports whether
 // the outcome is final, and the provider's answer.
-func (w *Worker) attempt(ctx context.Context, p SendPayload, n uint16, last bool) (final bool, res providers.Result, err error) {
+//
+// then, when not nil, is marked in the same pipeline as finalKey, after
+// it, when the outcome is final (a round's done mark: one round trip).
+func (w *Worker) attempt(ctx context.Context, p SendPayload, n uint16, last bool, then markCmd) (final bool, res providers.Result, err error) {
 	deliveryID, err := uuid.Parse(p.DeliveryID)
 	if err != nil {
 		return false, res, fmt.Errorf("jobs: send payload id: %v: %w", err, asynq.SkipRetry)
@@ -677,8 +685,12 @@ func (w *Worker) attempt(ctx context.Context, p SendPayload, n uint16, last bool
 	}
 	fk := finalKey(p.DeliveryID, p.Round, p.DeviceIndex)
 	if err := w.holdRecord(ctx, func() error {
-		return w.mark(ctx, func(ctx context.Context, p redis.Pipeliner) redis.Cmder {
-			return p.Set(ctx, fk, res.Outcome.String(), w.cfg.PlanTTL)
+		return w.mark(ctx, func(ctx context.Context, p redis.Pipeliner) []redis.Cmder {
+			cmds := []redis.Cmder{p.Set(ctx, fk, res.Outcome.String(), w.cfg.PlanTTL)}
+			if then != nil {
+				cmds = append(cmds, then(ctx, p)...)
+			}
+			return cmds
 		})
 	}); err != nil {
 		return false, res, fmt.Errorf("jobs: mark outcome: %w", err)
