@@ -66,6 +66,7 @@ func main() {
 	flag.IntVar(&c.batch, "batch", 0, "people per broadcast fan-out task (Herald's default when 0)")
 	flag.DurationVar(&c.eventInterval, "event-interval", 0, "the event consumer's poll interval (Herald's default when 0)")
 	flag.DurationVar(&c.maxDelay, "event-max-delay", 0, "the longest buffered events wait for a larger insert (Herald's default when 0)")
+	flag.DurationVar(&c.pollInterval, "poll-interval", 0, "how often an idle worker looks for tasks (Herald's default, 1s, when 0; asynq polls Redis at this rate)")
 	flag.StringVar(&c.profile, "cpuprofile", "", "write a CPU profile of the last end-to-end run of the last mix to this file")
 	simulator := flag.String("simulator", "", "internal: run the apns or fcm simulator and print its details (used by the benchmark itself)")
 	flag.Parse()
@@ -87,11 +88,11 @@ func main() {
 }
 
 type config struct {
-	pushes, runs, concurrency       int
-	chAddr, redisAddr, state, mixes string
-	profile                         string
-	eventInterval, maxDelay         time.Duration
-	batch                           int
+	pushes, runs, concurrency             int
+	chAddr, redisAddr, state, mixes       string
+	profile                               string
+	eventInterval, maxDelay, pollInterval time.Duration
+	batch                                 int
 }
 
 // simInfo is what a simulator process prints on its first line.
@@ -356,7 +357,7 @@ func run(ctx context.Context, c config) error {
 	db := "herald_bench_send_" + hex.EncodeToString(b)
 	key, _ := secret.ParseKey(secret.NewKey())
 	a, err := app.Open(ctx, app.Config{ClickHouseAddr: c.chAddr, ClickHouseDatabase: db, RedisAddr: c.redisAddr, RedisDB: 13,
-		Concurrency: c.concurrency, PollInterval: 20 * time.Millisecond, RetryBase: 50 * time.Millisecond,
+		Concurrency: c.concurrency, PollInterval: c.pollInterval, RetryBase: 50 * time.Millisecond,
 		APNSHost: apnsInfo.URL, APNSRootCAs: roots, FCMEndpoint: fcmInfo.URL, FCMTokenURIs: []string{fcmInfo.TokenURL},
 		SecretKey: key, SendRate: -1, ReportRate: -1, EventInterval: c.eventInterval, EventMaxDelay: c.maxDelay, BroadcastBatch: c.batch}, logger)
 	if err != nil {
