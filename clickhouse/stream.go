@@ -178,7 +178,7 @@ type StreamWriter struct {
 
 	// Owned by the loop goroutine.
 	held        []redis.XMessage // read, not yet inserted (MinInsert, MaxDelay)
-	heldEvents  int
+	heldEvents  int64
 	heldSince   time.Time
 	readOwn     bool      // re-read our own pending entries (ID 0) before new ones
 	claimCursor string    // XAUTOCLAIM position; "0-0" starts a new scan
@@ -367,7 +367,7 @@ func (w *StreamWriter) Stats(ctx context.Context) (StreamStats, error) {
 		first   *redis.XMessageSliceCmd
 		now     *redis.TimeCmd
 	)
-	_, err := w.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, _ = w.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		xlen = p.XLen(ctx, w.opts.Stream)
 		count = p.Get(ctx, countKey(w.opts.Stream))
 		pending = p.XPending(ctx, w.opts.Stream, w.opts.Group)
@@ -375,8 +375,10 @@ func (w *StreamWriter) Stats(ctx context.Context) (StreamStats, error) {
 		now = p.Time(ctx)
 		return nil
 	})
-	if err != nil && !errors.Is(err, redis.Nil) { // a missing count is 0
-		return StreamStats{}, fmt.Errorf("clickhouse: event stream stats: %w", err)
+	for _, c := range []redis.Cmder{xlen, count, pending, first, now} {
+		if err := c.Err(); err != nil && !(c == count && errors.Is(err, redis.Nil)) { // a missing count is 0
+			return StreamStats{}, fmt.Errorf("clickhouse: event stream stats: %w", err)
+		}
 	}
 	s := StreamStats{Pending: pending.Val().Count, Inserted: w.inserted.Load()}
 	if xlen.Val() > 0 {
@@ -588,7 +590,7 @@ func (w *StreamWriter) step(ctx context.Context, claim, force bool) (more bool, 
 	if len(w.held) == 0 {
 		return false, nil
 	}
-	if !force && w.heldEvents < w.opts.MinInsert && len(w.held) < 4*w.opts.MaxBatch && time.Since(w.heldSince) < w.opts.MaxDelay {
+	if !force && w.heldEvents < int64(w.opts.MinInsert) && len(w.held) < 4*w.opts.MaxBatch && time.Since(w.heldSince) < w.opts.MaxDelay {
 		return full, nil // read on, or wait for more
 	}
 	held := w.held
@@ -601,13 +603,19 @@ func (w *StreamWriter) dropHeld() {
 	w.held, w.heldEvents = nil, 0
 }
 
-// entryEvents is the number of events an entry says it holds (field "n";
-// 1 for an entry of the JSON format).
-func entryEvents(m redis.XMessage) int {
+// entryEvents is the number of events an entry holds (1 for an entry of
+// the JSON format).
+func entryEvents(m redis.XMessage) int64 {
 	if _, ok := m.Values[legacyField]; ok {
 		return 1
 	}
-	n, _ := strconv.Atoi(fmt.Sprint(m.Values["n"]))
+	return countedEvents(m)
+}
+
+// countedEvents is the number of an entry's events that countKey counts:
+// its field "n" (0 for an entry of the JSON format, which predates it).
+func countedEvents(m redis.XMessage) int64 {
+	n, _ := strconv.ParseInt(fmt.Sprint(m.Values["n"]), 10, 64)
 	return n
 }
 
@@ -659,8 +667,7 @@ func (w *StreamWriter) process(ctx context.Context, msgs []redis.XMessage) error
 		if m.Values == nil {
 			continue // deleted while pending (Redis < 7 reports these): just acknowledge
 		}
-		n, _ := strconv.ParseInt(fmt.Sprint(m.Values["n"]), 10, 64)
-		counted += n
+		counted += countedEvents(m)
 		var err error
 		before := len(events)
 		if events, err = decodeEntry(m, events); err != nil {
@@ -764,12 +771,8 @@ func decodeEntry(m redis.XMessage, out []Event) ([]Event, error) {
 
 // knownKind reports whether the events.kind Enum8 has k.
 func knownKind(k string) bool {
-	switch k {
-	case KindTargeted, KindAttempt, KindSent, KindBounced, KindFailed, KindSuppressed,
-		KindDelivered, KindOpened, KindConverted, KindPresendFailed:
-		return true
-	}
-	return false
+	_, ok := kindCodes[k]
+	return ok
 }
 
 // idMillis is the millisecond timestamp of a stream entry id "<ms>-<seq>".

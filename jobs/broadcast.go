@@ -151,7 +151,7 @@ func (w *Worker) HandleFanout(ctx context.Context, t *asynq.Task) error {
 		if err != nil {
 			return err
 		}
-		people, more = make(map[string]clickhouse.Person, len(page)), pageMore && len(page) > 0
+		people, more = make(map[string]clickhouse.Person, len(page)), pageMore
 		for _, person := range page {
 			persons = append(persons, person.ID)
 			people[person.ID] = person
@@ -178,34 +178,9 @@ func (w *Worker) HandleFanout(ctx context.Context, t *asynq.Task) error {
 		ds[i] = clickhouse.Delivery{WorkspaceID: p.WorkspaceID, ID: did, CampaignID: msg.CampaignID, MessageID: msg.ID,
 			PersonID: person, Audience: b.Audience, Data: b.Data, Overrides: b.Overrides, CreatedAt: clickhouse.DeliveryTime(did).UTC()}
 	}
-	// A re-run batch writes only the deliveries it has not written yet.
-	// Its first run has written none and need not ask ClickHouse: the
-	// batch's field in startedKey, set before the insert, tells a run
-	// whether an earlier one may have written some.
-	first, err := w.rdb.HSetNX(ctx, startedKey(p.BroadcastID), strconv.Itoa(p.Batch), 1).Result()
+	fresh, err := w.unwritten(ctx, p, ds)
 	if err != nil {
-		return fmt.Errorf("jobs: broadcast progress: %w", err)
-	}
-	fresh := ds
-	if !first {
-		ids := make([]uuid.UUID, len(ds))
-		for i, d := range ds {
-			ids[i] = d.ID
-		}
-		var created time.Time
-		if len(ds) > 0 {
-			created = ds[0].CreatedAt
-		}
-		existing, err := w.store.ExistingDeliveries(ctx, p.WorkspaceID, created, ids)
-		if err != nil {
-			return err
-		}
-		fresh = nil
-		for _, d := range ds {
-			if !existing[d.ID] {
-				fresh = append(fresh, d)
-			}
-		}
+		return err
 	}
 	if err := w.store.CreateDeliveries(ctx, fresh); err != nil {
 		return err
@@ -225,6 +200,36 @@ func (w *Worker) HandleFanout(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("jobs: broadcast progress: %w", err)
 	}
 	return w.deliverBatch(ctx, p, ds, people, devices)
+}
+
+// unwritten returns the batch's deliveries that no earlier run of it wrote,
+// so that each is written, and counted in campaign_created, once. A
+// batch's first run has written none and need not ask ClickHouse: its
+// field in startedKey, set before the insert, tells a run whether an
+// earlier one may have written some.
+func (w *Worker) unwritten(ctx context.Context, p FanoutPayload, ds []clickhouse.Delivery) ([]clickhouse.Delivery, error) {
+	first, err := w.rdb.HSetNX(ctx, startedKey(p.BroadcastID), strconv.Itoa(p.Batch), 1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("jobs: broadcast progress: %w", err)
+	}
+	if first || len(ds) == 0 {
+		return ds, nil
+	}
+	ids := make([]uuid.UUID, len(ds))
+	for i, d := range ds {
+		ids[i] = d.ID
+	}
+	existing, err := w.store.ExistingDeliveries(ctx, p.WorkspaceID, ds[0].CreatedAt, ids)
+	if err != nil {
+		return nil, err
+	}
+	var fresh []clickhouse.Delivery
+	for _, d := range ds {
+		if !existing[d.ID] {
+			fresh = append(fresh, d)
+		}
+	}
+	return fresh, nil
 }
 
 // deliverBatch carries out a batch's deliveries in the fan-out task, as

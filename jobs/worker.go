@@ -574,7 +574,7 @@ func handoffKey(deliveryID string, round uint16, idx uint16) string {
 func (w *Worker) firstAttempt(ctx context.Context, p SendPayload, then markCmd) (thenDone bool, err error) {
 	final, _, err := w.attempt(ctx, p, 1, w.cfg.MaxRetry == 0, then)
 	if err != nil || final {
-		return final && err == nil && then != nil, err
+		return final && then != nil, err // attempt reports no final outcome with an error
 	}
 	if err := w.rdb.Set(ctx, handoffKey(p.DeliveryID, p.Round, p.DeviceIndex), "1", w.cfg.PlanTTL).Err(); err != nil {
 		return false, fmt.Errorf("jobs: mark hand-off: %w", err)
