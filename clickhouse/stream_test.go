@@ -283,14 +283,21 @@ func TestStreamWriterClickHouseDown(t *testing.T) {
 
 	// The documented entry format: one entry per Redis round trip (these
 	// Writes ran one after another: one each), field "n" its number of
-	// events, field "events" their encoding.
+	// events, field "events" their encoding, in order (each event's reason
+	// is followed by its provider id's length and bytes).
 	entries, err := rdb.XRange(ctx, "herald:events", "-", "+").Result()
 	if err != nil || len(entries) != 10 {
 		t.Fatalf("XRANGE: %v, %d entries, want 10", err, len(entries))
 	}
-	for _, m := range entries {
-		if m.Values["n"] != "10" || !strings.Contains(fmt.Sprint(m.Values["events"]), "reason ") {
-			t.Errorf("entry %s = n %v, events %q; want n 10 and the events", m.ID, m.Values["n"], m.Values["events"])
+	for j, m := range entries {
+		blob := fmt.Sprint(m.Values["events"])
+		for i := j * 10; i < j*10+10; i++ {
+			if !strings.Contains(blob, events[i].Reason+string(rune(len(events[i].ProviderID)))+events[i].ProviderID) {
+				t.Errorf("entry %d lacks event %d (%s, %s)", j, i, events[i].Reason, events[i].ProviderID)
+			}
+		}
+		if m.Values["n"] != "10" {
+			t.Errorf("entry %s: n %v, want 10", m.ID, m.Values["n"])
 		}
 	}
 

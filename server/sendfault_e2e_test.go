@@ -231,6 +231,17 @@ func TestBroadcastSurvivesWorkerSIGKILL(t *testing.T) {
 	if twice > 20 { // at most the worker's concurrency was in flight
 		t.Errorf("%d tokens received two pushes, more than the 20 sends in flight", twice)
 	}
+	// The batches the kill interrupted ran again and wrote only the
+	// deliveries they had not: the hourly rollup, which counts inserted
+	// rows, counts each person's delivery once. (The overview of the
+	// current hour counts deliveries themselves and would not show it.)
+	var created uint64
+	if err := e.app.CH.QueryRow(context.Background(), "SELECT sum(created) FROM campaign_created WHERE workspace_id = ?", c.workspaceID).Scan(&created); err != nil {
+		t.Fatal(err)
+	}
+	if created != n {
+		t.Errorf("campaign_created counts %d deliveries, want %d", created, n)
+	}
 }
 
 // The providers answer 503 for 30 s in the middle of a broadcast:
