@@ -142,6 +142,13 @@ func (w *Worker) HandleFanout(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
+	// Hold a batch place from the page read to the batch's last send.
+	select {
+	case w.batches <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-w.batches }()
 	size := w.cfg.BroadcastBatch
 	var persons []string
 	var people map[string]clickhouse.Person // read with the page, or below
@@ -200,6 +207,17 @@ func (w *Worker) HandleFanout(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("jobs: broadcast progress: %w", err)
 	}
 	return w.deliverBatch(ctx, p, ds, people, devices)
+}
+
+// batchesAhead is the most fan-out batches a worker has in progress at
+// once: enough to fill its delivery slots, and two more so that the next
+// batches read and plan while those send. Each batch queues the next as
+// soon as it has read its page, so without a bound a broadcast's batches
+// all start at once (a worker with 200 task slots held all 50 batches of
+// a 100,000-person broadcast in memory: 600 MB), and the ones not sending
+// only wait for delivery slots.
+func batchesAhead(concurrency, batch int) int {
+	return (concurrency+batch-1)/batch + 2
 }
 
 // unwritten returns the batch's deliveries that no earlier run of it wrote,

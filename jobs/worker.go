@@ -79,6 +79,8 @@ type Worker struct {
 	logger   *slog.Logger
 	// slots bounds the deliveries that fan-out tasks carry out at once.
 	slots chan struct{}
+	// batches bounds the fan-out batches in progress at once (batchesAhead).
+	batches chan struct{}
 	// marks group-commits the send path's one-command Redis writes (see mark).
 	marks *groupcommit.Committer[markCmd]
 	// locks serialize changes to one device's row (LockDevice).
@@ -146,6 +148,7 @@ func NewWorker(store *clickhouse.Store, events EventWriter, rdb redis.UniversalC
 		messages: newTTLCache[string, clickhouse.Message](time.Minute),
 		creds:    newTTLCache[string, map[string]clickhouse.Credentials](5 * time.Second),
 		slots:    make(chan struct{}, cfg.Concurrency),
+		batches:  make(chan struct{}, batchesAhead(cfg.Concurrency, cfg.BroadcastBatch)),
 		locks:    clickhouse.NewRedisLocker(rdb),
 	}
 	w.marks = groupcommit.New(256, w.runMarks)

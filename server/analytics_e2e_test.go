@@ -1,12 +1,14 @@
 package server_test
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"sort"
 	"testing"
 	"time"
 
+	"github.com/heraldpush/herald/jobs"
 	"github.com/heraldpush/herald/providers/sim"
 )
 
@@ -363,6 +365,52 @@ func TestRetryDelivery(t *testing.T) {
 	}
 	if r := e.workspace("b").do(`mutation($id: ID!) { retryDelivery(id: $id) { id } }`, vars{"id": id}); r.code() != "NOT_FOUND" {
 		t.Errorf("another workspace's retry: %q", r.code())
+	}
+}
+
+// A broadcast's fan-out batches do not all start at once: a worker has at
+// most batchesAhead (its 20 delivery slots' worth of batches, and two
+// more) in progress, so a big broadcast is not held in memory whole.
+// Each batch counts its deliveries as queued before it sends them and
+// they count as done once sent (slow tokens: 250 ms a push), so queued -
+// done is at most 4 batches of 10 = 40 deliveries. Without the bound
+// every batch starts as soon as the one before it has read its page
+// (queued 120, done 0).
+func TestBroadcastBoundsBatchesInProgress(t *testing.T) {
+	e := newEnv(t, envOptions{broadcastBatch: 10})
+	c := e.withCredentials(e.workspace("a"))
+	msg := c.message("Hello", "news")
+	const n = 120
+	for i := 0; i < n; i++ {
+		p := fmt.Sprintf("q%02d", i)
+		c.person(p, nil, false)
+		c.device(p, "IOS", sim.Token("5100", i), time.Time{})
+	}
+	b := c.mustDo(`mutation($m: ID!) { broadcast(input: {messageId: $m}) { id } }`, vars{"m": msg})
+	id := get(b, "broadcast", "id").(string)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	most, samples := 0, 0
+	for {
+		queued, done, err := jobs.BroadcastProgress(ctx, e.app.Redis, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		most, samples = max(most, queued-done), samples+1
+		if done == n {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("broadcast stuck at queued %d done %d of %d", queued, done, n)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Logf("most deliveries queued and not done: %d (%d samples)", most, samples)
+	if most > 40 {
+		t.Errorf("%d deliveries were queued and not done at once, want at most 40 (4 batches of 10)", most)
+	}
+	if most < 10 {
+		t.Errorf("at most %d deliveries in progress: the samples missed the broadcast", most)
 	}
 }
 
