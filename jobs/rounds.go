@@ -105,8 +105,9 @@ func (w *Worker) loadOrMakePlans(ctx context.Context, rs []round, errs []error) 
 		return plans, fresh
 	}
 	var made []int
+	ts := templates{}
 	for _, i := range missing {
-		if plans[i], errs[i] = w.makePlan(ctx, rs[i].d, rs[i].p.Snapshot, reporting); errs[i] == nil {
+		if plans[i], errs[i] = w.makePlan(ctx, rs[i].d, rs[i].p.Snapshot, reporting, ts); errs[i] == nil {
 			made = append(made, i)
 		}
 	}

@@ -344,8 +344,9 @@ func (w *Worker) claimScheduled(ctx context.Context, id string) (bool, error) {
 
 // makePlan runs the pre-send checks in DESIGN.md's order. reporting, when
 // not nil, holds the workspace's reporting flags of (at least) the person's
-// device tokens, read beforehand for a whole batch.
-func (w *Worker) makePlan(ctx context.Context, d clickhouse.Delivery, snap *Snapshot, reporting map[string]bool) (plan, error) {
+// device tokens, read beforehand for a whole batch; ts holds the batch's
+// push templates.
+func (w *Worker) makePlan(ctx context.Context, d clickhouse.Delivery, snap *Snapshot, reporting map[string]bool, ts templates) (plan, error) {
 	fail := func(reason string) (plan, error) { return plan{PresendReason: reason}, nil }
 	if !d.SendAt.IsZero() || d.Draft {
 		started, err := w.claimScheduled(ctx, d.ID.String())
@@ -382,7 +383,11 @@ func (w *Worker) makePlan(ctx context.Context, d clickhouse.Delivery, snap *Snap
 	if err != nil {
 		return plan{}, fmt.Errorf("jobs: message of delivery %s: %w", d.ID, err)
 	}
-	push, err := w.renderPush(d, person, msg)
+	t, err := ts.of(d, msg)
+	var push providers.Push
+	if err == nil {
+		push, err = w.renderPush(d, person, t)
+	}
 	var missing *render.MissingVariableError
 	if errors.As(err, &missing) {
 		return fail(missing.Error())
@@ -448,9 +453,70 @@ func (w *Worker) makePlan(ctx context.Context, d clickhouse.Delivery, snap *Snap
 	return pl, nil
 }
 
+// pushTemplate is what rendering a push needs of its message and of its
+// delivery's overrides and data, with the JSON decoded once: a fan-out
+// batch's deliveries share all three (templates).
+type pushTemplate struct {
+	fields, custom map[string]string
+	opts           providers.Options
+	data           map[string]any
+	badge          int32
+}
+
+// newPushTemplate decodes a delivery's message, overrides and data.
+func newPushTemplate(d clickhouse.Delivery, m clickhouse.Message) (*pushTemplate, error) {
+	data := map[string]any{}
+	if d.Data != "" {
+		if err := json.Unmarshal([]byte(d.Data), &data); err != nil {
+			return nil, fmt.Errorf("delivery data: %w", err)
+		}
+	}
+	fields, custom, err := MessageFields(m)
+	if err != nil {
+		return nil, err
+	}
+	overrides, err := DecodeOverrides(d.Overrides)
+	if err != nil {
+		return nil, err
+	}
+	if err := overrides.Apply(fields, custom); err != nil {
+		return nil, err
+	}
+	msgOpts, err := providers.DecodeOptions(m.Options)
+	if err != nil {
+		return nil, err
+	}
+	opts := overrides.EffectiveOptions(msgOpts)
+	AddOptionFields(fields, opts)
+	return &pushTemplate{fields: fields, custom: custom, opts: opts, data: data, badge: m.Badge}, nil
+}
+
+// templates keeps the push templates made for a batch of deliveries, by
+// message, overrides and data. Render reads a template's maps and never
+// writes them, so the batch's renders share them.
+type templates map[templateKey]*pushTemplate
+
+type templateKey struct {
+	message         uuid.UUID
+	overrides, data string
+}
+
+// of returns the template of a delivery of message m, made once.
+func (ts templates) of(d clickhouse.Delivery, m clickhouse.Message) (*pushTemplate, error) {
+	k := templateKey{m.ID, d.Overrides, d.Data}
+	if t, ok := ts[k]; ok {
+		return t, nil
+	}
+	t, err := newPushTemplate(d, m)
+	if err == nil {
+		ts[k] = t
+	}
+	return t, err
+}
+
 // renderPush renders the message's Liquid fields, with the delivery's
 // overrides applied, for the person.
-func (w *Worker) renderPush(d clickhouse.Delivery, person clickhouse.Person, m clickhouse.Message) (providers.Push, error) {
+func (w *Worker) renderPush(d clickhouse.Delivery, person clickhouse.Person, t *pushTemplate) (providers.Push, error) {
 	customer := map[string]any{}
 	if person.Attributes != "" {
 		if err := json.Unmarshal([]byte(person.Attributes), &customer); err != nil {
@@ -460,30 +526,7 @@ func (w *Worker) renderPush(d clickhouse.Delivery, person clickhouse.Person, m c
 	if _, ok := customer["id"]; !ok {
 		customer["id"] = person.ID
 	}
-	data := map[string]any{}
-	if d.Data != "" {
-		if err := json.Unmarshal([]byte(d.Data), &data); err != nil {
-			return providers.Push{}, fmt.Errorf("delivery data: %w", err)
-		}
-	}
-	fields, custom, err := MessageFields(m)
-	if err != nil {
-		return providers.Push{}, err
-	}
-	overrides, err := DecodeOverrides(d.Overrides)
-	if err != nil {
-		return providers.Push{}, err
-	}
-	if err := overrides.Apply(fields, custom); err != nil {
-		return providers.Push{}, err
-	}
-	msgOpts, err := providers.DecodeOptions(m.Options)
-	if err != nil {
-		return providers.Push{}, err
-	}
-	opts := overrides.EffectiveOptions(msgOpts)
-	AddOptionFields(fields, opts)
-	out, err := w.render.Render(fields, customer, data)
+	out, err := w.render.Render(t.fields, customer, t.data)
 	if err != nil {
 		return providers.Push{}, err
 	}
@@ -496,15 +539,15 @@ func (w *Worker) renderPush(d clickhouse.Delivery, person clickhouse.Person, m c
 	p := providers.Push{
 		DeliveryID: d.ID.String(),
 		Title:      out["title"], Body: out["body"], Link: out["link"], Image: out["image"], Sound: out["sound"],
-		Options: opts.WithText(text),
+		Options: t.opts.WithText(text),
 	}
-	if m.Badge >= 0 {
-		b := int(m.Badge)
+	if t.badge >= 0 {
+		b := int(t.badge)
 		p.Badge = &b
 	}
-	if len(custom) > 0 || hasData(fields) {
+	if len(t.custom) > 0 || hasData(t.fields) {
 		p.Data = map[string]string{}
-		for k, v := range custom {
+		for k, v := range t.custom {
 			p.Data[k] = v
 		}
 		for k, v := range out {

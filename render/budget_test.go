@@ -224,3 +224,30 @@ func BenchmarkRenderPush(b *testing.B) {
 		}
 	}
 }
+
+// TestStaticFields: a field without a tag renders as itself without
+// Liquid, exactly as Liquid renders it (the same text with an empty output
+// tag added goes through Liquid), and its bytes count against MaxBytes
+// with the other fields'.
+func TestStaticFields(t *testing.T) {
+	e := New(Limits{MaxBytes: 100, MaxIterations: 100, CPUTime: time.Second})
+	for _, src := range []string{"", "Bench", "50% off } { now", "a {  { b } } c", "line\nbreak\t{ %} -}}", "ünïcödé ✓"} {
+		got, err := e.Render(map[string]string{"body": src}, nil, nil)
+		if err != nil {
+			t.Fatalf("Render(%q): %v", src, err)
+		}
+		viaLiquid, err := e.Render(map[string]string{"body": src + `{{ "" }}`}, nil, nil)
+		if err != nil {
+			t.Fatalf("Render(%q + empty tag): %v", src, err)
+		}
+		if got["body"] != src || viaLiquid["body"] != src {
+			t.Errorf("Render(%q) = %q, through Liquid %q", src, got["body"], viaLiquid["body"])
+		}
+	}
+	_, err := e.Render(map[string]string{"body": strings.Repeat("x", 60), "title": strings.Repeat("y", 60)}, nil, nil)
+	var fe *FieldError
+	var over *BudgetError
+	if !errors.As(err, &fe) || !errors.As(err, &over) || fe.Field != "title" || over.What != "more than 100 bytes" {
+		t.Errorf("two static fields of 60 bytes under MaxBytes 100: %v, want title over budget", err)
+	}
+}

@@ -206,6 +206,14 @@ func (e *Engine) Render(fields map[string]string, customer map[string]any, data 
 	out := make(map[string]string, len(fields))
 	for _, name := range sortedKeys(fields) {
 		src := fields[name]
+		if static(src) {
+			// Text without a tag renders as itself: skip Liquid, charge its bytes.
+			if err := b.charge(len(src)); err != nil {
+				return nil, &FieldError{Field: name, Err: b.err}
+			}
+			out[name] = src
+			continue
+		}
 		tpl, err := e.cached(name, src)
 		if err != nil {
 			return nil, err
@@ -224,6 +232,12 @@ func (e *Engine) Render(fields map[string]string, customer map[string]any, data 
 		out[name] = text
 	}
 	return out, nil
+}
+
+// static reports whether src holds no Liquid tag or output ("{%", "{{"),
+// so that it renders as itself.
+func static(src string) bool {
+	return !strings.Contains(src, "{{") && !strings.Contains(src, "{%")
 }
 
 // renderNode renders one parsed template into a string under b. A panic
