@@ -263,41 +263,63 @@ const (
 	markHandoff // handoffKey is set: a send task makes its attempts
 )
 
-// outcomeMarks reads, with one MGET, the finalKey and handoffKey of every
-// device to send of the rounds whose plan was not fresh (a fresh plan has
-// had no attempt yet). marks[i][j] belongs to sendsOf(rs[i])[j]; nil means
-// no marks.
+// outcomeMarks reads, in one pipeline, the finalKey and handoffKey of
+// every device to send of the rounds whose plan was not fresh (a fresh
+// plan has had no attempt yet), and the done bit of those that are a
+// broadcast's: a round is marked done only once each of its devices'
+// outcomes is final or handed off, and a round of one device marks it
+// instead of its device's finalKey (attempt), so a set bit makes every
+// device final unless it was handed off. marks[i][j] belongs to
+// sendsOf(rs[i])[j]; nil means no marks.
 func (w *Worker) outcomeMarks(ctx context.Context, rs []round, plans []plan, fresh []bool, errs []error) [][]int {
 	marks := make([][]int, len(rs))
 	var keys []string
+	var checked []int
 	for i, r := range rs {
 		if errs[i] != nil || fresh[i] {
 			continue
 		}
+		checked = append(checked, i)
 		for _, p := range sendsOf(r, plans[i]) {
 			keys = append(keys, finalKey(p.DeliveryID, p.Round, p.DeviceIndex), handoffKey(p.DeliveryID, p.Round, p.DeviceIndex))
 		}
 	}
-	if len(keys) == 0 {
+	if len(checked) == 0 {
 		return marks
 	}
-	vals, err := w.rdb.MGet(ctx, keys...).Result()
-	for i, r := range rs {
-		if errs[i] != nil || fresh[i] {
-			continue
+	var mget *redis.SliceCmd
+	done := make(map[int]*redis.IntCmd)
+	_, err := w.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		if len(keys) > 0 {
+			mget = p.MGet(ctx, keys...)
 		}
+		for _, i := range checked {
+			if r := rs[i]; r.p.BroadcastID != "" && r.p.Round == 0 {
+				done[i] = p.GetBit(ctx, doneKey(r.p.BroadcastID), int64(r.p.BroadcastIndex))
+			}
+		}
+		return nil
+	})
+	var vals []any
+	if mget != nil {
+		vals = mget.Val()
+	}
+	for _, i := range checked {
 		if err != nil {
 			errs[i] = fmt.Errorf("jobs: check outcomes: %w", err)
 			continue
 		}
-		sends := sendsOf(r, plans[i])
+		sends := sendsOf(rs[i], plans[i])
 		marks[i] = make([]int, len(sends))
+		isDone := done[i] != nil && done[i].Val() == 1
 		for j := range sends {
 			switch {
 			case vals[0] != nil:
 				marks[i][j] = markFinal
 			case vals[1] != nil:
 				marks[i][j] = markHandoff
+			case isDone:
+				marks[i][j] = markFinal
 			}
 			vals = vals[2:]
 		}

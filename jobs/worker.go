@@ -675,8 +675,9 @@ func (w *Worker) HandleSend(ctx context.Context, t *asynq.Task) error {
 // transient failure final (FAILED, retries exhausted). It reports whether
 // the outcome is final, and the provider's answer.
 //
-// then, when not nil, is marked in the same pipeline as finalKey, after
-// it, when the outcome is final (a round's done mark: one round trip).
+// then, when not nil, is marked instead of finalKey when the outcome is
+// final: the done bit of a broadcast's round of one device, which says as
+// much (outcomeMarks reads it) in one Redis write instead of two.
 func (w *Worker) attempt(ctx context.Context, p SendPayload, n uint16, last bool, then markCmd) (final bool, res providers.Result, err error) {
 	deliveryID, err := uuid.Parse(p.DeliveryID)
 	if err != nil {
@@ -731,12 +732,11 @@ func (w *Worker) attempt(ctx context.Context, p SendPayload, n uint16, last bool
 	}
 	fk := finalKey(p.DeliveryID, p.Round, p.DeviceIndex)
 	if err := w.holdRecord(ctx, func() error {
-		return w.mark(ctx, func(ctx context.Context, p redis.Pipeliner) []redis.Cmder {
-			cmds := []redis.Cmder{p.Set(ctx, fk, res.Outcome.String(), w.cfg.PlanTTL)}
+		return w.mark(ctx, func(ctx context.Context, rp redis.Pipeliner) []redis.Cmder {
 			if then != nil {
-				cmds = append(cmds, then(ctx, p)...)
+				return then(ctx, rp) // stands for finalKey: see outcomeMarks
 			}
-			return cmds
+			return []redis.Cmder{rp.Set(ctx, fk, res.Outcome.String(), w.cfg.PlanTTL)}
 		})
 	}); err != nil {
 		return false, res, fmt.Errorf("jobs: mark outcome: %w", err)
