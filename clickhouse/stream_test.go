@@ -385,9 +385,22 @@ func TestStreamWriterBufferFull(t *testing.T) {
 		{"one above", events[10:11], clickhouse.ErrBufferFull},
 		{"two above", events[10:12], clickhouse.ErrBufferFull},
 	}
+	// A new writer (another process) finds the buffer full at its first
+	// Write: it reads the count before writing.
+	other := newStreamWriter(t, rdb, deadConn(t), clickhouse.StreamOptions{MaxLen: 10, Interval: 10 * time.Millisecond}, slog.New(slog.DiscardHandler))
+	tests = append(tests, struct {
+		name   string
+		events []clickhouse.Event
+		want   error
+	}{"another writer", events[10:11], clickhouse.ErrBufferFull})
+	writers := map[string]*clickhouse.StreamWriter{"another writer": other}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := w.Write(ctx, tt.events...); !errors.Is(err, tt.want) {
+			ww := w
+			if o := writers[tt.name]; o != nil {
+				ww = o
+			}
+			if err := ww.Write(ctx, tt.events...); !errors.Is(err, tt.want) {
 				t.Errorf("Write(%d events) = %v, want %v", len(tt.events), err, tt.want)
 			}
 		})
@@ -413,6 +426,40 @@ func TestStreamWriterBufferFull(t *testing.T) {
 	w.Close()
 	if took := time.Since(start); took > time.Second {
 		t.Errorf("Close with ClickHouse down took %v, want one quick attempt", took)
+	}
+}
+
+// TestStreamWriterBufferFullBound: a Write that starts below MaxLen is
+// written whole, so the stream goes over MaxLen by at most that write's
+// events, and the next Write is refused; once the stream is emptied
+// (deleted here) a count left behind does not refuse writes.
+func TestStreamWriterBufferFullBound(t *testing.T) {
+	rdb := redistest.New(t)
+	ctx := context.Background()
+	stream := "herald:test:bound"
+	w := newStreamWriter(t, rdb, deadConn(t), clickhouse.StreamOptions{Stream: stream, MaxLen: 10, Interval: 10 * time.Millisecond}, slog.New(slog.DiscardHandler))
+	events := testEvents(20)
+	if err := w.Write(ctx, events[:9]...); err != nil {
+		t.Fatalf("9 of 10: %v", err)
+	}
+	if err := w.Write(ctx, events[9:12]...); err != nil {
+		t.Fatalf("3 more from 9 of 10: %v, want them written", err)
+	}
+	if err := w.Write(ctx, events[12]); !errors.Is(err, clickhouse.ErrBufferFull) {
+		t.Fatalf("at 12 of 10: %v, want ErrBufferFull", err)
+	}
+	st, err := w.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Length != 12 {
+		t.Errorf("stream length %d, want 12", st.Length)
+	}
+	if err := rdb.Del(ctx, stream).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(ctx, events[13]); err != nil {
+		t.Errorf("after the stream was deleted (its count left at 12): %v, want it written", err)
 	}
 }
 

@@ -36,7 +36,7 @@ func randomEvent(r *rand.Rand) Event {
 
 // TestEventCodecRoundTrip: random events, every field and kind, zero
 // times included, decode to themselves, also when several encodings are
-// concatenated (as the write script joins concurrent Writes).
+// concatenated (as writeGroups joins concurrent Writes).
 func TestEventCodecRoundTrip(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for range 200 {

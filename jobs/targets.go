@@ -29,11 +29,17 @@ type Target struct {
 // down. It is a cache: on a miss (expired, or Redis was flushed) callers
 // fall back to ClickHouse's delivery_devices.
 //
-// Key herald:target:{delivery_id} is a string, one SET with its expiry:
-// the line "workspace|campaign|created_us|round" of the delivery's newest
-// round, then a line "token|index" per device it targeted. (It was a hash
-// with a field per token, which took an HSET and an EXPIRE in a MULTI per
-// delivery; a device that only an older round targeted is now a miss.)
+// A delivery's record is a field of a hash shared by the deliveries made
+// in the same millisecond (a delivery id is a UUIDv7: its first 6 bytes;
+// a broadcast's deliveries all carry the broadcast's time), split into 64
+// buckets by the id's last byte so that no hash grows too large to free
+// at once: key herald:targets:{ms}:{bucket}, field the id's 16 bytes,
+// value the line "workspace|campaign|created_us|round" of the delivery's
+// newest round, then a line "token|index" per device it targeted. A
+// fan-out batch writes its records with one HSET per bucket and an EXPIRE
+// per hash, instead of one SET per delivery (a device that only an older
+// round targeted is a miss). Records of the earlier layout (one string key
+// per delivery) are misses.
 type TargetCache struct {
 	rdb redis.UniversalClient
 	ttl time.Duration
@@ -47,7 +53,10 @@ func NewTargetCache(rdb redis.UniversalClient, ttl time.Duration) *TargetCache {
 	return &TargetCache{rdb: rdb, ttl: ttl}
 }
 
-func targetsKey(id uuid.UUID) string { return "herald:target:" + id.String() }
+// targetsKey names the hash that holds a delivery's record.
+func targetsKey(id uuid.UUID) string {
+	return fmt.Sprintf("herald:targets:%x:%d", id[:6], id[15]&63)
+}
 
 // Put records a round's targeted devices.
 func (c *TargetCache) Put(ctx context.Context, d clickhouse.Delivery, round uint16, devices []clickhouse.DeliveryDevice) error {
@@ -61,26 +70,37 @@ type TargetsOf struct {
 	Devices  []clickhouse.DeliveryDevice
 }
 
-// PutAll records several rounds' targeted devices in one pipeline.
+// PutAll records several rounds' targeted devices in one pipeline: an
+// HSET of all their fields and an EXPIRE per hash.
 func (c *TargetCache) PutAll(ctx context.Context, all []TargetsOf) error {
-	var n int
-	var b []byte
+	fields := map[string][]any{}
+	var keys []string
+	for _, t := range all {
+		if len(t.Devices) == 0 {
+			continue
+		}
+		d := t.Delivery
+		b := fmt.Appendf(nil, "%s|%s|%d|%d", d.WorkspaceID, d.CampaignID, d.CreatedAt.UnixMicro(), t.Round)
+		for _, dd := range t.Devices {
+			b = fmt.Appendf(b, "\n%s|%d", dd.Token, dd.Index)
+		}
+		k := targetsKey(d.ID)
+		if _, ok := fields[k]; !ok {
+			keys = append(keys, k)
+		}
+		fields[k] = append(fields[k], string(d.ID[:]), b)
+	}
+	if len(keys) == 0 {
+		return nil
+	}
 	_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, t := range all {
-			if len(t.Devices) == 0 {
-				continue
-			}
-			d := t.Delivery
-			b = fmt.Appendf(b[:0], "%s|%s|%d|%d", d.WorkspaceID, d.CampaignID, d.CreatedAt.UnixMicro(), t.Round)
-			for _, dd := range t.Devices {
-				b = fmt.Appendf(b, "\n%s|%d", dd.Token, dd.Index)
-			}
-			p.Set(ctx, targetsKey(d.ID), string(b), c.ttl)
-			n++
+		for _, k := range keys {
+			p.HSet(ctx, k, fields[k]...)
+			p.Expire(ctx, k, c.ttl)
 		}
 		return nil
 	})
-	if err != nil && n > 0 {
+	if err != nil {
 		return fmt.Errorf("jobs: cache targets: %w", err)
 	}
 	return nil
@@ -88,7 +108,7 @@ func (c *TargetCache) PutAll(ctx context.Context, all []TargetsOf) error {
 
 // Get finds a targeted device; ok is false on a miss.
 func (c *TargetCache) Get(ctx context.Context, deliveryID uuid.UUID, token string) (t Target, ok bool, err error) {
-	v, err := c.rdb.Get(ctx, targetsKey(deliveryID)).Result()
+	v, err := c.rdb.HGet(ctx, targetsKey(deliveryID), string(deliveryID[:])).Result()
 	if errors.Is(err, redis.Nil) {
 		return t, false, nil
 	}

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -54,5 +55,46 @@ func TestTargetCache(t *testing.T) {
 	}
 	if ttl := rdb.TTL(ctx, targetsKey(d.ID)).Val(); ttl <= 0 || ttl > time.Hour {
 		t.Errorf("TTL = %v, want (0, 1h]", ttl)
+	}
+}
+
+// TestTargetCacheBatch: a fan-out batch's 2,000 deliveries (one
+// broadcast, so one millisecond) go to at most 64 hashes, and each is
+// found with its own round and index.
+func TestTargetCacheBatch(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.New(t)
+	c := NewTargetCache(rdb, time.Hour)
+	created := time.Now().UTC().Truncate(time.Millisecond)
+	b := uuid.New()
+	var all []TargetsOf
+	for i := range 2000 {
+		id := BroadcastDeliveryID(b, created, fmt.Sprintf("p%d", i))
+		d := clickhouse.Delivery{WorkspaceID: "ws1", ID: id, CampaignID: b, CreatedAt: created}
+		all = append(all, TargetsOf{Delivery: d, Round: 0, Devices: []clickhouse.DeliveryDevice{{Index: uint16(i % 3), Token: fmt.Sprintf("tok%d", i)}}})
+	}
+	if err := c.PutAll(ctx, all); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := rdb.Keys(ctx, "herald:targets:*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) == 0 || len(keys) > 64 {
+		t.Errorf("%d hashes for one batch, want 1 to 64", len(keys))
+	}
+	for i, to := range all {
+		got, ok, err := c.Get(ctx, to.Delivery.ID, fmt.Sprintf("tok%d", i))
+		if err != nil || !ok || got.DeviceIndex != uint16(i%3) || got.WorkspaceID != "ws1" {
+			t.Fatalf("delivery %d: Get = %+v, %v, %v", i, got, ok, err)
+		}
+		if _, ok, _ := c.Get(ctx, to.Delivery.ID, fmt.Sprintf("tok%d", i+1)); ok {
+			t.Fatalf("delivery %d: another delivery's token is found", i)
+		}
+	}
+	for _, k := range keys {
+		if ttl := rdb.TTL(ctx, k).Val(); ttl <= 0 || ttl > time.Hour {
+			t.Errorf("%s: TTL %v, want (0, 1h]", k, ttl)
+		}
 	}
 }
