@@ -116,7 +116,9 @@ func (w *Worker) HandleFanout(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return fmt.Errorf("jobs: fanout id: %v: %w", err, asynq.SkipRetry)
 	}
-	b, err := w.store.Broadcast(ctx, p.WorkspaceID, id)
+	b, err := w.broadcasts.get(p.WorkspaceID+"/"+id.String(), func() (clickhouse.Broadcast, error) {
+		return w.store.Broadcast(ctx, p.WorkspaceID, id)
+	})
 	if errors.Is(err, clickhouse.ErrNotFound) {
 		return fmt.Errorf("jobs: broadcast %s: %w", id, asynq.SkipRetry)
 	}

@@ -43,7 +43,7 @@ type Config struct {
 	// PlanTTL is how long a round's device plan and outcomes stay in Redis
 	// to make re-run tasks idempotent. Default 7 days.
 	PlanTTL time.Duration
-	// BroadcastBatch is how many deliveries one fan-out task creates. Default 2000.
+	// BroadcastBatch is how many deliveries one fan-out task creates. Default 5000.
 	BroadcastBatch int
 	// Concurrency is the most deliveries a worker's fan-out tasks carry out
 	// at once, together (each fan-out task carries out its batch). Default 50.
@@ -74,9 +74,12 @@ type Worker struct {
 	senders  *senderCache
 	targets  *TargetCache
 	messages *ttlCache[string, clickhouse.Message]
-	creds    *ttlCache[string, map[string]clickhouse.Credentials]
-	cfg      Config
-	logger   *slog.Logger
+	// broadcasts: a broadcast's row is written once; its fan-out batches
+	// read it from here instead of one query each.
+	broadcasts *ttlCache[string, clickhouse.Broadcast]
+	creds      *ttlCache[string, map[string]clickhouse.Credentials]
+	cfg        Config
+	logger     *slog.Logger
 	// slots bounds the deliveries that fan-out tasks carry out at once.
 	slots chan struct{}
 	// batches bounds the fan-out batches in progress at once (batchesAhead).
@@ -131,7 +134,7 @@ func NewWorker(store *clickhouse.Store, events EventWriter, rdb redis.UniversalC
 		cfg.PlanTTL = 7 * 24 * time.Hour
 	}
 	if cfg.BroadcastBatch <= 0 {
-		cfg.BroadcastBatch = 2000
+		cfg.BroadcastBatch = 5000
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 50
@@ -145,11 +148,12 @@ func NewWorker(store *clickhouse.Store, events EventWriter, rdb redis.UniversalC
 	w := &Worker{
 		store: store, events: events, rdb: rdb, client: client, render: render.New(cfg.Template),
 		senders: newSenderCache(store, cfg), targets: NewTargetCache(rdb, 0), cfg: cfg, logger: logger,
-		messages: newTTLCache[string, clickhouse.Message](time.Minute),
-		creds:    newTTLCache[string, map[string]clickhouse.Credentials](5 * time.Second),
-		slots:    make(chan struct{}, cfg.Concurrency),
-		batches:  make(chan struct{}, batchesAhead(cfg.Concurrency, cfg.BroadcastBatch)),
-		locks:    clickhouse.NewRedisLocker(rdb),
+		messages:   newTTLCache[string, clickhouse.Message](time.Minute),
+		broadcasts: newTTLCache[string, clickhouse.Broadcast](time.Minute),
+		creds:      newTTLCache[string, map[string]clickhouse.Credentials](5 * time.Second),
+		slots:      make(chan struct{}, cfg.Concurrency),
+		batches:    make(chan struct{}, batchesAhead(cfg.Concurrency, cfg.BroadcastBatch)),
+		locks:      clickhouse.NewRedisLocker(rdb),
 	}
 	w.marks = groupcommit.New(256, w.runMarks)
 	return w

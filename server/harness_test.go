@@ -42,7 +42,7 @@ type env struct {
 
 type envOptions struct {
 	retryBase      time.Duration // default 10ms
-	broadcastBatch int           // default Herald's (2000)
+	broadcastBatch int           // default Herald's (5000)
 	sendRate       int           // sends per workspace per second; default no limit
 	reportRate     int           // reports per IP per second; default no limit
 	redisAddr      string        // a private Redis (its DB 0); default a test DB of the shared one

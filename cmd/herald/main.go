@@ -178,7 +178,7 @@ func parseConfig(name string, args []string) (app.Config, *devFlags, error) {
 	dur(&c.EventInterval, "event-interval", "HERALD_EVENT_INTERVAL", 50*time.Millisecond, "how often the event buffer (Redis) is polled")
 	dur(&c.EventMaxDelay, "event-max-delay", "HERALD_EVENT_MAX_DELAY", time.Second, "longest buffered events wait to be inserted into ClickHouse with more (20,000 go at once)")
 	dur(&c.EventClaimIdle, "event-claim-idle", "HERALD_EVENT_CLAIM_IDLE", 30*time.Second, "idle time after which a dead process's buffered events are taken over")
-	num(&c.BroadcastBatch, "broadcast-batch", "HERALD_BROADCAST_BATCH", 2000, "deliveries one broadcast fan-out task creates")
+	num(&c.BroadcastBatch, "broadcast-batch", "HERALD_BROADCAST_BATCH", 5000, "deliveries one broadcast fan-out task creates")
 	num(&c.SendRate, "send-rate", "HERALD_SEND_RATE", 500, "sends per workspace per second (-1: no limit)")
 	num(&c.ReportRate, "report-rate", "HERALD_REPORT_RATE", 200, "SDK reports per client IP per second (-1: no limit)")
 	dur(&c.HTTPReadTimeout, "http-read-timeout", "HERALD_HTTP_READ_TIMEOUT", server.DefaultReadTimeout, "longest time to read one HTTP request with its body (websockets exempt)")

@@ -76,7 +76,7 @@ type Config struct {
 	// wait before another process inserts them. Default 30s.
 	EventClaimIdle time.Duration
 	// BroadcastBatch is how many deliveries one broadcast fan-out task
-	// creates. Default 2000.
+	// creates. Default 5000.
 	BroadcastBatch int
 	// SendRate bounds sends (sendPush, REST send, broadcast) per workspace
 	// per second; ReportRate bounds SDK reports per client IP per second.
