@@ -264,12 +264,27 @@ func (w *StreamWriter) Write(ctx context.Context, events ...Event) error {
 	if len(events) == 0 {
 		return nil
 	}
+	return w.write(ctx, nil, events)
+}
+
+// WriteThen is Write with then's Redis commands in the MULTI that writes
+// the events, after them: they take effect exactly when the events do (a
+// send's final mark, which must never be there without its events). The
+// events' stream and then's keys must be on one Redis.
+func (w *StreamWriter) WriteThen(ctx context.Context, then func(context.Context, redis.Pipeliner) []redis.Cmder, events ...Event) error {
+	if len(events) == 0 {
+		return fmt.Errorf("clickhouse: WriteThen without events")
+	}
+	return w.write(ctx, then, events)
+}
+
+func (w *StreamWriter) write(ctx context.Context, then func(context.Context, redis.Pipeliner) []redis.Cmder, events []Event) error {
 	select {
 	case <-w.stop:
 		return fmt.Errorf("clickhouse: stream writer closed")
 	default:
 	}
-	g := group{n: len(events)}
+	g := group{n: len(events), then: then}
 	for _, e := range events {
 		if !knownKind(e.Kind) {
 			return fmt.Errorf("clickhouse: write event: unknown kind %q", e.Kind)
@@ -279,10 +294,11 @@ func (w *StreamWriter) Write(ctx context.Context, events ...Event) error {
 	return w.commit.Do(ctx, g)
 }
 
-// group is one Write call's events, encoded.
+// group is one Write call's events, encoded, and WriteThen's commands.
 type group struct {
-	n int
-	b []byte
+	n    int
+	b    []byte
+	then func(context.Context, redis.Pipeliner) []redis.Cmder
 }
 
 // writeGroups writes the groups of events of several Write calls as one
@@ -324,17 +340,34 @@ func (w *StreamWriter) writeGroups(ctx context.Context, groups []group) []error 
 	for _, g := range groups {
 		b = append(b, g.b...)
 	}
+	var add *redis.StringCmd
 	var count *redis.IntCmd
-	_, err := w.rdb.TxPipelined(rctx, func(p redis.Pipeliner) error {
-		p.XAdd(rctx, &redis.XAddArgs{Stream: w.opts.Stream, Values: []any{"n", total, "events", b}})
+	thens := make([][]redis.Cmder, len(groups))
+	_, _ = w.rdb.TxPipelined(rctx, func(p redis.Pipeliner) error {
+		add = p.XAdd(rctx, &redis.XAddArgs{Stream: w.opts.Stream, Values: []any{"n", total, "events", b}})
 		count = p.IncrBy(rctx, keys[1], int64(total))
+		for i, g := range groups {
+			if g.then != nil {
+				thens[i] = g.then(rctx, p)
+			}
+		}
 		return nil
 	})
-	if err != nil {
+	// TxPipelined returns the first failed command's error; the events are
+	// written when the XADD and INCRBY succeeded, whatever a then did (a
+	// failed transaction sets every command's error).
+	if err := errors.Join(add.Err(), count.Err()); err != nil {
 		return fail(fmt.Errorf("clickhouse: write events to %s: %w", w.opts.Stream, err))
 	}
 	if count.Val() >= w.opts.MaxLen {
 		w.full.Store(true)
+	}
+	for i, cmds := range thens {
+		for _, c := range cmds {
+			if err := c.Err(); err != nil && errs[i] == nil {
+				errs[i] = fmt.Errorf("clickhouse: events written, then: %w", err)
+			}
+		}
 	}
 	return errs
 }

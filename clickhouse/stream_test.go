@@ -463,6 +463,53 @@ func TestStreamWriterBufferFullBound(t *testing.T) {
 	}
 }
 
+// TestStreamWriterWriteThen: WriteThen's commands run with its events, in
+// their MULTI; a refused write (buffer full) runs neither; a command that
+// fails is the caller's error, its events written all the same.
+func TestStreamWriterWriteThen(t *testing.T) {
+	rdb := redistest.New(t)
+	ctx := context.Background()
+	w := newStreamWriter(t, rdb, deadConn(t), clickhouse.StreamOptions{MaxLen: 10, Interval: 10 * time.Millisecond}, slog.New(slog.DiscardHandler))
+	events := testEvents(12)
+	set := func(key string) func(context.Context, redis.Pipeliner) []redis.Cmder {
+		return func(ctx context.Context, p redis.Pipeliner) []redis.Cmder {
+			return []redis.Cmder{p.Set(ctx, key, "1", time.Minute)}
+		}
+	}
+	length := func() int64 {
+		st, err := w.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Length
+	}
+	if err := w.WriteThen(ctx, set("mark1"), events[:2]...); err != nil {
+		t.Fatalf("WriteThen: %v", err)
+	}
+	if n := rdb.Exists(ctx, "mark1").Val(); n != 1 || length() != 2 {
+		t.Errorf("after WriteThen: mark1 exists %d, stream length %d; want 1, 2", n, length())
+	}
+	if err := rdb.Set(ctx, "text", "x", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	incr := func(ctx context.Context, p redis.Pipeliner) []redis.Cmder { return []redis.Cmder{p.Incr(ctx, "text")} }
+	if err := w.WriteThen(ctx, incr, events[2:4]...); err == nil || !strings.Contains(err.Error(), "events written, then") {
+		t.Errorf("WriteThen with a failing command = %v, want its error", err)
+	}
+	if n := length(); n != 4 {
+		t.Errorf("stream length %d after the failing command, want 4 (its events written)", n)
+	}
+	if err := w.Write(ctx, events[4:10]...); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteThen(ctx, set("mark2"), events[10:12]...); !errors.Is(err, clickhouse.ErrBufferFull) {
+		t.Errorf("WriteThen into a full buffer = %v, want ErrBufferFull", err)
+	}
+	if n := rdb.Exists(ctx, "mark2").Val(); n != 0 || length() != 10 {
+		t.Errorf("after the refused WriteThen: mark2 exists %d, stream length %d; want 0, 10", n, length())
+	}
+}
+
 // BenchmarkStreamWriterWrite measures Write of single events from parallel
 // callers, with the consumer inserting into ClickHouse at the same time.
 func BenchmarkStreamWriterWrite(b *testing.B) {

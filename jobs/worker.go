@@ -59,9 +59,12 @@ type Config struct {
 	Secrets *secret.Box
 }
 
-// EventWriter stores events, returning once they are durable.
+// EventWriter stores events, returning once they are durable. WriteThen
+// also runs then's Redis commands, on the worker's Redis, atomically with
+// the events (clickhouse.StreamWriter.WriteThen).
 type EventWriter interface {
 	Write(ctx context.Context, events ...clickhouse.Event) error
+	WriteThen(ctx context.Context, then func(context.Context, redis.Pipeliner) []redis.Cmder, events ...clickhouse.Event) error
 }
 
 // Worker handles Herald's tasks.
@@ -675,9 +678,11 @@ func (w *Worker) HandleSend(ctx context.Context, t *asynq.Task) error {
 // attempt makes attempt number n at one device and records it and, when
 // there is one, the final outcome: the events first, then the device's
 // send state, then finalKey, so a crash before finalKey leaves the device
-// to be tried again with the same event identities. last makes a
-// transient failure final (FAILED, retries exhausted). It reports whether
-// the outcome is final, and the provider's answer.
+// to be tried again with the same event identities. When the outcome
+// leaves the device's state as it is (deviceChanges), the events and
+// finalKey are one MULTI. last makes a transient failure final (FAILED,
+// retries exhausted). It reports whether the outcome is final, and the
+// provider's answer.
 //
 // then, when not nil, is marked instead of finalKey when the outcome is
 // final: the done bit of a broadcast's round of one device, which says as
@@ -725,6 +730,21 @@ func (w *Worker) attempt(ctx context.Context, p SendPayload, n uint16, last bool
 			events, final = append(events, e), true
 		}
 	}
+	fk := finalKey(p.DeliveryID, p.Round, p.DeviceIndex)
+	markFinal := func(ctx context.Context, rp redis.Pipeliner) []redis.Cmder {
+		if then != nil {
+			return then(ctx, rp) // stands for finalKey: see outcomeMarks
+		}
+		return []redis.Cmder{rp.Set(ctx, fk, res.Outcome.String(), w.cfg.PlanTTL)}
+	}
+	if final && !deviceChanges(p, res.Outcome) {
+		// Nothing to change on the device: the final mark goes in the
+		// events' MULTI (one Redis write; it cannot be there without them).
+		if err := w.holdRecord(ctx, func() error { return w.events.WriteThen(ctx, markFinal, events...) }); err != nil {
+			return false, res, err // retried; the rows are rewritten with the same identities
+		}
+		return true, res, nil
+	}
 	if err := w.holdRecord(ctx, func() error { return w.events.Write(ctx, events...) }); err != nil {
 		return false, res, err // retried; the attempt row is rewritten with the same identity
 	}
@@ -734,15 +754,7 @@ func (w *Worker) attempt(ctx context.Context, p SendPayload, n uint16, last bool
 	if err := w.holdRecord(ctx, func() error { return w.updateDevice(ctx, p, res.Outcome) }); err != nil {
 		return false, res, err // its lock is in Redis
 	}
-	fk := finalKey(p.DeliveryID, p.Round, p.DeviceIndex)
-	if err := w.holdRecord(ctx, func() error {
-		return w.mark(ctx, func(ctx context.Context, rp redis.Pipeliner) []redis.Cmder {
-			if then != nil {
-				return then(ctx, rp) // stands for finalKey: see outcomeMarks
-			}
-			return []redis.Cmder{rp.Set(ctx, fk, res.Outcome.String(), w.cfg.PlanTTL)}
-		})
-	}); err != nil {
+	if err := w.holdRecord(ctx, func() error { return w.mark(ctx, markFinal) }); err != nil {
 		return false, res, fmt.Errorf("jobs: mark outcome: %w", err)
 	}
 	return true, res, nil
@@ -760,13 +772,23 @@ func LockDevice(ctx context.Context, locks clickhouse.Locker, workspaceID, perso
 	return locks.Lock(ctx, "herald:device-lock:"+workspaceID+":"+personID+":"+token, deviceLockTTL)
 }
 
+// deviceChanges reports whether outcome o may change the device's send
+// state (updateDevice): a bounce, or an acceptance of a device that was
+// not OK when planned.
+func deviceChanges(p SendPayload, o providers.Outcome) bool {
+	switch o {
+	case providers.BadToken, providers.Unregistered:
+		return true
+	case providers.Accepted:
+		return p.DeviceState != "" && p.DeviceState != string(domain.DeviceOK)
+	}
+	return false
+}
+
 // updateDevice applies the bounce rules to the device's send state.
 func (w *Worker) updateDevice(ctx context.Context, p SendPayload, o providers.Outcome) error {
-	if o != providers.Accepted && o != providers.BadToken && o != providers.Unregistered {
-		return nil
-	}
-	if o == providers.Accepted && (p.DeviceState == "" || p.DeviceState == string(domain.DeviceOK)) {
-		return nil // nothing to reset: spare the read
+	if !deviceChanges(p, o) {
+		return nil // nothing to change: spare the read
 	}
 	unlock, err := LockDevice(ctx, w.locks, p.WorkspaceID, p.PersonID, p.Push.Token)
 	if err != nil {
