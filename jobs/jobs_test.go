@@ -3,6 +3,9 @@ package jobs
 import (
 	"context"
 	"errors"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -181,4 +184,47 @@ func TestDueInWholeSeconds(t *testing.T) {
 			t.Errorf("now +%v, delay %v: %v is shorter or does not end on a whole second", tc.now, tc.d, got)
 		}
 	}
+}
+
+// TestSendPool: goSend runs every delivery's sends, at most Concurrency at
+// once, on at most Concurrency goroutines that it reuses.
+func TestSendPool(t *testing.T) {
+	const concurrency, n = 4, 200
+	w := &Worker{slots: make(chan struct{}, concurrency), sendq: make(chan func())}
+	before := runtime.NumGoroutine()
+	var running, most, ran, goroutines atomic.Int64
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		err := w.goSend(context.Background(), func() {
+			defer wg.Done()
+			now := running.Add(1)
+			for m := most.Load(); now > m && !most.CompareAndSwap(m, now); m = most.Load() {
+			}
+			goroutines.Store(max(goroutines.Load(), int64(runtime.NumGoroutine()-before)))
+			time.Sleep(time.Millisecond)
+			running.Add(-1)
+			ran.Add(1)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	if ran.Load() != n || most.Load() > concurrency || most.Load() < 2 {
+		t.Errorf("ran %d of %d, at most %d at once; want all, at most %d (and more than one)", ran.Load(), n, most.Load(), concurrency)
+	}
+	if g := goroutines.Load(); g > concurrency {
+		t.Errorf("%d goroutines for %d sends, want at most %d (the pool)", g, n, concurrency)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	block := make(chan struct{})
+	for range concurrency { // every pool goroutine busy: a canceled send gives up
+		_ = w.goSend(context.Background(), func() { <-block })
+	}
+	if err := w.goSend(ctx, func() { t.Error("ran a send after its context was canceled") }); !errors.Is(err, context.Canceled) {
+		t.Errorf("goSend with a full pool and a canceled context = %v, want context.Canceled", err)
+	}
+	close(block)
 }

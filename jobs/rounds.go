@@ -45,18 +45,9 @@ func (w *Worker) deliverAll(ctx context.Context, rs []round) []error {
 		if errs[i] != nil {
 			continue
 		}
-		select {
-		case w.slots <- struct{}{}:
-		case <-ctx.Done():
-			errs[i] = ctx.Err()
-			continue
-		}
 		wg.Add(1)
-		go func() {
-			defer func() {
-				<-w.slots
-				wg.Done()
-			}()
+		err := w.goSend(ctx, func() {
+			defer wg.Done()
 			done, err := w.firstAttempts(ctx, sendsOf(r, plans[i]), marks[i], doneMark(r.p))
 			if err != nil {
 				errs[i] = err
@@ -65,11 +56,58 @@ func (w *Worker) deliverAll(ctx context.Context, rs []round) []error {
 			if !done {
 				errs[i] = w.markDone(ctx, r.p)
 			}
-		}()
+		})
+		if err != nil {
+			wg.Done()
+			errs[i] = err
+		}
 	}
 	wg.Wait()
 	return errs
 }
+
+// goSend runs f, a delivery's sends, on a goroutine of the worker's send
+// pool: an idle one, or a new one while the pool has fewer than
+// Concurrency (slots), or the first to become idle. So at most Concurrency
+// deliveries send at once, and their goroutines are reused: a send goes
+// deep (the provider's client, HTTP, TLS), and a new goroutine per
+// delivery grew its stack on every push (runtime.newstack was 5-8% of
+// the worker's CPU). A pool goroutine idle for sendIdle exits.
+func (w *Worker) goSend(ctx context.Context, f func()) error {
+	select {
+	case w.sendq <- f:
+		return nil
+	default:
+	}
+	select {
+	case w.sendq <- f:
+	case w.slots <- struct{}{}:
+		go w.sendLoop(f)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
+
+// sendLoop is a goroutine of the send pool: it runs f, then what goSend
+// hands it, until it has been idle for sendIdle.
+func (w *Worker) sendLoop(f func()) {
+	defer func() { <-w.slots }()
+	idle := time.NewTimer(sendIdle)
+	defer idle.Stop()
+	for {
+		f()
+		idle.Reset(sendIdle)
+		select {
+		case f = <-w.sendq:
+		case <-idle.C:
+			return
+		}
+	}
+}
+
+// sendIdle is how long a goroutine of the send pool waits for work.
+const sendIdle = 10 * time.Second
 
 // loadOrMakePlans reads the rounds' stored plans with one MGET, makes the
 // missing ones (the device tokens' reporting flags read with one SMISMEMBER

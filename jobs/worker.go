@@ -83,8 +83,11 @@ type Worker struct {
 	creds      *ttlCache[string, map[string]clickhouse.Credentials]
 	cfg        Config
 	logger     *slog.Logger
-	// slots bounds the deliveries that fan-out tasks carry out at once.
+	// slots bounds the goroutines of the send pool, and so the deliveries
+	// that fan-out tasks carry out at once (goSend); sendq hands a
+	// delivery's sends to an idle one.
 	slots chan struct{}
+	sendq chan func()
 	// batches bounds the fan-out batches in progress at once (batchesAhead).
 	batches chan struct{}
 	// marks group-commits the send path's one-command Redis writes (see mark).
@@ -155,6 +158,7 @@ func NewWorker(store *clickhouse.Store, events EventWriter, rdb redis.UniversalC
 		broadcasts: newTTLCache[string, clickhouse.Broadcast](time.Minute),
 		creds:      newTTLCache[string, map[string]clickhouse.Credentials](5 * time.Second),
 		slots:      make(chan struct{}, cfg.Concurrency),
+		sendq:      make(chan func()),
 		batches:    make(chan struct{}, batchesAhead(cfg.Concurrency, cfg.BroadcastBatch)),
 		locks:      clickhouse.NewRedisLocker(rdb),
 	}
