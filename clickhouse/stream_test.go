@@ -371,36 +371,34 @@ func TestStreamWriterClaimsFromDeadConsumer(t *testing.T) {
 	}
 }
 
+// smallBuffer is a writer whose stream holds at most 10 events, with
+// ClickHouse down (nothing is taken off the stream).
+func smallBuffer(t *testing.T, rdb redis.UniversalClient, stream string) *clickhouse.StreamWriter {
+	return newStreamWriter(t, rdb, deadConn(t), clickhouse.StreamOptions{Stream: stream, MaxLen: 10, Interval: 10 * time.Millisecond}, slog.New(slog.DiscardHandler))
+}
+
 func TestStreamWriterBufferFull(t *testing.T) {
 	rdb := redistest.New(t)
 	ctx := context.Background()
-	w := newStreamWriter(t, rdb, deadConn(t), clickhouse.StreamOptions{MaxLen: 10, Interval: 10 * time.Millisecond}, slog.New(slog.DiscardHandler))
+	w := smallBuffer(t, rdb, "")
+	// A new writer (another process) finds the buffer full at its first
+	// Write: it reads the count before writing.
+	other := smallBuffer(t, rdb, "")
 	events := testEvents(12)
 	tests := []struct {
 		name   string
+		writer *clickhouse.StreamWriter
 		events []clickhouse.Event
 		want   error
 	}{
-		{"fill to MaxLen", events[:10], nil},
-		{"one above", events[10:11], clickhouse.ErrBufferFull},
-		{"two above", events[10:12], clickhouse.ErrBufferFull},
+		{"fill to MaxLen", w, events[:10], nil},
+		{"one above", w, events[10:11], clickhouse.ErrBufferFull},
+		{"two above", w, events[10:12], clickhouse.ErrBufferFull},
+		{"another writer", other, events[10:11], clickhouse.ErrBufferFull},
 	}
-	// A new writer (another process) finds the buffer full at its first
-	// Write: it reads the count before writing.
-	other := newStreamWriter(t, rdb, deadConn(t), clickhouse.StreamOptions{MaxLen: 10, Interval: 10 * time.Millisecond}, slog.New(slog.DiscardHandler))
-	tests = append(tests, struct {
-		name   string
-		events []clickhouse.Event
-		want   error
-	}{"another writer", events[10:11], clickhouse.ErrBufferFull})
-	writers := map[string]*clickhouse.StreamWriter{"another writer": other}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ww := w
-			if o := writers[tt.name]; o != nil {
-				ww = o
-			}
-			if err := ww.Write(ctx, tt.events...); !errors.Is(err, tt.want) {
+			if err := tt.writer.Write(ctx, tt.events...); !errors.Is(err, tt.want) {
 				t.Errorf("Write(%d events) = %v, want %v", len(tt.events), err, tt.want)
 			}
 		})
@@ -437,7 +435,7 @@ func TestStreamWriterBufferFullBound(t *testing.T) {
 	rdb := redistest.New(t)
 	ctx := context.Background()
 	stream := "herald:test:bound"
-	w := newStreamWriter(t, rdb, deadConn(t), clickhouse.StreamOptions{Stream: stream, MaxLen: 10, Interval: 10 * time.Millisecond}, slog.New(slog.DiscardHandler))
+	w := smallBuffer(t, rdb, stream)
 	events := testEvents(20)
 	if err := w.Write(ctx, events[:9]...); err != nil {
 		t.Fatalf("9 of 10: %v", err)
@@ -469,7 +467,7 @@ func TestStreamWriterBufferFullBound(t *testing.T) {
 func TestStreamWriterWriteThen(t *testing.T) {
 	rdb := redistest.New(t)
 	ctx := context.Background()
-	w := newStreamWriter(t, rdb, deadConn(t), clickhouse.StreamOptions{MaxLen: 10, Interval: 10 * time.Millisecond}, slog.New(slog.DiscardHandler))
+	w := smallBuffer(t, rdb, "")
 	events := testEvents(12)
 	set := func(key string) func(context.Context, redis.Pipeliner) []redis.Cmder {
 		return func(ctx context.Context, p redis.Pipeliner) []redis.Cmder {
