@@ -472,6 +472,8 @@ type pushTemplate struct {
 	opts           providers.Options
 	data           map[string]any
 	badge          int32
+	// withData: the push carries custom data (custom values or data.* fields).
+	withData bool
 }
 
 // newPushTemplate decodes a delivery's message, overrides and data.
@@ -499,7 +501,8 @@ func newPushTemplate(d clickhouse.Delivery, m clickhouse.Message) (*pushTemplate
 	}
 	opts := overrides.EffectiveOptions(msgOpts)
 	AddOptionFields(fields, opts)
-	return &pushTemplate{fields: fields, custom: custom, opts: opts, data: data, badge: m.Badge}, nil
+	return &pushTemplate{fields: fields, custom: custom, opts: opts, data: data, badge: m.Badge,
+		withData: len(custom) > 0 || hasData(fields)}, nil
 }
 
 // templates keeps the push templates made for a batch of deliveries, by
@@ -556,7 +559,7 @@ func (w *Worker) renderPush(d clickhouse.Delivery, person clickhouse.Person, t *
 		b := int(t.badge)
 		p.Badge = &b
 	}
-	if len(t.custom) > 0 || hasData(t.fields) {
+	if t.withData {
 		p.Data = map[string]string{}
 		for k, v := range t.custom {
 			p.Data[k] = v
