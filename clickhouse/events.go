@@ -55,17 +55,37 @@ type Event struct {
 // (delivery_created comes from the delivery id).
 const insertEvents = `INSERT INTO events (workspace_id, campaign_id, delivery_id, round, device_index, kind, attempt, status_code, reason, provider_id, token, at)`
 
-// InsertEvents writes events in one batch.
+// InsertEvents writes events in one batch, a column at a time (the
+// driver appends a slice per column far faster than a row of twelve
+// values at a time: the event consumer's inserts spent most of their
+// time in per-row Append).
 func InsertEvents(ctx context.Context, conn driver.Conn, events []Event) error {
+	n := len(events)
+	var (
+		ws                                 = make([]string, n)
+		campaign, delivery                 = make([]uuid.UUID, n), make([]uuid.UUID, n)
+		round, device, attempt, statusCode = make([]uint16, n), make([]uint16, n), make([]uint16, n), make([]uint16, n)
+		kind                               = make([]int8, n)
+		reason, providerID, token          = make([]string, n), make([]string, n), make([]string, n)
+		at                                 = make([]time.Time, n)
+	)
+	for i, e := range events {
+		code, ok := kindCodes[e.Kind]
+		if !ok {
+			return fmt.Errorf("clickhouse: append event: unknown kind %q", e.Kind)
+		}
+		ws[i], campaign[i], delivery[i] = e.WorkspaceID, e.CampaignID, e.DeliveryID
+		round[i], device[i], kind[i], attempt[i], statusCode[i] = e.Round, e.DeviceIndex, int8(code), e.Attempt, e.StatusCode
+		reason[i], providerID[i], token[i], at[i] = e.Reason, e.ProviderID, e.Token, e.At
+	}
 	batch, err := conn.PrepareBatch(ctx, insertEvents)
 	if err != nil {
 		return fmt.Errorf("clickhouse: prepare events: %w", err)
 	}
 	defer batch.Close()
-	for _, e := range events {
-		if err := batch.Append(e.WorkspaceID, e.CampaignID, e.DeliveryID, e.Round, e.DeviceIndex, e.Kind, e.Attempt,
-			e.StatusCode, e.Reason, e.ProviderID, e.Token, e.At); err != nil {
-			return fmt.Errorf("clickhouse: append event: %w", err)
+	for i, col := range []any{ws, campaign, delivery, round, device, kind, attempt, statusCode, reason, providerID, token, at} {
+		if err := batch.Column(i).Append(col); err != nil {
+			return fmt.Errorf("clickhouse: append events column %d: %w", i, err)
 		}
 	}
 	if err := batch.Send(); err != nil {

@@ -26,16 +26,17 @@ func (s *Store) FindDelivery(ctx context.Context, id uuid.UUID) (Delivery, error
 	return d, rowErr("delivery", err)
 }
 
-// selectTargetedDevice: params workspace_id, delivery_id, token; columns
-// round, device_index of the newest round that targeted the token.
-const selectTargetedDevice = `SELECT round, device_index FROM delivery_devices FINAL
-WHERE workspace_id = ? AND delivery_id = ? AND token = ?
+// selectTargetedDevice: params workspace_id, campaign_id, delivery_created
+// (the id's time), delivery_id, token; columns round, device_index of the
+// newest round that targeted the token (its targeted event).
+const selectTargetedDevice = `SELECT round, device_index FROM events
+WHERE workspace_id = ? AND campaign_id = ? AND delivery_created = ? AND delivery_id = ? AND kind = 'targeted' AND token = ?
 ORDER BY round DESC LIMIT 1`
 
 // TargetedDevice finds the device index a delivery gave a token; ErrNotFound
 // when the delivery never targeted it.
-func (s *Store) TargetedDevice(ctx context.Context, workspaceID string, deliveryID uuid.UUID, token string) (round uint16, index uint16, err error) {
-	err = s.conn.QueryRow(ctx, selectTargetedDevice, workspaceID, deliveryID, token).Scan(&round, &index)
+func (s *Store) TargetedDevice(ctx context.Context, d Delivery, token string) (round uint16, index uint16, err error) {
+	err = s.conn.QueryRow(ctx, selectTargetedDevice, d.WorkspaceID, d.CampaignID, chTime(DeliveryTime(d.ID)), d.ID, token).Scan(&round, &index)
 	return round, index, rowErr("targeted device", err)
 }
 

@@ -72,11 +72,6 @@ type DeliveryStatus struct {
 	Devices          []DeviceSend
 }
 
-// selectDeliveryDevices: params workspace_id, delivery_id, round; columns
-// device_index, token, platform.
-const selectDeliveryDevices = `SELECT device_index, token, toString(platform) FROM delivery_devices FINAL
-WHERE workspace_id = ? AND delivery_id = ? AND round = ?`
-
 // Status computes a delivery's status as of its newest round (the newest
 // with an event other than a conversion), its devices and first times.
 func (s *Store) Status(ctx context.Context, d Delivery) (DeliveryStatus, error) {
@@ -84,8 +79,7 @@ func (s *Store) Status(ctx context.Context, d Delivery) (DeliveryStatus, error) 
 	if err != nil {
 		return DeliveryStatus{}, err
 	}
-	st := fold(rows, newestRound(rows))
-	return st, s.fillTokens(ctx, d, &st)
+	return fold(rows, newestRound(rows)), nil
 }
 
 // History computes a delivery's status as of each of its rounds (a retry
@@ -109,9 +103,6 @@ func (s *Store) History(ctx context.Context, d Delivery) ([]DeliveryStatus, erro
 	out := make([]DeliveryStatus, len(rounds))
 	for i, round := range rounds {
 		out[i] = fold(rows, round)
-		if err := s.fillTokens(ctx, d, &out[i]); err != nil {
-			return nil, err
-		}
 	}
 	return out, nil
 }
@@ -144,8 +135,9 @@ type eventRow struct {
 // deviceRowsOf folds events into one row per delivery, round and device,
 // ordered by those. Every figure is idempotent (an event present twice
 // gives the same row) and a first time is the earliest: Attempts counts
-// distinct attempt numbers; Status is the furthest state (SENT, BOUNCED,
-// FAILED, SUPPRESSED, else PENDING); LastError is the reason of the newest
+// distinct attempt numbers (of attempt events, and of any other event
+// with one: a final attempt's outcome is that attempt); Status is the
+// furthest state (SENT, BOUNCED, FAILED, SUPPRESSED, else PENDING); LastError is the reason of the newest
 // attempt, failed or bounced event with one; failedReason and
 // presendReason are the smallest reason of their kind; SentAt, DeliveredAt
 // (delivered or opened), OpenedAt and converted are the earliest of their
@@ -176,16 +168,17 @@ func deviceRowsOf(evs []eventRow) []deviceRow {
 		if e.kind != KindConverted {
 			r.counts = true
 		}
+		if e.kind == KindAttempt || e.attempt > 0 { // a final attempt's outcome carries its number (0007)
+			if a.attempts == nil {
+				a.attempts = map[uint16]bool{}
+			}
+			a.attempts[e.attempt] = true
+		}
 		switch e.kind {
 		case KindTargeted:
 			if e.token != "" && ds.Token == "" {
 				ds.Token, ds.Platform = e.token, e.providerID
 			}
-		case KindAttempt:
-			if a.attempts == nil {
-				a.attempts = map[uint16]bool{}
-			}
-			a.attempts[e.attempt] = true
 		case KindSent:
 			a.sent = true
 			ds.SentAt = earliest(ds.SentAt, e.at)
@@ -338,48 +331,6 @@ func earliest(cur, t time.Time) time.Time {
 		return cur
 	}
 	return t
-}
-
-// fillTokens adds the tokens that targeted events written before they
-// carried one lack, from delivery_devices.
-func (s *Store) fillTokens(ctx context.Context, d Delivery, st *DeliveryStatus) error {
-	missing := false
-	for _, x := range st.Devices {
-		if x.Token == "" {
-			missing = true
-		}
-	}
-	if !missing {
-		return nil
-	}
-	tokens, err := s.DeliveryDevices(ctx, d.WorkspaceID, d.ID, st.Round)
-	if err != nil {
-		return err
-	}
-	for i := range st.Devices {
-		if dd, ok := tokens[st.Devices[i].Index]; ok && st.Devices[i].Token == "" {
-			st.Devices[i].Token, st.Devices[i].Platform = dd.Token, dd.Platform
-		}
-	}
-	return nil
-}
-
-// DeliveryDevices returns a round's targeted devices by index.
-func (s *Store) DeliveryDevices(ctx context.Context, workspaceID string, deliveryID uuid.UUID, round uint16) (map[uint16]DeliveryDevice, error) {
-	rows, err := s.conn.Query(ctx, selectDeliveryDevices, workspaceID, deliveryID, round)
-	if err != nil {
-		return nil, fmt.Errorf("clickhouse: select delivery devices: %w", err)
-	}
-	defer rows.Close()
-	out := map[uint16]DeliveryDevice{}
-	for rows.Next() {
-		var dd DeliveryDevice
-		if err := rows.Scan(&dd.Index, &dd.Token, &dd.Platform); err != nil {
-			return nil, fmt.Errorf("clickhouse: scan delivery device: %w", err)
-		}
-		out[dd.Index] = dd
-	}
-	return out, rows.Err()
 }
 
 func usTime(us int64) time.Time {

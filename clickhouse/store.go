@@ -437,32 +437,6 @@ type DeliveryDevice struct {
 	Platform string
 }
 
-// insertDeliveryDevices: params workspace_id, delivery_id, round,
-// device_index, token, platform.
-const insertDeliveryDevices = `INSERT INTO delivery_devices (workspace_id, delivery_id, round, device_index, token, platform)`
-
-// PutDeliveryDevices records the devices a delivery round targets. Writing
-// the same round twice is harmless: the rows share their sorting key.
-func (s *Store) PutDeliveryDevices(ctx context.Context, d Delivery, round uint16, devices []DeliveryDevice) error {
-	if len(devices) == 0 {
-		return nil
-	}
-	batch, err := s.conn.PrepareBatch(ctx, insertDeliveryDevices)
-	if err != nil {
-		return fmt.Errorf("clickhouse: prepare delivery devices: %w", err)
-	}
-	defer batch.Close()
-	for _, dd := range devices {
-		if err := batch.Append(d.WorkspaceID, d.ID, round, dd.Index, dd.Token, dd.Platform); err != nil {
-			return fmt.Errorf("clickhouse: append delivery device: %w", err)
-		}
-	}
-	if err := batch.Send(); err != nil {
-		return fmt.Errorf("clickhouse: insert delivery devices: %w", err)
-	}
-	return nil
-}
-
 func (s *Store) insertOne(ctx context.Context, what, stmt string, args ...any) error {
 	batch, err := s.conn.PrepareBatch(ctx, stmt)
 	if err != nil {

@@ -104,11 +104,10 @@ func (r *Resolver) target(ctx context.Context, workspace string, id uuid.UUID, t
 	}
 	// The device is looked up for a missing delivery too (in the
 	// caller's workspace, or none), so both answers take the same queries.
-	ws := d.WorkspaceID
 	if missing {
-		ws = workspace
+		d = clickhouse.Delivery{WorkspaceID: workspace, ID: id}
 	}
-	round, idx, err := r.Store.TargetedDevice(ctx, ws, id, token)
+	round, idx, err := r.Store.TargetedDevice(ctx, d, token)
 	if missing || errors.Is(err, clickhouse.ErrNotFound) {
 		return jobs.Target{}, errNoTarget(token)
 	}

@@ -245,8 +245,8 @@ func (w *Worker) record(ctx context.Context, rs []round, plans []plan, errs []er
 		for j, pd := range pl.Devices {
 			t.Devices[j] = clickhouse.DeliveryDevice{Index: pd.Index, Token: pd.Token, Platform: pd.Platform}
 			e := ev(pd.Index, clickhouse.KindTargeted, "")
-			// The token and platform ride on the targeted event; a materialized
-			// view writes the delivery_devices row from it (0009).
+			// The token and platform ride on the targeted event, where the
+			// report endpoints look a token up (Store.TargetedDevice).
 			e.Token, e.ProviderID = pd.Token, pd.Platform
 			if pd.Reporting {
 				e.StatusCode = 1 // the overview's SDK coverage reads this

@@ -27,7 +27,7 @@ type Target struct {
 // unauthenticated SDK endpoints check a report with one Redis read instead of
 // two ClickHouse queries, and keep accepting reports while ClickHouse is
 // down. It is a cache: on a miss (expired, or Redis was flushed) callers
-// fall back to ClickHouse's delivery_devices.
+// fall back to the delivery's targeted events in ClickHouse.
 //
 // A delivery's record is a field of a hash shared by the deliveries made
 // in the same millisecond (a delivery id is a UUIDv7: its first 6 bytes;

@@ -711,32 +711,29 @@ func (w *Worker) attempt(ctx context.Context, p SendPayload, n uint16, last bool
 		cancel()
 	}
 
-	now := time.Now()
-	ev := func(kind string) clickhouse.Event {
-		return clickhouse.Event{WorkspaceID: p.WorkspaceID, CampaignID: campaignID, DeliveryID: deliveryID, Round: p.Round,
-			DeviceIndex: p.DeviceIndex, Kind: kind, Reason: res.Reason, StatusCode: uint16(res.StatusCode),
-			DeliveryCreated: p.DeliveryCreated, At: now}
-	}
-	attemptEv := ev(clickhouse.KindAttempt)
-	attemptEv.Attempt = n
-	attemptEv.ProviderID = res.MessageID
-	events := []clickhouse.Event{attemptEv}
+	// One row: the attempt's outcome carries its attempt number (a final
+	// outcome row is also that attempt, migration 0007), or, when the
+	// attempt is not final, an attempt row.
+	kind, exhausted := clickhouse.KindAttempt, false
 	switch res.Outcome {
 	case providers.Accepted:
-		e := ev(clickhouse.KindSent)
-		e.ProviderID = res.MessageID
-		events, final = append(events, e), true
+		kind, final = clickhouse.KindSent, true
 	case providers.BadToken, providers.Unregistered:
-		events, final = append(events, ev(clickhouse.KindBounced)), true
+		kind, final = clickhouse.KindBounced, true
 	case providers.Permanent:
-		events, final = append(events, ev(clickhouse.KindFailed)), true
+		kind, final = clickhouse.KindFailed, true
 	default: // Transient
 		if last {
-			e := ev(clickhouse.KindFailed)
-			e.Reason = fmt.Sprintf("retries exhausted after %d attempts: %s", n, res.Reason)
-			events, final = append(events, e), true
+			kind, final, exhausted = clickhouse.KindFailed, true, true
 		}
 	}
+	reason := res.Reason
+	if exhausted {
+		reason = fmt.Sprintf("retries exhausted after %d attempts: %s", n, res.Reason)
+	}
+	events := []clickhouse.Event{{WorkspaceID: p.WorkspaceID, CampaignID: campaignID, DeliveryID: deliveryID, Round: p.Round,
+		DeviceIndex: p.DeviceIndex, Kind: kind, Attempt: n, Reason: reason, StatusCode: uint16(res.StatusCode),
+		ProviderID: res.MessageID, DeliveryCreated: p.DeliveryCreated, At: time.Now()}}
 	fk := finalKey(p.DeliveryID, p.Round, p.DeviceIndex)
 	markFinal := func(ctx context.Context, rp redis.Pipeliner) []redis.Cmder {
 		if then != nil {

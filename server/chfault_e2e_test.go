@@ -41,9 +41,7 @@ func TestReportsSurviveClickHouseStop(t *testing.T) {
 		if err := e.app.Store.CreateDelivery(ctx, d); err != nil {
 			t.Fatal(err)
 		}
-		if err := e.app.Store.PutDeliveryDevices(ctx, d, 0, dd); err != nil {
-			t.Fatal(err)
-		}
+		e.targeted(d, dd...)
 		if err := targets.Put(ctx, d, 0, dd); err != nil {
 			t.Fatal(err)
 		}

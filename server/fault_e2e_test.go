@@ -132,9 +132,7 @@ func TestReportsSurviveSIGKILL(t *testing.T) {
 			t.Fatal(err)
 		}
 		tok := sim.Token("ab", i)
-		if err := e.app.Store.PutDeliveryDevices(ctx, d, 0, []clickhouse.DeliveryDevice{{Index: 0, Token: tok, Platform: "IOS"}}); err != nil {
-			t.Fatal(err)
-		}
+		e.targeted(d, clickhouse.DeliveryDevice{Index: 0, Token: tok, Platform: "IOS"})
 		reports = append(reports, report{id.String(), tok, "delivered"}, report{id.String(), tok, "opened"})
 	}
 

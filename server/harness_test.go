@@ -169,6 +169,21 @@ func (e *env) restartWorker() {
 	e.worker = w
 }
 
+// targeted records that round 0 of delivery d targeted devices, as the
+// worker does: one targeted event per device, carrying its token and
+// platform (what the report endpoints look a token up by).
+func (e *env) targeted(d clickhouse.Delivery, devices ...clickhouse.DeliveryDevice) {
+	e.t.Helper()
+	evs := make([]clickhouse.Event, len(devices))
+	for i, dd := range devices {
+		evs[i] = clickhouse.Event{WorkspaceID: d.WorkspaceID, CampaignID: d.CampaignID, DeliveryID: d.ID, DeviceIndex: dd.Index,
+			Kind: clickhouse.KindTargeted, Token: dd.Token, ProviderID: dd.Platform, DeliveryCreated: d.CreatedAt, At: time.Now()}
+	}
+	if err := e.app.Store.InsertEvents(context.Background(), evs...); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 // workspace creates a workspace and returns a client with its key.
 func (e *env) workspace(name string) *client {
 	e.t.Helper()

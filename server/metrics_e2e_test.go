@@ -152,9 +152,7 @@ func (e *env) pastDelivery(c *client, msgID, campaignID, person string, at time.
 		e.t.Fatal(err)
 	}
 	tok := sim.Token("0", int(at.Unix()%100000))
-	if err := e.app.Store.PutDeliveryDevices(ctx, d, 0, []clickhouse.DeliveryDevice{{Index: 0, Token: tok, Platform: "IOS"}}); err != nil {
-		e.t.Fatal(err)
-	}
+	e.targeted(d, clickhouse.DeliveryDevice{Index: 0, Token: tok, Platform: "IOS"})
 	ev := func(kind string, attempt uint16) clickhouse.Event {
 		return clickhouse.Event{WorkspaceID: d.WorkspaceID, CampaignID: d.CampaignID, DeliveryID: id, Kind: kind, Attempt: attempt,
 			StatusCode: 200, DeliveryCreated: d.CreatedAt, At: at}

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -72,6 +73,30 @@ func TestSendAllDevicesWithFlakyDevice(t *testing.T) {
 	}
 	if n := e.fcm.Count(bad); n != 1 {
 		t.Errorf("FCM requests for the bad token = %d, want 1", n)
+	}
+	// The rows the worker wrote: a final attempt is one row, its outcome
+	// with the attempt number (0007); only the attempts that were not
+	// final have attempt rows.
+	e.flush()
+	rows, err := e.app.CH.Query(context.Background(), `SELECT arrayStringConcat(arrayMap(x -> concat(x.2, '/', toString(x.3)),
+		arraySort(groupUniqArray((toInt8(kind), toString(kind), attempt)))), ' ')
+		FROM events WHERE toString(delivery_id) = ? GROUP BY device_index`, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shapes []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		shapes = append(shapes, s)
+	}
+	rows.Close()
+	slices.Sort(shapes)
+	wantShapes := []string{"targeted/0 attempt/1 attempt/2 sent/3", "targeted/0 bounced/1", "targeted/0 sent/1"}
+	if diff := cmp.Diff(wantShapes, shapes); diff != "" {
+		t.Errorf("event rows per device (-want +got):\n%s", diff)
 	}
 	// The payload Apple received carries Customer.io's keys and the rendered text.
 	reqs := e.apns.Requests(ok)

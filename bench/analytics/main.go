@@ -614,8 +614,9 @@ func load(ctx context.Context, conn driver.Conn, c config) (loaded, error) {
 				}
 				idx := uint16(j)
 				// As the worker writes it: the token and platform ride on
-				// the targeted event (the delivery_devices view keeps them),
-				// status code 1 when the token had reported a metric before.
+				// the targeted event, status code 1 when the token had
+				// reported a metric before; a final attempt is one row,
+				// its outcome with the attempt number (0007).
 				var known uint16
 				if reported[ti] {
 					known = 1
@@ -634,19 +635,18 @@ func load(ctx context.Context, conn driver.Conn, c config) (loaded, error) {
 				case x < 110: // bounced
 					at += 150_000
 					k := r.IntN(len(bounceReasons))
-					ev.add(camp, id, idx, kindAttempt, 1, bounceCodes[k], bounceReasons[k], "", "", at)
-					ev.add(camp, id, idx, kindBounced, 0, bounceCodes[k], bounceReasons[k], "", "", at)
+					ev.add(camp, id, idx, kindBounced, 1, bounceCodes[k], bounceReasons[k], "", "", at)
 				case x < 140: // permanent failure
 					at += 150_000
 					k := r.IntN(len(permanentReasons))
-					ev.add(camp, id, idx, kindAttempt, 1, permanentCodes[k], permanentReasons[k], "", "", at)
-					ev.add(camp, id, idx, kindFailed, 0, permanentCodes[k], permanentReasons[k], "", "", at)
+					ev.add(camp, id, idx, kindFailed, 1, permanentCodes[k], permanentReasons[k], "", "", at)
 				case x < 150: // ten retries exhausted
-					for a := 1; a <= 11; a++ {
+					for a := 1; a <= 10; a++ {
 						at += uint64(a*a) * 1_000_000
 						ev.add(camp, id, idx, kindAttempt, uint16(a), 503, "ServiceUnavailable", "", "", at)
 					}
-					ev.add(camp, id, idx, kindFailed, 0, 503, exhaustedReason, "", "", at)
+					at += 121 * 1_000_000
+					ev.add(camp, id, idx, kindFailed, 11, 503, exhaustedReason, "", "", at)
 				default: // sent, sometimes after transient errors
 					a := 1
 					if r.IntN(10) == 0 {
@@ -658,8 +658,7 @@ func load(ctx context.Context, conn driver.Conn, c config) (loaded, error) {
 					}
 					at += 150_000
 					pid := providerIDs[r.IntN(len(providerIDs))]
-					ev.add(camp, id, idx, kindAttempt, uint16(a), 200, "", pid, "", at)
-					ev.add(camp, id, idx, kindSent, 0, 200, "", pid, "", at)
+					ev.add(camp, id, idx, kindSent, uint16(a), 200, "", pid, "", at)
 					anySent = true
 					// Apps with the SDK (70% of tokens) report delivered
 					// (most) and opened (some).
@@ -908,7 +907,7 @@ func measure(ctx context.Context, conn driver.Conn, c config, l loaded, fresh bo
 		args []any
 	}{
 		{&nDeliveries, "SELECT count() FROM deliveries WHERE workspace_id = ?", []any{workspace}},
-		{&nDevices, "SELECT count() FROM delivery_devices FINAL WHERE workspace_id = ?", []any{workspace}},
+		{&nDevices, "SELECT count() FROM events WHERE workspace_id = ? AND kind = 'targeted'", []any{workspace}},
 		{&nEvents, "SELECT count() FROM events WHERE workspace_id = ?", []any{workspace}},
 		{&nLargest, "SELECT count() FROM deliveries WHERE workspace_id = ? AND campaign_id = ?", []any{workspace, largest}},
 		{&nLargestEvents, countSQL, []any{workspace, largest}},

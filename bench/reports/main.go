@@ -85,8 +85,8 @@ func run(n, clients, perBatch int, api, chAddr, redisAddr string) error {
 	tokens := make([]string, n)
 	start := time.Now().Add(-time.Hour)
 	// The deliveries, and their targeted events as the deliver task writes
-	// them (token and platform on the event; a materialized view keeps the
-	// delivery_devices row). Creation times come from the UUIDv7 ids.
+	// them (token and platform on the event, where a report's token is
+	// looked up). Creation times come from the UUIDv7 ids.
 	batch, err := a.CH.PrepareBatch(ctx, "INSERT INTO deliveries (workspace_id, id, campaign_id, message_id, person_id, audience, token, data, overrides)")
 	if err != nil {
 		return err

@@ -349,19 +349,30 @@ func (g *gen) device(d *Delivery, round uint16, dd clickhouse.DeliveryDevice, o 
 	ev(clickhouse.KindTargeted, 0, t0, known)
 
 	// attempts writes tries 1..k, the first k-1 transient, the last with
-	// lastErr (nil: transient too); it returns the last try's time and error.
+	// lastErr (nil: transient too); it returns the last try's time and
+	// error. The worker writes a final attempt as its outcome row, with
+	// the attempt number (0007): then, when final and not old, the last
+	// try has no attempt row and last is its number for the outcome row.
+	// old (a fifth of the devices) writes the earlier shape, an attempt
+	// row and an outcome row with attempt 0, which Herald still reads.
 	at := t0
-	attempts := func(k int, lastErr *providerError) (time.Time, providerError) {
+	old := g.rng.IntN(5) == 0
+	attempts := func(k int, lastErr *providerError, final bool) (time.Time, providerError, uint16) {
 		var pe providerError
+		var last uint16
 		for a := 1; a <= k; a++ {
 			at = at.Add(time.Duration(a*a)*time.Second + g.between(time.Microsecond, 5*time.Second))
 			pe = pick(transientErrors)
 			if a == k && lastErr != nil {
 				pe = *lastErr
 			}
+			if a == k && final && !old {
+				last = uint16(a)
+				break
+			}
 			ev(clickhouse.KindAttempt, uint16(a), at, pe)
 		}
-		return at, pe
+		return at, pe, last
 	}
 	few := func(most int) int { // 1 usually, up to most
 		if g.rng.Float64() < 0.65 {
@@ -374,31 +385,33 @@ func (g *gen) device(d *Delivery, round uint16, dd clickhouse.DeliveryDevice, o 
 	switch o {
 	case outSent:
 		ok := providerError{code: 200}
-		last, _ := attempts(few(maxAttempts), &ok)
+		last, _, n := attempts(few(maxAttempts), &ok, true)
 		id := g.chars("0123456789ABCDEF", 32)
-		d.Events[len(d.Events)-1].ProviderID = id
-		ev(clickhouse.KindSent, 0, last, ok)
+		if old {
+			d.Events[len(d.Events)-1].ProviderID = id
+		}
+		ev(clickhouse.KindSent, n, last, ok)
 		d.Events[len(d.Events)-1].ProviderID = id
 		s = sendOutcome{status: domain.DeviceSendSent, at: last}
 	case outBounced:
 		pe := pick(bounceErrors)
-		last, _ := attempts(few(4), &pe)
-		ev(clickhouse.KindBounced, 0, last, pe)
+		last, _, n := attempts(few(4), &pe, true)
+		ev(clickhouse.KindBounced, n, last, pe)
 		s.status = domain.DeviceSendBounced
 	case outFailedTransient:
-		last, pe := attempts(maxAttempts, nil)
-		ev(clickhouse.KindFailed, 0, last, providerError{pe.code, fmt.Sprintf("retries exhausted after %d attempts: %s", maxAttempts, pe.reason)})
+		last, pe, n := attempts(maxAttempts, nil, true)
+		ev(clickhouse.KindFailed, n, last, providerError{pe.code, fmt.Sprintf("retries exhausted after %d attempts: %s", maxAttempts, pe.reason)})
 		s.status = domain.DeviceSendFailed
 	case outFailedPermanent:
 		pe := pick(permanentErrors)
-		last, _ := attempts(few(5), &pe)
-		ev(clickhouse.KindFailed, 0, last, pe)
+		last, _, n := attempts(few(5), &pe, true)
+		ev(clickhouse.KindFailed, n, last, pe)
 		s.status = domain.DeviceSendFailed
 	case outSuppressed:
 		ev(clickhouse.KindSuppressed, 0, t0, providerError{reason: "device is suppressed"})
 		s.status = domain.DeviceSendSuppressed
 	case outPending:
-		attempts(g.rng.IntN(maxAttempts), nil)
+		attempts(g.rng.IntN(maxAttempts), nil, false)
 		s.status = domain.DeviceSendPending
 	}
 

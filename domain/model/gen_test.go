@@ -202,8 +202,15 @@ func checkRow(t *testing.T, d Delivery, e clickhouse.Event) {
 	if levelKind != (e.DeviceIndex == clickhouse.DeliveryLevel) {
 		bad("device index 255 is for presend_failed and converted only")
 	}
-	if (e.Kind == clickhouse.KindAttempt) != (e.Attempt > 0) {
-		bad("attempt numbers belong to attempt rows only")
+	switch e.Kind {
+	case clickhouse.KindAttempt, clickhouse.KindSent, clickhouse.KindBounced, clickhouse.KindFailed:
+		if e.Kind == clickhouse.KindAttempt && e.Attempt == 0 {
+			bad("an attempt row without its number")
+		}
+	default:
+		if e.Attempt > 0 {
+			bad("an attempt number on a row that is not an attempt or its outcome")
+		}
 	}
 	if e.Attempt > maxAttempts {
 		bad("more than 11 attempts")

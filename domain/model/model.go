@@ -28,7 +28,7 @@ type Delivery struct {
 	// the millisecond), CampaignID, MessageID, PersonID, Audience and CreatedAt.
 	clickhouse.Delivery
 	// Devices lists the devices of each round, Devices[r] for round r, as
-	// delivery_devices stores them. A round that failed before sending
+	// their targeted events carry them. A round that failed before sending
 	// targeted no device and has a nil entry.
 	Devices [][]clickhouse.DeliveryDevice
 	// Events is every row of the events table for this delivery.
@@ -139,12 +139,14 @@ func Status(d Delivery) Result {
 			a = &acc{attempts: map[uint16]bool{}}
 			devs[e.DeviceIndex] = a
 		}
+		if e.Kind == clickhouse.KindAttempt || e.Attempt > 0 {
+			// A final attempt's outcome row carries its attempt number (0007).
+			a.attempts[e.Attempt] = true
+		}
 		switch e.Kind {
 		case clickhouse.KindTargeted:
 			// status_code 1: the token had reported a metric before it was targeted.
 			a.sdkKnown = a.sdkKnown || e.StatusCode == 1
-		case clickhouse.KindAttempt:
-			a.attempts[e.Attempt] = true
 		case clickhouse.KindSent:
 			a.sent = true
 			a.sentAt = earliest(a.sentAt, e.At)
