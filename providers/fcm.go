@@ -193,19 +193,15 @@ const maxIdlePerHost = 256
 
 // Send pushes p with exactly one HTTP request (see NewFCM).
 func (s *fcmSender) Send(ctx context.Context, p Push) Result {
-	body, err := PayloadJSON(Android, p)
-	if err != nil {
-		return Result{Outcome: Permanent, Reason: err.Error()}
-	}
-	if len(body) > MaxPayloadBytes {
-		return tooLarge()
-	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	st := &sendState{cancel: cancel}
 	name, err := s.client.Send(context.WithValue(ctx, sendStateKey{}, st), FCMMessage(p))
 	if err == nil {
 		return Result{Outcome: Accepted, MessageID: name, StatusCode: http.StatusOK}
+	}
+	if errors.Is(st.transportErr(), errTooLarge) {
+		return tooLarge()
 	}
 	if tErr := st.transportErr(); tErr != nil {
 		return classifyTransport(tErr)
@@ -331,6 +327,10 @@ func (st *sendState) transportErr() error {
 	return st.err
 }
 
+// errTooLarge is returned for a message whose request body is over
+// MaxPayloadBytes (or of unknown size), which is not sent.
+var errTooLarge = errors.New("fcm: request body over MaxPayloadBytes")
+
 // errSecondRequest is returned if the SDK tries a second request in one Send.
 var errSecondRequest = errors.New("fcm: the firebase client tried a second request in one Send; Herald retries on its own")
 
@@ -356,6 +356,16 @@ func (t *singleShot) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !first {
 		st.cancel()
 		return nil, errSecondRequest
+	}
+	// The request's body is PayloadJSON(Android, p), which the client has
+	// just encoded: its size is measured here rather than by encoding the
+	// message a second time.
+	if req.ContentLength < 0 || req.ContentLength > MaxPayloadBytes {
+		st.mu.Lock()
+		st.err = errTooLarge
+		st.mu.Unlock()
+		st.cancel()
+		return nil, errTooLarge
 	}
 	resp, err := t.next.RoundTrip(req)
 	if err != nil {

@@ -226,6 +226,38 @@ func TestFCMTooLarge(t *testing.T) {
 	}
 }
 
+// TestFCMSizeBoundary: the request body the sender measures is
+// PayloadJSON's: a message of exactly MaxPayloadBytes is sent, one byte
+// more is refused without a request.
+func TestFCMSizeBoundary(t *testing.T) {
+	s := startFCM(t)
+	snd := fcmSender(t, s, newAccount(t, s, testProject), 2*time.Second)
+	sized := func(n int) providers.Push {
+		p := push(sim.Token("0123", 6))
+		p.Data = map[string]string{"blob": ""}
+		base, err := providers.PayloadSize(providers.Android, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Data["blob"] = strings.Repeat("x", n-base)
+		if got, _ := providers.PayloadSize(providers.Android, p); got != n {
+			t.Fatalf("payload of %d bytes, want %d", got, n)
+		}
+		return p
+	}
+	if got := snd.Send(context.Background(), sized(providers.MaxPayloadBytes)); got.Outcome != providers.Accepted {
+		t.Errorf("a payload of MaxPayloadBytes: %+v, want Accepted", got)
+	}
+	before := s.Total()
+	want := providers.Result{Outcome: providers.Permanent, Reason: "PayloadTooLarge"}
+	if diff := cmp.Diff(want, snd.Send(context.Background(), sized(providers.MaxPayloadBytes+1))); diff != "" {
+		t.Errorf("a payload one byte over (-want +got):\n%s", diff)
+	}
+	if n := s.Total() - before; n != 0 {
+		t.Errorf("sim got %d requests for the oversized push, want none", n)
+	}
+}
+
 func TestFCMValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name, json, want string
