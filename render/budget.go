@@ -90,11 +90,12 @@ const clockEvery = 64
 // renders; see Engine.Render.
 func newBudget(l Limits) *budget {
 	clock := func() time.Duration { d, _ := threadCPU(); return d }
-	if _, ok := threadCPU(); !ok {
+	now, ok := threadCPU() // one system call: a third of a short render's CPU was two
+	if !ok {
 		start := time.Now()
-		clock = func() time.Duration { return time.Since(start) }
+		clock, now = func() time.Duration { return time.Since(start) }, 0
 	}
-	return &budget{limits: l, clock: clock, deadline: clock() + l.CPUTime, bytes: l.MaxBytes, iterations: l.MaxIterations}
+	return &budget{limits: l, clock: clock, deadline: now + l.CPUTime, bytes: l.MaxBytes, iterations: l.MaxIterations}
 }
 
 // budgetKey is the binding that holds a render's *budget. It is not a
