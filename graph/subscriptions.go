@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/heraldpush/herald/clickhouse"
 	"github.com/heraldpush/herald/graph/model"
 	"github.com/heraldpush/herald/jobs"
 )
@@ -101,10 +102,10 @@ func (lv *Live) admit(ctx context.Context, ws string) (release func(), err error
 	}, nil
 }
 
-// start admits a subscription, listens on channel, then reads the first
+// start admits a subscription, listens (listen), then reads the first
 // value (NOT_FOUND for another workspace's object); listening first means
 // no change after that read is missed. On any error it undoes what it did.
-func start[T any](ctx context.Context, r *Resolver, channel string, read func() (T, error)) (first T, l *jobs.Listener, release func(), err error) {
+func start[T any](ctx context.Context, r *Resolver, listen func() (*jobs.Listener, error), read func() (T, error)) (first T, l *jobs.Listener, release func(), err error) {
 	ws, err := workspace(ctx)
 	if err != nil {
 		return first, nil, nil, err
@@ -112,7 +113,7 @@ func start[T any](ctx context.Context, r *Resolver, channel string, read func() 
 	if release, err = r.Live.admit(ctx, ws); err != nil {
 		return first, nil, nil, err
 	}
-	if l, err = r.Live.Feed.Listen(ctx, channel); err != nil {
+	if l, err = listen(); err != nil {
 		release()
 		return first, nil, nil, err
 	}
@@ -132,10 +133,23 @@ func (r *Resolver) deliveryUpdated(ctx context.Context, id string) (<-chan *mode
 	if err != nil {
 		return nil, err
 	}
-	id = u.String() // the channel's name: the canonical form, whatever was given
+	id = u.String()
 	q := &queryResolver{r}
 	read := func() (*model.Delivery, error) { return q.Delivery(ctx, id) }
-	first, l, release, err := start(ctx, r, jobs.DeliveryChannel(id), read)
+	// The delivery's changes are announced on its campaign's channel
+	// (jobs.PublishChanges), which its row names: the row is read once
+	// admitted, and a missing delivery is NOT_FOUND by the first read.
+	listen := func() (*jobs.Listener, error) {
+		ws, _ := workspace(ctx)
+		d, err := r.Store.Delivery(ctx, ws, u)
+		if errors.Is(err, clickhouse.ErrNotFound) {
+			return nil, notFound("delivery", id)
+		} else if err != nil {
+			return nil, err
+		}
+		return r.Live.Feed.ListenFor(ctx, jobs.CampaignChannel(d.CampaignID.String()), u)
+	}
+	first, l, release, err := start(ctx, r, listen, read)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +163,8 @@ func (r *Resolver) campaignOverviewUpdated(ctx context.Context, campaignID strin
 	}
 	camp := campaignModel(c)
 	read := func() (*model.CampaignOverview, error) { return r.overview(ctx, camp, nil, nil, nil) }
-	first, l, release, err := start(ctx, r, jobs.CampaignChannel(c.ID.String()), read)
+	listen := func() (*jobs.Listener, error) { return r.Live.Feed.Listen(ctx, jobs.CampaignChannel(c.ID.String())) }
+	first, l, release, err := start(ctx, r, listen, read)
 	if err != nil {
 		return nil, err
 	}

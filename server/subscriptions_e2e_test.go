@@ -15,6 +15,7 @@ import (
 	"time"
 
 	coderws "github.com/coder/websocket"
+	"github.com/google/uuid"
 
 	"github.com/heraldpush/herald/jobs"
 	"github.com/heraldpush/herald/providers/sim"
@@ -372,9 +373,17 @@ func TestSubscriptionsSharedAndCapped(t *testing.T) {
 	c := e.withCredentials(e.workspace("a"))
 	tok := sim.Token("ab", 1)
 	c.device("p1", "IOS", tok, time.Time{})
-	id := c.send(c.message("Hello", "there"), "p1", "ALL_DEVICES", "")
+	msg := c.message("Hello", "there")
+	id := c.send(msg, "p1", "ALL_DEVICES", "")
+	other := c.send(msg, "p1", "ALL_DEVICES", "") // the same campaign (none)
 	c.waitFinal(id)
-	channel := jobs.DeliveryChannel(id)
+	c.waitFinal(other)
+	// A delivery's changes are announced on its campaign's channel.
+	d, err := e.app.Store.Delivery(context.Background(), c.workspaceID, uuid.MustParse(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	channel := jobs.CampaignChannel(d.CampaignID.String())
 	numsub := func() int64 {
 		t.Helper()
 		n, err := e.app.Redis.PubSubNumSub(context.Background(), channel).Result()
@@ -426,6 +435,17 @@ func TestSubscriptionsSharedAndCapped(t *testing.T) {
 	time.Sleep(6 * time.Second)
 	if d := e.app.Queries.Queries() - before; d != 0 {
 		t.Errorf("%d idle subscriptions ran %d ClickHouse queries in 6s, want 0", perWorkspace, d)
+	}
+
+	// Another delivery of the campaign changes: its announcement reaches
+	// the feed, which passes it on to none of these subscriptions (each
+	// hears of its own delivery only), so nothing is read.
+	before = e.app.Queries.Queries()
+	e.post("/push/events", fmt.Sprintf(`{"delivery_id":%q,"event":"delivered","device_id":%q}`, other, tok))
+	e.flush()
+	time.Sleep(time.Second)
+	if d := e.app.Queries.Queries() - before; d != 0 {
+		t.Errorf("a change of another delivery of the campaign: %d subscriptions ran %d ClickHouse queries, want 0", perWorkspace, d)
 	}
 
 	// A change reaches a subscription of the capped socket.
