@@ -41,11 +41,11 @@ type Event struct {
 	Round           uint16
 	DeviceIndex     uint16
 	Kind            string
-	Attempt         uint16
+	Attempt         uint16 // the attempt's number (from 1) on attempt rows and on the outcome (sent, bounced, failed) that ended one (0007); else 0
 	StatusCode      uint16 // the provider's HTTP status; on targeted: 1 = the token had reported a metric before
 	Reason          string
-	ProviderID      string
-	Token           string    // delivered/opened only: the reporting device's token
+	ProviderID      string    // the platform on targeted; the provider's message id on attempts and outcomes
+	Token           string    // the device's token on targeted; the reporting device's on delivered/opened
 	DeliveryCreated time.Time // the delivery's id time; ClickHouse derives the stored one from the id
 	At              time.Time
 }
