@@ -57,19 +57,18 @@ func PublishChanges(rdb redis.UniversalClient, logger *slog.Logger) func(ctx con
 	}
 }
 
-// mentions reports whether a change message's payload names delivery id.
-// A payload that is not a list of ids (an older Herald's "1") names every
+// changed returns the deliveries a change message's payload names; all
+// when it is not a list of ids (an older Herald's "1"), which names every
 // delivery.
-func mentions(payload string, id uuid.UUID) bool {
+func changed(payload string) (ids map[uuid.UUID]bool, all bool) {
 	if len(payload)%16 != 0 {
-		return true
+		return nil, true
 	}
+	ids = make(map[uuid.UUID]bool, len(payload)/16)
 	for i := 0; i < len(payload); i += 16 {
-		if payload[i:i+16] == string(id[:]) {
-			return true
-		}
+		ids[uuid.UUID([]byte(payload[i:i+16]))] = true
 	}
-	return false
+	return ids, false
 }
 
 // ChangeFeed is one process's subscriber side of PublishChanges: every
@@ -249,11 +248,20 @@ func (f *ChangeFeed) run(msgs <-chan any) {
 }
 
 // notify passes a message on to the listeners it concerns; payload nil
-// concerns them all.
+// concerns them all. The payload is decoded once, when a listener of one
+// delivery needs it: a campaign's message may list 10,000 deliveries and
+// its channel have a thousand such listeners.
 func (c *feedChannel) notify(payload *string) {
+	var ids map[uuid.UUID]bool
+	all := payload == nil
 	for l := range c.listeners {
-		if payload != nil && l.only != nil && !mentions(*payload, *l.only) {
-			continue
+		if l.only != nil && !all {
+			if ids == nil {
+				ids, all = changed(*payload)
+			}
+			if !all && !ids[*l.only] {
+				continue
+			}
 		}
 		select {
 		case l.C <- struct{}{}:
