@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/heraldpush/herald/clickhouse"
 	"github.com/heraldpush/herald/graph/model"
 	"github.com/heraldpush/herald/jobs"
 )
@@ -140,14 +139,11 @@ func (r *Resolver) deliveryUpdated(ctx context.Context, id string) (<-chan *mode
 	// (jobs.PublishChanges), which its row names: the row is read once
 	// admitted, and a missing delivery is NOT_FOUND by the first read.
 	listen := func() (*jobs.Listener, error) {
-		ws, _ := workspace(ctx)
-		d, err := r.Store.Delivery(ctx, ws, u)
-		if errors.Is(err, clickhouse.ErrNotFound) {
-			return nil, notFound("delivery", id)
-		} else if err != nil {
+		_, d, err := findByID(ctx, "id", id, "delivery", r.Store.Delivery)
+		if err != nil {
 			return nil, err
 		}
-		return r.Live.Feed.ListenFor(ctx, jobs.CampaignChannel(d.CampaignID.String()), u)
+		return r.Live.Feed.ListenFor(ctx, jobs.CampaignChannel(d.CampaignID.String()), d.ID)
 	}
 	first, l, release, err := start(ctx, r, listen, read)
 	if err != nil {
