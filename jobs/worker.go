@@ -714,7 +714,7 @@ func (w *Worker) attempt(ctx context.Context, p SendPayload, n uint16, last bool
 	// One row: the attempt's outcome carries its attempt number (a final
 	// outcome row is also that attempt, migration 0007), or, when the
 	// attempt is not final, an attempt row.
-	kind, exhausted := clickhouse.KindAttempt, false
+	kind, reason := clickhouse.KindAttempt, res.Reason
 	switch res.Outcome {
 	case providers.Accepted:
 		kind, final = clickhouse.KindSent, true
@@ -724,12 +724,9 @@ func (w *Worker) attempt(ctx context.Context, p SendPayload, n uint16, last bool
 		kind, final = clickhouse.KindFailed, true
 	default: // Transient
 		if last {
-			kind, final, exhausted = clickhouse.KindFailed, true, true
+			kind, final = clickhouse.KindFailed, true
+			reason = fmt.Sprintf("retries exhausted after %d attempts: %s", n, res.Reason)
 		}
-	}
-	reason := res.Reason
-	if exhausted {
-		reason = fmt.Sprintf("retries exhausted after %d attempts: %s", n, res.Reason)
 	}
 	events := []clickhouse.Event{{WorkspaceID: p.WorkspaceID, CampaignID: campaignID, DeliveryID: deliveryID, Round: p.Round,
 		DeviceIndex: p.DeviceIndex, Kind: kind, Attempt: n, Reason: reason, StatusCode: uint16(res.StatusCode),

@@ -200,10 +200,9 @@ func (s *fcmSender) Send(ctx context.Context, p Push) Result {
 	if err == nil {
 		return Result{Outcome: Accepted, MessageID: name, StatusCode: http.StatusOK}
 	}
-	if errors.Is(st.transportErr(), errTooLarge) {
+	if tErr := st.transportErr(); errors.Is(tErr, errTooLarge) {
 		return tooLarge()
-	}
-	if tErr := st.transportErr(); tErr != nil {
+	} else if tErr != nil {
 		return classifyTransport(tErr)
 	}
 	return classifyFCM(err)
