@@ -202,15 +202,11 @@ func checkRow(t *testing.T, d Delivery, e clickhouse.Event) {
 	if levelKind != (e.DeviceIndex == clickhouse.DeliveryLevel) {
 		bad("device index 255 is for presend_failed and converted only")
 	}
-	switch e.Kind {
-	case clickhouse.KindAttempt, clickhouse.KindSent, clickhouse.KindBounced, clickhouse.KindFailed:
-		if e.Kind == clickhouse.KindAttempt && e.Attempt == 0 {
-			bad("an attempt row without its number")
-		}
-	default:
-		if e.Attempt > 0 {
-			bad("an attempt number on a row that is not an attempt or its outcome")
-		}
+	if e.Kind == clickhouse.KindAttempt && e.Attempt == 0 {
+		bad("an attempt row without its number")
+	}
+	if outcome := e.Kind == clickhouse.KindSent || e.Kind == clickhouse.KindBounced || e.Kind == clickhouse.KindFailed; e.Attempt > 0 && e.Kind != clickhouse.KindAttempt && !outcome {
+		bad("an attempt number on a row that is not an attempt or its outcome")
 	}
 	if e.Attempt > maxAttempts {
 		bad("more than 11 attempts")
