@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -118,19 +117,7 @@ func TestBadInput(t *testing.T) {
 func TestCredentialsSealedAtRest(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	c := e.withCredentials(e.workspace("a"))
-	var data []string
-	rows, err := e.app.CH.Query(context.Background(), "SELECT data FROM push_credentials WHERE workspace_id = ?", c.workspaceID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var d string
-		if err := rows.Scan(&d); err != nil {
-			t.Fatal(err)
-		}
-		data = append(data, d)
-	}
-	rows.Close()
+	data := e.strings("SELECT data FROM push_credentials WHERE workspace_id = ?", c.workspaceID)
 	if len(data) != 2 {
 		t.Fatalf("%d credential rows, want 2", len(data))
 	}

@@ -184,6 +184,29 @@ func (e *env) targeted(d clickhouse.Delivery, devices ...clickhouse.DeliveryDevi
 	}
 }
 
+// strings runs a ClickHouse query of one String column and returns its
+// rows' values.
+func (e *env) strings(query string, args ...any) []string {
+	e.t.Helper()
+	rows, err := e.app.CH.Query(context.Background(), query, args...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			e.t.Fatal(err)
+		}
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		e.t.Fatal(err)
+	}
+	return out
+}
+
 // workspace creates a workspace and returns a client with its key.
 func (e *env) workspace(name string) *client {
 	e.t.Helper()
