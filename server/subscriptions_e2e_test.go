@@ -440,10 +440,21 @@ func TestSubscriptionsSharedAndCapped(t *testing.T) {
 	// Another delivery of the campaign changes: its announcement reaches
 	// the feed, which passes it on to none of these subscriptions (each
 	// hears of its own delivery only), so nothing is read.
+	// A listener of the other delivery on the same feed says when the
+	// announcement has arrived.
+	heard, err := e.app.Live.Feed.ListenFor(context.Background(), channel, uuid.MustParse(other))
+	if err != nil {
+		t.Fatal(err)
+	}
 	before = e.app.Queries.Queries()
 	e.post("/push/events", fmt.Sprintf(`{"delivery_id":%q,"event":"delivered","device_id":%q}`, other, tok))
-	e.flush()
-	time.Sleep(time.Second)
+	select {
+	case <-heard.C:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the other delivery's change was not announced within 20s")
+	}
+	heard.Close()
+	time.Sleep(200 * time.Millisecond) // a subscription told with it would have started its read by now
 	if d := e.app.Queries.Queries() - before; d != 0 {
 		t.Errorf("a change of another delivery of the campaign: %d subscriptions ran %d ClickHouse queries, want 0", perWorkspace, d)
 	}
