@@ -33,6 +33,15 @@ type cioPush struct {
 // are left out; mutable-content is set when there is an image, so the
 // app's notification service extension can fetch it.
 func APNSPayload(p Push) ([]byte, error) {
+	if len(p.Options.IOSPayload) == 0 && finiteScore(p.Options) {
+		return appendAPNSPayload(make([]byte, 0, 512), p), nil
+	}
+	return apnsPayloadMap(p)
+}
+
+// apnsPayloadMap is APNSPayload by way of maps, which an iosPayload is
+// merged into.
+func apnsPayloadMap(p Push) ([]byte, error) {
 	m := make(map[string]any, len(p.Data)+4)
 	for k, v := range p.Data {
 		m[k] = v
