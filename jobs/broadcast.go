@@ -187,7 +187,7 @@ func (w *Worker) HandleFanout(ctx context.Context, t *asynq.Task) error {
 		ds[i] = clickhouse.Delivery{WorkspaceID: p.WorkspaceID, ID: did, CampaignID: msg.CampaignID, MessageID: msg.ID,
 			PersonID: person, Audience: b.Audience, Data: b.Data, Overrides: b.Overrides, CreatedAt: clickhouse.DeliveryTime(did).UTC()}
 	}
-	fresh, err := w.unwritten(ctx, p, ds)
+	fresh, first, err := w.unwritten(ctx, p, ds)
 	if err != nil {
 		return err
 	}
@@ -208,7 +208,7 @@ func (w *Worker) HandleFanout(ctx context.Context, t *asynq.Task) error {
 	if err := w.rdb.HSet(ctx, queuedKey(p.BroadcastID), strconv.Itoa(p.Batch), len(ds)).Err(); err != nil {
 		return fmt.Errorf("jobs: broadcast progress: %w", err)
 	}
-	return w.deliverBatch(ctx, p, ds, people, devices)
+	return w.deliverBatch(ctx, p, ds, people, devices, first)
 }
 
 // batchesAhead is the most fan-out batches a worker has in progress at
@@ -224,16 +224,16 @@ func batchesAhead(concurrency, batch int) int {
 
 // unwritten returns the batch's deliveries that no earlier run of it wrote,
 // so that each is written, and counted in campaign_created, once. A
-// batch's first run has written none and need not ask ClickHouse: its
-// field in startedKey, set before the insert, tells a run whether an
+// batch's first run (first) has written none and need not ask ClickHouse:
+// its field in startedKey, set before the insert, tells a run whether an
 // earlier one may have written some.
-func (w *Worker) unwritten(ctx context.Context, p FanoutPayload, ds []clickhouse.Delivery) ([]clickhouse.Delivery, error) {
-	first, err := w.rdb.HSetNX(ctx, startedKey(p.BroadcastID), strconv.Itoa(p.Batch), 1).Result()
+func (w *Worker) unwritten(ctx context.Context, p FanoutPayload, ds []clickhouse.Delivery) (fresh []clickhouse.Delivery, first bool, err error) {
+	first, err = w.rdb.HSetNX(ctx, startedKey(p.BroadcastID), strconv.Itoa(p.Batch), 1).Result()
 	if err != nil {
-		return nil, fmt.Errorf("jobs: broadcast progress: %w", err)
+		return nil, false, fmt.Errorf("jobs: broadcast progress: %w", err)
 	}
 	if first || len(ds) == 0 {
-		return ds, nil
+		return ds, first, nil
 	}
 	ids := make([]uuid.UUID, len(ds))
 	for i, d := range ds {
@@ -241,15 +241,14 @@ func (w *Worker) unwritten(ctx context.Context, p FanoutPayload, ds []clickhouse
 	}
 	existing, err := w.store.ExistingDeliveries(ctx, p.WorkspaceID, ds[0].CreatedAt, ids)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	var fresh []clickhouse.Delivery
 	for _, d := range ds {
 		if !existing[d.ID] {
 			fresh = append(fresh, d)
 		}
 	}
-	return fresh, nil
+	return fresh, false, nil
 }
 
 // deliverBatch carries out a batch's deliveries in the fan-out task, as
@@ -261,13 +260,14 @@ func (w *Worker) unwritten(ctx context.Context, p FanoutPayload, ds []clickhouse
 // stored plan and skips the devices whose outcome is recorded. A delivery
 // that fails for good (asynq.SkipRetry) is logged and left, as its deliver
 // task would have been archived; any other error fails the task, and the
-// whole batch is run again.
+// whole batch is run again. On the batch's first run (first) no run of
+// it has stored a plan, so none is looked for (round.unplanned).
 func (w *Worker) deliverBatch(ctx context.Context, p FanoutPayload, ds []clickhouse.Delivery,
-	people map[string]clickhouse.Person, devices map[string][]clickhouse.Device) error {
+	people map[string]clickhouse.Person, devices map[string][]clickhouse.Device, first bool) error {
 	rs := make([]round, len(ds))
 	for i, d := range ds {
 		person, found := people[d.PersonID]
-		rs[i] = round{d: d, p: DeliverPayload{WorkspaceID: p.WorkspaceID, DeliveryID: d.ID.String(), BroadcastID: p.BroadcastID,
+		rs[i] = round{d: d, unplanned: first, p: DeliverPayload{WorkspaceID: p.WorkspaceID, DeliveryID: d.ID.String(), BroadcastID: p.BroadcastID,
 			BroadcastIndex: p.Batch*w.cfg.BroadcastBatch + i,
 			Snapshot:       &Snapshot{Delivery: d, PersonFound: found, Person: person, Devices: devices[d.PersonID]}}}
 	}

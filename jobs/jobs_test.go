@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
@@ -69,6 +70,13 @@ func TestTaskIDsAreStable(t *testing.T) {
 	}
 	if got, want := finalKey("d", 2, 3), "herald:final:d:2:3"; got != want {
 		t.Errorf("finalKey = %s, want %s", got, want)
+	}
+	if got, want := handoffKey("d", 65535, 12), "herald:handoff:d:65535:12"; got != want {
+		t.Errorf("handoffKey = %s, want %s", got, want)
+	}
+	id := uuid.MustParse("019a2b3c-4d5e-7f60-8192-a3b4c5d6e7ff")
+	if got, want := targetsKey(id), "herald:targets:019a2b3c4d5e:63"; got != want {
+		t.Errorf("targetsKey = %s, want %s", got, want)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,6 +19,10 @@ import (
 type round struct {
 	p DeliverPayload
 	d clickhouse.Delivery
+	// unplanned: no plan of this round can be stored yet (a fan-out
+	// batch's first run), so loadOrMakePlans does not read one. Only a
+	// saving: SET NX still decides which plan is carried out.
+	unplanned bool
 }
 
 // deliverAll carries out delivery rounds together: a deliver task's one,
@@ -109,30 +114,43 @@ func (w *Worker) sendLoop(f func()) {
 // sendIdle is how long a goroutine of the send pool waits for work.
 const sendIdle = 10 * time.Second
 
-// loadOrMakePlans reads the rounds' stored plans with one MGET, makes the
-// missing ones (the device tokens' reporting flags read with one SMISMEMBER
-// for all the snapshots), and stores them with SET NX in one pipeline. A
-// plan that another run stored first is read back and followed. fresh[i]
-// says round i's plan was stored by this call: no attempt can have been
-// made under it yet. A round that fails gets its error in errs.
+// loadOrMakePlans reads the rounds' stored plans with one MGET (none for an
+// unplanned round), makes the missing ones (the device tokens' reporting
+// flags read with one SMISMEMBER for all the snapshots), and stores them
+// with SET NX in one pipeline. A plan that another run stored first is
+// read back and followed. fresh[i] says round i's plan was stored by this
+// call: no attempt can have been made under it yet. A round that fails
+// gets its error in errs.
 func (w *Worker) loadOrMakePlans(ctx context.Context, rs []round, errs []error) (plans []plan, fresh []bool) {
 	plans, fresh = make([]plan, len(rs)), make([]bool, len(rs))
 	keys := make([]string, len(rs))
+	var missing, look []int
 	for i, r := range rs {
 		keys[i] = planKey(r.d.ID.String(), r.p.Round)
-	}
-	stored, err := w.rdb.MGet(ctx, keys...).Result()
-	if err != nil {
-		fillErr(errs, fmt.Errorf("jobs: read plans: %w", err))
-		return plans, fresh
-	}
-	var missing []int
-	for i, v := range stored {
-		if v == nil {
+		if r.unplanned {
 			missing = append(missing, i)
-			continue
+		} else {
+			look = append(look, i)
 		}
-		errs[i] = decodePlan(v, &plans[i])
+	}
+	if len(look) > 0 {
+		lookKeys := make([]string, len(look))
+		for j, i := range look {
+			lookKeys[j] = keys[i]
+		}
+		stored, err := w.rdb.MGet(ctx, lookKeys...).Result()
+		if err != nil {
+			fillErr(errs, fmt.Errorf("jobs: read plans: %w", err))
+			return plans, fresh
+		}
+		for j, v := range stored {
+			if i := look[j]; v == nil {
+				missing = append(missing, i)
+			} else {
+				errs[i] = decodePlan(v, &plans[i])
+			}
+		}
+		slices.Sort(missing)
 	}
 	if len(missing) == 0 {
 		return plans, fresh

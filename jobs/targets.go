@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -55,7 +56,8 @@ func NewTargetCache(rdb redis.UniversalClient, ttl time.Duration) *TargetCache {
 
 // targetsKey names the hash that holds a delivery's record.
 func targetsKey(id uuid.UUID) string {
-	return fmt.Sprintf("herald:targets:%x:%d", id[:6], id[15]&63)
+	b := hex.AppendEncode(append(make([]byte, 0, 32), "herald:targets:"...), id[:6])
+	return string(strconv.AppendUint(append(b, ':'), uint64(id[15]&63), 10))
 }
 
 // Put records a round's targeted devices.
@@ -80,9 +82,14 @@ func (c *TargetCache) PutAll(ctx context.Context, all []TargetsOf) error {
 			continue
 		}
 		d := t.Delivery
-		b := fmt.Appendf(nil, "%s|%s|%d|%d", d.WorkspaceID, d.CampaignID, d.CreatedAt.UnixMicro(), t.Round)
+		b := make([]byte, 0, 64+len(d.WorkspaceID)+len(t.Devices)*80)
+		b = append(append(b, d.WorkspaceID...), '|')
+		b = append(append(b, d.CampaignID.String()...), '|')
+		b = strconv.AppendInt(b, d.CreatedAt.UnixMicro(), 10)
+		b = strconv.AppendUint(append(b, '|'), uint64(t.Round), 10)
 		for _, dd := range t.Devices {
-			b = fmt.Appendf(b, "\n%s|%d", dd.Token, dd.Index)
+			b = append(append(append(b, '\n'), dd.Token...), '|')
+			b = strconv.AppendUint(b, uint64(dd.Index), 10)
 		}
 		k := targetsKey(d.ID)
 		if _, ok := fields[k]; !ok {

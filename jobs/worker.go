@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"time"
 
@@ -270,13 +271,22 @@ func (pd planDevice) sendPlatform() string {
 
 // planKey: a round's plan (JSON), set once with SET NX.
 func planKey(deliveryID string, round uint16) string {
-	return fmt.Sprintf("herald:plan:%s:%d", deliveryID, round)
+	return string(strconv.AppendUint(append([]byte("herald:plan:"+deliveryID), ':'), uint64(round), 10))
+}
+
+// deviceKey is prefix, then deliveryID:round:idx: a device's key of a
+// round (finalKey, handoffKey), built without fmt (two a push).
+func deviceKey(prefix, deliveryID string, round, idx uint16) string {
+	b := make([]byte, 0, len(prefix)+len(deliveryID)+12)
+	b = append(append(b, prefix...), deliveryID...)
+	b = strconv.AppendUint(append(b, ':'), uint64(round), 10)
+	return string(strconv.AppendUint(append(b, ':'), uint64(idx), 10))
 }
 
 // finalKey: set once a device's final outcome is recorded; a send task that
 // finds it does nothing.
 func finalKey(deliveryID string, round uint16, idx uint16) string {
-	return fmt.Sprintf("herald:final:%s:%d:%d", deliveryID, round, idx)
+	return deviceKey("herald:final:", deliveryID, round, idx)
 }
 
 // HandleDeliver runs the pre-send checks of DESIGN.md in order, records the
@@ -625,7 +635,7 @@ func MessageFields(m clickhouse.Message) (map[string]string, map[string]string, 
 // finds it queues that task again (a no-op if it is queued) instead of
 // making the first attempt again.
 func handoffKey(deliveryID string, round uint16, idx uint16) string {
-	return fmt.Sprintf("herald:handoff:%s:%d:%d", deliveryID, round, idx)
+	return deviceKey("herald:handoff:", deliveryID, round, idx)
 }
 
 // firstAttempt makes a device's first attempt and, when it failed
