@@ -345,3 +345,16 @@ func TestCheckUnclosedTag(t *testing.T) {
 		t.Errorf("closed tags: %v", err)
 	}
 }
+
+// BenchmarkRenderDefault: a push title with the default filter, the
+// commonest template in pushes (4.8 µs and 40 allocations with default
+// bounded like the other filters, 3.9 µs and 28 without, on 2026-12-06).
+func BenchmarkRenderDefault(b *testing.B) {
+	e := New(Limits{})
+	fields := map[string]string{"title": `Hello {{ customer.first_name | default: "you" }}`}
+	for b.Loop() {
+		if _, err := e.Render(fields, map[string]any{"id": "p1"}, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
