@@ -10,7 +10,10 @@
 // (Herald's, or the raw loop's), in Redis and in ClickHouse (utime+stime
 // from their /proc entries: Redis's pid from INFO, the embedded
 // ClickHouse's supervisor and engine from .data/clickhouse/state.json),
-// peak RSS of this process during the run, and the ratio Herald / raw.
+// in the two simulators, and in all of them; peak RSS of this process
+// during the run; the ratio Herald / raw; and the ratio of the raw loop's
+// CPU per push, all processes, to Herald's: the rate ratio a machine that
+// every process keeps busy (both paths here) cannot exceed.
 // Needs ClickHouse and Redis (bash scripts/services.sh); uses its own
 // database, dropped at the end.
 //
@@ -148,36 +151,35 @@ func serveSimulator(kind string) error {
 	return nil
 }
 
-// startSimulator starts this binary as a simulator process.
-func startSimulator(kind string) (simInfo, func(), error) {
+// startSimulator starts this binary as a simulator process; pid is its.
+func startSimulator(kind string) (info simInfo, pid int, stop func(), err error) {
 	self, err := os.Executable()
 	if err != nil {
-		return simInfo{}, nil, err
+		return simInfo{}, 0, nil, err
 	}
 	cmd := exec.Command(self, "-simulator", kind)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return simInfo{}, nil, err
+		return simInfo{}, 0, nil, err
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return simInfo{}, nil, err
+		return simInfo{}, 0, nil, err
 	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
-		return simInfo{}, nil, err
+		return simInfo{}, 0, nil, err
 	}
-	stop := func() { _ = stdin.Close(); _ = cmd.Wait() }
-	var info simInfo
+	stop = func() { _ = stdin.Close(); _ = cmd.Wait() }
 	line, err := bufio.NewReader(stdout).ReadBytes('\n')
 	if err == nil {
 		err = json.Unmarshal(line, &info)
 	}
 	if err != nil {
 		stop()
-		return simInfo{}, nil, fmt.Errorf("%s simulator: %w", kind, err)
+		return simInfo{}, 0, nil, fmt.Errorf("%s simulator: %w", kind, err)
 	}
-	return info, stop, nil
+	return info, cmd.Process.Pid, stop, nil
 }
 
 // procCPU is a process's utime+stime from /proc/<pid>/stat.
@@ -198,11 +200,12 @@ func procCPU(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * 10 * time.Millisecond, nil
 }
 
-// meters reads the CPU of Redis and ClickHouse; a pid it cannot find
-// reads as -1.
+// meters reads the CPU of Redis, ClickHouse and the simulators; a pid it
+// cannot find reads as -1.
 type meters struct {
 	redisPID int
 	state    string
+	simPIDs  []int
 }
 
 func (m meters) chPIDs() []int {
@@ -226,8 +229,16 @@ func (m meters) chPIDs() []int {
 	return out
 }
 
-func (m meters) sample() (redisCPU, chCPU time.Duration) {
-	redisCPU, chCPU = -1, -1
+func (m meters) sample() (redisCPU, chCPU, simCPU time.Duration) {
+	redisCPU, chCPU, simCPU = -1, -1, 0
+	for _, p := range m.simPIDs {
+		c, err := procCPU(p)
+		if err != nil {
+			simCPU = -1
+			break
+		}
+		simCPU += c
+	}
 	if m.redisPID > 0 {
 		if c, err := procCPU(m.redisPID); err == nil {
 			redisCPU = c
@@ -238,12 +249,12 @@ func (m meters) sample() (redisCPU, chCPU time.Duration) {
 		for _, p := range pids {
 			c, err := procCPU(p)
 			if err != nil {
-				return redisCPU, -1
+				return redisCPU, -1, simCPU
 			}
 			chCPU += c
 		}
 	}
-	return redisCPU, chCPU
+	return redisCPU, chCPU, simCPU
 }
 
 func selfCPU() time.Duration {
@@ -271,6 +282,7 @@ func rss() uint64 {
 type result struct {
 	wall                  time.Duration
 	self, redisCPU, chCPU time.Duration // -1: unknown
+	simCPU                time.Duration // the simulators' processes; -1: unknown
 	peakRSS               uint64
 }
 
@@ -296,15 +308,18 @@ func (m meters) measure(f func() error) (result, error) {
 			}
 		}
 	}()
-	r0, c0 := m.sample()
+	r0, c0, m0 := m.sample()
 	s0, t0 := selfCPU(), time.Now()
 	err := f()
 	res := result{wall: time.Since(t0), self: selfCPU() - s0}
-	r1, c1 := m.sample()
+	r1, c1, m1 := m.sample()
 	close(stop)
 	wg.Wait()
 	res.peakRSS = peak.Load()
-	res.redisCPU, res.chCPU = -1, -1
+	res.redisCPU, res.chCPU, res.simCPU = -1, -1, -1
+	if m0 >= 0 && m1 >= 0 {
+		res.simCPU = m1 - m0
+	}
 	if r0 >= 0 && r1 >= 0 {
 		res.redisCPU = r1 - r0
 	}
@@ -334,12 +349,12 @@ func run(ctx context.Context, c config) error {
 		}
 		chosen = append(chosen, name)
 	}
-	apnsInfo, stopAPNS, err := startSimulator("apns")
+	apnsInfo, apnsPID, stopAPNS, err := startSimulator("apns")
 	if err != nil {
 		return err
 	}
 	defer stopAPNS()
-	fcmInfo, stopFCM, err := startSimulator("fcm")
+	fcmInfo, fcmPID, stopFCM, err := startSimulator("fcm")
 	if err != nil {
 		return err
 	}
@@ -371,7 +386,7 @@ func run(ctx context.Context, c config) error {
 	if err := a.Redis.FlushDB(ctx).Err(); err != nil {
 		return err
 	}
-	m := meters{state: c.state, redisPID: redisPID(ctx, a.Redis)}
+	m := meters{state: c.state, redisPID: redisPID(ctx, a.Redis), simPIDs: []int{apnsPID, fcmPID}}
 	var version string
 	_ = a.CH.QueryRow(ctx, "SELECT version()").Scan(&version)
 
@@ -442,8 +457,8 @@ func run(ctx context.Context, c config) error {
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Printf("Send path, %d pushes a run, %d runs of each path per mix, alternating; medians. ClickHouse %s; %d goroutines / worker concurrency; simulators in their own processes; load average %s at the end.\n\n",
 		c.pushes, c.runs, version, c.concurrency, strings.Join(strings.Fields(string(load))[:3], " "))
-	fmt.Println("| mix | path | pushes/s | CPU-µs per push here | Redis | ClickHouse | total | peak RSS MB | Herald / raw |")
-	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| mix | path | pushes/s | CPU-µs per push here | Redis | ClickHouse | total | simulators | all processes | peak RSS MB | Herald / raw | raw / Herald, all processes |")
+	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	n := float64(c.pushes)
 	for _, r := range rows {
 		rate := func(rs []result) float64 { return median(rs, func(x result) float64 { return n / x.wall.Seconds() }) }
@@ -453,6 +468,7 @@ func run(ctx context.Context, c config) error {
 			}
 			return median(rs, func(x result) float64 { return float64(f(x).Microseconds()) / n }), true
 		}
+		var rawAll float64
 		for _, p := range []struct {
 			name string
 			rs   []result
@@ -460,18 +476,26 @@ func run(ctx context.Context, c config) error {
 			self, _ := per(p.rs, func(x result) time.Duration { return x.self })
 			rd, okR := per(p.rs, func(x result) time.Duration { return x.redisCPU })
 			chc, okC := per(p.rs, func(x result) time.Duration { return x.chCPU })
+			sims, okS := per(p.rs, func(x result) time.Duration { return x.simCPU })
+			all := self + rd + chc + sims
 			cell := func(v float64, ok bool) string {
 				if !ok {
 					return "n/a"
 				}
 				return fmt.Sprintf("%.0f", v)
 			}
-			ratio := ""
+			ratio, bound := "", ""
 			if p.name == "Herald end to end" {
 				ratio = fmt.Sprintf("%.2f×", rate(r.e2e)/rate(r.raw))
+				if okR && okC && okS {
+					bound = fmt.Sprintf("%.2f×", rawAll/all)
+				}
+			} else {
+				rawAll = all
 			}
-			fmt.Printf("| %s | %s | %.0f | %.0f | %s | %s | %s | %.0f | %s |\n", r.mix, p.name, rate(p.rs), self, cell(rd, okR), cell(chc, okC),
-				cell(self+rd+chc, okR && okC), median(p.rs, func(x result) float64 { return float64(x.peakRSS) / (1 << 20) }), ratio)
+			fmt.Printf("| %s | %s | %.0f | %.0f | %s | %s | %s | %s | %s | %.0f | %s | %s |\n", r.mix, p.name, rate(p.rs), self, cell(rd, okR), cell(chc, okC),
+				cell(self+rd+chc, okR && okC), cell(sims, okS), cell(all, okR && okC && okS),
+				median(p.rs, func(x result) float64 { return float64(x.peakRSS) / (1 << 20) }), ratio, bound)
 		}
 	}
 	fmt.Println("\nClickHouse's work per push in the last end-to-end run of each mix (system.events):")
