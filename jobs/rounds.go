@@ -262,14 +262,9 @@ func (w *Worker) record(ctx context.Context, rs []round, plans []plan, errs []er
 		t := TargetsOf{Delivery: d, Round: r.p.Round, Devices: make([]clickhouse.DeliveryDevice, len(pl.Devices))}
 		for j, pd := range pl.Devices {
 			t.Devices[j] = clickhouse.DeliveryDevice{Index: pd.Index, Token: pd.Token, Platform: pd.Platform}
-			e := ev(pd.Index, clickhouse.KindTargeted, "")
-			// The token and platform ride on the targeted event, where the
-			// report endpoints look a token up (Store.TargetedDevice).
-			e.Token, e.ProviderID = pd.Token, pd.Platform
-			if pd.Reporting {
-				e.StatusCode = 1 // the overview's SDK coverage reads this
+			if !deferTargeted(pl) {
+				events = append(events, targetedEvent(ev(pd.Index, clickhouse.KindTargeted, ""), pd.Token, pd.Platform, pd.Reporting))
 			}
-			events = append(events, e)
 			if pd.Suppressed {
 				events = append(events, ev(pd.Index, clickhouse.KindSuppressed, "device is suppressed"))
 			}
@@ -287,8 +282,34 @@ func (w *Worker) record(ctx context.Context, rs []round, plans []plan, errs []er
 	}
 }
 
+// targetedEvent is e (a targeted event) with the device's token and
+// platform, where the report endpoints look a token up
+// (Store.TargetedDevice), and whether the token had reported a metric
+// before, which the overview's SDK coverage reads (status code 1).
+func targetedEvent(e clickhouse.Event, token, platform string, reporting bool) clickhouse.Event {
+	e.Token, e.ProviderID = token, platform
+	if reporting {
+		e.StatusCode = 1
+	}
+	return e
+}
+
+// deferTargeted: a round of one device to send writes that device's
+// targeted event with its first attempt's row (SendPayload.target), not
+// with the round's records, so that both land in one insert and
+// delivery_states gets one row for the delivery instead of two. Only a
+// round of one device may: with more, every device's targeted event must
+// be in before any outcome, or the delivery would look finished (SENT)
+// while a device not yet targeted was still to send. A crash before that
+// first write leaves the delivery without events (ATTEMPTED, as it is
+// until then), and the round's next run writes both.
+func deferTargeted(pl plan) bool {
+	return pl.PresendReason == "" && len(pl.Devices) == 1 && !pl.Devices[0].Suppressed
+}
+
 // sendsOf lists the send payloads of a round's plan: its devices that are
-// not suppressed, with the rendered push.
+// not suppressed, with the rendered push (and, for a round of one device,
+// its targeted event to write: deferTargeted).
 func sendsOf(r round, pl plan) []SendPayload {
 	if pl.PresendReason != "" {
 		return nil
@@ -308,6 +329,9 @@ func sendsOf(r round, pl plan) []SendPayload {
 			DeliveryCreated: d.CreatedAt, Round: r.p.Round, DeviceIndex: pd.Index, PersonID: d.PersonID,
 			Platform: via, CredVersion: pl.CredVersions[via], Push: push, DeviceState: pd.State,
 		})
+		if deferTargeted(pl) {
+			sends[len(sends)-1].target = &deferredTarget{platform: pd.Platform, reporting: pd.Reporting}
+		}
 	}
 	return sends
 }

@@ -80,6 +80,16 @@ type SendPayload struct {
 	// run (the deliver task's inline first attempt): the task's attempt
 	// numbers and backoff continue from there.
 	Attempts uint16 `json:"attempts,omitempty"`
+	// target, on a first attempt only (never in a task), is the device's
+	// targeted event to write with the attempt's row (deferTargeted).
+	target *deferredTarget
+}
+
+// deferredTarget is what a targeted event holds besides the send's own
+// fields: the device's platform and reporting flag (planDevice).
+type deferredTarget struct {
+	platform  string
+	reporting bool
 }
 
 // NewSendTask builds a device's send task; maxRetry is the number of

@@ -656,7 +656,7 @@ func (w *Worker) firstAttempt(ctx context.Context, p SendPayload, then markCmd) 
 // first retry delay. Its task id is (delivery, round, device), so queueing
 // it again is a no-op.
 func (w *Worker) handoff(ctx context.Context, p SendPayload) error {
-	p.Attempts = 1
+	p.Attempts, p.target = 1, nil
 	t, err := NewSendTask(p, w.cfg.MaxRetry, asynq.ProcessIn(RetryDelay(w.cfg.RetryBase, w.cfg.RetryMax)(0, nil, nil)))
 	if err != nil {
 		return err
@@ -741,6 +741,11 @@ func (w *Worker) attempt(ctx context.Context, p SendPayload, n uint16, last bool
 	events := []clickhouse.Event{{WorkspaceID: p.WorkspaceID, CampaignID: campaignID, DeliveryID: deliveryID, Round: p.Round,
 		DeviceIndex: p.DeviceIndex, Kind: kind, Attempt: n, Reason: reason, StatusCode: uint16(res.StatusCode),
 		ProviderID: res.MessageID, DeliveryCreated: p.DeliveryCreated, At: time.Now()}}
+	if t := p.target; t != nil {
+		e := events[0]
+		e.Kind, e.Attempt, e.Reason, e.StatusCode = clickhouse.KindTargeted, 0, "", 0
+		events = append(events, targetedEvent(e, p.Push.Token, t.platform, t.reporting))
+	}
 	fk := finalKey(p.DeliveryID, p.Round, p.DeviceIndex)
 	markFinal := func(ctx context.Context, rp redis.Pipeliner) []redis.Cmder {
 		if then != nil {

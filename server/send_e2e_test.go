@@ -106,6 +106,60 @@ func TestSendAllDevicesWithFlakyDevice(t *testing.T) {
 	}
 }
 
+// TestTargetedEventsOfOneAndManyDevices: a delivery to one device writes
+// that device's targeted event with its outcome, in one insert (so
+// delivery_states has one row for it, not two), and nothing while the
+// push is in flight; a delivery to two devices writes both targeted
+// events before either is sent, so it never looks finished with a device
+// still to send.
+func TestTargetedEventsOfOneAndManyDevices(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c := e.withCredentials(e.workspace("a"))
+	slow1, slowA, slowB := sim.Token("5102", 1), sim.Token("5102", 2), sim.Token("5102", 3) // answered after 2 s
+	c.person("one", vars{}, false)
+	c.device("one", "IOS", slow1, time.Now().Add(-time.Hour))
+	c.person("two", vars{}, false)
+	c.device("two", "IOS", slowA, time.Now().Add(-time.Hour))
+	c.device("two", "ANDROID", slowB, time.Now().Add(-2*time.Hour))
+	msg := c.message("Hi", "there")
+	one := c.send(msg, "one", "ALL_DEVICES", "")
+	two := c.send(msg, "two", "ALL_DEVICES", "")
+	shapes := func(id string) string {
+		rows := e.strings(`SELECT arrayStringConcat(arraySort(groupArray(concat(toString(device_index), ':', toString(kind)))), ' ')
+			FROM events WHERE toString(delivery_id) = ?`, id)
+		return strings.Join(rows, "")
+	}
+	// Both in flight: wait until the simulators hold all three pushes.
+	deadline := time.Now().Add(10 * time.Second)
+	for e.apns.Count(slow1)+e.apns.Count(slowA)+e.fcm.Count(slowB) < 3 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	e.flush()
+	if got := shapes(one); got != "" {
+		t.Errorf("one device, in flight: events %q, want none yet", got)
+	}
+	if got := shapes(two); got != "0:targeted 1:targeted" {
+		t.Errorf("two devices, in flight: events %q, want both targeted", got)
+	}
+	for _, id := range []string{one, two} {
+		if d := c.waitFinal(id); d.Status != "SENT" {
+			t.Fatalf("delivery %s: %s, want SENT (%s)", id, d.Status, fmtDevices(d))
+		}
+	}
+	e.flush()
+	if got := shapes(one); got != "0:sent 0:targeted" {
+		t.Errorf("one device, sent: events %q, want its targeted and sent", got)
+	}
+	d := c.delivery(one)
+	if len(d.Devices) != 1 || d.Devices[0].Token != slow1 || d.Devices[0].Platform != "IOS" || d.DevicesTargeted != 1 {
+		t.Errorf("one device, sent: %+v, want its token and platform from the targeted event", d.Devices)
+	}
+	states := e.strings(`SELECT toString(count()) FROM delivery_states WHERE toString(delivery_id) = ?`, one)
+	if len(states) != 1 || states[0] != "1" {
+		t.Errorf("delivery_states rows of the one-device delivery = %v, want 1 (its events in one insert)", states)
+	}
+}
+
 // LAST_USED sends only to the newest device; CUSTOM_TOKEN only to the given one.
 func TestAudiences(t *testing.T) {
 	e := newEnv(t, envOptions{})
