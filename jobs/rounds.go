@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -20,8 +19,9 @@ type round struct {
 	p DeliverPayload
 	d clickhouse.Delivery
 	// unplanned: no plan of this round can be stored yet (a fan-out
-	// batch's first run), so loadOrMakePlans does not read one. Only a
-	// saving: SET NX still decides which plan is carried out.
+	// batch's first run), so loadOrMakePlans need not read one (it reads
+	// none when every round is). Only a saving: SET NX still decides which
+	// plan is carried out.
 	unplanned bool
 }
 
@@ -114,8 +114,8 @@ func (w *Worker) sendLoop(f func()) {
 // sendIdle is how long a goroutine of the send pool waits for work.
 const sendIdle = 10 * time.Second
 
-// loadOrMakePlans reads the rounds' stored plans with one MGET (none for an
-// unplanned round), makes the missing ones (the device tokens' reporting
+// loadOrMakePlans reads the rounds' stored plans with one MGET (none when
+// every round is unplanned), makes the missing ones (the device tokens' reporting
 // flags read with one SMISMEMBER for all the snapshots), and stores them
 // with SET NX in one pipeline. A plan that another run stored first is
 // read back and followed. fresh[i] says round i's plan was stored by this
@@ -124,33 +124,26 @@ const sendIdle = 10 * time.Second
 func (w *Worker) loadOrMakePlans(ctx context.Context, rs []round, errs []error) (plans []plan, fresh []bool) {
 	plans, fresh = make([]plan, len(rs)), make([]bool, len(rs))
 	keys := make([]string, len(rs))
-	var missing, look []int
+	unplanned := true
 	for i, r := range rs {
 		keys[i] = planKey(r.d.ID.String(), r.p.Round)
-		if r.unplanned {
-			missing = append(missing, i)
-		} else {
-			look = append(look, i)
-		}
+		unplanned = unplanned && r.unplanned
 	}
-	if len(look) > 0 {
-		lookKeys := make([]string, len(look))
-		for j, i := range look {
-			lookKeys[j] = keys[i]
-		}
-		stored, err := w.rdb.MGet(ctx, lookKeys...).Result()
-		if err != nil {
+	stored := make([]any, len(rs)) // all nil: nothing stored
+	if !unplanned {
+		var err error
+		if stored, err = w.rdb.MGet(ctx, keys...).Result(); err != nil {
 			fillErr(errs, fmt.Errorf("jobs: read plans: %w", err))
 			return plans, fresh
 		}
-		for j, v := range stored {
-			if i := look[j]; v == nil {
-				missing = append(missing, i)
-			} else {
-				errs[i] = decodePlan(v, &plans[i])
-			}
+	}
+	var missing []int
+	for i, v := range stored {
+		if v == nil {
+			missing = append(missing, i)
+			continue
 		}
-		slices.Sort(missing)
+		errs[i] = decodePlan(v, &plans[i])
 	}
 	if len(missing) == 0 {
 		return plans, fresh
@@ -260,9 +253,10 @@ func (w *Worker) record(ctx context.Context, rs []round, plans []plan, errs []er
 			continue
 		}
 		t := TargetsOf{Delivery: d, Round: r.p.Round, Devices: make([]clickhouse.DeliveryDevice, len(pl.Devices))}
+		deferred := deferTargeted(pl)
 		for j, pd := range pl.Devices {
 			t.Devices[j] = clickhouse.DeliveryDevice{Index: pd.Index, Token: pd.Token, Platform: pd.Platform}
-			if !deferTargeted(pl) {
+			if !deferred {
 				events = append(events, targetedEvent(ev(pd.Index, clickhouse.KindTargeted, ""), pd.Token, pd.Platform, pd.Reporting))
 			}
 			if pd.Suppressed {

@@ -56,8 +56,7 @@ func NewTargetCache(rdb redis.UniversalClient, ttl time.Duration) *TargetCache {
 
 // targetsKey names the hash that holds a delivery's record.
 func targetsKey(id uuid.UUID) string {
-	b := hex.AppendEncode(append(make([]byte, 0, 32), "herald:targets:"...), id[:6])
-	return string(strconv.AppendUint(append(b, ':'), uint64(id[15]&63), 10))
+	return "herald:targets:" + hex.EncodeToString(id[:6]) + ":" + strconv.Itoa(int(id[15]&63))
 }
 
 // Put records a round's targeted devices.

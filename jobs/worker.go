@@ -271,22 +271,13 @@ func (pd planDevice) sendPlatform() string {
 
 // planKey: a round's plan (JSON), set once with SET NX.
 func planKey(deliveryID string, round uint16) string {
-	return string(strconv.AppendUint(append([]byte("herald:plan:"+deliveryID), ':'), uint64(round), 10))
-}
-
-// deviceKey is prefix, then deliveryID:round:idx: a device's key of a
-// round (finalKey, handoffKey), built without fmt (two a push).
-func deviceKey(prefix, deliveryID string, round, idx uint16) string {
-	b := make([]byte, 0, len(prefix)+len(deliveryID)+12)
-	b = append(append(b, prefix...), deliveryID...)
-	b = strconv.AppendUint(append(b, ':'), uint64(round), 10)
-	return string(strconv.AppendUint(append(b, ':'), uint64(idx), 10))
+	return "herald:plan:" + deliveryID + ":" + strconv.Itoa(int(round))
 }
 
 // finalKey: set once a device's final outcome is recorded; a send task that
 // finds it does nothing.
 func finalKey(deliveryID string, round uint16, idx uint16) string {
-	return deviceKey("herald:final:", deliveryID, round, idx)
+	return "herald:final:" + deliveryID + ":" + strconv.Itoa(int(round)) + ":" + strconv.Itoa(int(idx))
 }
 
 // HandleDeliver runs the pre-send checks of DESIGN.md in order, records the
@@ -635,7 +626,7 @@ func MessageFields(m clickhouse.Message) (map[string]string, map[string]string, 
 // finds it queues that task again (a no-op if it is queued) instead of
 // making the first attempt again.
 func handoffKey(deliveryID string, round uint16, idx uint16) string {
-	return deviceKey("herald:handoff:", deliveryID, round, idx)
+	return "herald:handoff:" + deliveryID + ":" + strconv.Itoa(int(round)) + ":" + strconv.Itoa(int(idx))
 }
 
 // firstAttempt makes a device's first attempt and, when it failed
@@ -742,8 +733,8 @@ func (w *Worker) attempt(ctx context.Context, p SendPayload, n uint16, last bool
 		DeviceIndex: p.DeviceIndex, Kind: kind, Attempt: n, Reason: reason, StatusCode: uint16(res.StatusCode),
 		ProviderID: res.MessageID, DeliveryCreated: p.DeliveryCreated, At: time.Now()}}
 	if t := p.target; t != nil {
-		e := events[0]
-		e.Kind, e.Attempt, e.Reason, e.StatusCode = clickhouse.KindTargeted, 0, "", 0
+		e := clickhouse.Event{WorkspaceID: p.WorkspaceID, CampaignID: campaignID, DeliveryID: deliveryID, Round: p.Round,
+			DeviceIndex: p.DeviceIndex, Kind: clickhouse.KindTargeted, DeliveryCreated: p.DeliveryCreated, At: events[0].At}
 		events = append(events, targetedEvent(e, p.Push.Token, t.platform, t.reporting))
 	}
 	fk := finalKey(p.DeliveryID, p.Round, p.DeviceIndex)
