@@ -45,17 +45,10 @@ func appendAPNSPayload(b []byte, p Push) []byte {
 		case "aps":
 			b = appendAPS(b, p)
 		case "CIO":
-			b = append(b, `{"push":{`...)
-			if p.Link != "" {
-				b = appendJSONString(append(b, `"link":`...), p.Link)
-			}
-			if p.Image != "" {
-				if p.Link != "" {
-					b = append(b, ',')
-				}
-				b = appendJSONString(append(b, `"image":`...), p.Image)
-			}
-			b = append(b, "}}"...)
+			c := jsonObject{b: append(b, `{"push":{`...)} // cioPush's fields, in its order
+			c.str("link", p.Link)
+			c.str("image", p.Image)
+			b = append(c.b, "}}"...)
 		case keyDeliveryID:
 			b = appendJSONString(b, p.DeliveryID)
 		case keyDeliveryToken:
@@ -67,107 +60,91 @@ func appendAPNSPayload(b []byte, p Push) []byte {
 	return append(b, '}')
 }
 
+// jsonObject writes the members of one JSON object in the order given,
+// a comma before each but the first; keys are Herald's own (no escaping).
+type jsonObject struct {
+	b []byte
+	n int
+}
+
+func (o *jsonObject) key(k string) {
+	if o.n > 0 {
+		o.b = append(o.b, ',')
+	}
+	o.n++
+	o.b = append(append(append(o.b, '"'), k...), `":`...)
+}
+
+// str writes k: v unless v is empty (omitempty).
+func (o *jsonObject) str(k, v string) {
+	if v != "" {
+		o.key(k)
+		o.b = appendJSONString(o.b, v)
+	}
+}
+
+// list writes k: [vs...] unless vs is empty.
+func (o *jsonObject) list(k string, vs []string) {
+	if len(vs) == 0 {
+		return
+	}
+	o.key(k)
+	o.b = append(o.b, '[')
+	for i, v := range vs {
+		if i > 0 {
+			o.b = append(o.b, ',')
+		}
+		o.b = appendJSONString(o.b, v)
+	}
+	o.b = append(o.b, ']')
+}
+
 // appendAPS appends apsDict(p) as json.Marshal writes it: keys in order.
 func appendAPS(b []byte, p Push) []byte {
 	o := p.Options
 	if o.Silent {
 		return append(b, `{"content-available":1}`...)
 	}
-	fields := 0
-	key := func(k string) {
-		if fields > 0 {
-			b = append(b, ',')
-		}
-		fields++
-		b = append(append(append(b, '"'), k...), `":`...)
-	}
-	b = append(b, '{')
-	alert := p.Title != "" || o.Subtitle != "" || p.Body != "" || o.TitleLocKey != "" || o.BodyLocKey != "" ||
-		len(o.TitleLocArgs) > 0 || len(o.BodyLocArgs) > 0
-	if alert {
-		key("alert")
-		b = appendAlert(b, p)
+	w := jsonObject{b: append(b, '{')}
+	if p.Title != "" || o.Subtitle != "" || p.Body != "" || o.TitleLocKey != "" || o.BodyLocKey != "" ||
+		len(o.TitleLocArgs) > 0 || len(o.BodyLocArgs) > 0 {
+		w.key("alert")
+		a := jsonObject{b: append(w.b, '{')}
+		a.str("body", p.Body)
+		a.list("loc-args", o.BodyLocArgs)
+		a.str("loc-key", o.BodyLocKey)
+		a.str("subtitle", o.Subtitle)
+		a.str("title", p.Title)
+		a.list("title-loc-args", o.TitleLocArgs)
+		a.str("title-loc-key", o.TitleLocKey)
+		w.b = append(a.b, '}')
 	}
 	if p.Badge != nil {
-		key("badge")
-		b = strconv.AppendInt(b, int64(*p.Badge), 10)
+		w.key("badge")
+		w.b = strconv.AppendInt(w.b, int64(*p.Badge), 10)
 	}
-	if o.Category != "" {
-		key("category")
-		b = appendJSONString(b, o.Category)
-	}
+	w.str("category", o.Category)
 	if o.ContentAvailable {
-		key("content-available")
-		b = append(b, '1')
+		w.key("content-available")
+		w.b = append(w.b, '1')
 	}
-	if o.InterruptionLevel != "" {
-		key("interruption-level")
-		b = appendJSONString(b, interruptions[o.InterruptionLevel])
+	if o.InterruptionLevel != "" { // an unknown level maps to "", written as the maps do
+		w.key("interruption-level")
+		w.b = appendJSONString(w.b, interruptions[o.InterruptionLevel])
 	}
 	if p.Image != "" || o.MutableContent {
-		key("mutable-content")
-		b = append(b, '1')
+		w.key("mutable-content")
+		w.b = append(w.b, '1')
 	}
 	if o.RelevanceScore != nil {
-		key("relevance-score")
+		w.key("relevance-score")
 		v, _ := json.Marshal(*o.RelevanceScore) // finite: APNSPayload checked
-		b = append(b, v...)
+		w.b = append(w.b, v...)
 	}
-	if p.Sound != "" {
-		key("sound")
-		b = appendJSONString(b, p.Sound)
-	}
-	if o.TargetContentID != "" {
-		key("target-content-id")
-		b = appendJSONString(b, o.TargetContentID)
-	}
-	if o.ThreadID != "" {
-		key("thread-id")
-		b = appendJSONString(b, o.ThreadID)
-	}
-	return append(b, '}')
-}
-
-// appendAlert appends the aps alert dictionary, keys in order.
-func appendAlert(b []byte, p Push) []byte {
-	o := p.Options
-	fields := 0
-	str := func(k, v string) {
-		if v == "" {
-			return
-		}
-		if fields > 0 {
-			b = append(b, ',')
-		}
-		fields++
-		b = appendJSONString(append(append(append(b, '"'), k...), `":`...), v)
-	}
-	list := func(k string, vs []string) {
-		if len(vs) == 0 {
-			return
-		}
-		if fields > 0 {
-			b = append(b, ',')
-		}
-		fields++
-		b = append(append(append(b, '"'), k...), `":[`...)
-		for i, v := range vs {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendJSONString(b, v)
-		}
-		b = append(b, ']')
-	}
-	b = append(b, '{')
-	str("body", p.Body)
-	list("loc-args", o.BodyLocArgs)
-	str("loc-key", o.BodyLocKey)
-	str("subtitle", o.Subtitle)
-	str("title", p.Title)
-	list("title-loc-args", o.TitleLocArgs)
-	str("title-loc-key", o.TitleLocKey)
-	return append(b, '}')
+	w.str("sound", p.Sound)
+	w.str("target-content-id", o.TargetContentID)
+	w.str("thread-id", o.ThreadID)
+	return append(w.b, '}')
 }
 
 // finiteScore: json.Marshal refuses NaN and ±Inf, and so must APNSPayload.
