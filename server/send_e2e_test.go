@@ -131,7 +131,10 @@ func TestTargetedEventsOfOneAndManyDevices(t *testing.T) {
 	}
 	// Both in flight: wait until the simulators hold all three pushes.
 	deadline := time.Now().Add(10 * time.Second)
-	for e.apns.Count(slow1)+e.apns.Count(slowA)+e.fcm.Count(slowB) < 3 && time.Now().Before(deadline) {
+	for e.apns.Count(slow1)+e.apns.Count(slowA)+e.fcm.Count(slowB) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the simulators got %d of the 3 pushes in 10 s", e.apns.Count(slow1)+e.apns.Count(slowA)+e.fcm.Count(slowB))
+		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	e.flush()
