@@ -230,31 +230,27 @@ func (m meters) chPIDs() []int {
 }
 
 func (m meters) sample() (redisCPU, chCPU, simCPU time.Duration) {
-	redisCPU, chCPU, simCPU = -1, -1, 0
-	for _, p := range m.simPIDs {
-		c, err := procCPU(p)
-		if err != nil {
-			simCPU = -1
-			break
-		}
-		simCPU += c
-	}
+	redisCPU, chCPU = -1, -1
 	if m.redisPID > 0 {
-		if c, err := procCPU(m.redisPID); err == nil {
-			redisCPU = c
-		}
+		redisCPU = cpuOf([]int{m.redisPID})
 	}
 	if pids := m.chPIDs(); len(pids) == 2 {
-		chCPU = 0
-		for _, p := range pids {
-			c, err := procCPU(p)
-			if err != nil {
-				return redisCPU, -1, simCPU
-			}
-			chCPU += c
-		}
+		chCPU = cpuOf(pids)
 	}
-	return redisCPU, chCPU, simCPU
+	return redisCPU, chCPU, cpuOf(m.simPIDs)
+}
+
+// cpuOf is the processes' CPU together; -1 when one cannot be read.
+func cpuOf(pids []int) time.Duration {
+	var sum time.Duration
+	for _, p := range pids {
+		c, err := procCPU(p)
+		if err != nil {
+			return -1
+		}
+		sum += c
+	}
+	return sum
 }
 
 func selfCPU() time.Duration {
