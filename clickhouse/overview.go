@@ -8,6 +8,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/google/uuid"
 
 	"github.com/heraldpush/herald/domain"
@@ -166,20 +167,33 @@ func ceilHour(t time.Time) time.Time {
 // (an hour or a day):
 // those with the same device counts (Dev devices: Sent, Bounced, Failed,
 // Suppressed, the rest pending), pre-send failure and (for those that may
-// have FAILED) failure reason, with their figures.
+// have FAILED) failure reason (Reason; a fast group has its failure key,
+// Key, until Store.failureTexts fills Reason in), with their figures.
 type groupRow struct {
 	Bucket                                 time.Time
 	Dev, Sent, Bounced, Failed, Suppressed uint32
 	Presend                                bool
+	Key                                    uint64
 	Reason                                 string
 	N, Delivered, Opened, Converted, SDK   uint64
 	DevDelivered, DevOpened                uint64
 }
 
-// fields points at the row's columns, in overviewFastSQL's order.
-func (r *groupRow) fields() []any {
-	return []any{&r.Bucket, &r.Dev, &r.Sent, &r.Bounced, &r.Failed, &r.Suppressed, &r.Presend, &r.Reason,
-		&r.N, &r.Delivered, &r.Opened, &r.Converted, &r.SDK, &r.DevDelivered, &r.DevOpened}
+// scanFast reads a row of overviewFastSQL, its packed counts unpacked.
+func (r *groupRow) scanFast(rows driver.Rows) error {
+	var counts uint64
+	if err := rows.Scan(&r.Bucket, &counts, &r.Key, &r.N, &r.Delivered, &r.Opened, &r.Converted, &r.SDK, &r.DevDelivered, &r.DevOpened); err != nil {
+		return err
+	}
+	r.Dev, r.Sent, r.Bounced, r.Failed, r.Suppressed = uint32(counts&255), uint32(counts>>8&255), uint32(counts>>16&255), uint32(counts>>24&255), uint32(counts>>32&255)
+	r.Presend = counts>>40&1 == 1
+	return nil
+}
+
+// scanSlow reads a row of overviewSlowSQL.
+func (r *groupRow) scanSlow(rows driver.Rows) error {
+	return rows.Scan(&r.Bucket, &r.Dev, &r.Sent, &r.Bounced, &r.Failed, &r.Suppressed, &r.Presend, &r.Reason,
+		&r.N, &r.Delivered, &r.Opened, &r.Converted, &r.SDK, &r.DevDelivered, &r.DevOpened)
 }
 
 // state is the group's send state: domain.DeliveryStatusOf of its
@@ -308,8 +322,9 @@ func (p *overviewPart) add(r groupRow) {
 	d.Opened += r.DevOpened
 }
 
-// groupRows runs overviewFastSQL or overviewSlowSQL.
-func (s *Store) groupRows(ctx context.Context, query string, args ...any) ([]groupRow, error) {
+// groupRows runs overviewFastSQL or overviewSlowSQL, scanning each row
+// with scan (groupRow.scanFast or scanSlow).
+func (s *Store) groupRows(ctx context.Context, scan func(*groupRow, driver.Rows) error, query string, args ...any) ([]groupRow, error) {
 	rows, err := s.conn.Query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: overview: %w", err)
@@ -318,7 +333,7 @@ func (s *Store) groupRows(ctx context.Context, query string, args ...any) ([]gro
 	var out []groupRow
 	for rows.Next() {
 		var r groupRow
-		if err := rows.Scan(r.fields()...); err != nil {
+		if err := scan(&r, rows); err != nil {
 			return nil, fmt.Errorf("clickhouse: scan overview: %w", err)
 		}
 		r.Bucket = r.Bucket.UTC()
@@ -328,6 +343,49 @@ func (s *Store) groupRows(ctx context.Context, query string, args ...any) ([]gro
 		return nil, fmt.Errorf("clickhouse: overview: %w", err)
 	}
 	return out, nil
+}
+
+// failureTexts fills in the Reason of the fast groups that FAILED from
+// their failure keys, in one read of delivery_states (failureTextsSQL).
+func (s *Store) failureTexts(ctx context.Context, rows []groupRow, args []any) error {
+	var keys []uint64
+	seen := map[uint64]bool{}
+	for _, r := range rows {
+		if r.Key != 0 && !seen[r.Key] && r.state() == domain.DeliveryFailed {
+			seen[r.Key] = true
+			keys = append(keys, r.Key)
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	q, err := s.conn.Query(ctx, failureTextsSQL, append(args[:4:4], keys, len(keys))...)
+	if err != nil {
+		return fmt.Errorf("clickhouse: overview: failure reasons: %w", err)
+	}
+	defer q.Close()
+	texts := make(map[uint64]string, len(keys))
+	for q.Next() {
+		var k uint64
+		var why string
+		if err := q.Scan(&k, &why); err != nil {
+			return fmt.Errorf("clickhouse: overview: scan failure reason: %w", err)
+		}
+		texts[k] = why
+	}
+	if err := q.Err(); err != nil {
+		return fmt.Errorf("clickhouse: overview: failure reasons: %w", err)
+	}
+	for i := range rows {
+		if k := rows[i].Key; k != 0 {
+			why, ok := texts[k]
+			if !ok && seen[k] {
+				return fmt.Errorf("clickhouse: overview: no failure reason stored for key %#x", k)
+			}
+			rows[i].Reason = why
+		}
+	}
+	return nil
 }
 
 func (d *DeviceTotals) add(x DeviceTotals) {
@@ -369,7 +427,7 @@ func (s *Store) deliveryGroups(ctx context.Context, workspaceID string, campaign
 		case err != nil:
 			slowErr = fmt.Errorf("clickhouse: overview: find slow deliveries: %w", err)
 		default:
-			slowRows, slowErr = s.groupRows(ctx, overviewSlowSQL[g], args...)
+			slowRows, slowErr = s.groupRows(ctx, (*groupRow).scanSlow, overviewSlow[g], args...)
 		}
 	}()
 	var (
@@ -380,7 +438,10 @@ func (s *Store) deliveryGroups(ctx context.Context, workspaceID string, campaign
 	if err != nil {
 		err = fmt.Errorf("clickhouse: overview: list merged partitions: %w", err)
 	} else {
-		rows, err = s.groupRows(ctx, overviewFastSQL[g], append(args[:4:4], merged)...)
+		rows, err = s.groupRows(ctx, (*groupRow).scanFast, overviewFast[g], append(args[:4:4], merged)...)
+	}
+	if err == nil {
+		err = s.failureTexts(ctx, rows, args)
 	}
 	<-done
 	if err := errors.Join(err, slowErr); err != nil {

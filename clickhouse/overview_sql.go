@@ -2,45 +2,64 @@ package clickhouse
 
 import "fmt"
 
-// overviewCountsSQL groups a campaign's deliveries that have events,
-// created in [from, to), read from %[1]s (delivery_counts_fast_in or
-// _slow_in), by the bucket they were created in (%[2]s: toStartOfHour or
-// toStartOfDay, the series' granularity: grouping a month by day leaves
-// a tenth of the rows, and the query is a fifth faster), their device counts,
-// pre-send failure and, for a delivery that may have FAILED (a pre-send
-// failure or a failed device), its failure reason: delivery_status_in's
-// rule (the smallest reason of the failure device's events in round r,
-// from the delivery's own rs), evaluated only for those rows (if() skips
-// the others). A narrow key: grouping by anything wider costs more than
-// counting. Params: workspace, campaign, from, to (DateTime64(3) literals,
-// chTime), for the fast view also merged (the partitions of one part,
-// mergedPartitionsSQL). Columns: as groupRow.fields.
-const overviewCountsSQL = `
-SELECT %[2]s(delivery_created) AS bucket, n_dev, n_sent, n_bounced, n_failed, n_suppressed, presend,
-    if(presend OR n_failed > 0,
-        arrayMin(arrayFilter((why, k) -> k = toUInt32(r) * 65536 + if(presend, toUInt16(65535), first_failed), rs.2, rs.1)), '') AS reason,
+// overviewFastSQL groups a campaign's deliveries that have events, created
+// in [from, to), read from delivery_counts_fast_in, by the bucket they were
+// created in (%[1]s: toStartOfHour or toStartOfDay, the series'
+// granularity: grouping a month by day leaves a tenth of the rows), their
+// device counts packed into one key (8 bits each, from the low end:
+// n_dev, n_sent, n_bounced, n_failed, n_suppressed, presend; a fast
+// delivery has at most 6 devices; grouping by one number costs a third
+// less than by six columns), and, for a delivery that may have FAILED (a
+// pre-send failure or a failed device), its failure key (0008: the reason
+// the rule picks, as a number; Store.failureTexts reads the texts of the
+// keys of the groups that FAILED). Params: workspace, campaign, from, to
+// (DateTime64(3) literals, chTime), merged (the partitions of one part,
+// mergedPartitionsSQL). Columns: as groupRow.fastFields.
+const overviewFastSQL = `
+SELECT %[1]s(delivery_created) AS bucket,
+    toUInt64(n_dev + bitShiftLeft(n_sent, 8) + bitShiftLeft(n_bounced, 16) + bitShiftLeft(n_failed, 24)
+        + bitShiftLeft(toUInt64(n_suppressed), 32) + bitShiftLeft(toUInt64(presend), 40)) AS counts,
+    if(presend OR n_failed > 0, failure_key, 0) AS key,
     count(), countIf(n_delivered > 0), countIf(n_opened > 0), countIf(converted), countIf(n_sdk > 0),
     sum(n_delivered), sum(n_opened)
-FROM %[1]s
-GROUP BY bucket, n_dev, n_sent, n_bounced, n_failed, n_suppressed, presend, reason`
+FROM delivery_counts_fast_in(workspace = ?, campaign = ?, from = ?, to = ?, merged = ?)
+GROUP BY bucket, counts, key`
 
-// The overview's two sources (most deliveries, and the slow ones) by
-// granularity.
+// overviewSlowSQL groups the slow deliveries (a retry round, or six
+// devices and more) as overviewFastSQL does the others, by separate counts
+// (a slow delivery has any number of devices) and the failure reason's
+// text. Params: workspace, campaign, from, to. Columns: as
+// groupRow.slowFields.
+const overviewSlowSQL = `
+SELECT %[1]s(delivery_created) AS bucket, n_dev, n_sent, n_bounced, n_failed, n_suppressed, presend,
+    if(presend OR n_failed > 0, reason, '') AS why,
+    count(), countIf(n_delivered > 0), countIf(n_opened > 0), countIf(converted), countIf(n_sdk > 0),
+    sum(n_delivered), sum(n_opened)
+FROM delivery_counts_slow_in(workspace = ?, campaign = ?, from = ?, to = ?)
+GROUP BY bucket, n_dev, n_sent, n_bounced, n_failed, n_suppressed, presend, why`
+
+// The overview's two sources by granularity.
 var (
-	overviewFastSQL = map[Granularity]string{
-		Hour: fmt.Sprintf(overviewCountsSQL, fastCountsSource, "toStartOfHour"),
-		Day:  fmt.Sprintf(overviewCountsSQL, fastCountsSource, "toStartOfDay"),
+	overviewFast = map[Granularity]string{
+		Hour: fmt.Sprintf(overviewFastSQL, "toStartOfHour"),
+		Day:  fmt.Sprintf(overviewFastSQL, "toStartOfDay"),
 	}
-	overviewSlowSQL = map[Granularity]string{
-		Hour: fmt.Sprintf(overviewCountsSQL, slowCountsSource, "toStartOfHour"),
-		Day:  fmt.Sprintf(overviewCountsSQL, slowCountsSource, "toStartOfDay"),
+	overviewSlow = map[Granularity]string{
+		Hour: fmt.Sprintf(overviewSlowSQL, "toStartOfHour"),
+		Day:  fmt.Sprintf(overviewSlowSQL, "toStartOfDay"),
 	}
 )
 
-const (
-	fastCountsSource = "delivery_counts_fast_in(workspace = ?, campaign = ?, from = ?, to = ?, merged = ?)"
-	slowCountsSource = "delivery_counts_slow_in(workspace = ?, campaign = ?, from = ?, to = ?)"
-)
+// failureTextsSQL reads the reason of each failure key (0008) from
+// delivery_states.fail_text, whose first 8 bytes are the key: a row of
+// each, the read ending when every key has one (the keys of common reasons
+// are met in the first granules). Params: workspace, campaign, from, to,
+// keys, the number of keys. Columns: key, reason.
+const failureTextsSQL = `
+SELECT fail, substring(fail_text, 9)
+FROM delivery_states
+WHERE workspace_id = ? AND campaign_id = ? AND delivery_created >= ? AND delivery_created < ? AND fail IN ?
+LIMIT 1 BY fail LIMIT ?`
 
 // mergedPartitionsSQL lists the partitions of delivery_states that hold a
 // single part, which delivery_counts_fast_in reads without merging rows

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/go-faster/city"
 	"github.com/google/uuid"
 
 	"github.com/heraldpush/herald/domain"
@@ -115,7 +116,8 @@ type deviceRow struct {
 	counts        bool // an event other than a conversion: the newest such round is the status round
 	presend       bool // a pre-send failure
 	presendReason string
-	failedReason  string // why the device FAILED
+	failed        bool   // a failed event
+	failedReason  string // that of its failed events with the smallest FailureKey
 	converted     time.Time
 	send          DeviceSend
 }
@@ -139,7 +141,8 @@ type eventRow struct {
 // with one: a final attempt's outcome is that attempt); Status is the
 // furthest state (SENT, BOUNCED, FAILED, SUPPRESSED, else PENDING); LastError is the reason of the newest
 // attempt, failed or bounced event with one; failedReason and
-// presendReason are the smallest reason of their kind; SentAt, DeliveredAt
+// presendReason are the reason of their kind with the smallest FailureKey
+// (lessReason); SentAt, DeliveredAt
 // (delivered or opened), OpenedAt and converted are the earliest of their
 // kinds; Token and Platform come from the targeted event.
 func deviceRowsOf(evs []eventRow) []deviceRow {
@@ -188,8 +191,8 @@ func deviceRowsOf(evs []eventRow) []deviceRow {
 		case KindBounced:
 			a.bounced = true
 		case KindFailed:
-			a.failed = true
-			if !a.failedSeen || e.reason < r.failedReason {
+			a.failed, r.failed = true, true
+			if !a.failedSeen || lessReason(e.reason, r.failedReason) {
 				a.failedSeen, r.failedReason = true, e.reason
 			}
 		case KindSuppressed:
@@ -203,7 +206,7 @@ func deviceRowsOf(evs []eventRow) []deviceRow {
 			r.converted = earliest(r.converted, e.at)
 		case KindPresendFailed:
 			r.presend = true
-			if !a.presendSeen || e.reason < r.presendReason {
+			if !a.presendSeen || lessReason(e.reason, r.presendReason) {
 				a.presendSeen, r.presendReason = true, e.reason
 			}
 		}
@@ -246,7 +249,7 @@ func deviceRowsOf(evs []eventRow) []deviceRow {
 
 // deviceRows reads a delivery's rows, by round and device index.
 func (s *Store) deviceRows(ctx context.Context, d Delivery) ([]deviceRow, error) {
-	return s.queryDeviceRows(ctx, eventRowsSQL, d.WorkspaceID, d.CampaignID, chTime(DeliveryTime(d.ID)), d.ID)
+	return s.queryDeviceRows(s.pointRead(ctx), eventRowsSQL, d.WorkspaceID, d.CampaignID, chTime(DeliveryTime(d.ID)), d.ID)
 }
 
 // queryDeviceRows runs an eventRowsSelect query and folds its events.
@@ -286,7 +289,9 @@ func newestRound(rows []deviceRow) uint16 {
 // DESIGN.md's table (domain.DeliveryStatusOf): the devices are the round's
 // device rows; a pre-send failure in the round fails it (with its reason);
 // a conversion in any round converts it; a FAILED send state takes the
-// failed reason of the FAILED device with the smallest index.
+// failed reason of the device with the smallest index that has a failed
+// event (migration 0008's rule: FAILED or not, that device's failure is
+// the first).
 func fold(rows []deviceRow, round uint16) DeliveryStatus {
 	st := DeliveryStatus{Round: round}
 	var presend bool
@@ -311,7 +316,7 @@ func fold(rows []deviceRow, round uint16) DeliveryStatus {
 		status := domain.DeviceSendStatus(x.Status)
 		ds = append(ds, domain.DeviceSend{Status: status, Delivered: !x.DeliveredAt.IsZero(), Opened: !x.OpenedAt.IsZero()})
 		sendOnly = append(sendOnly, domain.DeviceSend{Status: status})
-		if status == domain.DeviceSendFailed && !failedSeen {
+		if r.failed && !failedSeen {
 			failedSeen, failedReason = true, r.failedReason
 		}
 	}
@@ -324,6 +329,21 @@ func fold(rows []deviceRow, round uint16) DeliveryStatus {
 		st.FailureReason = failedReason
 	}
 	return st
+}
+
+// FailureKey orders the reasons of one kind of failure (migration 0008):
+// of a device's failed events in a round, or a round's presend_failed
+// ones, the one whose reason has the smallest key is the failure reason.
+// It is ClickHouse's cityHash64(reason) >> 8, the low 56 bits of
+// delivery_states.fail, so that min() picks there what lessReason picks
+// here.
+func FailureKey(reason string) uint64 { return city.CH64([]byte(reason)) >> 8 }
+
+// lessReason orders reasons by FailureKey, then (for two reasons with one
+// key) by their bytes.
+func lessReason(a, b string) bool {
+	ka, kb := FailureKey(a), FailureKey(b)
+	return ka < kb || ka == kb && a < b
 }
 
 func earliest(cur, t time.Time) time.Time {

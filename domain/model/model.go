@@ -70,7 +70,9 @@ type Result struct {
 	SendState domain.DeliveryStatus
 	// FailureReason is the pre-send reason when the newest round failed
 	// before sending; else, when SendState is FAILED, the reason of the
-	// failed row of the FAILED device with the smallest index; else "".
+	// failed row of the device with the smallest index that has one (it
+	// may also have bounced or sent); else "". Of several such rows, the
+	// reason first by reasonBefore.
 	FailureReason string
 	// Converted: a converted row in any round.
 	Converted        bool
@@ -126,7 +128,7 @@ func Status(d Delivery) Result {
 			continue
 		}
 		if e.Kind == clickhouse.KindPresendFailed {
-			if !presend || e.Reason < presendReason {
+			if !presend || reasonBefore(e.Reason, presendReason) {
 				presendReason = e.Reason
 			}
 			presend = true
@@ -153,7 +155,7 @@ func Status(d Delivery) Result {
 		case clickhouse.KindBounced:
 			a.bounced = true
 		case clickhouse.KindFailed:
-			if !a.hasFailedReason || e.Reason < a.failedReason {
+			if !a.hasFailedReason || reasonBefore(e.Reason, a.failedReason) {
 				a.failedReason = e.Reason
 			}
 			a.failed, a.hasFailedReason = true, true
@@ -196,13 +198,13 @@ func Status(d Delivery) Result {
 			dr.Status = domain.DeviceSendBounced
 		case a.failed:
 			dr.Status = domain.DeviceSendFailed
-			if !haveFailure {
-				failureReason, haveFailure = a.failedReason, true
-			}
 		case a.suppressed:
 			dr.Status = domain.DeviceSendSuppressed
 		default:
 			dr.Status = domain.DeviceSendPending
+		}
+		if a.hasFailedReason && !haveFailure {
+			failureReason, haveFailure = a.failedReason, true
 		}
 		res.Devices = append(res.Devices, dr)
 		sends = append(sends, domain.DeviceSend{Status: dr.Status, Delivered: dr.Delivered, Opened: dr.Opened})
@@ -225,6 +227,14 @@ func Status(d Delivery) Result {
 		res.FailureReason = failureReason
 	}
 	return res
+}
+
+// reasonBefore orders two reasons of one kind of failure: by
+// clickhouse.FailureKey (migration 0008: ClickHouse's cityHash64 >> 8),
+// then by their bytes.
+func reasonBefore(a, b string) bool {
+	ka, kb := clickhouse.FailureKey(a), clickhouse.FailureKey(b)
+	return ka < kb || ka == kb && a < b
 }
 
 // earliest returns the earlier of cur and t at microsecond precision in
