@@ -41,8 +41,9 @@ type Overview struct {
 	BounceRate     float64 // Bounced / Sends
 
 	// FailuresByReason counts FAILED deliveries by failure reason: the
-	// pre-send reason, else the failed-event reason of the FAILED device
-	// with the smallest device index.
+	// pre-send reason, else the failed-event reason of the device with the
+	// smallest index that has one (migration 0008's rule; README "Failure
+	// reasons").
 	FailuresByReason map[string]uint64
 
 	// Devices totals the device sends of those deliveries' newest rounds.
@@ -85,10 +86,12 @@ const (
 // The queries run at once: the deliveries created per bucket (created
 // whole hours from the campaign_created rollup, the partial hours at the
 // ends from deliveries); the deliveries with events, counted by
-// delivery_counts_fast_in and grouped by hour, device counts and failure
-// reason; and, only when some delivery in the range is slow (a retry
-// round, or six devices and more), the same over delivery_counts_slow_in.
-// Each group's send state is domain.DeliveryStatusOf of its counts.
+// delivery_counts_fast_in and grouped by bucket, device counts and failure
+// key, the keys of the FAILED groups then read as text (failureTexts);
+// and, only when some delivery in the range is slow (a retry round, or six
+// devices and more), the same over delivery_counts_slow_in, grouped by the
+// reason's text. Each group's send state is domain.DeliveryStatusOf of its
+// counts.
 // Deliveries without any event yet are in flight (ATTEMPTED).
 func (s *Store) Overview(ctx context.Context, workspaceID string, campaignID uuid.UUID, from, to time.Time, g Granularity) (Overview, error) {
 	if g != Day {

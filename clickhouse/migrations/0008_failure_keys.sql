@@ -65,7 +65,12 @@ GROUP BY workspace_id, campaign_id, delivery_id
 -- failure_key (the overview groups by it and reads the reason text after,
 -- from fail_text, for the few keys that failed). delivery_created is
 -- computed from the id after the merge, which costs less than carrying it
--- through the GROUP BY.
+-- through the GROUP BY. The partitions are picked by indexHint: the choice
+-- is whole parts, which the index analysis makes exactly, so no row needs
+-- the test (which cost a twentieth of the overview). The range, too, is
+-- an indexHint for the index analysis, and each row's test is on the id it
+-- is read for anyway (delivery_created is UUIDv7ToDateTime(delivery_id),
+-- MATERIALIZED): reading the column cost another twentieth.
 CREATE OR REPLACE VIEW delivery_counts_fast_in AS
 SELECT
     ws AS workspace_id, cp AS campaign_id, UUIDv7ToDateTime(delivery_id) AS delivery_created, delivery_id, toUInt16(0) AS r,
@@ -100,15 +105,17 @@ FROM (
         FROM delivery_states FINAL
         WHERE ({workspace:String} = '' OR workspace_id = {workspace:String})
           AND ({campaign:UUID} = toUUID('00000000-0000-0000-0000-000000000000') OR campaign_id = {campaign:UUID})
-          AND delivery_created >= {from:DateTime64(3)} AND delivery_created < {to:DateTime64(3)}
-          AND has({merged:Array(String)}, _partition_id) AND NOT bitTest(bits, 56)
+          AND indexHint(delivery_created >= {from:DateTime64(3)} AND delivery_created < {to:DateTime64(3)})
+          AND UUIDv7ToDateTime(delivery_id) >= {from:DateTime64(3)} AND UUIDv7ToDateTime(delivery_id) < {to:DateTime64(3)}
+          AND indexHint(has({merged:Array(String)}, _partition_id)) AND NOT bitTest(bits, 56)
         UNION ALL
         SELECT delivery_id, any(workspace_id) AS ws, any(campaign_id) AS cp, groupBitOr(bits) AS x, min(fail) AS fl, min(fail_text) AS ft
         FROM delivery_states
         WHERE ({workspace:String} = '' OR workspace_id = {workspace:String})
           AND ({campaign:UUID} = toUUID('00000000-0000-0000-0000-000000000000') OR campaign_id = {campaign:UUID})
-          AND delivery_created >= {from:DateTime64(3)} AND delivery_created < {to:DateTime64(3)}
-          AND NOT has({merged:Array(String)}, _partition_id)
+          AND indexHint(delivery_created >= {from:DateTime64(3)} AND delivery_created < {to:DateTime64(3)})
+          AND UUIDv7ToDateTime(delivery_id) >= {from:DateTime64(3)} AND UUIDv7ToDateTime(delivery_id) < {to:DateTime64(3)}
+          AND indexHint(NOT has({merged:Array(String)}, _partition_id))
         GROUP BY delivery_id
         HAVING NOT bitTest(x, 56)
     )
