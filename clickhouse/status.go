@@ -142,7 +142,7 @@ type eventRow struct {
 // furthest state (SENT, BOUNCED, FAILED, SUPPRESSED, else PENDING); LastError is the reason of the newest
 // attempt, failed or bounced event with one; failedReason and
 // presendReason are the reason of their kind with the smallest FailureKey
-// (lessReason); SentAt, DeliveredAt
+// (FailureReasonLess); SentAt, DeliveredAt
 // (delivered or opened), OpenedAt and converted are the earliest of their
 // kinds; Token and Platform come from the targeted event.
 func deviceRowsOf(evs []eventRow) []deviceRow {
@@ -151,11 +151,10 @@ func deviceRowsOf(evs []eventRow) []deviceRow {
 		round, device uint16
 	}
 	type acc struct {
-		row                               deviceRow
-		sent, bounced, failed, suppressed bool
-		failedSeen, presendSeen           bool
-		lastErrorAt                       time.Time
-		attempts                          map[uint16]bool
+		row                       deviceRow
+		sent, bounced, suppressed bool
+		lastErrorAt               time.Time
+		attempts                  map[uint16]bool
 	}
 	accs := map[key]*acc{}
 	var keys []key
@@ -191,10 +190,10 @@ func deviceRowsOf(evs []eventRow) []deviceRow {
 		case KindBounced:
 			a.bounced = true
 		case KindFailed:
-			a.failed, r.failed = true, true
-			if !a.failedSeen || lessReason(e.reason, r.failedReason) {
-				a.failedSeen, r.failedReason = true, e.reason
+			if !r.failed || FailureReasonLess(e.reason, r.failedReason) {
+				r.failedReason = e.reason
 			}
+			r.failed = true
 		case KindSuppressed:
 			a.suppressed = true
 		case KindDelivered:
@@ -205,10 +204,10 @@ func deviceRowsOf(evs []eventRow) []deviceRow {
 		case KindConverted:
 			r.converted = earliest(r.converted, e.at)
 		case KindPresendFailed:
-			r.presend = true
-			if !a.presendSeen || lessReason(e.reason, r.presendReason) {
-				a.presendSeen, r.presendReason = true, e.reason
+			if !r.presend || FailureReasonLess(e.reason, r.presendReason) {
+				r.presendReason = e.reason
 			}
+			r.presend = true
 		}
 		switch e.kind {
 		case KindAttempt, KindFailed, KindBounced:
@@ -235,7 +234,7 @@ func deviceRowsOf(evs []eventRow) []deviceRow {
 			a.row.send.Status = "SENT"
 		case a.bounced:
 			a.row.send.Status = "BOUNCED"
-		case a.failed:
+		case a.row.failed:
 			a.row.send.Status = "FAILED"
 		case a.suppressed:
 			a.row.send.Status = "SUPPRESSED"
@@ -335,13 +334,14 @@ func fold(rows []deviceRow, round uint16) DeliveryStatus {
 // of a device's failed events in a round, or a round's presend_failed
 // ones, the one whose reason has the smallest key is the failure reason.
 // It is ClickHouse's cityHash64(reason) >> 8, the low 56 bits of
-// delivery_states.fail, so that min() picks there what lessReason picks
-// here.
+// delivery_states.fail, so that min() picks there what FailureReasonLess
+// picks here.
 func FailureKey(reason string) uint64 { return city.CH64([]byte(reason)) >> 8 }
 
-// lessReason orders reasons by FailureKey, then (for two reasons with one
-// key) by their bytes.
-func lessReason(a, b string) bool {
+// FailureReasonLess orders two reasons of one kind of failure: by
+// FailureKey, then (for two reasons with one key) by their bytes. The
+// reference model (domain/model) orders them by it too.
+func FailureReasonLess(a, b string) bool {
 	ka, kb := FailureKey(a), FailureKey(b)
 	return ka < kb || ka == kb && a < b
 }

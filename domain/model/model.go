@@ -72,7 +72,7 @@ type Result struct {
 	// before sending; else, when SendState is FAILED, the reason of the
 	// failed row of the device with the smallest index that has one (it
 	// may also have bounced or sent); else "". Of several such rows, the
-	// reason first by reasonBefore.
+	// reason first by clickhouse.FailureReasonLess (migration 0008's order).
 	FailureReason string
 	// Converted: a converted row in any round.
 	Converted        bool
@@ -113,7 +113,6 @@ func Status(d Delivery) Result {
 		sdkKnown                                             bool
 		attempts                                             map[uint16]bool
 		failedReason                                         string
-		hasFailedReason                                      bool
 		sentAt, deliveredAt, openedAt                        time.Time
 	}
 	devs := map[uint16]*acc{}
@@ -128,7 +127,7 @@ func Status(d Delivery) Result {
 			continue
 		}
 		if e.Kind == clickhouse.KindPresendFailed {
-			if !presend || reasonBefore(e.Reason, presendReason) {
+			if !presend || clickhouse.FailureReasonLess(e.Reason, presendReason) {
 				presendReason = e.Reason
 			}
 			presend = true
@@ -155,10 +154,10 @@ func Status(d Delivery) Result {
 		case clickhouse.KindBounced:
 			a.bounced = true
 		case clickhouse.KindFailed:
-			if !a.hasFailedReason || reasonBefore(e.Reason, a.failedReason) {
+			if !a.failed || clickhouse.FailureReasonLess(e.Reason, a.failedReason) {
 				a.failedReason = e.Reason
 			}
-			a.failed, a.hasFailedReason = true, true
+			a.failed = true
 		case clickhouse.KindSuppressed:
 			a.suppressed = true
 		case clickhouse.KindDelivered:
@@ -203,7 +202,7 @@ func Status(d Delivery) Result {
 		default:
 			dr.Status = domain.DeviceSendPending
 		}
-		if a.hasFailedReason && !haveFailure {
+		if a.failed && !haveFailure {
 			failureReason, haveFailure = a.failedReason, true
 		}
 		res.Devices = append(res.Devices, dr)
@@ -227,14 +226,6 @@ func Status(d Delivery) Result {
 		res.FailureReason = failureReason
 	}
 	return res
-}
-
-// reasonBefore orders two reasons of one kind of failure: by
-// clickhouse.FailureKey (migration 0008: ClickHouse's cityHash64 >> 8),
-// then by their bytes.
-func reasonBefore(a, b string) bool {
-	ka, kb := clickhouse.FailureKey(a), clickhouse.FailureKey(b)
-	return ka < kb || ka == kb && a < b
 }
 
 // earliest returns the earlier of cur and t at microsecond precision in
