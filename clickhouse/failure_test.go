@@ -116,49 +116,44 @@ func TestFailureReasonRule(t *testing.T) {
 	c.all(t, hs)
 }
 
-// TestPointReadSettings checks that a read of one delivery's rows runs
-// with pointReadSettings where the server knows them (use_statistics from
-// 26.x), and that the Store reads a delivery written twice (a retried
-// insert) without FINAL.
-func TestPointReadSettings(t *testing.T) {
+// TestOverviewManyFailureReasons checks that the overview reads the texts
+// of more failure keys than one query's text can hold: 15,000 FAILED
+// deliveries, each with its own pre-send reason, are 315 KB of keys, above
+// the server's max_query_size (256 KiB), so failureTexts must batch them.
+func TestOverviewManyFailureReasons(t *testing.T) {
 	ctx := context.Background()
 	conn := chtest.New(t)
 	store := clickhouse.NewStore(conn)
-	var known uint64
-	if err := conn.QueryRow(ctx, `SELECT count() FROM system.settings WHERE name = 'use_statistics'`).Scan(&known); err != nil {
+	ws := "ws_many_reasons"
+	campaign := model.UUIDAt(time.Unix(8, 0))
+	start := time.Now().UTC().Add(-24 * time.Hour).Truncate(time.Hour)
+	const n = 15000
+	rows := make([]clickhouse.Delivery, n)
+	events := make([]clickhouse.Event, n)
+	for i := range n {
+		at := start.Add(time.Duration(i) * time.Second)
+		id := model.UUIDAt(at)
+		rows[i] = clickhouse.Delivery{WorkspaceID: ws, ID: id, CampaignID: campaign, MessageID: campaign,
+			PersonID: fmt.Sprintf("p%d", i), Audience: "ALL_DEVICES", CreatedAt: at.Truncate(time.Millisecond)}
+		events[i] = clickhouse.Event{WorkspaceID: ws, CampaignID: campaign, DeliveryID: id, DeliveryCreated: rows[i].CreatedAt,
+			DeviceIndex: clickhouse.DeliveryLevel, Kind: clickhouse.KindPresendFailed, Reason: fmt.Sprintf("Liquid error: variable is missing: v%d", i), At: at}
+	}
+	if err := store.CreateDeliveries(ctx, rows); err != nil {
 		t.Fatal(err)
 	}
-	var threads, stats string
-	if err := conn.QueryRow(store.PointRead(ctx), `SELECT toString(getSetting('max_threads')), if(?, toString(getSetting('use_statistics')), 'none')`, known == 1).Scan(&threads, &stats); err != nil {
+	if err := clickhouse.InsertEvents(ctx, conn, events); err != nil {
 		t.Fatal(err)
 	}
-	want := "false" // a Bool setting
-	if known == 0 {
-		want = "none"
-	}
-	if threads != "1" || stats != want {
-		t.Errorf("point read: max_threads %s, use_statistics %s; want 1, %s", threads, stats, want)
-	}
-	if err := conn.QueryRow(ctx, `SELECT toString(getSetting('max_threads'))`).Scan(&threads); err != nil {
-		t.Fatal(err)
-	}
-	if threads == "1" {
-		t.Errorf("a read without PointRead runs with max_threads 1 too: the settings leaked")
-	}
-
-	ws := "ws_point_read"
-	d := clickhouse.Delivery{WorkspaceID: ws, ID: model.UUIDAt(time.Now().Add(-time.Hour)), CampaignID: model.UUIDAt(time.Unix(6, 0)),
-		MessageID: model.UUIDAt(time.Unix(7, 0)), PersonID: "p1", Audience: "ALL_DEVICES", Data: `{"a":1}`}
-	for range 2 {
-		if err := store.CreateDelivery(ctx, d); err != nil {
-			t.Fatal(err)
-		}
-	}
-	got, err := store.Delivery(ctx, ws, d.ID)
+	ov, err := store.Overview(ctx, ws, campaign, start, start.Add(24*time.Hour), clickhouse.Day)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.PersonID != "p1" || got.Data != `{"a":1}` || got.CampaignID != d.CampaignID {
-		t.Errorf("Delivery of a delivery written twice = %+v", got)
+	if ov.Failed != n || len(ov.FailuresByReason) != n {
+		t.Fatalf("overview: failed %d, %d reasons; want %d of each", ov.Failed, len(ov.FailuresByReason), n)
+	}
+	for _, e := range events {
+		if ov.FailuresByReason[e.Reason] != 1 {
+			t.Fatalf("FailuresByReason[%q] = %d, want 1", e.Reason, ov.FailuresByReason[e.Reason])
+		}
 	}
 }

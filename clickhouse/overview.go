@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -349,25 +350,42 @@ func (s *Store) groupRows(ctx context.Context, scan func(*groupRow, driver.Rows)
 }
 
 // failureTexts fills in the Reason of the fast groups that FAILED from
-// their failure keys, in one read of delivery_states (failureTextsSQL).
+// their failure keys, reading delivery_states (failureTextsSQL) once per
+// failureTextsBatch keys.
 func (s *Store) failureTexts(ctx context.Context, rows []groupRow, args []any) error {
 	var keys []uint64
-	seen := map[uint64]bool{}
+	wanted := map[uint64]bool{}
 	for _, r := range rows {
-		if r.Key != 0 && !seen[r.Key] && r.state() == domain.DeliveryFailed {
-			seen[r.Key] = true
+		if r.Key != 0 && !wanted[r.Key] && r.state() == domain.DeliveryFailed {
+			wanted[r.Key] = true
 			keys = append(keys, r.Key)
 		}
 	}
-	if len(keys) == 0 {
-		return nil
+	texts := make(map[uint64]string, len(keys))
+	for batch := range slices.Chunk(keys, failureTextsBatch) {
+		if err := s.readFailureTexts(ctx, texts, append(args[:4:4], batch, len(batch))); err != nil {
+			return err
+		}
 	}
-	q, err := s.conn.Query(ctx, failureTextsSQL, append(args[:4:4], keys, len(keys))...)
+	for i := range rows {
+		if k := rows[i].Key; wanted[k] {
+			why, ok := texts[k]
+			if !ok {
+				return fmt.Errorf("clickhouse: overview: no failure reason stored for key %#x", k)
+			}
+			rows[i].Reason = why
+		}
+	}
+	return nil
+}
+
+// readFailureTexts runs failureTextsSQL, adding its rows to texts.
+func (s *Store) readFailureTexts(ctx context.Context, texts map[uint64]string, args []any) error {
+	q, err := s.conn.Query(ctx, failureTextsSQL, args...)
 	if err != nil {
 		return fmt.Errorf("clickhouse: overview: failure reasons: %w", err)
 	}
 	defer q.Close()
-	texts := make(map[uint64]string, len(keys))
 	for q.Next() {
 		var k uint64
 		var why string
@@ -378,15 +396,6 @@ func (s *Store) failureTexts(ctx context.Context, rows []groupRow, args []any) e
 	}
 	if err := q.Err(); err != nil {
 		return fmt.Errorf("clickhouse: overview: failure reasons: %w", err)
-	}
-	for i := range rows {
-		if k := rows[i].Key; k != 0 {
-			why, ok := texts[k]
-			if !ok && seen[k] {
-				return fmt.Errorf("clickhouse: overview: no failure reason stored for key %#x", k)
-			}
-			rows[i].Reason = why
-		}
 	}
 	return nil
 }

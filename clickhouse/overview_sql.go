@@ -14,7 +14,7 @@ import "fmt"
 // the rule picks, as a number; Store.failureTexts reads the texts of the
 // keys of the groups that FAILED). Params: workspace, campaign, from, to
 // (DateTime64(3) literals, chTime), merged (the partitions of one part,
-// mergedPartitionsSQL). Columns: as groupRow.fastFields.
+// mergedPartitionsSQL). Columns: as groupRow.scanFast reads them.
 const overviewFastSQL = `
 SELECT %[1]s(delivery_created) AS bucket,
     toUInt64(n_dev + bitShiftLeft(n_sent, 8) + bitShiftLeft(n_bounced, 16) + bitShiftLeft(n_failed, 24)
@@ -29,7 +29,7 @@ GROUP BY bucket, counts, key`
 // devices and more) as overviewFastSQL does the others, by separate counts
 // (a slow delivery has any number of devices) and the failure reason's
 // text. Params: workspace, campaign, from, to. Columns: as
-// groupRow.slowFields.
+// groupRow.scanSlow reads them.
 const overviewSlowSQL = `
 SELECT %[1]s(delivery_created) AS bucket, n_dev, n_sent, n_bounced, n_failed, n_suppressed, presend,
     if(presend OR n_failed > 0, reason, '') AS why,
@@ -54,12 +54,18 @@ var (
 // delivery_states.fail_text, whose first 8 bytes are the key: a row of
 // each, the read ending when every key has one (the keys of common reasons
 // are met in the first granules). Params: workspace, campaign, from, to,
-// keys, the number of keys. Columns: key, reason.
+// keys (at most failureTextsBatch), the number of keys. Columns: key,
+// reason.
 const failureTextsSQL = `
 SELECT fail, substring(fail_text, 9)
 FROM delivery_states
 WHERE workspace_id = ? AND campaign_id = ? AND delivery_created >= ? AND delivery_created < ? AND fail IN ?
 LIMIT 1 BY fail LIMIT ?`
+
+// failureTextsBatch bounds the keys of one failureTextsSQL: the driver
+// writes them into the query's text, which the server refuses above
+// max_query_size (256 KiB by default); 1,000 keys are about 21 KB.
+const failureTextsBatch = 1000
 
 // mergedPartitionsSQL lists the partitions of delivery_states that hold a
 // single part, which delivery_counts_fast_in reads without merging rows
