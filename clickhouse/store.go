@@ -55,7 +55,9 @@ func (s *Store) pointRead(ctx context.Context) context.Context {
 }
 
 // lookUpPointSettings keeps the pointReadSettings that system.settings
-// lists; nil when the lookup fails.
+// lists; nil when the lookup fails. It reads on the raw connection: a
+// lookup once per Store, not one of the request's queries that its Gate
+// bounds and counts.
 func (s *Store) lookUpPointSettings(ctx context.Context) *ch.Settings {
 	names := make([]string, 0, len(pointReadSettings))
 	for name := range pointReadSettings {
