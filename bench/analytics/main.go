@@ -753,8 +753,19 @@ type query struct {
 type timing struct {
 	query
 	median time.Duration
-	read   uint64 // rows the server read in the last run (progress packets)
+	read   uint64        // rows the server read in the last run (progress packets)
+	plan   time.Duration // the server's planning, the median over the runs (planningEvents)
 	note   string
+}
+
+// planningEvents are the profile events that time a statement's way to
+// its first row read: parsing, analysis, building and optimizing the plan,
+// building the pipeline (index analysis is in the pipeline build). Their
+// sum over a screen's statements is the server's fixed cost, whatever it
+// reads.
+var planningEvents = map[string]bool{
+	"QueryParseMicroseconds": true, "QueryAnalysisMicroseconds": true, "QueryPlanBuildMicroseconds": true,
+	"QueryPlanOptimizeMicroseconds": true, "QueryPipelineBuildMicroseconds": true,
 }
 
 // The three reference scans of the largest campaign's events; ratios are to
@@ -779,6 +790,7 @@ const (
 	qIdentity = "(c) identity scan: max(delivery_id, round, device_index, kind) — THE bare scan"
 	qOverview = "overview, every hour computed (Day)"
 	qDelivery = "one delivery's status (Delivery + Status)"
+	qRow      = "Delivery only (the deliveries row)"
 	qStatus   = "Status only"
 	qAnalyst  = "analyst: delivery_status WHERE delivery_id = ?"
 	qPlanning = "floor: delivery_status_in over an empty range (0 rows: planning)"
@@ -933,7 +945,15 @@ ORDER BY delivery_created, delivery_id LIMIT 1`, workspace, largest, from.Add(to
 	}
 
 	var lastRead atomic.Uint64
-	qctx := ch.Context(ctx, ch.WithProgress(func(p *ch.Progress) { lastRead.Add(p.Rows) }))
+	var lastPlan atomic.Int64 // microseconds
+	qctx := ch.Context(ctx, ch.WithProgress(func(p *ch.Progress) { lastRead.Add(p.Rows) }),
+		ch.WithProfileEvents(func(evs []ch.ProfileEvent) {
+			for _, e := range evs {
+				if e.Type == "increment" && planningEvents[e.Name] {
+					lastPlan.Add(e.Value)
+				}
+			}
+		}))
 	scan := func(sql string) func(context.Context) (string, error) {
 		return func(ctx context.Context) (string, error) {
 			rows, err := conn.Query(ctx, sql, workspace, largest)
@@ -976,6 +996,10 @@ ORDER BY delivery_created, delivery_id LIMIT 1`, workspace, largest, from.Add(to
 			}
 			st, err := store.Status(ctx, d)
 			return st.Status + ", " + strconv.Itoa(len(st.Devices)) + " devices", err
+		}},
+		{name: qRow, run: func(ctx context.Context) (string, error) {
+			d, err := store.Delivery(ctx, workspace, sample)
+			return "campaign " + d.CampaignID.String()[:8] + "…", err
 		}},
 		{name: qStatus, target: "≤ 10 ms", run: func(ctx context.Context) (string, error) {
 			st, err := store.Status(ctx, sampleDelivery)
@@ -1034,11 +1058,13 @@ ORDER BY delivery_created, delivery_id LIMIT 1`, workspace, largest, from.Add(to
 			return p, err
 		}
 		ds := make([][]time.Duration, len(queries))
+		plans := make([][]time.Duration, len(queries))
 		p.timings = make([]timing, len(queries))
 		for run := 0; run <= c.runs; run++ {
 			fmt.Fprintf(os.Stderr, "  run %d of %d%s\n", run, c.runs, map[bool]string{true: " (warm-up)"}[run == 0])
 			for i, q := range queries {
 				lastRead.Store(0)
+				lastPlan.Store(0)
 				t0 := time.Now()
 				note, err := q.run(qctx)
 				d := time.Since(t0)
@@ -1047,6 +1073,7 @@ ORDER BY delivery_created, delivery_id LIMIT 1`, workspace, largest, from.Add(to
 				}
 				if run > 0 {
 					ds[i] = append(ds[i], d)
+					plans[i] = append(plans[i], time.Duration(lastPlan.Load())*time.Microsecond)
 				}
 				p.timings[i] = timing{query: q, read: lastRead.Load(), note: note}
 			}
@@ -1054,6 +1081,8 @@ ORDER BY delivery_created, delivery_id LIMIT 1`, workspace, largest, from.Add(to
 		for i := range queries {
 			slices.Sort(ds[i])
 			p.timings[i].median = ds[i][len(ds[i])/2]
+			slices.Sort(plans[i])
+			p.timings[i].plan = plans[i][len(plans[i])/2]
 			switch queries[i].name {
 			case qIdentity:
 				p.identity = p.timings[i].median
@@ -1133,21 +1162,21 @@ ORDER BY delivery_created, delivery_id LIMIT 1`, workspace, largest, from.Add(to
 		fmt.Printf("Load: reused a kept database (-keep): its parts are as the earlier run (and its OPTIMIZE) and the merges since left them, so \"as loaded\" is not; -reload loads afresh.\n")
 	}
 	fmt.Printf("Sample delivery %s (created %s).\n", sample, clickhouse.DeliveryTime(sample).Format(time.RFC3339Nano))
-	fmt.Printf("Each figure: the median of %d runs after one warm-up run, the queries taken round-robin (one run of each in turn). Rows read: the server's progress packets in the last run (all statements of a screen together). Ratios are to (c), the identity scan, THE bare scan; (a) is answered mostly from the primary index on 26.x and is shown for comparison only.\n", c.runs)
+	fmt.Printf("Each figure: the median of %d runs after one warm-up run, the queries taken round-robin (one run of each in turn). Rows read: the server's progress packets in the last run (all statements of a screen together). Server planning: the median over the runs of the profile events that time parsing, analysis, the plan and the pipeline (index analysis included), summed over a screen's statements, concurrent ones too. Ratios are to (c), the identity scan, THE bare scan; (a) is answered mostly from the primary index on 26.x and is shown for comparison only.\n", c.runs)
 	fmt.Printf("Load average at start: %s.\n\n", start.load)
 	for _, p := range []pass{loadedPass, mergedPass} {
 		fmt.Printf("### %s\n\n", p.label)
 		fmt.Printf("Before: %s (%d delivery_states rows, %.2f per delivery).\n", p.partsBefore, p.states, float64(p.states)/float64(nDeliveries))
 		fmt.Printf("After: %s.\n", p.partsAfter)
 		fmt.Printf("During the pass: %s.\n\n", p.cpu)
-		fmt.Println("| query | median ms | × (c) identity scan | × (b) one-column scan | rows read | result | target |")
-		fmt.Println("|---|---:|---:|---:|---:|---|---|")
+		fmt.Println("| query | median ms | server planning ms | × (c) identity scan | × (b) one-column scan | rows read | result | target |")
+		fmt.Println("|---|---:|---:|---:|---:|---:|---|---|")
 		for _, t := range p.timings {
 			note := t.note
 			if t.name == qAnalyst {
 				note += fmt.Sprintf("; delivery_states %d rows; bloom filter kept %s granules (EXPLAIN indexes = 1)", p.states, p.bloom)
 			}
-			fmt.Printf("| %s | %.1f | %.2f× | %.2f× | %d | %s | %s |\n", t.name, ms(t.median),
+			fmt.Printf("| %s | %.1f | %.1f | %.2f× | %.2f× | %d | %s | %s |\n", t.name, ms(t.median), ms(t.plan),
 				float64(t.median)/float64(p.identity), float64(t.median)/float64(p.oneC), t.read, note, verdict(t, p.identity))
 		}
 		fmt.Println()
